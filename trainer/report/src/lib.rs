@@ -1,0 +1,233 @@
+//! The report a trainer run leaves behind: the contract between `recommender-trainer` and the
+//! operator.
+//!
+//! The trainer writes it as compact JSON to the container's termination-message path, which
+//! Kubernetes caps at 4096 bytes, so the type is kept small and [`TrainingReport::to_json`]
+//! guarantees the bound. It lives in its own crate so the operator can read reports without
+//! compiling the numeric code.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning or a required field is added.
+pub const REPORT_FORMAT: u32 = 1;
+
+/// Kubernetes truncates termination messages beyond this many bytes.
+pub const MAX_REPORT_BYTES: usize = 4096;
+
+/// How a trainer run ended.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// The final word of one trainer run.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingReport {
+    /// [`REPORT_FORMAT`] of the writer.
+    pub format: u32,
+    pub outcome: Outcome,
+    /// Model version label the run was asked to produce (e.g. `v3`).
+    pub version: String,
+    /// `svd` or `baseline`.
+    pub algorithm: String,
+    /// Where the artifact was written; absent when the run failed or only evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// Cross-validated quality; absent when the run failed before evaluating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    /// What the model was trained on; absent when loading the data failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataFingerprint>,
+    pub durations: Durations,
+    /// RFC 3339 UTC time the run finished.
+    pub finished_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}
+
+/// Mean (and population standard deviation) over the CV folds.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    pub folds: u32,
+    pub rmse: f64,
+    pub rmse_std: f64,
+    pub mae: f64,
+    pub mae_std: f64,
+    /// Share of test predictions within one star of the actual rating.
+    pub accuracy: f64,
+    pub precision_at_10: f64,
+    pub recall_at_10: f64,
+    pub ndcg_at_10: f64,
+}
+
+/// Identifies the data a model was trained on, so two runs can be told apart.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFingerprint {
+    pub rows: u64,
+    pub users: u64,
+    pub items: u64,
+    /// Newest rating timestamp (seconds since the epoch), when the data has timestamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timestamp: Option<i64>,
+    /// Hex SHA-256 over the ratings in load order.
+    pub content_hash: String,
+    /// Malformed input lines skipped (only non-zero with `--skip-bad-lines`).
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+/// Wall-clock seconds per stage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Durations {
+    pub load_seconds: f64,
+    pub cv_seconds: f64,
+    pub fit_seconds: f64,
+    pub total_seconds: f64,
+}
+
+/// Why a run failed, in words meant for `kubectl describe`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunError {
+    /// A short CamelCase reason such as `InvalidData` or `SourceUnavailable`.
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("report is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("report format {found} is newer than this reader understands ({REPORT_FORMAT})")]
+    UnsupportedFormat { found: u32 },
+    #[error("report does not fit in {MAX_REPORT_BYTES} bytes even with its error message cut")]
+    TooLarge,
+}
+
+impl TrainingReport {
+    /// Compact JSON of at most [`MAX_REPORT_BYTES`]; an over-long error message is cut (on a
+    /// character boundary) rather than letting Kubernetes truncate the JSON itself.
+    pub fn to_json(&self) -> Result<String, ReportError> {
+        let json = serde_json::to_string(self)?;
+        if json.len() <= MAX_REPORT_BYTES {
+            return Ok(json);
+        }
+        let Some(err) = &self.error else {
+            return Err(ReportError::TooLarge);
+        };
+        let excess = json.len() - MAX_REPORT_BYTES;
+        let marker = "…";
+        let keep = err.message.len().saturating_sub(excess + marker.len() + 8);
+        let mut cut = keep;
+        while cut > 0 && !err.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut shorter = self.clone();
+        shorter.error = Some(RunError {
+            reason: err.reason.clone(),
+            message: format!("{}{marker}", &err.message[..cut]),
+        });
+        let json = serde_json::to_string(&shorter)?;
+        if json.len() <= MAX_REPORT_BYTES {
+            Ok(json)
+        } else {
+            Err(ReportError::TooLarge)
+        }
+    }
+
+    /// Parses a report, refusing formats newer than this build knows.
+    pub fn parse(text: &str) -> Result<Self, ReportError> {
+        let report: TrainingReport = serde_json::from_str(text.trim())?;
+        if report.format > REPORT_FORMAT {
+            return Err(ReportError::UnsupportedFormat {
+                found: report.format,
+            });
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TrainingReport {
+        TrainingReport {
+            format: REPORT_FORMAT,
+            outcome: Outcome::Succeeded,
+            version: "v3".into(),
+            algorithm: "svd".into(),
+            artifact: Some("/models/movies/v3.model".into()),
+            metrics: Some(Metrics {
+                folds: 4,
+                rmse: 0.9387,
+                rmse_std: 0.003,
+                mae: 0.7403,
+                mae_std: 0.002,
+                accuracy: 0.74,
+                precision_at_10: 0.6,
+                recall_at_10: 0.5,
+                ndcg_at_10: 0.7,
+            }),
+            data: Some(DataFingerprint {
+                rows: 100_000,
+                users: 943,
+                items: 1682,
+                max_timestamp: Some(893_286_638),
+                content_hash: "ab".repeat(32),
+                skipped: 0,
+            }),
+            durations: Durations {
+                load_seconds: 0.05,
+                cv_seconds: 0.4,
+                fit_seconds: 0.1,
+                total_seconds: 0.6,
+            },
+            finished_at: "2026-11-27T23:00:00Z".into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_compact_json() {
+        let report = sample();
+        let json = report.to_json().unwrap();
+        assert!(!json.contains('\n'));
+        assert!(json.len() < 1024, "a full report is far below the cap: {}", json.len());
+        assert_eq!(TrainingReport::parse(&json).unwrap(), report);
+    }
+
+    #[test]
+    fn long_error_message_is_cut_to_fit() {
+        let mut report = sample();
+        report.outcome = Outcome::Failed;
+        report.error = Some(RunError {
+            reason: "InvalidData".into(),
+            message: "é".repeat(5000),
+        });
+        let json = report.to_json().unwrap();
+        assert!(json.len() <= MAX_REPORT_BYTES);
+        let back = TrainingReport::parse(&json).unwrap();
+        let msg = back.error.unwrap().message;
+        assert!(msg.ends_with('…'));
+        assert!(msg.len() > 3000, "cut no more than needed: {}", msg.len());
+    }
+
+    #[test]
+    fn newer_format_is_refused() {
+        let mut report = sample();
+        report.format = REPORT_FORMAT + 1;
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(matches!(
+            TrainingReport::parse(&json),
+            Err(ReportError::UnsupportedFormat { .. })
+        ));
+    }
+}
