@@ -1,0 +1,137 @@
+//! The crate's error type and its JSON rendering.
+//!
+//! Every client mistake maps to a 4xx with a body `{"error": "<code>", "message": "<what and
+//! where>"}`, so callers can branch on `error` and humans can read `message`.
+
+use std::{io, path::PathBuf};
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use recommender_trainer::artifact::ArtifactError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("batch holds {got} pairs; the limit is {max}")]
+    BatchTooLarge { got: usize, max: usize },
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("request did not complete within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("no verified model is loaded yet")]
+    ModelNotLoaded,
+    #[error("loading model {path}: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: ArtifactError,
+    },
+    #[error("loading model {path}: {message}")]
+    LoadPanicked { path: PathBuf, message: String },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("installing signal handler: {0}")]
+    Signal(#[source] io::Error),
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] io::Error),
+    #[error("encoding metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) | Error::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::PayloadTooLarge(_) | Error::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::ModelNotLoaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Load { .. }
+            | Error::LoadPanicked { .. }
+            | Error::Bind { .. }
+            | Error::Signal(_)
+            | Error::Serve(_)
+            | Error::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable name of the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::Unprocessable(_) => "invalid_field",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::BatchTooLarge { .. } => "batch_too_large",
+            Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Timeout(_) => "timeout",
+            Error::ModelNotLoaded => "model_not_loaded",
+            _ => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+        }
+        let message = self.to_string();
+        let body = ErrorBody {
+            error: self.code(),
+            message: &message,
+        };
+        json_response(self.status(), &body)
+    }
+}
+
+/// Serialises `body` as the response; our own types always serialise, so the fallback is only a
+/// guard.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "serialising response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

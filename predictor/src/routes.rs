@@ -1,0 +1,98 @@
+//! The HTTP surface: paths, per-route metrics and timeouts, and JSON answers for requests that
+//! match nothing.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    handler::Handler,
+    http::{Method, Uri},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{MethodRouter, get, post},
+};
+
+use crate::{
+    error::Error,
+    handlers::{feedback, predict, recommend, status},
+    metrics::Route,
+    state::AppState,
+};
+
+/// State of the per-route middleware: which route's metrics to count into.
+#[derive(Clone)]
+struct Tracked {
+    state: Arc<AppState>,
+    route: Route,
+}
+
+/// Times the request, bounds it by the request timeout and counts its status code. Rejections
+/// from extractors pass through here too, so 4xx answers are counted like any other.
+async fn track(State(t): State<Tracked>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let timeout = t.state.limits.request_timeout;
+    let response = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Error::Timeout(timeout).into_response(),
+    };
+    t.state
+        .metrics
+        .route(t.route)
+        .observe(response.status(), start.elapsed());
+    response
+}
+
+async fn method_not_allowed(method: Method) -> Error {
+    Error::MethodNotAllowed(method.to_string())
+}
+
+async fn not_found(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!("{method} {}", uri.path()))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let tracked = |route: Route| Tracked {
+        state: state.clone(),
+        route,
+    };
+    let endpoint = |methods: MethodRouter<Arc<AppState>>, route: Route| {
+        methods
+            .fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(tracked(route), track))
+    };
+    Router::new()
+        .route("/livez", endpoint(get(status::livez), Route::Livez))
+        .route("/readyz", endpoint(get(status::readyz), Route::Readyz))
+        .route("/metrics", endpoint(get(status::metrics), Route::Metrics))
+        .route(
+            "/v1/predict",
+            endpoint(
+                get(predict::predict_get).post(predict::predict_post),
+                Route::Predict,
+            ),
+        )
+        .route(
+            "/v1/predict/batch",
+            endpoint(post(predict::predict_batch), Route::PredictBatch),
+        )
+        .route(
+            "/v1/users/{user}/recommendations",
+            endpoint(get(recommend::recommendations), Route::Recommendations),
+        )
+        .route(
+            "/v1/feedback",
+            endpoint(post(feedback::feedback), Route::Feedback),
+        )
+        .route(
+            "/v1/summary",
+            endpoint(get(status::summary), Route::Summary),
+        )
+        .route("/v1/model", endpoint(get(status::model), Route::Model))
+        .fallback(not_found.layer(middleware::from_fn_with_state(
+            tracked(Route::Unmatched),
+            track,
+        )))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,118 @@
+//! What every request shares: the served model behind an atomic pointer, metrics, feedback and
+//! the limits from the configuration.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwapOption;
+use jiff::Timestamp;
+use recommender_trainer::{artifact::Artifact, model::Model};
+
+use crate::{
+    config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics, top_index::TopIndex,
+};
+
+/// A verified artifact and where and when it was loaded.
+pub struct ServedModel {
+    pub artifact: Artifact,
+    pub path: PathBuf,
+    pub loaded_at: Timestamp,
+    /// Parsed from the artifact's `created_at`; `None` if it is not RFC 3339.
+    pub created_at: Option<Timestamp>,
+    /// Rankings computed at load; `None` when disabled or too large.
+    pub top: Option<TopIndex>,
+}
+
+impl ServedModel {
+    pub fn new(artifact: Artifact, path: PathBuf, top: Option<TopIndex>) -> Self {
+        let created_at = artifact.meta.created_at.parse::<Timestamp>().ok();
+        ServedModel {
+            artifact,
+            path,
+            loaded_at: Timestamp::now(),
+            created_at,
+            top,
+        }
+    }
+
+    #[inline]
+    pub fn version(&self) -> &str {
+        &self.artifact.meta.version
+    }
+
+    #[inline]
+    pub fn model(&self) -> &Model {
+        &self.artifact.model
+    }
+
+    pub fn algorithm(&self) -> &str {
+        &self.artifact.meta.algorithm
+    }
+
+    /// Seconds since training; falls back to the load time when the artifact has no valid date.
+    pub fn age_seconds(&self, now: Timestamp) -> f64 {
+        let since = self.created_at.unwrap_or(self.loaded_at);
+        now.duration_since(since).as_secs_f64().max(0.0)
+    }
+}
+
+/// Request limits, copied out of [`Config`] so handlers read plain fields.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_batch: usize,
+    pub max_recommendations: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub precompute_depth: usize,
+    pub precompute_max_bytes: usize,
+}
+
+/// Outcome of the last load attempts, for the summary endpoint.
+#[derive(Default, Clone, Debug)]
+pub struct LoadStatus {
+    pub loads: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
+pub struct AppState {
+    pub model_path: PathBuf,
+    pub model: ArcSwapOption<ServedModel>,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    pub feedback: FeedbackStats,
+    pub load_status: Mutex<LoadStatus>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> Result<Arc<Self>, Error> {
+        Ok(Arc::new(AppState {
+            model_path: config.model.clone(),
+            model: ArcSwapOption::empty(),
+            limits: Limits {
+                max_batch: config.max_batch as usize,
+                max_recommendations: config.max_recommendations as usize,
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.request_timeout,
+                precompute_depth: config.precompute_depth,
+                precompute_max_bytes: config.precompute_max_bytes,
+            },
+            metrics: Metrics::new()?,
+            feedback: FeedbackStats::new(config.accept_threshold, config.active_window),
+            load_status: Mutex::new(LoadStatus::default()),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn load_status(&self) -> LoadStatus {
+        self.load_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
