@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Surprise's SVD() against recommender-trainer, side by side on this machine.
+#
+#   benches/trainer/run.sh            # ml-100k 5-fold, synthetic 1M (both), synthetic 10M (ours)
+#   SURPRISE_10M=1 benches/trainer/run.sh   # also run Surprise on 10M (slow: tens of minutes, GBs)
+#
+# Installs scikit-surprise from PyPI into a venv outside the repository
+# (~/.cache/recommender-operator/surprise-venv), builds the trainer in release mode, and writes
+# the table to docs/benchmarks-trainer.md. MovieLens 100k is read from ../shared/datasets.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${RECOMMENDER_CACHE:-$HOME/.cache/recommender-operator}
+venv=$cache/surprise-venv
+data=$cache/bench-data
+ml100k=${ML100K:-$repo/../shared/datasets/ml-100k/u.data}
+folds=5
+seed=${SEED:-1}
+out=$repo/docs/benchmarks-trainer.md
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time, Debian package 'time')" >&2; exit 1; }
+[ -f "$ml100k" ] || { echo "MovieLens 100k not found at $ml100k" >&2; exit 1; }
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -c 'import surprise' 2>/dev/null || "$venv/bin/pip" install -q scikit-surprise
+surprise_version=$("$venv/bin/python" -c 'import surprise; print(surprise.__version__)')
+
+(cd "$repo" && cargo build --release -q -p recommender-trainer)
+bin=$repo/target/release/recommender-trainer
+
+mkdir -p "$data"
+gen() { # name ratings users items
+    [ -s "$data/$1.tsv" ] || "$bin" generate --ratings "$2" --users "$3" --items "$4" \
+        --rank 10 --seed 7 --out "$data/$1.tsv"
+}
+gen synthetic-1m 1000000 20000 5000
+gen synthetic-10m 10000000 200000 20000
+
+# measure NAME IMPL THREADS -- command...: runs under GNU time, keeps JSON + wall + RSS.
+measure() {
+    local name=$1 impl=$2 threads=$3; shift 4
+    local tag="$name.$impl.$threads"
+    echo ">> $name: $impl ($threads thread(s))" >&2
+    cut -d' ' -f1 /proc/loadavg > "$results/$tag.load"
+    RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads \
+        /usr/bin/time -v -o "$results/$tag.time" "$@" > "$results/$tag.out"
+    printf '%s\t%s\t%s\n' "$name" "$impl" "$threads" >> "$results/index"
+}
+
+for set in ml-100k synthetic-1m synthetic-10m; do
+    file=$data/$set.tsv
+    [ "$set" = ml-100k ] && file=$ml100k
+    if [ "$set" != synthetic-10m ] || [ "${SURPRISE_10M:-0}" = 1 ]; then
+        measure "$set" surprise 1 -- "$venv/bin/python" "$repo/benches/trainer/surprise_cv.py" "$file" $folds "$seed"
+    fi
+    ours=("$bin" evaluate --source "$file" --format ml-100k --folds $folds --seed "$seed" --json --report /dev/null)
+    measure "$set" ours 2 -- "${ours[@]}"
+    measure "$set" ours 1 -- "${ours[@]}"
+done
+
+"$venv/bin/python" "$repo/benches/trainer/table.py" "$results" "$surprise_version" > "$out"
+cat "$out"

@@ -1,0 +1,98 @@
+"""Turns the raw results of run.sh into docs/benchmarks-trainer.md (printed on stdout)."""
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+results, surprise_version = sys.argv[1], sys.argv[2]
+
+
+def time_file(tag):
+    text = open(os.path.join(results, tag + ".time")).read()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
+    secs = 0.0
+    for part in wall.split(":"):
+        secs = secs * 60 + float(part)
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    return secs, rss_kb / 1024
+
+
+def quality(tag):
+    out = json.load(open(os.path.join(results, tag + ".out")))
+    if "folds" in out:
+        folds = out["folds"]
+        return (sum(f["rmse"] for f in folds) / len(folds), sum(f["mae"] for f in folds) / len(folds))
+    return out["rmse"], out["mae"]
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+rows = [line.split("\t") for line in open(os.path.join(results, "index")).read().splitlines()]
+surprise_wall = {}
+for name, impl, threads in rows:
+    if impl == "surprise":
+        surprise_wall[name] = time_file(f"{name}.{impl}.{threads}")[0]
+
+mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+print("# Trainer benchmark: Surprise SVD() vs recommender-trainer\n")
+print(f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+print("- Command: `benches/trainer/run.sh` (from the repository root)")
+print(f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.platform()}")
+print(f"- Versions: scikit-surprise {surprise_version} (PyPI wheel), Python {platform.python_version()}, {rustc}")
+print("- Protocol: 5-fold CV (shuffled, seed 1), default `SVD()` (100 factors, 20 epochs); wall time and peak")
+print("  RSS of the whole process from GNU time (load + CV). Ours also scores top-10 ranking per fold.")
+print("- Synthetic sets: `recommender-trainer generate --rank 10 --seed 7` (1M: 20k users x 5k items;")
+print("  10M: 200k users x 20k items).\n")
+print("| data | implementation | threads | RMSE | MAE | wall s | peak RSS MiB | speed-up vs Surprise | load avg before |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name, impl, threads in rows:
+    tag = f"{name}.{impl}.{threads}"
+    wall, rss = time_file(tag)
+    rmse, mae = quality(tag)
+    label = f"Surprise {surprise_version}" if impl == "surprise" else "recommender-trainer"
+    ratio = surprise_wall.get(name)
+    speed = "1.0x" if impl == "surprise" else (f"{ratio / wall:.1f}x" if ratio else "n/a")
+    load_file = os.path.join(results, tag + ".load")
+    load = open(load_file).read().strip() if os.path.exists(load_file) else "?"
+    print(f"| {name} | {label} | {threads} | {rmse:.4f} | {mae:.4f} | {wall:.2f} | {rss:.0f} | {speed} | {load} |")
+print()
+print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`. The machine is shared: the last")
+print("column is the 1-minute load average just before each run; above 2 on this 2-core machine, other")
+print("processes were competing for the cores and the wall times (especially with 2 threads) are inflated.")
+
+
+def row(name, impl, threads):
+    tag = f"{name}.{impl}.{threads}"
+    if not os.path.exists(os.path.join(results, tag + ".time")):
+        return None
+    return (*time_file(tag), *quality(tag))
+
+
+print("\n## Against the targets\n")
+s100, o100_2, o100_1 = row("ml-100k", "surprise", 1), row("ml-100k", "ours", 2), row("ml-100k", "ours", 1)
+if s100 and o100_2 and o100_1:
+    print(f"- ml-100k RMSE: ours {o100_2[2]:.4f} vs Surprise {s100[2]:.4f} (target: within 0.005 or better): "
+          f"{'met' if o100_2[2] <= s100[2] + 0.005 else 'NOT met'}")
+    print(f"- 5-fold CV speed-up on 2 threads: {s100[0] / o100_2[0]:.1f}x (target 20x): "
+          f"{'met' if s100[0] / o100_2[0] >= 20 else 'NOT met on this run'}")
+    print(f"- 5-fold CV speed-up on 1 thread: {s100[0] / o100_1[0]:.1f}x (target 8x): "
+          f"{'met' if s100[0] / o100_1[0] >= 8 else 'NOT met on this run'}")
+o10m = [r for r in (row("synthetic-10m", "ours", 2), row("synthetic-10m", "ours", 1)) if r]
+if o10m:
+    peak = max(r[1] for r in o10m)
+    print(f"- Peak RSS for 10M ratings: {peak:.0f} MiB (target under 1024 MiB): {'met' if peak < 1024 else 'NOT met'}")
+o1m = row("synthetic-1m", "ours", 1)
+o10m1 = row("synthetic-10m", "ours", 1)
+if o1m and o10m1:
+    print(f"- Growth 1M -> 10M ratings (1 thread): {o10m1[0] / o1m[0]:.1f}x the time for 10x the ratings "
+          "(the 10M set also has 10x the users and 4x the items, so more cache misses).")

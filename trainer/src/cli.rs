@@ -1,0 +1,424 @@
+//! Command-line flags and the three subcommands.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_report::{Outcome, TrainingReport};
+use recommender_trainer::baseline::BaselineParams;
+use recommender_trainer::cv::CvOptions;
+use recommender_trainer::data::parse_scale;
+use recommender_trainer::generate::{GenerateOptions, generate as write_ratings};
+use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
+use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
+use recommender_trainer::run::{RunConfig, Source, run};
+use recommender_trainer::svd::SvdParams;
+use recommender_trainer::{Error, Hyperparameters, kernel, train};
+
+use crate::progress::Reporter;
+
+/// Trains Surprise-compatible SVD recommenders from rating files or PostgreSQL.
+///
+/// `train` cross-validates, fits on all the data and writes a model artifact; `evaluate` only
+/// cross-validates; `generate` writes synthetic ratings. A compact JSON report goes to
+/// `--report` whether the run succeeds (exit 0) or fails (exit 1).
+#[derive(Parser, Debug)]
+#[command(name = "recommender-trainer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Cross-validate, train on all ratings, write the model artifact.
+    ///
+    /// Examples:
+    ///   recommender-trainer train --source u.data --out v1.model --version v1
+    ///   PGPASSWORD=... recommender-trainer train --source postgres \
+    ///       --pg-url postgres://app@db:5432/movies --out /models/movies/v2.model --version v2
+    #[command(verbatim_doc_comment)]
+    Train(TrainArgs),
+    /// Cross-validate only and print the table (no artifact).
+    Evaluate(TrainArgs),
+    /// Write synthetic ratings (`user TAB item TAB rating TAB timestamp`) with a known
+    /// low-rank structure, for size and speed tests.
+    Generate(GenerateArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Algorithm {
+    /// Biased matrix factorisation by SGD (Surprise's SVD).
+    Svd,
+    /// Global mean + user and item biases by ALS (Surprise's BaselineOnly).
+    Baseline,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// A ratings file (plain or gzip), or the word `postgres` to read from a database.
+    #[arg(long)]
+    pub source: String,
+    /// Artifact to write (required for `train`, ignored by `evaluate`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Version label stored in the artifact and the report [default: derived from the time].
+    #[arg(long = "version", value_name = "LABEL")]
+    pub version_label: Option<String>,
+    /// Where to write the JSON run report.
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub report: PathBuf,
+    /// Print the cross-validation result as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub pg: PgArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Rating files")]
+pub struct FileArgs {
+    /// File layout; `auto` looks at the first line.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Field separator for `--format delimited` (default `,`; `\t` for tab).
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// The first line of a delimited file names the columns.
+    #[arg(long)]
+    pub header: bool,
+    /// Which columns hold user,item,rating[,timestamp]: header names or 0-based indices.
+    #[arg(long, value_name = "USER,ITEM,RATING[,TS]")]
+    pub columns: Option<String>,
+    /// Skip malformed lines (or rows) instead of failing; the count is reported.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Rating scale LO,HI for clipping predictions [default: min and max in the data].
+    #[arg(long, value_name = "LO,HI")]
+    pub rating_scale: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(next_help_heading = "PostgreSQL (with --source postgres)")]
+pub struct PgArgs {
+    /// Connection URL, e.g. postgres://user@host:5432/db (put the password elsewhere).
+    #[arg(long)]
+    pub pg_url: Option<String>,
+    #[arg(long)]
+    pub pg_host: Option<String>,
+    #[arg(long)]
+    pub pg_port: Option<u16>,
+    #[arg(long)]
+    pub pg_database: Option<String>,
+    #[arg(long)]
+    pub pg_user: Option<String>,
+    /// File holding the password; otherwise the PGPASSWORD environment variable is used.
+    #[arg(long)]
+    pub pg_password_file: Option<PathBuf>,
+    /// Query returning user, item, rating[, timestamp].
+    #[arg(long, default_value = DEFAULT_QUERY)]
+    pub pg_query: String,
+}
+
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Model and evaluation")]
+pub struct ModelArgs {
+    #[arg(long, value_enum, default_value_t = Algorithm::Svd)]
+    pub algorithm: Algorithm,
+    /// Cross-validation folds (at least 2).
+    #[arg(long, default_value_t = 4)]
+    pub folds: usize,
+    /// Seeds the fold shuffle and the factor initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads for the folds [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Test ratings at or above this count as relevant for precision/recall/NDCG@10.
+    #[arg(long, default_value_t = 4.0)]
+    pub relevance_threshold: f64,
+    /// Users per fold whose top-10 lists are scored (seeded sample; 0 = all).
+    #[arg(long, default_value_t = 2000)]
+    pub ranking_users: usize,
+
+    /// SVD: number of latent factors.
+    #[arg(long, default_value_t = 100)]
+    pub factors: usize,
+    /// SVD and baseline: passes over the training data [default: 20 for svd, 10 for baseline].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// SVD: learning rate of every parameter (overridden by --lr-bu etc.).
+    #[arg(long, default_value_t = 0.005)]
+    pub lr_all: f64,
+    /// SVD: regularisation of every parameter (overridden by --reg-bu etc.).
+    #[arg(long, default_value_t = 0.02)]
+    pub reg_all: f64,
+    /// SVD: mean of the initial factors.
+    #[arg(long, default_value_t = 0.0)]
+    pub init_mean: f64,
+    /// SVD: standard deviation of the initial factors.
+    #[arg(long, default_value_t = 0.1)]
+    pub init_std: f64,
+    /// SVD: use the global mean and biases (false = pure factorisation).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub biased: bool,
+    #[arg(long)]
+    pub lr_bu: Option<f64>,
+    #[arg(long)]
+    pub lr_bi: Option<f64>,
+    #[arg(long)]
+    pub lr_pu: Option<f64>,
+    #[arg(long)]
+    pub lr_qi: Option<f64>,
+    #[arg(long)]
+    pub reg_bu: Option<f64>,
+    #[arg(long)]
+    pub reg_bi: Option<f64>,
+    #[arg(long)]
+    pub reg_pu: Option<f64>,
+    #[arg(long)]
+    pub reg_qi: Option<f64>,
+    /// Baseline: item bias regularisation.
+    #[arg(long, default_value_t = 10.0)]
+    pub reg_i: f64,
+    /// Baseline: user bias regularisation.
+    #[arg(long, default_value_t = 15.0)]
+    pub reg_u: f64,
+}
+
+impl ModelArgs {
+    fn hyperparameters(&self) -> Hyperparameters {
+        match self.algorithm {
+            Algorithm::Svd => Hyperparameters::Svd(SvdParams {
+                n_factors: self.factors,
+                n_epochs: self.epochs.unwrap_or(20),
+                biased: self.biased,
+                init_mean: self.init_mean,
+                init_std: self.init_std,
+                lr_bu: self.lr_bu.unwrap_or(self.lr_all),
+                lr_bi: self.lr_bi.unwrap_or(self.lr_all),
+                lr_pu: self.lr_pu.unwrap_or(self.lr_all),
+                lr_qi: self.lr_qi.unwrap_or(self.lr_all),
+                reg_bu: self.reg_bu.unwrap_or(self.reg_all),
+                reg_bi: self.reg_bi.unwrap_or(self.reg_all),
+                reg_pu: self.reg_pu.unwrap_or(self.reg_all),
+                reg_qi: self.reg_qi.unwrap_or(self.reg_all),
+                seed: self.seed,
+            }),
+            Algorithm::Baseline => Hyperparameters::Baseline(BaselineParams {
+                n_epochs: self.epochs.unwrap_or(10),
+                reg_i: self.reg_i,
+                reg_u: self.reg_u,
+            }),
+        }
+    }
+}
+
+fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
+    let scale = a
+        .file
+        .rating_scale
+        .as_deref()
+        .map(parse_scale)
+        .transpose()?;
+    let source = if a.source == "postgres" {
+        Source::Postgres(PgOptions {
+            url: a.pg.pg_url.clone(),
+            host: a.pg.pg_host.clone(),
+            port: a.pg.pg_port,
+            database: a.pg.pg_database.clone(),
+            user: a.pg.pg_user.clone(),
+            password_file: a.pg.pg_password_file.clone(),
+            query: a.pg.pg_query.clone(),
+            skip_bad_rows: a.file.skip_bad_lines,
+            scale,
+        })
+    } else {
+        Source::File(
+            PathBuf::from(&a.source),
+            FileOptions {
+                format: a.file.format,
+                // A literal tab is awkward to type in a manifest, so `\t` means tab.
+                delimiter: a.file.delimiter.as_deref().map(|d| d.replace("\\t", "\t")),
+                header: a.file.header,
+                columns: a.file.columns.as_deref().map(parse_columns).transpose()?,
+                skip_bad_lines: a.file.skip_bad_lines,
+                scale,
+            },
+        )
+    };
+    let out = if write {
+        Some(a.out.clone().ok_or_else(|| {
+            Error::Config("`train` needs --out PATH for the artifact (or use `evaluate`)".into())
+        })?)
+    } else {
+        None
+    };
+    if let Some(n) = a.model.threads {
+        // Only the first call can succeed; a second one in-process keeps the first pool.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
+    }
+    Ok(RunConfig {
+        source,
+        hyperparameters: a.model.hyperparameters(),
+        cv: CvOptions {
+            folds: a.model.folds,
+            seed: a.model.seed,
+            relevance_threshold: a.model.relevance_threshold,
+            ranking_users: a.model.ranking_users,
+            parallel: true,
+        },
+        out,
+        version: a.version_label.clone().unwrap_or_else(|| {
+            jiff::Timestamp::now()
+                .strftime("t%Y%m%dT%H%M%SZ")
+                .to_string()
+        }),
+    })
+}
+
+fn write_report(path: &Path, report: &TrainingReport) {
+    let json = match report.to_json() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise the report");
+            return;
+        }
+    };
+    if let Err(e) = std::fs::write(path, json) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the report");
+    }
+}
+
+/// `train` (with `write`) and `evaluate`.
+pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
+    let cfg = match config(&a, write) {
+        Ok(c) => c,
+        Err(e) => {
+            // A usage-level mistake still leaves a report, so the operator can say why.
+            let report = failed_report(&a, &e);
+            write_report(&a.report, &report);
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        simd = kernel::simd_level(),
+        threads = rayon::current_num_threads(),
+        "starting"
+    );
+    let reporter = Reporter::new(tty, cfg.cv.folds, train::epochs(&cfg.hyperparameters));
+    let output = run(&cfg, &|p| reporter.report(p));
+    reporter.finish();
+    write_report(&a.report, &output.report);
+    if let Some(cv) = &output.cv {
+        if a.json {
+            match serde_json::to_string_pretty(cv) {
+                Ok(j) => println!("{j}"),
+                Err(e) => tracing::error!(error = %e, "cannot print the JSON result"),
+            }
+        } else {
+            println!(
+                "{}",
+                cv.table(&cfg.hyperparameters.algorithm().to_uppercase())
+            );
+        }
+    }
+    match output.report.outcome {
+        Outcome::Succeeded => ExitCode::SUCCESS,
+        Outcome::Failed => {
+            if let Some(e) = &output.report.error {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
+    TrainingReport {
+        format: recommender_report::REPORT_FORMAT,
+        outcome: Outcome::Failed,
+        version: a.version_label.clone().unwrap_or_default(),
+        algorithm: a.model.hyperparameters().algorithm().to_owned(),
+        artifact: None,
+        metrics: None,
+        data: None,
+        durations: Default::default(),
+        finished_at: jiff::Timestamp::now().to_string(),
+        error: Some(recommender_report::RunError {
+            reason: e.reason().to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub users: usize,
+    #[arg(long)]
+    pub items: usize,
+    #[arg(long)]
+    pub ratings: usize,
+    /// Rank of the hidden factor structure.
+    #[arg(long, default_value_t = 10)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Standard deviation of the noise added before rounding to whole stars.
+    #[arg(long, default_value_t = 0.5)]
+    pub noise: f64,
+    /// Output file (`-` for stdout); a `.gz` name is gzip-compressed.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn generate(g: GenerateArgs) -> ExitCode {
+    let opts = GenerateOptions {
+        users: g.users,
+        items: g.items,
+        ratings: g.ratings,
+        rank: g.rank,
+        seed: g.seed,
+        noise: g.noise,
+    };
+    let result = (|| -> Result<(), Error> {
+        if g.out.as_os_str() == "-" {
+            return write_ratings(&opts, &mut BufWriter::new(std::io::stdout().lock()));
+        }
+        let f = File::create(&g.out).map_err(|e| Error::Io {
+            path: g.out.clone(),
+            source: e,
+        })?;
+        if g.out.extension().is_some_and(|e| e == "gz") {
+            let mut gz =
+                flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::fast());
+            write_ratings(&opts, &mut gz)?;
+            gz.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(|e| Error::Io {
+                    path: g.out.clone(),
+                    source: e,
+                })
+        } else {
+            write_ratings(&opts, &mut BufWriter::new(f))
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

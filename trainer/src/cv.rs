@@ -1,0 +1,497 @@
+//! k-fold cross-validation as Surprise's `KFold(shuffle=True)` + `cross_validate`, with the
+//! folds trained in parallel and top-10 ranking quality measured on each test fold.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use recommender_report::Metrics;
+use serde::Serialize;
+
+use crate::artifact::Hyperparameters;
+use crate::data::Ratings;
+use crate::error::{Error, Result};
+use crate::model::{Factors, RatedItems};
+use crate::svd::group_by_user;
+use crate::train::fit_ordered;
+
+/// Size of the suggestion lists scored by precision/recall/NDCG.
+pub const TOP_K: usize = 10;
+
+#[derive(Clone, Debug)]
+pub struct CvOptions {
+    pub folds: usize,
+    pub seed: u64,
+    /// A test rating at or above this marks a relevant item for the ranking metrics.
+    pub relevance_threshold: f64,
+    /// Users per fold whose suggestion lists are scored (a seeded sample; 0 = all). Scoring a
+    /// user ranks every item, so on large data this bounds the cost.
+    pub ranking_users: usize,
+    /// Train folds concurrently (rayon's pool).
+    pub parallel: bool,
+}
+
+impl Default for CvOptions {
+    fn default() -> Self {
+        Self {
+            folds: 4,
+            seed: 0,
+            relevance_threshold: 4.0,
+            ranking_users: 2000,
+            parallel: true,
+        }
+    }
+}
+
+/// What one fold measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FoldResult {
+    pub fold: usize,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub rmse: f64,
+    pub mae: f64,
+    pub accuracy: f64,
+    pub precision_at_10: f64,
+    pub recall_at_10: f64,
+    pub ndcg_at_10: f64,
+    /// Users whose top-10 lists were scored.
+    pub ranked_users: usize,
+    pub fit_seconds: f64,
+    pub test_seconds: f64,
+}
+
+/// Progress callbacks from the folds (called from worker threads).
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Epoch {
+        fold: usize,
+        epoch: usize,
+    },
+    FoldDone(FoldResult),
+    /// An epoch of the final fit on all the data.
+    FinalEpoch {
+        epoch: usize,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CvResult {
+    pub folds: Vec<FoldResult>,
+}
+
+/// Mean and population standard deviation.
+pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = values.clone().sum::<f64>() / n as f64;
+    let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+    (mean, var.sqrt())
+}
+
+impl CvResult {
+    fn stat(&self, f: impl Fn(&FoldResult) -> f64 + Clone) -> (f64, f64) {
+        mean_std(self.folds.iter().map(f))
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let (rmse, rmse_std) = self.stat(|f| f.rmse);
+        let (mae, mae_std) = self.stat(|f| f.mae);
+        Metrics {
+            folds: self.folds.len() as u32,
+            rmse,
+            rmse_std,
+            mae,
+            mae_std,
+            accuracy: self.stat(|f| f.accuracy).0,
+            precision_at_10: self.stat(|f| f.precision_at_10).0,
+            recall_at_10: self.stat(|f| f.recall_at_10).0,
+            ndcg_at_10: self.stat(|f| f.ndcg_at_10).0,
+        }
+    }
+
+    /// A table in the spirit of Surprise's `cross_validate(verbose=True)`.
+    pub fn table(&self, algorithm: &str) -> String {
+        type Col = (&'static str, fn(&FoldResult) -> f64, usize);
+        let cols: [Col; 8] = [
+            ("RMSE (testset)", |f| f.rmse, 4),
+            ("MAE (testset)", |f| f.mae, 4),
+            ("Accuracy (±1 star)", |f| f.accuracy, 4),
+            ("Precision@10", |f| f.precision_at_10, 4),
+            ("Recall@10", |f| f.recall_at_10, 4),
+            ("NDCG@10", |f| f.ndcg_at_10, 4),
+            ("Fit time (s)", |f| f.fit_seconds, 3),
+            ("Test time (s)", |f| f.test_seconds, 3),
+        ];
+        let mut out = format!(
+            "Evaluating RMSE, MAE, accuracy and top-10 ranking of {algorithm} on {} split(s).\n\n",
+            self.folds.len()
+        );
+        out += &format!("{:<20}", "");
+        for f in &self.folds {
+            out += &format!("{:>9}", format!("Fold {}", f.fold + 1));
+        }
+        out += &format!("{:>9}{:>9}\n", "Mean", "Std");
+        for (name, get, prec) in cols {
+            out += &format!("{name:<20}");
+            for f in &self.folds {
+                out += &format!("{:>9.prec$}", get(f));
+            }
+            let (m, s) = self.stat(get);
+            out += &format!("{m:>9.prec$}{s:>9.prec$}\n");
+        }
+        out
+    }
+}
+
+/// Fold boundaries over `n` shuffled ratings: `k` contiguous runs of `n / k`, the first `n % k`
+/// one longer (Surprise's `KFold`).
+pub fn fold_bounds(n: usize, k: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(k);
+    let mut start = 0;
+    for f in 0..k {
+        let len = n / k + usize::from(f < n % k);
+        out.push(start..start + len);
+        start += len;
+    }
+    out
+}
+
+/// A seeded permutation of `0..n`.
+pub fn permutation(n: usize, seed: u64) -> Vec<u32> {
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    perm.shuffle(&mut StdRng::seed_from_u64(seed));
+    perm
+}
+
+/// Runs k-fold cross-validation of `hp` on `data`.
+pub fn cross_validate(
+    data: &Ratings,
+    hp: &Hyperparameters,
+    opts: &CvOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<CvResult> {
+    let n = data.triples.len();
+    if opts.folds < 2 {
+        return Err(Error::Config(format!(
+            "--folds must be at least 2, got {}",
+            opts.folds
+        )));
+    }
+    if n < opts.folds {
+        return Err(Error::InvalidData(format!(
+            "{n} rating(s) cannot be split into {} folds; need at least one rating per fold",
+            opts.folds
+        )));
+    }
+    let perm = permutation(n, opts.seed);
+    let bounds = fold_bounds(n, opts.folds);
+    let run = |(fold, range): (usize, &Range<usize>)| {
+        run_fold(data, hp, opts, &perm, fold, range.clone(), progress)
+    };
+    let folds: Result<Vec<FoldResult>> = if opts.parallel {
+        bounds.par_iter().enumerate().map(run).collect()
+    } else {
+        bounds.iter().enumerate().map(run).collect()
+    };
+    Ok(CvResult { folds: folds? })
+}
+
+fn run_fold(
+    data: &Ratings,
+    hp: &Hyperparameters,
+    opts: &CvOptions,
+    perm: &[u32],
+    fold: usize,
+    test: Range<usize>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<FoldResult> {
+    let (nu, ni) = (data.users.len(), data.items.len());
+    let all = &data.triples;
+    let train_ix = perm[..test.start].iter().chain(&perm[test.end..]);
+    let train_iter = train_ix.clone().map(|&j| all[j as usize]);
+    let t0 = Instant::now();
+    let ordered = group_by_user(train_iter.clone(), nu);
+    let factors = fit_ordered(hp, nu, ni, ordered, &mut |epoch| {
+        progress(Progress::Epoch { fold, epoch })
+    })?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+
+    let mut user_known = vec![false; nu];
+    let mut item_known = vec![false; ni];
+    for t in train_iter.clone() {
+        user_known[t.user as usize] = true;
+        item_known[t.item as usize] = true;
+    }
+
+    let t1 = Instant::now();
+    let test_set = &perm[test.clone()];
+    let (mut se, mut ae, mut within) = (0f64, 0f64, 0usize);
+    for &j in test_set {
+        let t = all[j as usize];
+        let u = user_known[t.user as usize].then_some(t.user as usize);
+        let i = item_known[t.item as usize].then_some(t.item as usize);
+        let est = data.scale.clip(factors.estimate(u, i));
+        let e = t.rating as f64 - est;
+        se += e * e;
+        ae += e.abs();
+        within += usize::from(e.abs() <= 1.0);
+    }
+    let test_seconds = t1.elapsed().as_secs_f64();
+    let m = test_set.len() as f64;
+
+    let rated = RatedItems::from_pairs(nu, train_iter.map(|t| (t.user, t.item)));
+    let ranking = rank_fold(
+        data,
+        &factors,
+        opts,
+        fold,
+        test_set,
+        &rated,
+        &user_known,
+        &item_known,
+    );
+    let result = FoldResult {
+        fold,
+        n_train: perm.len() - test_set.len(),
+        n_test: test_set.len(),
+        rmse: (se / m).sqrt(),
+        mae: ae / m,
+        accuracy: within as f64 / m,
+        precision_at_10: ranking.precision,
+        recall_at_10: ranking.recall,
+        ndcg_at_10: ranking.ndcg,
+        ranked_users: ranking.users,
+        fit_seconds,
+        test_seconds,
+    };
+    progress(Progress::FoldDone(result.clone()));
+    Ok(result)
+}
+
+#[derive(Default)]
+struct Ranking {
+    precision: f64,
+    recall: f64,
+    ndcg: f64,
+    users: usize,
+}
+
+/// Scores each sampled test user's top-10 (from all items the fold's training data knows,
+/// minus the ones they rated in training) against their test items rated at or above the
+/// threshold. Users unknown to the fold get the cold-start list, as they would in production.
+#[allow(clippy::too_many_arguments)]
+fn rank_fold(
+    data: &Ratings,
+    factors: &Factors,
+    opts: &CvOptions,
+    fold: usize,
+    test_set: &[u32],
+    rated: &RatedItems,
+    user_known: &[bool],
+    item_known: &[bool],
+) -> Ranking {
+    let mut relevant: Vec<(u32, u32)> = test_set
+        .iter()
+        .map(|&j| data.triples[j as usize])
+        .filter(|t| t.rating as f64 >= opts.relevance_threshold)
+        .map(|t| (t.user, t.item))
+        .collect();
+    relevant.sort_unstable();
+    relevant.dedup();
+    let mut groups: Vec<&[(u32, u32)]> = relevant.chunk_by(|a, b| a.0 == b.0).collect();
+    if opts.ranking_users > 0 && groups.len() > opts.ranking_users {
+        let mut rng = StdRng::seed_from_u64(opts.seed ^ (fold as u64).wrapping_mul(0x9E37_79B9));
+        groups.shuffle(&mut rng);
+        groups.truncate(opts.ranking_users);
+    }
+    let unknown_items: Vec<u32> = (0..item_known.len() as u32)
+        .filter(|&i| !item_known[i as usize])
+        .collect();
+    let idcg: Vec<f64> = (0..TOP_K)
+        .scan(0.0, |acc, j| {
+            *acc += 1.0 / (j as f64 + 2.0).log2();
+            Some(*acc)
+        })
+        .collect();
+    // Users in parallel (this also fills cores left idle when folds do not divide evenly);
+    // per-user results are summed in order so the metrics do not depend on scheduling.
+    let per_user: Vec<(f64, f64, f64)> = groups
+        .par_iter()
+        .map_init(Vec::new, |exclude, g| {
+            let u = g[0].0;
+            let known = user_known[u as usize];
+            exclude.clear();
+            merge_sorted(rated.of(u), &unknown_items, exclude);
+            let top = factors.top_n(known.then_some(u as usize), exclude, TOP_K);
+            let mut hits = 0usize;
+            let mut dcg = 0.0;
+            for (pos, (item, _)) in top.iter().enumerate() {
+                if g.binary_search_by_key(item, |p| p.1).is_ok() {
+                    hits += 1;
+                    dcg += 1.0 / (pos as f64 + 2.0).log2();
+                }
+            }
+            (
+                hits as f64 / TOP_K as f64,
+                hits as f64 / g.len() as f64,
+                dcg / idcg[g.len().min(TOP_K) - 1],
+            )
+        })
+        .collect();
+    let mut r = Ranking::default();
+    for (p, rec, ndcg) in per_user {
+        r.precision += p;
+        r.recall += rec;
+        r.ndcg += ndcg;
+        r.users += 1;
+    }
+    if r.users > 0 {
+        let n = r.users as f64;
+        r.precision /= n;
+        r.recall /= n;
+        r.ndcg /= n;
+    }
+    r
+}
+
+fn merge_sorted(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::BaselineParams;
+    use crate::data::RatingsBuilder;
+
+    #[test]
+    fn fold_sizes_follow_surprise() {
+        let sizes: Vec<usize> = fold_bounds(10, 4).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [3, 3, 2, 2]);
+        let sizes: Vec<usize> = fold_bounds(100_000, 5).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [20_000; 5]);
+    }
+
+    #[test]
+    fn folds_are_disjoint_and_cover_everything() {
+        let n = 1003;
+        let perm = permutation(n, 7);
+        let mut seen = vec![0u8; n];
+        for r in fold_bounds(n, 4) {
+            for &j in &perm[r] {
+                seen[j as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1));
+        assert_eq!(permutation(n, 7), perm);
+        assert_ne!(permutation(n, 8), perm);
+    }
+
+    #[test]
+    fn mean_and_population_std() {
+        let (m, s) = mean_std([1.0, 3.0].into_iter());
+        assert_eq!((m, s), (2.0, 1.0));
+    }
+
+    fn grid() -> Ratings {
+        let mut b = RatingsBuilder::new(None);
+        for u in 0..30 {
+            for i in 0..20 {
+                if (u * 7 + i * 3) % 4 != 0 {
+                    let r = 1 + ((u + 2 * i) % 5);
+                    b.push(&format!("u{u}"), &format!("i{i}"), r as f64, None)
+                        .unwrap();
+                }
+            }
+        }
+        b.finish("grid").unwrap()
+    }
+
+    #[test]
+    fn cv_is_deterministic_and_measures_every_rating() {
+        let data = grid();
+        let hp = Hyperparameters::Baseline(BaselineParams::default());
+        let opts = CvOptions {
+            folds: 3,
+            seed: 5,
+            ..CvOptions::default()
+        };
+        let a = cross_validate(&data, &hp, &opts, &|_| {}).unwrap();
+        let b = cross_validate(
+            &data,
+            &hp,
+            &CvOptions {
+                parallel: false,
+                ..opts
+            },
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(a.folds.len(), 3);
+        let tested: usize = a.folds.iter().map(|f| f.n_test).sum();
+        assert_eq!(tested, data.triples.len());
+        for (x, y) in a.folds.iter().zip(&b.folds) {
+            assert_eq!((x.rmse, x.mae, x.ndcg_at_10), (y.rmse, y.mae, y.ndcg_at_10));
+            assert!(x.rmse.is_finite() && x.rmse > 0.0);
+            assert!((0.0..=1.0).contains(&x.accuracy));
+            assert!((0.0..=1.0).contains(&x.precision_at_10));
+            assert!((0.0..=1.0).contains(&x.ndcg_at_10));
+        }
+        let table = a.table("BaselineOnly");
+        assert!(table.contains("RMSE (testset)") && table.contains("Fold 3"));
+    }
+
+    #[test]
+    fn too_few_ratings_for_the_folds_is_an_error() {
+        let mut b = RatingsBuilder::new(None);
+        b.push("u", "i", 3.0, None).unwrap();
+        let data = b.finish("one").unwrap();
+        let hp = Hyperparameters::Baseline(BaselineParams::default());
+        let err = cross_validate(&data, &hp, &CvOptions::default(), &|_| {}).unwrap_err();
+        assert!(matches!(err, Error::InvalidData(_)), "{err}");
+    }
+
+    #[test]
+    fn all_equal_ratings_give_zero_error_not_nan() {
+        let mut b = RatingsBuilder::new(None);
+        for u in 0..10 {
+            for i in 0..10 {
+                b.push(&u.to_string(), &i.to_string(), 4.0, None).unwrap();
+            }
+        }
+        let data = b.finish("flat").unwrap();
+        let hp = Hyperparameters::Svd(crate::svd::SvdParams {
+            n_factors: 4,
+            ..Default::default()
+        });
+        let m = cross_validate(&data, &hp, &CvOptions::default(), &|_| {})
+            .unwrap()
+            .metrics();
+        assert_eq!((m.rmse, m.mae, m.accuracy), (0.0, 0.0, 1.0));
+        assert!(m.ndcg_at_10.is_finite());
+    }
+
+    #[test]
+    fn merge_keeps_order() {
+        let mut out = Vec::new();
+        merge_sorted(&[1, 4, 9], &[2, 3, 10], &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 9, 10]);
+    }
+}

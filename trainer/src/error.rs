@@ -1,0 +1,89 @@
+//! The crate's one error type. Every variant says what went wrong and where, because these
+//! messages end up in `kubectl describe` via the run report.
+
+use std::path::PathBuf;
+
+/// Everything the trainer library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A data line that could not be parsed; `line` is 1-based.
+    #[error("{file}:{line}: {problem}")]
+    BadLine {
+        file: String,
+        line: u64,
+        problem: String,
+    },
+
+    /// The data as a whole cannot be trained on (empty, too few ratings for the folds, ...).
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+
+    /// A flag or hyperparameter that makes no sense.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    #[error("PostgreSQL source: {0}")]
+    Postgres(String),
+
+    #[error("{path}: not a model artifact (bad magic bytes)")]
+    NotAnArtifact { path: PathBuf },
+
+    #[error(
+        "{path}: artifact format {found} is not supported (this build reads format {supported})"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("{path}: artifact is truncated or has trailing bytes ({detail})")]
+    Truncated { path: PathBuf, detail: String },
+
+    #[error("{path}: artifact checksum mismatch, the file is corrupt")]
+    ChecksumMismatch { path: PathBuf },
+
+    /// Checksum passed but the content does not decode or is inconsistent (a writer bug).
+    #[error("{path}: artifact content is invalid: {detail}")]
+    CorruptArtifact { path: PathBuf, detail: String },
+
+    #[error("cannot encode the artifact: {0}")]
+    Encode(String),
+
+    #[error("cannot write the report: {0}")]
+    Report(#[from] recommender_report::ReportError),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Short CamelCase reason for the run report.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "IoError",
+            Error::BadLine { .. } | Error::InvalidData(_) => "InvalidData",
+            Error::Config(_) => "InvalidConfiguration",
+            Error::Postgres(_) => "SourceUnavailable",
+            Error::NotAnArtifact { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::Truncated { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::CorruptArtifact { .. } => "InvalidArtifact",
+            Error::Encode(_) | Error::Report(_) => "InternalError",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

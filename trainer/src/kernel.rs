@@ -1,0 +1,369 @@
+//! The hot float loops: dot products and the SGD step.
+//!
+//! Each loop is written once as an `#[inline(always)]` body and instantiated inside functions
+//! compiled for wider vector units; the widest one the CPU supports is chosen at run time, so a
+//! binary built for baseline x86-64 still uses AVX2/AVX-512 where the node has them.
+
+/// Width of one accumulator: a full AVX-512 register, two AVX2 or four SSE registers.
+const LANES: usize = 16;
+/// Training pads factor rows to a multiple of this, so the hot loops have no scalar tail.
+pub(crate) const ROW_ALIGN: usize = LANES;
+
+#[inline(always)]
+fn fma_lanes(acc: &mut [f32; LANES], x: &[f32], y: &[f32]) {
+    for l in 0..LANES {
+        acc[l] += x[l] * y[l];
+    }
+}
+
+/// Several independent accumulators: a single running sum is a chain of dependent adds the
+/// compiler may not reorder, and in SGD that chain sits on the critical path of every step.
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [[0f32; LANES]; 4];
+    let wide = n / (4 * LANES) * (4 * LANES);
+    for (x, y) in a[..wide]
+        .chunks_exact(4 * LANES)
+        .zip(b[..wide].chunks_exact(4 * LANES))
+    {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            fma_lanes(acc, &x[j * LANES..][..LANES], &y[j * LANES..][..LANES]);
+        }
+    }
+    let narrow = wide + (n - wide) / LANES * LANES;
+    for (j, (x, y)) in a[wide..narrow]
+        .chunks_exact(LANES)
+        .zip(b[wide..narrow].chunks_exact(LANES))
+        .enumerate()
+    {
+        // At most three chunks: one per remaining accumulator keeps them independent.
+        fma_lanes(&mut acc[j + 1], x, y);
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[narrow..].iter().zip(&b[narrow..]) {
+        tail += x * y;
+    }
+    let mut sum = [0f32; LANES];
+    for l in 0..LANES {
+        sum[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    }
+    // Pairwise reduction keeps the rounding error independent of the lane order.
+    let mut width = LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            sum[l] += sum[l + width];
+        }
+        width /= 2;
+    }
+    sum[0] + tail
+}
+
+/// Learning rates and regularisation of one SGD step, already in f32.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepRates {
+    pub biased: bool,
+    pub lr_bu: f32,
+    pub lr_bi: f32,
+    pub lr_pu: f32,
+    pub lr_qi: f32,
+    pub reg_bu: f32,
+    pub reg_bi: f32,
+    pub reg_pu: f32,
+    pub reg_qi: f32,
+}
+
+/// Mutable parameters of a factor model during training; factor rows are `k` long, row-major.
+pub(crate) struct Params<'a> {
+    pub mu: f32,
+    pub k: usize,
+    pub bu: &'a mut [f32],
+    pub bi: &'a mut [f32],
+    pub pu: &'a mut [f32],
+    pub qi: &'a mut [f32],
+}
+
+/// One rating with dense user and item indices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Triple {
+    pub user: u32,
+    pub item: u32,
+    pub rating: f32,
+}
+
+/// How many ratings ahead the SGD loop prefetches item rows.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Hints the cache to load `v[start..start + len]`; out-of-range parts are ignored.
+#[inline(always)]
+fn prefetch_row(v: &[f32], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let end = (start + len).min(v.len());
+        let mut at = start;
+        while at < end {
+            // SAFETY: a prefetch never faults and the pointer is in bounds of `v`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(at).cast()) };
+            at += 64 / std::mem::size_of::<f32>();
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, start, len);
+}
+
+#[inline(always)]
+fn prefetch_bias(v: &[f32], at: usize) {
+    prefetch_row(v, at, 1);
+}
+
+#[inline(always)]
+fn epoch_body(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
+    let k = p.k;
+    for (n, t) in data.iter().enumerate() {
+        // Item rows are visited in random order; on large catalogues each step would otherwise
+        // wait for main memory, so the row needed a few steps ahead is requested now.
+        if let Some(ahead) = data.get(n + PREFETCH_AHEAD) {
+            prefetch_row(p.qi, ahead.item as usize * k, k);
+            prefetch_bias(p.bi, ahead.item as usize);
+            // Users come in runs; their rows are only cold at the start of a run.
+            if ahead.user != data[n + PREFETCH_AHEAD - 1].user {
+                prefetch_row(p.pu, ahead.user as usize * k, k);
+            }
+        }
+        let (u, i) = (t.user as usize, t.item as usize);
+        let pu = &mut p.pu[u * k..(u + 1) * k];
+        let qi = &mut p.qi[i * k..(i + 1) * k];
+        let dot = dot_body(pu, qi);
+        let err = if r.biased {
+            t.rating - (p.mu + p.bu[u] + p.bi[i] + dot)
+        } else {
+            t.rating - dot
+        };
+        if r.biased {
+            p.bu[u] += r.lr_bu * (err - r.reg_bu * p.bu[u]);
+            p.bi[i] += r.lr_bi * (err - r.reg_bi * p.bi[i]);
+        }
+        // Both updates must see the factors from before this step.
+        for (pf, qf) in pu.iter_mut().zip(qi.iter_mut()) {
+            let (pv, qv) = (*pf, *qf);
+            *pf = pv + r.lr_pu * (err * qv - r.reg_pu * pv);
+            *qf = qv + r.lr_qi * (err * pv - r.reg_qi * qv);
+        }
+    }
+}
+
+#[inline(always)]
+fn scores_body(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, out: &mut [f32]) {
+    if k == 0 {
+        for (o, b) in out.iter_mut().zip(bias) {
+            *o = base + b;
+        }
+        return;
+    }
+    for ((o, row), b) in out.iter_mut().zip(rows.chunks_exact(k)).zip(bias) {
+        *o = base + b + dot_body(query, row);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        dot_body(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        dot_body(a, b)
+    }
+    #[target_feature(enable = "avx512f")]
+    pub fn epoch_avx512(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
+        epoch_body(data, p, r)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub fn epoch_avx2(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
+        epoch_body(data, p, r)
+    }
+    #[target_feature(enable = "avx512f")]
+    pub fn scores_avx512(
+        q: &[f32],
+        rows: &[f32],
+        k: usize,
+        bias: &[f32],
+        base: f32,
+        out: &mut [f32],
+    ) {
+        scores_body(q, rows, k, bias, base, out)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub fn scores_avx2(
+        q: &[f32],
+        rows: &[f32],
+        k: usize,
+        bias: &[f32],
+        base: f32,
+        out: &mut [f32],
+    ) {
+        scores_body(q, rows, k, bias, base, out)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("RECOMMENDER_NO_SIMD").is_none() {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Level::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    return Level::Avx2;
+                }
+            }
+        }
+        Level::Baseline
+    })
+}
+
+/// Name of the vector unit in use, for logs.
+pub fn simd_level() -> &'static str {
+    match level() {
+        Level::Baseline => "baseline",
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => "avx512",
+    }
+}
+
+/// Dot product over the common length of `a` and `b`.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    match level() {
+        Level::Baseline => dot_body(a, b),
+        // SAFETY: the level was chosen by run-time feature detection.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::dot_avx2(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::dot_avx512(a, b) },
+    }
+}
+
+/// One pass of SGD over `data` in order.
+pub(crate) fn sgd_epoch(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
+    match level() {
+        Level::Baseline => epoch_body(data, p, r),
+        // SAFETY: the level was chosen by run-time feature detection.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::epoch_avx2(data, p, r) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::epoch_avx512(data, p, r) },
+    }
+}
+
+/// `out[j] = base + bias[j] + query · rows[j]` for every row of the row-major `rows` (k columns).
+pub fn scores(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, out: &mut [f32]) {
+    match level() {
+        Level::Baseline => scores_body(query, rows, k, bias, base, out),
+        // SAFETY: the level was chosen by run-time feature detection.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::scores_avx2(query, rows, k, bias, base, out) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::scores_avx512(query, rows, k, bias, base, out) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_sum_for_odd_lengths() {
+        for n in [0usize, 1, 7, 16, 17, 100, 257] {
+            let a: Vec<f32> = (0..n).map(|x| (x as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|x| (x as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n = {n}");
+            assert!((dot_body(&a, &b) as f64 - naive).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    /// The vector path chosen at run time must agree with the portable one.
+    #[test]
+    fn dispatched_epoch_matches_portable_epoch() {
+        let k = 32;
+        let (nu, ni) = (7usize, 5usize);
+        let data: Vec<Triple> = (0..60u32)
+            .map(|n| Triple {
+                user: n % nu as u32,
+                item: (n * 3) % ni as u32,
+                rating: 1.0 + (n % 5) as f32,
+            })
+            .collect();
+        let init = |n: usize, salt: f32| -> Vec<f32> {
+            (0..n * k)
+                .map(|x| ((x as f32 + salt) * 0.37).sin() * 0.1)
+                .collect()
+        };
+        let rates = StepRates {
+            biased: true,
+            lr_bu: 0.005,
+            lr_bi: 0.005,
+            lr_pu: 0.005,
+            lr_qi: 0.005,
+            reg_bu: 0.02,
+            reg_bi: 0.02,
+            reg_pu: 0.02,
+            reg_qi: 0.02,
+        };
+        let run = |dispatched: bool| {
+            let (mut bu, mut bi) = (vec![0f32; nu], vec![0f32; ni]);
+            let (mut pu, mut qi) = (init(nu, 1.0), init(ni, 2.0));
+            let mut p = Params {
+                mu: 3.0,
+                k,
+                bu: &mut bu,
+                bi: &mut bi,
+                pu: &mut pu,
+                qi: &mut qi,
+            };
+            for _ in 0..5 {
+                if dispatched {
+                    sgd_epoch(&data, &mut p, &rates);
+                } else {
+                    epoch_body(&data, &mut p, &rates);
+                }
+            }
+            (bu, bi, pu, qi)
+        };
+        let (a, b) = (run(true), run(false));
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
+        assert!(close(&a.0, &b.0) && close(&a.1, &b.1));
+        assert!(close(&a.2, &b.2) && close(&a.3, &b.3));
+    }
+
+    #[test]
+    fn scores_add_base_and_bias() {
+        let q = [1.0, 2.0];
+        let rows = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let bias = [0.5, -0.5, 0.0];
+        let mut out = [0f32; 3];
+        scores(&q, &rows, 2, &bias, 3.0, &mut out);
+        assert_eq!(out, [4.5, 4.5, 6.0]);
+    }
+}

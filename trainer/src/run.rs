@@ -1,0 +1,210 @@
+//! One trainer run end to end: load, cross-validate, fit on everything, write the artifact,
+//! and describe the result as the operator's [`TrainingReport`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
+
+use crate::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters};
+use crate::cv::{self, CvOptions, CvResult, Progress};
+use crate::data::Ratings;
+use crate::error::{Error, Result};
+use crate::loaders::{self, FileOptions};
+use crate::pg::{self, PgOptions};
+use crate::train;
+
+/// Where the ratings come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(PathBuf, FileOptions),
+    Postgres(PgOptions),
+}
+
+impl Source {
+    pub fn load(&self) -> Result<Ratings> {
+        match self {
+            Source::File(path, opts) => loaders::load_file(path, opts),
+            Source::Postgres(opts) => pg::load_postgres(opts),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub source: Source,
+    pub hyperparameters: Hyperparameters,
+    pub cv: CvOptions,
+    /// Artifact path; `None` evaluates only.
+    pub out: Option<PathBuf>,
+    /// Version label recorded in the artifact and the report.
+    pub version: String,
+}
+
+/// The report (always) and the CV details (when CV ran).
+pub struct RunOutput {
+    pub report: TrainingReport,
+    pub cv: Option<CvResult>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// Runs the whole pipeline; failures are folded into a `Failed` report rather than returned.
+pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
+    let started = Instant::now();
+    let mut report = TrainingReport {
+        format: REPORT_FORMAT,
+        outcome: Outcome::Failed,
+        version: cfg.version.clone(),
+        algorithm: cfg.hyperparameters.algorithm().to_owned(),
+        artifact: None,
+        metrics: None,
+        data: None,
+        durations: Durations::default(),
+        finished_at: String::new(),
+        error: None,
+    };
+    let mut cv_out = None;
+    let result = stages(cfg, progress, &mut report, &mut cv_out);
+    report.durations.total_seconds = started.elapsed().as_secs_f64();
+    report.finished_at = now();
+    match result {
+        Ok(()) => report.outcome = Outcome::Succeeded,
+        Err(e) => {
+            tracing::error!(error = %e, "training run failed");
+            report.error = Some(RunError {
+                reason: e.reason().to_owned(),
+                message: e.to_string(),
+            });
+        }
+    }
+    RunOutput { report, cv: cv_out }
+}
+
+fn stages(
+    cfg: &RunConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+    report: &mut TrainingReport,
+    cv_out: &mut Option<CvResult>,
+) -> Result<()> {
+    train::validate(&cfg.hyperparameters)?;
+    let t = Instant::now();
+    let data = cfg.source.load()?;
+    report.durations.load_seconds = t.elapsed().as_secs_f64();
+    report.data = Some(data.fingerprint.clone());
+
+    let t = Instant::now();
+    let cv = cv::cross_validate(&data, &cfg.hyperparameters, &cfg.cv, progress)?;
+    report.durations.cv_seconds = t.elapsed().as_secs_f64();
+    let metrics = cv.metrics();
+    report.metrics = Some(metrics.clone());
+    tracing::info!(
+        rmse = metrics.rmse,
+        rmse_std = metrics.rmse_std,
+        mae = metrics.mae,
+        mae_std = metrics.mae_std,
+        "cross-validation finished"
+    );
+    *cv_out = Some(cv);
+
+    let Some(out) = &cfg.out else {
+        return Ok(());
+    };
+    let t = Instant::now();
+    let model = train::fit_model(&data, &cfg.hyperparameters, &mut |epoch| {
+        progress(Progress::FinalEpoch { epoch })
+    })?;
+    report.durations.fit_seconds = t.elapsed().as_secs_f64();
+    drop(data);
+    let artifact = Artifact {
+        meta: ArtifactMeta {
+            format_version: FORMAT_VERSION,
+            version: cfg.version.clone(),
+            created_at: now(),
+            algorithm: cfg.hyperparameters.algorithm().to_owned(),
+            hyperparameters: cfg.hyperparameters.clone(),
+            data: report
+                .data
+                .clone()
+                .ok_or_else(|| Error::InvalidData("no data".into()))?,
+            metrics,
+            trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        model,
+    };
+    artifact::save(out, &artifact)?;
+    tracing::info!(path = %out.display(), "artifact written");
+    report.artifact = Some(out.display().to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svd::SvdParams;
+
+    /// Writes a small ml-100k style file; returns its path and newest timestamp.
+    fn write_data(dir: &std::path::Path) -> (PathBuf, i64) {
+        let mut text = String::new();
+        let mut newest = 0;
+        for u in 0..40 {
+            for i in 0..25 {
+                if (u * 5 + i * 3) % 3 != 0 {
+                    newest = 1000 + u * 25 + i;
+                    text += &format!("{u}\t{i}\t{}\t{newest}\n", 1 + (u + i) % 5);
+                }
+            }
+        }
+        let p = dir.join("u.data");
+        std::fs::write(&p, text).unwrap();
+        (p, newest)
+    }
+
+    #[test]
+    fn successful_run_writes_a_loadable_artifact_and_fitting_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v1.model");
+        let (data, newest) = write_data(dir.path());
+        let cfg = RunConfig {
+            source: Source::File(data, FileOptions::default()),
+            hyperparameters: Hyperparameters::Svd(SvdParams {
+                n_factors: 5,
+                n_epochs: 5,
+                ..Default::default()
+            }),
+            cv: CvOptions::default(),
+            out: Some(out.clone()),
+            version: "v1".into(),
+        };
+        let r = run(&cfg, &|_| {});
+        assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
+        let json = r.report.to_json().unwrap();
+        assert!(json.len() <= recommender_report::MAX_REPORT_BYTES);
+        let a = artifact::load(&out).unwrap();
+        assert_eq!(a.meta.version, "v1");
+        assert_eq!(Some(&a.meta.metrics), r.report.metrics.as_ref());
+        assert_eq!(Some(&a.meta.data), r.report.data.as_ref());
+        assert_eq!(a.meta.data.max_timestamp, Some(newest));
+        assert!(a.model.predict("1", "4").user_known);
+        assert!(!a.model.predict("3", "4").user_known);
+    }
+
+    #[test]
+    fn failed_run_reports_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RunConfig {
+            source: Source::File(dir.path().join("missing.csv"), FileOptions::default()),
+            hyperparameters: Hyperparameters::Svd(SvdParams::default()),
+            cv: CvOptions::default(),
+            out: None,
+            version: "v2".into(),
+        };
+        let r = run(&cfg, &|_| {});
+        assert_eq!(r.report.outcome, Outcome::Failed);
+        let err = r.report.error.unwrap();
+        assert_eq!(err.reason, "IoError");
+        assert!(err.message.contains("missing.csv"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The binary as the operator's Jobs run it: exit codes, report file, artifact.
+
+use std::process::Command;
+
+use recommender_report::{Outcome, TrainingReport};
+use recommender_trainer::artifact;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_recommender-trainer"))
+}
+
+#[test]
+fn generate_then_train_writes_artifact_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synthetic.tsv.gz");
+    let st = bin()
+        .args([
+            "generate",
+            "--users",
+            "200",
+            "--items",
+            "100",
+            "--ratings",
+            "6000",
+        ])
+        .args(["--rank", "4", "--seed", "3", "--out"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let model = dir.path().join("v1.model");
+    let report = dir.path().join("report.json");
+    let out = bin()
+        .args(["train", "--source"])
+        .arg(&data)
+        .args([
+            "--version",
+            "v1",
+            "--factors",
+            "8",
+            "--epochs",
+            "10",
+            "--folds",
+            "3",
+            "--out",
+        ])
+        .arg(&model)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("RMSE (testset)") && table.contains("Fold 3"),
+        "{table}"
+    );
+
+    let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.outcome, Outcome::Succeeded);
+    assert_eq!(r.version, "v1");
+    assert_eq!(r.data.as_ref().unwrap().rows, 6000);
+    let m = r.metrics.unwrap();
+    assert_eq!(m.folds, 3);
+    // The low-rank structure is learnable: far better than the 1..5 spread.
+    assert!(m.rmse < 1.0, "rmse {}", m.rmse);
+    let a = artifact::load(&model).unwrap();
+    assert_eq!(a.meta.version, "v1");
+    assert_eq!(a.meta.algorithm, "svd");
+    assert_eq!(a.model.factors.n_factors(), 8);
+}
+
+#[test]
+fn evaluate_prints_json_and_baseline_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r.tsv");
+    assert!(
+        bin()
+            .args([
+                "generate",
+                "--users",
+                "50",
+                "--items",
+                "40",
+                "--ratings",
+                "1500",
+                "--out"
+            ])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = bin()
+        .args(["evaluate", "--algorithm", "baseline", "--json", "--source"])
+        .arg(&data)
+        .arg("--report")
+        .arg(dir.path().join("r.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["folds"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn failure_exits_1_with_a_failed_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.data");
+    std::fs::write(&bad, "1\t2\t3\t4\n1\t2\tthree\t4\n").unwrap();
+    let report = dir.path().join("report.json");
+    let out = bin()
+        .args([
+            "train",
+            "--format",
+            "ml-100k",
+            "--version",
+            "v9",
+            "--source",
+        ])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("v9.model"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert_eq!(e.reason, "InvalidData");
+    assert!(e.message.contains("bad.data:2:"), "{}", e.message);
+    assert!(!dir.path().join("v9.model").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = bin()
+        .args(["train", "--source", "x.csv", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+    let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(
+        bin().args(["train", "--bogus"]).status().unwrap().code(),
+        Some(2)
+    );
+}
