@@ -184,6 +184,9 @@ pub fn save(path: impl AsRef<Path>, artifact: &Artifact) -> Result<(), ArtifactE
     let name = path
         .file_name()
         .ok_or_else(|| ArtifactError::Config(format!("{}: not a file path", path.display())))?;
+    // A model's first version goes into a folder of its own on the model store that nothing has
+    // created yet.
+    std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
@@ -252,6 +255,14 @@ mod tests {
             },
             model: tiny_model(),
         }
+    }
+
+    #[test]
+    fn save_creates_the_model_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("movies").join("v1.model");
+        save(&path, &sample()).unwrap();
+        assert_eq!(load(&path).unwrap(), sample());
     }
 
     #[test]
