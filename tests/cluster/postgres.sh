@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL server on loopback holding MovieLens 100k in a table shaped like the
+# Django app's ratings table (ratings_rating).
+#
+#   postgres.sh up      install Debian's postgresql if missing, initdb, start, load the ratings
+#   postgres.sh stop    stop the server, keep its data (for "database went away" tests)
+#   postgres.sh start   start it again after `stop`
+#   postgres.sh down    stop the server and delete its data
+#   postgres.sh env     print `export KEY=value` lines (RECOMMENDER_TEST_PG_URL, PG*)
+#   postgres.sh status  exit 0 when it accepts connections
+#
+# Environment: RECOMMENDER_PG_STATE (default /tmp/recommender-postgres), RECOMMENDER_PG_PORT
+# (55432), RECOMMENDER_PG_PASSWORD (recommender), RECOMMENDER_ML100K (path to u.data; default
+# ../shared/datasets/ml-100k/u.data next to the repository).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HERE/../.." && pwd)"
+STATE="${RECOMMENDER_PG_STATE:-/tmp/recommender-postgres}"
+PORT="${RECOMMENDER_PG_PORT:-55432}"
+PASSWORD="${RECOMMENDER_PG_PASSWORD:-recommender}"
+DATASET="${RECOMMENDER_ML100K:-$REPO_ROOT/../shared/datasets/ml-100k/u.data}"
+DB=recommender
+ROLE=recommender
+DATA="$STATE/data"
+SOCK="$STATE/socket"
+LOG="$STATE/postgres.log"
+
+log() { printf '[postgres] %s\n' "$*" >&2; }
+die() { printf '[postgres] ERROR: %s\n' "$*" >&2; exit 1; }
+
+pg_bin() {
+  local initdb
+  initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$initdb" ] && dirname "$initdb"
+}
+
+install_postgres() {
+  [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and this is not root: apt-get install postgresql"
+  log "installing Debian's postgresql (without creating or starting the system cluster)"
+  # Keep the package from creating the default cluster and from starting any service.
+  mkdir -p /etc/postgresql-common
+  if ! grep -q '^create_main_cluster' /etc/postgresql-common/createcluster.conf 2>/dev/null; then
+    echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
+  fi
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql </dev/null >&2 \
+    || { [ $created_policy = 1 ] && rm -f "$policy"; die "apt-get install postgresql failed"; }
+  [ $created_policy = 1 ] && rm -f "$policy"
+  return 0
+}
+
+# initdb refuses to run as root, so as root everything runs as the `postgres` system user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+running() { [ -d "$DATA" ] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
+
+psql_admin() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+
+start_server() {
+  if running; then
+    log "already running on 127.0.0.1:$PORT"
+    return
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port 127.0.0.1:$PORT is already in use (set RECOMMENDER_PG_PORT)"
+  fi
+  # fsync off: the data is throw-away and the machine is small.
+  if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
+    -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+    log "last lines of $LOG:"
+    tail -n 20 "$LOG" >&2 || true
+    die "PostgreSQL did not start"
+  fi
+  log "running on 127.0.0.1:$PORT (data $DATA, log $LOG)"
+}
+
+load_ratings() {
+  [ -r "$DATASET" ] || die "MovieLens 100k ratings not found at $DATASET (set RECOMMENDER_ML100K)"
+  log "loading $DATASET into $DB.ratings_rating"
+  psql_admin -d postgres <<SQL
+CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD';
+CREATE DATABASE $DB OWNER $ROLE;
+SQL
+  psql_admin -d "$DB" <<SQL
+SET ROLE $ROLE;
+CREATE TABLE ratings_rating (
+  id bigserial PRIMARY KEY,
+  user_id integer NOT NULL,
+  movie_id integer NOT NULL,
+  value smallint NOT NULL,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX ratings_rating_user_id ON ratings_rating (user_id);
+CREATE INDEX ratings_rating_movie_id ON ratings_rating (movie_id);
+SQL
+  # Client-side copy: the server's user need not be able to read the dataset's folder.
+  psql_admin -d "$DB" -c "SET ROLE $ROLE" \
+    -c "CREATE TEMP TABLE staging (user_id integer, movie_id integer, value smallint, ts bigint)" \
+    -c "\\copy staging FROM STDIN WITH (FORMAT text, DELIMITER E'\\t')" \
+    -c "INSERT INTO ratings_rating (user_id, movie_id, value, created_at)
+        SELECT user_id, movie_id, value, to_timestamp(ts) FROM staging ORDER BY ts" \
+    -c "ANALYZE ratings_rating" <"$DATASET"
+  local n
+  n=$(psql_admin -d "$DB" -At -c "SELECT count(*) FROM ratings_rating")
+  log "ratings_rating holds $n rows"
+}
+
+cmd_up() {
+  BIN=$(pg_bin) || true
+  if [ -z "$BIN" ]; then
+    install_postgres
+    BIN=$(pg_bin) || die "initdb still missing after installing postgresql"
+  fi
+  if [ ! -s "$DATA/PG_VERSION" ]; then
+    rm -rf "$STATE"
+    mkdir -p "$DATA" "$SOCK"
+    [ "$(id -u)" = 0 ] && chown -R postgres: "$STATE"
+    chmod 700 "$DATA"
+    as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+      -E UTF8 --no-locale >"$STATE/initdb.log" 2>&1 || { tail -n 20 "$STATE/initdb.log" >&2; die "initdb failed"; }
+    start_server
+    load_ratings
+  else
+    start_server
+  fi
+}
+
+cmd_env() {
+  echo "export RECOMMENDER_TEST_PG_URL=postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
+  echo "export PGHOST=127.0.0.1"
+  echo "export PGPORT=$PORT"
+  echo "export PGDATABASE=$DB"
+  echo "export PGUSER=$ROLE"
+  echo "export PGPASSWORD=$PASSWORD"
+}
+
+BIN=$(pg_bin || true)
+case "${1:-}" in
+  up) cmd_up ;;
+  start)
+    [ -s "$DATA/PG_VERSION" ] || die "no cluster at $DATA: run '$0 up' first"
+    start_server
+    ;;
+  stop)
+    if running; then as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null && log "stopped"; fi
+    ;;
+  down)
+    if [ -n "$BIN" ] && running; then as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; fi
+    rm -rf "$STATE"
+    log "stopped and removed $STATE"
+    ;;
+  env) cmd_env ;;
+  status) running && as_pg "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" ;;
+  *)
+    echo "usage: $0 up|down|start|stop|env|status" >&2
+    exit 2
+    ;;
+esac
