@@ -1,1 +1,249 @@
-fn main() {}
+//! `recommender-operator`: runs the RecommenderModel controller.
+
+use clap::{Parser, ValueEnum};
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use recommender_operator::children::Defaults;
+use recommender_operator::controller::{self, Context};
+use recommender_operator::metrics::Metrics;
+use recommender_operator::server::{self, Health};
+use recommender_operator::{Error, Result};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn};
+
+const LONG_ABOUT: &str = "\
+Runs the RecommenderModel controller: trains, gates, promotes, serves and watches recommender \
+models (recommender.dev/v1alpha1).
+
+Outside a cluster it uses your kubeconfig like kubectl does: $KUBECONFIG if set, else \
+~/.kube/config, with its current context. Install the CRD first, then start the operator:
+
+  kubectl apply -f crds/recommendermodels.yaml
+  cargo run -p recommender-operator -- --namespace default --leader-elect false
+
+Inside a cluster it uses the pod's service account. Metrics, /livez and /readyz are served on \
+--metrics-addr. With --leader-elect (the default) only the holder of the Lease reconciles, so \
+several replicas can run; a replica that loses the Lease exits and is restarted as a standby.
+Logs go to stderr; RUST_LOG sets the filter (default info).";
+
+#[derive(Parser, Debug)]
+#[command(name = "recommender-operator", version, about = "Runs the RecommenderModel controller.", long_about = LONG_ABOUT)]
+struct Cli {
+    /// Namespace to watch; repeat or comma-separate for several. Watches all namespaces when absent.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// Address of the /metrics, /livez and /readyz server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Trainer image for resources that do not set spec.trainer.image.
+    #[arg(
+        long,
+        env = "TRAINER_IMAGE",
+        default_value = "recommender/recommender-trainer:0.1.0"
+    )]
+    trainer_image: String,
+    /// Predictor image for resources that do not set spec.predictor.image.
+    #[arg(
+        long,
+        env = "PREDICTOR_IMAGE",
+        default_value = "recommender/recommender-predictor:0.1.0"
+    )]
+    predictor_image: String,
+    /// Reconcile only while holding the Lease (needed with more than one replica).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, default_value = "recommender-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease and in events; random when absent.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds the database probe (connect + SELECT 1) may take.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    db_probe_timeout: u64,
+    #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // The reconcile span carries namespace and name, so every line names its object.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = %err, "recommender-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let metrics = Arc::new(Metrics::new()?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(cli.metrics_addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: cli.metrics_addr.to_string(),
+            source,
+        })?;
+    let app = server::router(Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            error!(error = %err, "metrics server stopped");
+        }
+    });
+    info!(addr = %cli.metrics_addr, "serving /metrics, /livez, /readyz");
+
+    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let version = client.apiserver_version().await.map_err(Error::Connect)?;
+    info!(server = %version.git_version, "connected to the Kubernetes API");
+    ready.store(true, Ordering::Relaxed);
+
+    // `stop` flips on SIGTERM/SIGINT or when the Lease is lost.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = signal_tx.send(true);
+    });
+
+    let mut lease = None;
+    if cli.leader_elect {
+        let mut builder = LeaseManagerBuilder::new(client.clone(), &cli.lease_name)
+            .with_namespace(&cli.lease_namespace)
+            .with_duration(15)
+            .with_grace(5);
+        if let Some(identity) = &cli.identity {
+            builder = builder.with_identity(identity);
+        }
+        let manager = builder.build().await?;
+        let (mut holding, task) = manager.watch().await;
+        info!(lease = %cli.lease_name, namespace = %cli.lease_namespace, "waiting for leadership");
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = holding.wait_for(|held| *held) => info!("acquired leadership"),
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let lost_tx = stop_tx.clone();
+        let mut watch_lost = holding.clone();
+        let lost_watcher = tokio::spawn(async move {
+            if watch_lost.wait_for(|held| !*held).await.is_ok() {
+                warn!("lost leadership; stopping");
+                let _ = lost_tx.send(true);
+            }
+        });
+        lease = Some((holding, task, lost_watcher));
+    }
+
+    let defaults = Defaults {
+        trainer_image: cli.trainer_image.clone(),
+        predictor_image: cli.predictor_image.clone(),
+    };
+    let mut ctx = Context::new(
+        client.clone(),
+        metrics.clone(),
+        defaults,
+        cli.identity.clone(),
+    );
+    ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
+    let ctx = Arc::new(ctx);
+    let scopes: Vec<Option<String>> = if cli.namespaces.is_empty() {
+        vec![None]
+    } else {
+        cli.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        info!(
+            namespace = scope.as_deref().unwrap_or("<all>"),
+            "starting controller"
+        );
+        // kube wants a Sync shutdown future: a oneshot fired when `stop` flips.
+        let (fire, fired) = oneshot::channel::<()>();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = fire.send(());
+        });
+        controllers.push(controller::run(ctx.clone(), scope, async move {
+            let _ = fired.await;
+        }));
+    }
+    futures::future::join_all(controllers).await;
+
+    let lost = lease
+        .as_ref()
+        .is_some_and(|(holding, _, _)| !*holding.borrow());
+    if let Some((holding, task, lost_watcher)) = lease {
+        // Closing the channel (every receiver) ends the lease task; releasing the Lease lets a
+        // standby take over at once instead of waiting for it to expire.
+        lost_watcher.abort();
+        let _ = lost_watcher.await;
+        drop(holding);
+        if let Ok(Ok(manager)) = task.await
+            && let Err(err) = manager.release().await
+        {
+            warn!(error = %err, "cannot release the Lease");
+        }
+    }
+    info!("stopped");
+    if lost {
+        return Err(Error::LeadershipLost);
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The reconciler: observe (API reads, DB probe) → decide (pure) → act (server-side apply of
+//! children and status, events), wired into kube's `Controller`.
+
+use crate::children::{self, Defaults, LABEL_MODEL, MANAGER};
+use crate::crd::RecommenderModel;
+use crate::decide::{self, DatabaseProbe, EventKind, Observed, Plan};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::observe;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{Instrument, info, info_span, warn};
+
+/// Shared by every reconciliation.
+pub struct Context {
+    pub client: Client,
+    /// Created once: it de-duplicates repeated events into series.
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub defaults: Defaults,
+    pub probe_timeout: Duration,
+    /// Consecutive reconcile errors per object, for the retry backoff.
+    failures: Mutex<HashMap<ObjectRef<RecommenderModel>, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        defaults: Defaults,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            defaults,
+            probe_timeout: Duration::from_secs(3),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+/// One reconciliation of one `RecommenderModel`.
+pub async fn reconcile(model: Arc<RecommenderModel>, ctx: Arc<Context>) -> Result<Action> {
+    let name = model.name_any();
+    let namespace = model
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let span = info_span!("reconcile", namespace = %namespace, model = %name);
+    async move {
+        let started = Instant::now();
+        let result = reconcile_inner(&model, &namespace, &name, &ctx).await;
+        ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            let key = ObjectRef::from_obj(model.as_ref());
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner(
+    model: &RecommenderModel,
+    namespace: &str,
+    name: &str,
+    ctx: &Context,
+) -> Result<Action> {
+    let client = &ctx.client;
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let models: Api<RecommenderModel> = Api::namespaced(client.clone(), namespace);
+
+    let selector = format!("{LABEL_MODEL}={name}");
+    let uid = model.uid();
+    // Only Jobs owned by this incarnation: a resource deleted and re-created under the same
+    // name must not adopt the old one's runs while the garbage collector catches up.
+    let jobs: Vec<Job> = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::kube(format!("listing Jobs of {namespace}/{name}"), e))?
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .collect();
+    let last_completed = model.status.as_ref().map_or(0, |s| s.last_completed_run);
+    // Pods are only read for runs still to be recorded: they hold the termination messages.
+    let unrecorded = jobs
+        .iter()
+        .any(|j| observe::run_of(j).is_some_and(|run| run > last_completed));
+    let pods = if unrecorded {
+        pods_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::kube(format!("listing Pods of {namespace}/{name}"), e))?
+            .items
+    } else {
+        Vec::new()
+    };
+    let runs = jobs
+        .iter()
+        .filter_map(|j| observe::observe_run(j, &pods))
+        .collect();
+    let rollout = deployments
+        .get_opt(&children::predictor_name(name))
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("reading the predictor Deployment of {namespace}/{name}"),
+                e,
+            )
+        })?
+        .map(|d| observe::observe_rollout(&d));
+    let database = match &model.spec.source.postgres {
+        Some(pg) => crate::probe::probe(client, namespace, pg, ctx.probe_timeout).await,
+        None => DatabaseProbe::NotUsed,
+    };
+
+    let observed = Observed {
+        model,
+        runs,
+        rollout,
+        database,
+        now: jiff::Timestamp::now(),
+    };
+    let plan = decide::decide(&observed, &ctx.defaults);
+    act(
+        model,
+        namespace,
+        name,
+        plan,
+        ctx,
+        &jobs_api,
+        &deployments,
+        &services,
+        &models,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    model: &RecommenderModel,
+    namespace: &str,
+    name: &str,
+    plan: Plan,
+    ctx: &Context,
+    jobs: &Api<Job>,
+    deployments: &Api<Deployment>,
+    services: &Api<Service>,
+    models: &Api<RecommenderModel>,
+) -> Result<Action> {
+    if let Some(job) = &plan.start_job {
+        let job_name = job.name_any();
+        jobs.patch(&job_name, &apply_params(), &Patch::Apply(job))
+            .await
+            .map_err(|e| Error::kube(format!("applying Job {namespace}/{job_name}"), e))?;
+        info!(job = %job_name, "started training run");
+    }
+    if let Some(service) = &plan.service {
+        services
+            .patch(&service.name_any(), &apply_params(), &Patch::Apply(service))
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    format!("applying Service {namespace}/{}", service.name_any()),
+                    e,
+                )
+            })?;
+    }
+    if let Some(deployment) = &plan.deployment {
+        deployments
+            .patch(
+                &deployment.name_any(),
+                &apply_params(),
+                &Patch::Apply(deployment),
+            )
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    format!("applying Deployment {namespace}/{}", deployment.name_any()),
+                    e,
+                )
+            })?;
+    }
+    let status_patch = serde_json::json!({
+        "apiVersion": "recommender.dev/v1alpha1",
+        "kind": "RecommenderModel",
+        "status": plan.status,
+    });
+    models
+        .patch_status(name, &apply_params(), &Patch::Apply(&status_patch))
+        .await
+        .map_err(|e| Error::kube(format!("writing the status of {namespace}/{name}"), e))?;
+
+    ctx.metrics.runs_finished(namespace, name, &plan.finished);
+    ctx.metrics.observe_status(namespace, name, &plan.status);
+    for record in &plan.finished {
+        info!(run = record.run, outcome = record.outcome.as_str(), reason = %record.reason, "{}", record.message);
+    }
+    let reference = model.object_ref(&());
+    for planned in &plan.events {
+        let event = Event {
+            type_: match planned.kind {
+                EventKind::Normal => EventType::Normal,
+                EventKind::Warning => EventType::Warning,
+            },
+            reason: planned.reason.clone(),
+            note: Some(planned.note.clone()),
+            action: planned.action.clone(),
+            secondary: None,
+        };
+        // An event that cannot be published must not undo a reconcile that succeeded.
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            warn!(reason = %planned.reason, error = %err, "cannot publish event");
+        }
+    }
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Retries a failed object with exponential backoff (1 s doubling to 5 min), counting the
+/// failure by kind.
+pub fn error_policy(model: Arc<RecommenderModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(error.metric_label());
+    let key = ObjectRef::from_obj(model.as_ref());
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(key).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_secs(1 << (*count - 1).min(8)).min(Duration::from_secs(300));
+    warn!(
+        namespace = model.namespace().unwrap_or_default(),
+        name = %model.name_any(),
+        error = %error,
+        kind = error.metric_label(),
+        retry_in_seconds = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// An API for one namespace, or for all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller for one namespace (or all, with `None`) until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let models: Api<RecommenderModel> = scoped(&client, ns);
+    let (jobs, deployments): (Api<Job>, Api<Deployment>) =
+        (scoped(&client, ns), scoped(&client, ns));
+    let (services, pods): (Api<Service>, Api<Pod>) = (scoped(&client, ns), scoped(&client, ns));
+    let ours =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let controller = Controller::new(models, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(16))
+        .owns(jobs, ours.clone())
+        .owns(deployments, ours.clone())
+        .owns(services, ours.clone())
+        // Trainer pods belong to Jobs, not to us; their changes (stuck Pending, image pull
+        // errors) do not always touch the Job's status, so they are watched directly.
+        .watches(
+            pods,
+            watcher::Config::default().labels(&format!(
+                "app.kubernetes.io/managed-by={MANAGER},app.kubernetes.io/component=trainer"
+            )),
+            |pod: Pod| {
+                let namespace = pod.namespace();
+                pod.labels()
+                    .get(LABEL_MODEL)
+                    .zip(namespace)
+                    .map(|(model, ns)| ObjectRef::new(model).within(&ns))
+            },
+        );
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    let watched = namespace.clone();
+    // Deleted resources are never reconciled again (owner references clean up the children);
+    // their metric series are dropped here.
+    let pruner = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let known = metrics.known().into_iter();
+            for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
+                let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
+                if store.get(&key).is_none()
+                    && store.wait_until_ready().await.is_ok()
+                    && store.get(&key).is_none()
+                {
+                    metrics.forget(&ns, &name);
+                }
+            }
+        }
+    });
+    let ctx_metrics = ctx.metrics.clone();
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            let metrics = ctx_metrics.clone();
+            async move {
+                match result {
+                    Ok(_) => {}
+                    // A child changed after its owner was deleted: nothing to do but forget it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                        if let Some(ns) = &gone.namespace {
+                            metrics.forget(ns, &gone.name);
+                        }
+                        tracing::debug!(object = %gone, "owner already deleted");
+                    }
+                    Err(err) => warn!(error = %err, "controller event"),
+                }
+            }
+        })
+        .await;
+    pruner.abort();
+}
+
+#[cfg(test)]
+mod tests;

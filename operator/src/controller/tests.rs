@@ -1,0 +1,392 @@
+//! `reconcile` against a mocked API server: every request the controller makes is asserted in
+//! order (method, path and query, body), so a missing or extra call fails the test.
+
+use super::*;
+use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle, SendResponse};
+
+const NS: &str = "ml";
+const APPLY: &str = "?&force=true&fieldManager=recommender-operator";
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
+    let spec: RecommenderModelSpec = serde_yaml::from_str(
+        "source: {file: {path: movies/u.data}}\nmodelStore: {claimName: models}",
+    )
+    .unwrap();
+    let mut m = RecommenderModel::new("movies", spec);
+    m.metadata.namespace = Some(NS.into());
+    m.metadata.uid = Some("uid-1".into());
+    m.metadata.generation = Some(1);
+    m.status = status;
+    m
+}
+
+fn context() -> (Arc<Context>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let defaults = Defaults {
+        trainer_image: "local/recommender-trainer:test".into(),
+        predictor_image: "local/recommender-predictor:test".into(),
+    };
+    let metrics = Arc::new(Metrics::new().unwrap());
+    (
+        Arc::new(Context::new(client, metrics, defaults, Some("test".into()))),
+        handle,
+    )
+}
+
+/// Waits for the next request, checks its method and URI, and returns its JSON body.
+async fn expect(
+    handle: &mut ApiHandle,
+    method: Method,
+    uri: &str,
+) -> (Value, SendResponse<Response<Body>>) {
+    let (request, send) = handle.next_request().await.unwrap_or_else(|| {
+        panic!("expected {method} {uri}, but the controller made no more requests")
+    });
+    assert_eq!(
+        (request.method(), request.uri().to_string().as_str()),
+        (&method, uri),
+        "unexpected request"
+    );
+    let bytes = request.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (body, send)
+}
+
+fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+fn not_found(send: SendResponse<Response<Body>>) {
+    respond(
+        send,
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    );
+}
+
+/// What the API server returns for a status patch: the whole object with the new status.
+fn respond_with_status(send: SendResponse<Response<Body>>, patch: &Value) {
+    let mut object = serde_json::to_value(model(None)).unwrap();
+    object["status"] = patch["status"].clone();
+    respond(send, StatusCode::OK, &object);
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": items})
+}
+
+async fn expect_events(handle: &mut ApiHandle, reasons: &[&str]) {
+    for reason in reasons {
+        let (body, send) = expect(
+            handle,
+            Method::POST,
+            &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?"),
+        )
+        .await;
+        assert_eq!(body["reason"], *reason);
+        assert_eq!(body["regarding"]["name"], "movies");
+        respond(send, StatusCode::CREATED, &body);
+    }
+}
+
+/// The controller has dropped its client: nothing more will come.
+async fn expect_no_more(mut handle: ApiHandle) {
+    if let Some((request, _)) = handle.next_request().await {
+        panic!(
+            "unexpected extra request {} {}",
+            request.method(),
+            request.uri()
+        );
+    }
+}
+
+const JOBS: &str =
+    "/apis/batch/v1/namespaces/ml/jobs?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
+const PODS: &str = "/api/v1/namespaces/ml/pods?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/movies-predictor";
+const STATUS: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies/status";
+
+#[tokio::test]
+async fn no_model_creates_the_first_trainer_job() {
+    let (ctx, mut handle) = context();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![]));
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        not_found(send);
+
+        let (job, send) = expect(
+            &mut handle,
+            Method::PATCH,
+            &format!("/apis/batch/v1/namespaces/ml/jobs/movies-train-1{APPLY}"),
+        )
+        .await;
+        assert_eq!(job["kind"], "Job");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(
+            job["metadata"]["annotations"]["recommender.dev/trigger"],
+            "NoModel"
+        );
+        let args = &job["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert_eq!(args[0], "train");
+        assert!(
+            args.as_array()
+                .unwrap()
+                .contains(&json!("/models/movies/v1.model"))
+        );
+        respond(send, StatusCode::OK, &job);
+
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        assert_eq!(patch["apiVersion"], "recommender.dev/v1alpha1");
+        assert_eq!(patch["kind"], "RecommenderModel");
+        let status = &patch["status"];
+        assert_eq!(status["phase"], "Training");
+        assert_eq!(status["lastRun"], 1);
+        assert_eq!(status["activeRun"]["job"], "movies-train-1");
+        assert_eq!(status["observedGeneration"], 1);
+        respond_with_status(send, &patch);
+
+        expect_events(&mut handle, &["TrainingStarted", "NotReady", "NoModel"]).await;
+        handle
+    });
+    let action = reconcile(Arc::new(model(None)), ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "a running Job wakes us by its watch"
+    );
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}
+
+fn finished_job() -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": "movies-train-1", "namespace": NS,
+            "ownerReferences": [{"apiVersion": "recommender.dev/v1alpha1", "kind": "RecommenderModel",
+                "name": "movies", "uid": "uid-1", "controller": true}],
+            "labels": {"recommender.dev/model": "movies", "recommender.dev/run": "1"},
+            "annotations": {"recommender.dev/trigger": "NoModel", "recommender.dev/started-at": "2026-11-27T11:50:00Z",
+                "recommender.dev/spec-hash": children::training_spec_hash(&model(None).spec)}
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "trainer"}]}}},
+        "status": {
+            "completionTime": "2026-11-27T11:59:01Z",
+            "conditions": [{"type": "Complete", "status": "True"}]
+        }
+    })
+}
+
+fn trainer_pod(phase: &str, message: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "movies-train-1-abcde", "namespace": NS,
+            "labels": {"recommender.dev/model": "movies", "job-name": "movies-train-1"}},
+        "status": {"phase": phase, "containerStatuses": [{
+            "name": "trainer", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": "2026-11-27T11:59:00Z"}}
+        }]}
+    })
+}
+
+fn report_json(rmse: f64, mae: f64) -> String {
+    json!({
+        "format": 1, "outcome": "Succeeded", "version": "v1", "algorithm": "svd",
+        "artifact": "/models/movies/v1.model",
+        "metrics": {"folds": 4, "rmse": rmse, "rmseStd": 0.01, "mae": mae, "maeStd": 0.01, "accuracy": 0.7,
+            "precisionAt10": 0.5, "recallAt10": 0.4, "ndcgAt10": 0.6},
+        "data": {"rows": 100000, "users": 943, "items": 1682, "contentHash": "ab", "skipped": 0},
+        "durations": {"loadSeconds": 1.0, "cvSeconds": 5.0, "fitSeconds": 2.0, "totalSeconds": 8.0},
+        "finishedAt": "2026-11-27T11:59:00Z"
+    })
+    .to_string()
+}
+
+fn training_status() -> RecommenderModelStatus {
+    RecommenderModelStatus {
+        last_run: 1,
+        active_run: Some(ActiveRun {
+            run: 1,
+            job: "movies-train-1".into(),
+            trigger: "NoModel".into(),
+            started_at: "2026-11-27T11:50:00Z".into(),
+            spec_hash: children::training_spec_hash(&model(None).spec),
+        }),
+        ..RecommenderModelStatus::default()
+    }
+}
+
+#[tokio::test]
+async fn succeeded_job_is_promoted_and_served() {
+    let (ctx, mut handle) = context();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
+        let (_, send) = expect(&mut handle, Method::GET, PODS).await;
+        respond(
+            send,
+            StatusCode::OK,
+            &list(
+                "PodList",
+                vec![trainer_pod("Succeeded", &report_json(0.9387, 0.7403))],
+            ),
+        );
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        not_found(send);
+
+        let (service, send) = expect(
+            &mut handle,
+            Method::PATCH,
+            &format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}"),
+        )
+        .await;
+        assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+        assert_eq!(
+            service["spec"]["selector"]["recommender.dev/model"],
+            "movies"
+        );
+        respond(send, StatusCode::OK, &service);
+
+        let (deployment, send) =
+            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "local/recommender-predictor:test");
+        assert_eq!(
+            container["args"],
+            json!([
+                "--model",
+                "/models/movies/v1.model",
+                "--listen",
+                "$(POD_IP):8080"
+            ])
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"]["recommender.dev/version"],
+            "v1"
+        );
+        respond(send, StatusCode::OK, &deployment);
+
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        let status = &patch["status"];
+        assert_eq!(status["serving"]["version"], "v1");
+        assert_eq!(status["serving"]["metrics"]["rmse"], 0.9387);
+        assert_eq!(status["history"][0]["outcome"], "Succeeded");
+        assert_eq!(status["lastCompletedRun"], 1);
+        assert!(status.get("activeRun").is_none());
+        let promoted = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Promoted")
+            .unwrap();
+        assert_eq!(
+            (promoted["status"].as_str(), promoted["reason"].as_str()),
+            (Some("True"), Some("Promoted"))
+        );
+        respond_with_status(send, &patch);
+
+        expect_events(&mut handle, &["Promoted", "NotReady", "RollingOut"]).await;
+        handle
+    });
+    let action = reconcile(Arc::new(model(Some(training_status()))), ctx.clone())
+        .await
+        .unwrap();
+    // v1 turns stale 168h after it was trained: the only timer left.
+    assert_ne!(action, Action::await_change());
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn rejected_candidate_is_kept_out_with_the_reason() {
+    let (ctx, mut handle) = context();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
+        let (_, send) = expect(&mut handle, Method::GET, PODS).await;
+        respond(
+            send,
+            StatusCode::OK,
+            &list(
+                "PodList",
+                vec![trainer_pod("Succeeded", &report_json(1.0312, 0.7))],
+            ),
+        );
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        not_found(send);
+        // No model passed the gate: no Service or Deployment, straight to status.
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        let status = &patch["status"];
+        assert!(status.get("serving").is_none());
+        let promoted = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Promoted")
+            .unwrap();
+        assert_eq!(promoted["reason"], "GateFailed");
+        assert_eq!(
+            promoted["message"],
+            "v1 not promoted: rmse 1.0312 exceeds maxRmse 1.0 by 0.0312"
+        );
+        respond_with_status(send, &patch);
+        expect_events(&mut handle, &["GateFailed", "NotReady", "NoModel"]).await;
+        handle
+    });
+    reconcile(Arc::new(model(Some(training_status()))), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn api_errors_are_returned_with_a_metric_label() {
+    let (ctx, mut handle) = context();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(
+            send,
+            StatusCode::CONFLICT,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict"}),
+        );
+        handle
+    });
+    let m = Arc::new(model(None));
+    let err = reconcile(m.clone(), ctx.clone()).await.unwrap_err();
+    assert_eq!(err.metric_label(), "conflict");
+    assert_eq!(
+        error_policy(m.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        error_policy(m, &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(2)),
+        "backs off"
+    );
+    assert!(
+        ctx.metrics
+            .render(jiff::Timestamp::now())
+            .contains(r#"recommender_operator_reconcile_errors_total{error="conflict"} 2"#)
+    );
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}

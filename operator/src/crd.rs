@@ -1,0 +1,583 @@
+//! The `RecommenderModel` custom resource (`recommender.dev/v1alpha1`).
+//!
+//! Defaults mirror the trainer's CLI defaults (docs/contracts.md) so a minimal manifest trains
+//! exactly what `recommender-trainer train` would. Validation lives in the schema (ranges,
+//! patterns, CEL rules) so the API server rejects a bad manifest naming the field; the
+//! controller still never panics on what gets through.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "recommender.dev";
+/// Annotation whose value, when changed, requests one training run.
+pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
+
+/// A recommender model that the operator trains, evaluates, promotes, serves and watches.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "recommender.dev",
+    version = "v1alpha1",
+    kind = "RecommenderModel",
+    namespaced,
+    status = "RecommenderModelStatus",
+    derive = "PartialEq",
+    shortname = "rm",
+    shortname = "recmodel",
+    category = "recommender",
+    validation = Rule::new("self.metadata.name.size() <= 40")
+        .message("metadata.name must be at most 40 characters: Job and Deployment names derive from it"),
+    doc = "A recommender model trained from ratings, gated on its metrics, served and kept fresh.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.serving.version"),
+    printcolumn(
+        name = "RMSE",
+        type_ = "number",
+        json_path = ".status.serving.metrics.rmse"
+    ),
+    printcolumn(name = "MAE", type_ = "number", json_path = ".status.serving.metrics.mae"),
+    printcolumn(name = "Stale", type_ = "boolean", json_path = ".status.stale"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommenderModelSpec {
+    /// Where the ratings come from: exactly one of `postgres` or `file`.
+    pub source: Source,
+    /// `svd` (matrix factorisation) or `baseline` (biases only).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default)]
+    pub hyperparameters: Hyperparameters,
+    /// Cross-validation folds used to measure a candidate.
+    #[serde(default = "default_folds")]
+    #[schemars(range(min = 2, max = 20))]
+    pub folds: u32,
+    /// Random seed for reproducible training; random when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub promotion: Promotion,
+    #[serde(default)]
+    pub freshness: Freshness,
+    #[serde(default)]
+    pub trainer: TrainerSettings,
+    #[serde(default)]
+    pub predictor: PredictorSettings,
+    pub model_store: ModelStore,
+    /// Serve this earlier promoted version (e.g. `v3`) instead of the newest: a one-line rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^v[1-9][0-9]*$"))]
+    pub pinned_version: Option<String>,
+    /// Start no new training runs; what serves keeps serving.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.postgres) != has(self.file)")
+    .message("spec.source: exactly one of spec.source.postgres or spec.source.file must be set"))]
+pub struct Source {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSource>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSource {
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// The Secret (in the resource's namespace) holding the password; passed as `PGPASSWORD`.
+    pub password_secret_ref: SecretKeyRef,
+    /// SQL returning user, item, rating[, timestamp as epoch seconds].
+    #[x_kube(validation = Rule::new("self.trim().size() > 0")
+        .message("spec.source.postgres.query must not be blank"))]
+    pub query: String,
+    /// How often the operator checks the database is reachable (`SELECT 1`).
+    #[serde(default = "default_probe_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub probe_interval_seconds: u32,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.format == 'delimited' || (!has(self.delimiter) && !has(self.columns) && !has(self.header))")
+    .message("spec.source.file: delimiter, header and columns apply only to format 'delimited'"))]
+pub struct FileSource {
+    /// Path relative to the model store root (mounted at `/models`).
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')")
+        .message("spec.source.file.path must be relative to the model store and must not contain '..'"))]
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+    #[serde(default)]
+    pub format: FileFormat,
+    /// Single-character field delimiter for `delimited` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1))]
+    pub delimiter: Option<String>,
+    /// Whether a `delimited` file has a header line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// `user,item,rating[,timestamp]` as column names or 0-based indices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub columns: Option<String>,
+    /// Skip malformed lines instead of failing the run.
+    #[serde(default)]
+    pub skip_bad_lines: bool,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileFormat {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "ml-100k")]
+    Ml100k,
+    #[serde(rename = "ml-1m")]
+    Ml1m,
+    #[serde(rename = "ml-latest")]
+    MlLatest,
+    #[serde(rename = "delimited")]
+    Delimited,
+}
+
+impl FileFormat {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Ml100k => "ml-100k",
+            Self::Ml1m => "ml-1m",
+            Self::MlLatest => "ml-latest",
+            Self::Delimited => "delimited",
+        }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    #[default]
+    Svd,
+    Baseline,
+}
+
+impl Algorithm {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::Svd => "svd",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+/// SVD hyperparameters, named and defaulted as Surprise's (and the trainer's) `SVD`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Hyperparameters {
+    #[serde(default = "default_factors")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub factors: u32,
+    #[serde(default = "default_epochs")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub epochs: u32,
+    #[serde(default = "default_lr_all")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
+        .message("spec.hyperparameters.lrAll must be in (0, 1]"))]
+    pub lr_all: f64,
+    #[serde(default = "default_reg_all")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10.0")
+        .message("spec.hyperparameters.regAll must be in [0, 10]"))]
+    pub reg_all: f64,
+    #[serde(default)]
+    pub init_mean: f64,
+    #[serde(default = "default_init_std")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10.0")
+        .message("spec.hyperparameters.initStd must be in [0, 10]"))]
+    pub init_std: f64,
+    #[serde(default = "default_true")]
+    pub biased: bool,
+    /// `[low, high]` rating bounds predictions are clipped to; inferred from the data if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_scale: Option<RatingScale>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.low < self.high")
+    .message("spec.hyperparameters.ratingScale.low must be below high"))]
+pub struct RatingScale {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// What a candidate must achieve to replace the serving model.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    #[serde(default = "default_max_rmse")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxRmse must be positive"))]
+    pub max_rmse: f64,
+    #[serde(default = "default_max_mae")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxMae must be positive"))]
+    pub max_mae: f64,
+    /// Also require a lower RMSE than the model now serving.
+    #[serde(default)]
+    pub must_beat_serving: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Freshness {
+    /// The serving model is `Stale` once it is older than this (Go duration, e.g. `168h`).
+    #[serde(default = "default_max_age")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')")
+        .message("spec.freshness.maxAge must be a duration of at least 1s, e.g. 168h"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub max_age: String,
+    /// Train a new candidate as soon as the serving model turns stale.
+    #[serde(default = "default_true")]
+    pub retrain_when_stale: bool,
+    /// Also retrain on this fixed interval (Go duration), whatever the model's age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')")
+        .message("spec.freshness.retrainInterval must be a duration of at least 1m"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub retrain_interval: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainerSettings {
+    /// Trainer image; the operator's `--trainer-image` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Seconds a training run may take before it is failed.
+    #[serde(default = "default_deadline")]
+    #[schemars(range(min = 10, max = 604800))]
+    pub active_deadline_seconds: i64,
+    /// Pod retries inside one run (the Job's `backoffLimit`).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: i32,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictorSettings {
+    /// Predictor image; the operator's `--predictor-image` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStore {
+    /// A PersistentVolumeClaim in the resource's namespace, shared by trainer and predictor pods.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+}
+
+fn default_folds() -> u32 {
+    4
+}
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_probe_interval() -> u32 {
+    15
+}
+fn default_secret_key() -> String {
+    "password".into()
+}
+fn default_factors() -> u32 {
+    100
+}
+fn default_epochs() -> u32 {
+    20
+}
+fn default_lr_all() -> f64 {
+    0.005
+}
+fn default_reg_all() -> f64 {
+    0.02
+}
+fn default_init_std() -> f64 {
+    0.1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_rmse() -> f64 {
+    1.0
+}
+fn default_max_mae() -> f64 {
+    0.8
+}
+fn default_max_age() -> String {
+    "168h".into()
+}
+fn default_deadline() -> i64 {
+    3600
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_service_port() -> i32 {
+    8080
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Self {
+        Self {
+            factors: default_factors(),
+            epochs: default_epochs(),
+            lr_all: default_lr_all(),
+            reg_all: default_reg_all(),
+            init_mean: 0.0,
+            init_std: default_init_std(),
+            biased: true,
+            rating_scale: None,
+        }
+    }
+}
+
+impl Default for Promotion {
+    fn default() -> Self {
+        Self {
+            max_rmse: default_max_rmse(),
+            max_mae: default_max_mae(),
+            must_beat_serving: false,
+        }
+    }
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            retrain_when_stale: true,
+            retrain_interval: None,
+        }
+    }
+}
+
+impl Default for TrainerSettings {
+    fn default() -> Self {
+        Self {
+            image: None,
+            resources: None,
+            active_deadline_seconds: default_deadline(),
+            retries: 0,
+        }
+    }
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        Self {
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            port: default_service_port(),
+        }
+    }
+}
+
+/// Coarse summary for `kubectl get`; the conditions carry the detail.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Training,
+    Serving,
+    Degraded,
+    Failed,
+    Suspended,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommenderModelStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default)]
+    pub stale: bool,
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The model the predictor serves (the newest promoted, or the pinned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ModelRecord>,
+    /// Promoted models, oldest first, bounded: what `pinnedVersion` can name.
+    #[serde(default)]
+    pub models: Vec<ModelRecord>,
+    /// The training run in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_run: Option<ActiveRun>,
+    /// Recent training runs, oldest first, bounded.
+    #[serde(default)]
+    pub history: Vec<RunRecord>,
+    /// Highest run number ever started; the next run is this plus one.
+    #[serde(default)]
+    pub last_run: u32,
+    /// Highest run number whose outcome has been recorded.
+    #[serde(default)]
+    pub last_completed_run: u32,
+    /// Training-spec hash of the last run that produced a model (promoted or rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_spec_hash: Option<String>,
+    /// Start of the last run that produced a model (promoted or rejected), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_started_at: Option<String>,
+    /// Failed runs in a row; drives the retry backoff.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// No new run starts before this time (RFC 3339) after failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+    /// The last value of the retrain annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_retrain_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PredictorStatus>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRecord {
+    pub version: String,
+    pub run: u32,
+    pub metrics: ModelMetrics,
+    /// When training finished, RFC 3339.
+    pub trained_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelMetrics {
+    pub folds: u32,
+    pub rmse: f64,
+    pub mae: f64,
+    pub rmse_std: f64,
+    pub mae_std: f64,
+    pub precision_at_10: f64,
+    pub recall_at_10: f64,
+    pub ndcg_at_10: f64,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub users: u64,
+    pub items: u64,
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timestamp: Option<i64>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRun {
+    pub run: u32,
+    pub job: String,
+    pub trigger: String,
+    pub started_at: String,
+    pub spec_hash: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    Rejected,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Rejected => "Rejected",
+        }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub run: u32,
+    pub version: String,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub outcome: RunOutcome,
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ModelMetrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictorStatus {
+    pub version: String,
+    pub desired_replicas: i32,
+    pub available_replicas: i32,
+}
+
+/// Conditions are a map keyed by `type`, so server-side apply merges them per type.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+impl RecommenderModel {
+    /// The CRD as YAML, as `crdgen` prints it and `crds/` stores it.
+    pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+        serde_yaml::to_string(&Self::crd())
+    }
+}

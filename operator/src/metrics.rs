@@ -1,0 +1,315 @@
+//! Prometheus metrics, named as docs/contracts.md fixes them (the Helm chart's alerts use them).
+
+use crate::crd::{RecommenderModelStatus, RunRecord};
+use jiff::Timestamp;
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+type Key = (String, String);
+
+pub struct Metrics {
+    pub registry: Registry,
+    reconciles: IntCounter,
+    errors: IntCounterVec,
+    duration: Histogram,
+    condition: GaugeVec,
+    age: GaugeVec,
+    rmse: GaugeVec,
+    mae: GaugeVec,
+    info: GaugeVec,
+    runs: IntCounterVec,
+    last_success: GaugeVec,
+    replicas: GaugeVec,
+    /// Per object: label sets last exported, so a changed reason or version replaces the old
+    /// series instead of leaving it at 1, and when its serving model was trained (for age).
+    exported: Mutex<HashMap<Key, Exported>>,
+}
+
+#[derive(Default)]
+struct Exported {
+    conditions: Vec<[String; 3]>,
+    version: Option<String>,
+    trained_at: Option<Timestamp>,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let model = ["namespace", "name"];
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+                let g = GaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let reconciles = IntCounter::new(
+            "recommender_operator_reconcile_total",
+            "Reconciliations run.",
+        )?;
+        registry.register(Box::new(reconciles.clone()))?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "recommender_operator_reconcile_errors_total",
+                "Reconciliations that failed, by error kind.",
+            ),
+            &["error"],
+        )?;
+        registry.register(Box::new(errors.clone()))?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "recommender_operator_reconcile_duration_seconds",
+                "Time one reconciliation took.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "recommender_model_training_runs_total",
+                "Finished training runs by outcome.",
+            ),
+            &["namespace", "name", "outcome"],
+        )?;
+        registry.register(Box::new(runs.clone()))?;
+        Ok(Self {
+            condition: gauge(
+                "recommender_model_condition",
+                "1 for each condition's current status.",
+                &["namespace", "name", "type", "status", "reason"],
+            )?,
+            age: gauge(
+                "recommender_model_age_seconds",
+                "Age of the serving model.",
+                &model,
+            )?,
+            rmse: gauge(
+                "recommender_model_serving_rmse",
+                "Cross-validated RMSE of the serving model.",
+                &model,
+            )?,
+            mae: gauge(
+                "recommender_model_serving_mae",
+                "Cross-validated MAE of the serving model.",
+                &model,
+            )?,
+            info: gauge(
+                "recommender_model_serving_info",
+                "1 for the serving model's version.",
+                &["namespace", "name", "version"],
+            )?,
+            last_success: gauge(
+                "recommender_model_last_successful_training_timestamp_seconds",
+                "When the last promoted model finished training.",
+                &model,
+            )?,
+            replicas: gauge(
+                "recommender_model_predictor_replicas",
+                "Predictor replicas by state (desired|available).",
+                &["namespace", "name", "state"],
+            )?,
+            registry,
+            reconciles,
+            errors,
+            duration,
+            runs,
+            exported: Mutex::default(),
+        })
+    }
+
+    pub fn reconciled(&self, seconds: f64) {
+        self.reconciles.inc();
+        self.duration.observe(seconds);
+    }
+
+    pub fn failed(&self, label: &str) {
+        self.errors.with_label_values(&[label]).inc();
+    }
+
+    pub fn runs_finished(&self, namespace: &str, name: &str, runs: &[RunRecord]) {
+        for run in runs {
+            self.runs
+                .with_label_values(&[namespace, name, run.outcome.as_str()])
+                .inc();
+        }
+    }
+
+    /// Exports the per-resource gauges for `status`, replacing what was exported before.
+    pub fn observe_status(&self, namespace: &str, name: &str, status: &RecommenderModelStatus) {
+        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = exported
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        for [type_, status, reason] in entry.conditions.drain(..) {
+            let _ = self
+                .condition
+                .remove_label_values(&[namespace, name, &type_, &status, &reason]);
+        }
+        for c in &status.conditions {
+            self.condition
+                .with_label_values(&[namespace, name, &c.type_, &c.status, &c.reason])
+                .set(1.0);
+            entry
+                .conditions
+                .push([c.type_.clone(), c.status.clone(), c.reason.clone()]);
+        }
+        if let Some(old) = entry.version.take() {
+            let _ = self.info.remove_label_values(&[namespace, name, &old]);
+        }
+        match &status.serving {
+            Some(model) => {
+                self.rmse
+                    .with_label_values(&[namespace, name])
+                    .set(model.metrics.rmse);
+                self.mae
+                    .with_label_values(&[namespace, name])
+                    .set(model.metrics.mae);
+                self.info
+                    .with_label_values(&[namespace, name, &model.version])
+                    .set(1.0);
+                entry.version = Some(model.version.clone());
+                entry.trained_at = crate::clock::parse(&model.trained_at);
+            }
+            None => {
+                let _ = self.rmse.remove_label_values(&[namespace, name]);
+                let _ = self.mae.remove_label_values(&[namespace, name]);
+                let _ = self.age.remove_label_values(&[namespace, name]);
+                entry.trained_at = None;
+            }
+        }
+        if let Some(newest) = status
+            .models
+            .last()
+            .and_then(|m| crate::clock::parse(&m.trained_at))
+        {
+            self.last_success
+                .with_label_values(&[namespace, name])
+                .set(newest.as_second() as f64);
+        }
+        if let Some(p) = &status.predictor {
+            self.replicas
+                .with_label_values(&[namespace, name, "desired"])
+                .set(p.desired_replicas.into());
+            self.replicas
+                .with_label_values(&[namespace, name, "available"])
+                .set(p.available_replicas.into());
+        }
+    }
+
+    /// Drops every series of a resource that no longer exists.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = exported.remove(&(namespace.to_string(), name.to_string())) else {
+            return;
+        };
+        for [type_, status, reason] in entry.conditions {
+            let _ = self
+                .condition
+                .remove_label_values(&[namespace, name, &type_, &status, &reason]);
+        }
+        if let Some(version) = entry.version {
+            let _ = self.info.remove_label_values(&[namespace, name, &version]);
+        }
+        for g in [&self.age, &self.rmse, &self.mae, &self.last_success] {
+            let _ = g.remove_label_values(&[namespace, name]);
+        }
+        for state in ["desired", "available"] {
+            let _ = self.replicas.remove_label_values(&[namespace, name, state]);
+        }
+        for outcome in ["Succeeded", "Failed", "Rejected"] {
+            let _ = self.runs.remove_label_values(&[namespace, name, outcome]);
+        }
+    }
+
+    /// Resources currently exported, for pruning deleted ones.
+    pub fn known(&self) -> Vec<(String, String)> {
+        let exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        exported.keys().cloned().collect()
+    }
+
+    /// The text exposition, with model ages computed at scrape time (a resource at rest is not
+    /// reconciled, yet its model keeps ageing).
+    pub fn render(&self, now: Timestamp) -> String {
+        {
+            let exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+            for ((namespace, name), entry) in exported.iter() {
+                if let Some(trained) = entry.trained_at {
+                    let age = now.duration_since(trained).as_secs_f64().max(0.0);
+                    self.age.with_label_values(&[namespace, name]).set(age);
+                }
+            }
+        }
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{self, Desired, State};
+    use crate::crd::ModelRecord;
+
+    #[test]
+    fn condition_series_are_replaced_not_accumulated() {
+        let metrics = Metrics::new().unwrap();
+        let now: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+        let mut status = RecommenderModelStatus {
+            conditions: conditions::merge(
+                &[],
+                &[Desired::new(
+                    conditions::READY,
+                    State::False,
+                    "NotReady",
+                    "",
+                )],
+                now,
+                None,
+            ),
+            ..RecommenderModelStatus::default()
+        };
+        metrics.observe_status("ml", "movies", &status);
+        status.conditions = conditions::merge(
+            &[],
+            &[Desired::new(conditions::READY, State::True, "Ready", "")],
+            now,
+            None,
+        );
+        status.serving = Some(ModelRecord {
+            version: "v1".into(),
+            run: 1,
+            metrics: crate::crd::ModelMetrics {
+                folds: 4,
+                rmse: 0.94,
+                mae: 0.74,
+                rmse_std: 0.0,
+                mae_std: 0.0,
+                precision_at_10: 0.0,
+                recall_at_10: 0.0,
+                ndcg_at_10: 0.0,
+            },
+            trained_at: "2026-11-27T11:00:00Z".into(),
+            fingerprint: None,
+        });
+        metrics.observe_status("ml", "movies", &status);
+        let text = metrics.render(now);
+        assert!(text.contains(r#"recommender_model_condition{name="movies",namespace="ml",reason="Ready",status="True",type="Ready"} 1"#), "{text}");
+        assert!(!text.contains(r#"reason="NotReady""#));
+        assert!(
+            text.contains(r#"recommender_model_age_seconds{name="movies",namespace="ml"} 3600"#)
+        );
+        assert!(text.contains(
+            r#"recommender_model_serving_info{name="movies",namespace="ml",version="v1"} 1"#
+        ));
+
+        metrics.forget("ml", "movies");
+        assert!(!metrics.render(now).contains("movies"));
+    }
+}

@@ -1,0 +1,348 @@
+//! Reads the cluster objects the controller owns into plain facts for the decision: which
+//! training runs exist and how they ended, and how the predictor rollout is doing.
+
+use crate::children::{ANNOTATION_SPEC_HASH, ANNOTATION_STARTED_AT, ANNOTATION_TRIGGER, LABEL_RUN};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use recommender_report::TrainingReport;
+
+/// Container waiting reasons that mean a trainer pod will not make progress by itself.
+const STUCK_WAITING_REASONS: [&str; 6] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+];
+
+/// One training run as seen through its Job and the Job's pods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedRun {
+    pub run: u32,
+    pub job_name: String,
+    /// From the Job's annotations, so a run is adopted intact after an operator restart.
+    pub trigger: String,
+    pub started_at: Option<String>,
+    pub spec_hash: Option<String>,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    Running {
+        /// Set when a pod cannot make progress (`reason: message`).
+        stuck: Option<String>,
+        /// Earliest creation time of a pod still `Pending`.
+        pending_since: Option<Timestamp>,
+    },
+    Succeeded {
+        report: Result<TrainingReport, String>,
+        finished_at: Option<String>,
+    },
+    Failed {
+        reason: String,
+        message: String,
+        report: Option<TrainingReport>,
+        finished_at: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RolloutState {
+    /// The model version in the Deployment's pod template.
+    pub version: Option<String>,
+    pub desired: i32,
+    pub available: i32,
+    pub updated: i32,
+    /// The Deployment controller has seen the latest template.
+    pub observed: bool,
+    /// `Progressing=False, reason=ProgressDeadlineExceeded`, with its message.
+    pub deadline_exceeded: Option<String>,
+}
+
+pub fn run_of(job: &Job) -> Option<u32> {
+    job.metadata.labels.as_ref()?.get(LABEL_RUN)?.parse().ok()
+}
+
+/// `None` for Jobs that are not ours to read (no run label).
+pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
+    let run = run_of(job)?;
+    let job_name = job.metadata.name.clone()?;
+    let annotations = job.metadata.annotations.clone().unwrap_or_default();
+    let pods: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata.labels.as_ref().and_then(|l| {
+                l.get("job-name")
+                    .or_else(|| l.get("batch.kubernetes.io/job-name"))
+            }) == Some(&job_name)
+        })
+        .collect();
+    let status = job.status.clone().unwrap_or_default();
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    let finished_at = status
+        .completion_time
+        .as_ref()
+        .map(|t| crate::clock::format(t.0));
+    let state = if condition("Complete").is_some() {
+        let report = match latest_message(&pods, "Succeeded") {
+            Some(text) => TrainingReport::parse(&text).map_err(|e| e.to_string()),
+            None => Err("the trainer pod left no termination message".into()),
+        };
+        RunState::Succeeded {
+            report,
+            finished_at,
+        }
+    } else if let Some(failed) = condition("Failed") {
+        let report = latest_message(&pods, "Failed").and_then(|t| TrainingReport::parse(&t).ok());
+        let finished_at = failed
+            .last_transition_time
+            .as_ref()
+            .map(|t| crate::clock::format(t.0))
+            .or(finished_at);
+        RunState::Failed {
+            reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
+            message: failed.message.unwrap_or_default(),
+            report,
+            finished_at,
+        }
+    } else {
+        RunState::Running {
+            stuck: pods.iter().find_map(|p| stuck_reason(p)),
+            pending_since: pods
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+                .filter_map(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                .min(),
+        }
+    };
+    Some(ObservedRun {
+        run,
+        job_name,
+        trigger: annotations
+            .get(ANNOTATION_TRIGGER)
+            .cloned()
+            .unwrap_or_else(|| "Unknown".into()),
+        started_at: annotations.get(ANNOTATION_STARTED_AT).cloned(),
+        spec_hash: annotations.get(ANNOTATION_SPEC_HASH).cloned(),
+        state,
+    })
+}
+
+/// The termination message of the most recently finished pod in `phase`.
+fn latest_message(pods: &[&Pod], phase: &str) -> Option<String> {
+    pods.iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase))
+        .filter_map(|p| {
+            let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+            let terminated = statuses
+                .iter()
+                .find_map(|c| c.state.as_ref()?.terminated.clone())?;
+            let message = terminated.message.filter(|m| !m.trim().is_empty())?;
+            Some((terminated.finished_at.map(|t| t.0), message))
+        })
+        .max_by_key(|(finished, _)| *finished)
+        .map(|(_, message)| message)
+}
+
+fn stuck_reason(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status.container_statuses.iter().flatten().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        STUCK_WAITING_REASONS.contains(&reason).then(|| {
+            format!(
+                "pod {} is {reason}: {}",
+                pod.metadata.name.as_deref().unwrap_or("?"),
+                waiting.message.as_deref().unwrap_or("")
+            )
+        })
+    })
+}
+
+pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
+    let status = deployment.status.clone().unwrap_or_default();
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let version = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(crate::children::LABEL_VERSION).cloned());
+    let observed = match (deployment.metadata.generation, status.observed_generation) {
+        (Some(generation), Some(seen)) => seen >= generation,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    let deadline_exceeded = status.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        .then(|| c.message.clone().unwrap_or_default())
+    });
+    RolloutState {
+        version,
+        desired,
+        available: status.available_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        observed,
+        deadline_exceeded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(conditions: serde_json::Value) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": "movies-train-2", "labels": {"recommender.dev/run": "2"},
+                "annotations": {"recommender.dev/trigger": "Stale", "recommender.dev/spec-hash": "abc"}},
+            "status": {"conditions": conditions, "completionTime": "2026-11-27T12:00:00Z"}
+        }))
+        .unwrap()
+    }
+
+    fn pod(phase: &str, state: serde_json::Value, created: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "movies-train-2-x", "labels": {"job-name": "movies-train-2"},
+                "creationTimestamp": created},
+            "status": {"phase": phase, "containerStatuses": [{"name": "trainer", "image": "i",
+                "imageID": "", "ready": false, "restartCount": 0, "state": state}]}
+        }))
+        .unwrap()
+    }
+
+    const FAILED_REPORT: &str = r#"{"format":1,"outcome":"Failed","version":"v2","algorithm":"svd","durations":{"loadSeconds":0,"cvSeconds":0,"fitSeconds":0,"totalSeconds":0.1},"finishedAt":"2026-11-27T12:00:00Z","error":{"reason":"InvalidData","message":"line 3: rating 'x' is not a number"}}"#;
+
+    #[test]
+    fn job_states() {
+        let terminated = |message: &str| json!({"terminated": {"exitCode": 1, "message": message, "finishedAt": "2026-11-27T12:00:00Z"}});
+        let t0 = "2026-11-27T11:00:00Z";
+        let failed = json!([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "exit 1"}]);
+
+        let run = observe_run(
+            &job(failed.clone()),
+            &[pod("Failed", terminated(FAILED_REPORT), t0)],
+        )
+        .unwrap();
+        assert_eq!(
+            (run.run, run.trigger.as_str(), run.spec_hash.as_deref()),
+            (2, "Stale", Some("abc"))
+        );
+        match run.state {
+            RunState::Failed { reason, report, .. } => {
+                assert_eq!(reason, "PodFailurePolicy");
+                assert_eq!(report.unwrap().error.unwrap().reason, "InvalidData");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let deadline = json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]);
+        let run = observe_run(&job(deadline), &[]).unwrap();
+        assert!(
+            matches!(run.state, RunState::Failed { ref reason, report: None, .. } if reason == "DeadlineExceeded")
+        );
+
+        let complete = json!([{"type": "Complete", "status": "True"}]);
+        let run = observe_run(
+            &job(complete.clone()),
+            &[pod("Succeeded", terminated("not json"), t0)],
+        )
+        .unwrap();
+        assert!(
+            matches!(run.state, RunState::Succeeded { report: Err(ref e), .. } if e.contains("not valid JSON"))
+        );
+        let run = observe_run(&job(complete), &[]).unwrap();
+        assert!(
+            matches!(run.state, RunState::Succeeded { report: Err(ref e), .. } if e.contains("no termination message"))
+        );
+
+        let waiting =
+            json!({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}});
+        let run = observe_run(&job(json!([])), &[pod("Pending", waiting, t0)]).unwrap();
+        match run.state {
+            RunState::Running {
+                stuck,
+                pending_since,
+            } => {
+                assert_eq!(
+                    stuck.as_deref(),
+                    Some("pod movies-train-2-x is ImagePullBackOff: no such image")
+                );
+                assert_eq!(pending_since, Some(t0.parse().unwrap()));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let unlabelled: Job =
+            serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+        assert!(
+            observe_run(&unlabelled, &[]).is_none(),
+            "not one of our runs"
+        );
+    }
+
+    #[test]
+    fn rollout_states() {
+        let deployment = |generation: i64,
+                          observed: i64,
+                          progressing: serde_json::Value|
+         -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": {"name": "movies-predictor", "generation": generation},
+                "spec": {"replicas": 2, "selector": {}, "template": {"metadata": {"labels": {"recommender.dev/version": "v3"}}}},
+                "status": {"observedGeneration": observed, "availableReplicas": 1, "updatedReplicas": 2,
+                    "conditions": [progressing]}
+            }))
+            .unwrap()
+        };
+        let ok = observe_rollout(&deployment(
+            4,
+            4,
+            json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}),
+        ));
+        assert_eq!(
+            ok,
+            RolloutState {
+                version: Some("v3".into()),
+                desired: 2,
+                available: 1,
+                updated: 2,
+                observed: true,
+                deadline_exceeded: None
+            }
+        );
+        let behind = observe_rollout(&deployment(
+            5,
+            4,
+            json!({"type": "Progressing", "status": "True"}),
+        ));
+        assert!(!behind.observed);
+        let stuck = observe_rollout(&deployment(
+            4,
+            4,
+            json!({"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing."}),
+        ));
+        assert_eq!(
+            stuck.deadline_exceeded.as_deref(),
+            Some("ReplicaSet has timed out progressing.")
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The CRD's CEL rules, evaluated the way the API server does (defaults applied first), so a
+//! rule that does not compile or says the wrong thing fails here rather than in a cluster.
+
+use kube::CustomResourceExt;
+use kube_cel::{Validator, compile_schema};
+use recommender_operator::crd::RecommenderModel;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = serde_json::to_value(RecommenderModel::crd()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+fn manifest(spec: Value) -> Value {
+    json!({
+        "apiVersion": "recommender.dev/v1alpha1",
+        "kind": "RecommenderModel",
+        "metadata": {"name": "movies", "namespace": "ml"},
+        "spec": spec,
+    })
+}
+
+fn pg() -> Value {
+    json!({"host": "db", "database": "app", "user": "app", "passwordSecretRef": {"name": "db"},
+           "query": "SELECT user_id, item_id, rating FROM ratings"})
+}
+
+/// The messages of the rules `object` breaks.
+fn violations(object: &Value) -> Vec<String> {
+    match Validator::new().validate(&schema(), object, None) {
+        Ok(()) => vec![],
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect(),
+    }
+}
+
+#[test]
+fn every_rule_compiles() {
+    let compiled = compile_schema(&schema());
+    assert!(
+        !compiled.has_errors(),
+        "{:?}",
+        compiled.compilation_errors()
+    );
+}
+
+#[test]
+fn valid_manifests_pass() {
+    let store = json!({"claimName": "models"});
+    for spec in [
+        json!({"source": {"file": {"path": "movies/u.data"}}, "modelStore": store}),
+        json!({"source": {"postgres": pg()}, "modelStore": store, "freshness": {"maxAge": "1h30m", "retrainInterval": "10m"}}),
+        json!({"source": {"file": {"path": "r.csv", "format": "delimited", "delimiter": ",", "header": true, "columns": "0,1,2"}},
+               "modelStore": store, "hyperparameters": {"ratingScale": {"low": 1.0, "high": 5.0}}}),
+    ] {
+        assert_eq!(
+            violations(&manifest(spec.clone())),
+            Vec::<String>::new(),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
+fn invalid_manifests_are_rejected_naming_the_field() {
+    let store = json!({"claimName": "models"});
+    let file = json!({"path": "u.data"});
+    let cases = [
+        (
+            json!({"source": {}, "modelStore": store}),
+            "spec.source: exactly one of spec.source.postgres or spec.source.file must be set",
+        ),
+        (
+            json!({"source": {"file": file, "postgres": pg()}, "modelStore": store}),
+            "spec.source: exactly one of",
+        ),
+        (
+            json!({"source": {"file": {"path": "/etc/passwd"}}, "modelStore": store}),
+            "spec.source.file.path must be relative",
+        ),
+        (
+            json!({"source": {"file": {"path": "a/../../b"}}, "modelStore": store}),
+            "spec.source.file.path must be relative",
+        ),
+        (
+            json!({"source": {"file": {"path": "u.data", "delimiter": ","}}, "modelStore": store}),
+            "spec.source.file: delimiter, header and columns apply only",
+        ),
+        (
+            json!({"source": {"postgres": {"host": "db", "database": "a", "user": "u", "passwordSecretRef": {"name": "s"}, "query": "  "}}, "modelStore": store}),
+            "spec.source.postgres.query must not be blank",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "freshness": {"maxAge": "0s"}}),
+            "spec.freshness.maxAge must be a duration of at least 1s",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "freshness": {"retrainInterval": "30s"}}),
+            "spec.freshness.retrainInterval must be a duration of at least 1m",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "hyperparameters": {"lrAll": 0.0}}),
+            "spec.hyperparameters.lrAll must be in (0, 1]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "hyperparameters": {"ratingScale": {"low": 5.0, "high": 1.0}}}),
+            "spec.hyperparameters.ratingScale.low must be below high",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "promotion": {"maxRmse": 0.0}}),
+            "spec.promotion.maxRmse must be positive",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let found = violations(&manifest(spec.clone()));
+        assert!(
+            found.iter().any(|m| m.starts_with(expected)),
+            "{spec}: expected {expected:?}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn long_names_are_rejected() {
+    let mut object =
+        manifest(json!({"source": {"file": {"path": "u"}}, "modelStore": {"claimName": "m"}}));
+    object["metadata"]["name"] = json!("a".repeat(41));
+    let found = violations(&object);
+    assert!(
+        found
+            .iter()
+            .any(|m| m.starts_with("metadata.name must be at most 40")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn example_manifests_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let object: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            violations(&object),
+            Vec::<String>::new(),
+            "{}",
+            path.display()
+        );
+        let typed: Result<RecommenderModel, _> = serde_yaml::from_str(&text);
+        assert!(typed.is_ok(), "{}: {:?}", path.display(), typed.err());
+        checked += 1;
+    }
+    assert!(checked >= 2);
+}
