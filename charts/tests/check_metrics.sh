@@ -88,7 +88,7 @@ else
   # Watch only a namespace nobody uses, so that this operator never competes with one that a test
   # runs against the same API server.
   scope=()
-  "$op" --help | grep -q -- '--namespaces' && scope=(--namespaces "metrics-check-$$")
+  "$op" --help | grep -q -- '--namespace' && scope=(--namespace "metrics-check-$$" --leader-elect false)
   "$op" --metrics-addr "127.0.0.1:$port" "${scope[@]}" >"$WORK/operator.log" 2>&1 &
   PIDS+=("$!")
   scrape operator "http://127.0.0.1:$port/metrics" || { tail -20 "$WORK/operator.log" >&2; exit 1; }

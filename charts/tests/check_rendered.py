@@ -143,9 +143,9 @@ class Checker:
         if not any(p.get("containerPort") == port and p.get("name") == "http-metrics" for p in c.get("ports", [])):
             self.fail(dep, f"no container port http-metrics {port}")
         namespaces = self.values["watchNamespaces"]
-        ns_args = [a for a in args if a.startswith("--namespaces")]
-        if namespaces and ns_args != [f"--namespaces={','.join(namespaces)}"]:
-            self.fail(dep, f"--namespaces should list {namespaces}, args {ns_args}")
+        ns_args = [a for a in args if a.startswith("--namespace")]
+        if namespaces and ns_args != [f"--namespace={','.join(namespaces)}"]:
+            self.fail(dep, f"--namespace should list {namespaces}, args {ns_args}")
         if not namespaces and ns_args:
             self.fail(dep, f"watching all namespaces but args restrict them: {ns_args}")
         for workload in ("trainer", "predictor"):
@@ -153,11 +153,15 @@ class Checker:
             want = f"--{workload}-image={image['repository']}:{image['tag'] or self.app_version()}"
             if want not in args:
                 self.fail(dep, f"args lack {want}")
-        if f"--log-level={self.values['logLevel']}" not in args:
-            self.fail(dep, "args lack --log-level")
-        leader = "--leader-election" in args
+        env = {e["name"]: e.get("value") for e in c.get("env") or []}
+        if env.get("RUST_LOG") != self.values["logLevel"]:
+            self.fail(dep, f"RUST_LOG should be the logLevel {self.values['logLevel']!r}")
+        elect = [a for a in args if a.startswith("--leader-elect")]
+        leader = elect == ["--leader-elect=true"]
+        if elect not in (["--leader-elect=true"], ["--leader-elect=false"]):
+            self.fail(dep, f"--leader-elect must be given once as true or false: {elect}")
         if leader != self.leader_election():
-            self.fail(dep, f"--leader-election is {leader}, expected {self.leader_election()}")
+            self.fail(dep, f"leader election is {leader}, expected {self.leader_election()}")
         strategy = dep["spec"]["strategy"]["type"]
         if not leader and strategy != "Recreate":
             self.fail(dep, "without leader election the strategy must be Recreate, two pods would reconcile")

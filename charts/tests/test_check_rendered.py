@@ -72,7 +72,7 @@ NAMESPACED_CASES = {
     ),
     "dashboard edited": lambda docs: first(docs, "ConfigMap")["data"].update({"recommender-operator.json": "{}"}),
     "namespace arg missing": lambda docs: container(docs).update(
-        args=[a for a in container(docs)["args"] if not a.startswith("--namespaces")]
+        args=[a for a in container(docs)["args"] if not a.startswith("--namespace=")]
     ),
 }
 
