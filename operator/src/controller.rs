@@ -86,7 +86,7 @@ pub async fn reconcile(model: Arc<RecommenderModel>, ctx: Arc<Context>) -> Resul
 }
 
 async fn reconcile_inner(
-    model: &RecommenderModel,
+    cached: &RecommenderModel,
     namespace: &str,
     name: &str,
     ctx: &Context,
@@ -97,6 +97,21 @@ async fn reconcile_inner(
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let models: Api<RecommenderModel> = Api::namespaced(client.clone(), namespace);
+
+    // Decisions read the resource from the API server, not the watch cache: after a watch is
+    // interrupted (an API server restart) the cache can lag behind the status this operator
+    // last wrote, and a decision on an old status would start a run that was already started.
+    let Some(fresh) = models
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading {namespace}/{name}"), e))?
+    else {
+        return Ok(Action::await_change());
+    };
+    if fresh.uid() != cached.uid() {
+        return Ok(Action::await_change());
+    }
+    let model = &fresh;
 
     let selector = format!("{LABEL_MODEL}={name}");
     let uid = model.uid();

@@ -774,10 +774,13 @@ fn conditions(
 }
 
 fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Desired {
+    // Old pods keep answering until they are gone, so the rollout is done only when every pod
+    // left runs the new template.
     let current = rollout.version.as_deref() == Some(version)
         && rollout.observed
         && rollout.updated >= desired
-        && rollout.available >= desired;
+        && rollout.available >= desired
+        && rollout.total <= rollout.updated;
     if let Some(why) = &rollout.deadline_exceeded {
         return Desired::new(
             cond::SERVING,

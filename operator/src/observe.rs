@@ -57,6 +57,8 @@ pub struct RolloutState {
     pub desired: i32,
     pub available: i32,
     pub updated: i32,
+    /// Non-terminated pods of any template: above `updated` while old pods still answer.
+    pub total: i32,
     /// The Deployment controller has seen the latest template.
     pub observed: bool,
     /// `Progressing=False, reason=ProgressDeadlineExceeded`, with its message.
@@ -199,6 +201,7 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
         desired,
         available: status.available_replicas.unwrap_or(0),
         updated: status.updated_replicas.unwrap_or(0),
+        total: status.replicas.unwrap_or(0),
         observed,
         deadline_exceeded,
     }
@@ -307,7 +310,7 @@ mod tests {
             serde_json::from_value(json!({
                 "metadata": {"name": "movies-predictor", "generation": generation},
                 "spec": {"replicas": 2, "selector": {}, "template": {"metadata": {"labels": {"recommender.dev/version": "v3"}}}},
-                "status": {"observedGeneration": observed, "availableReplicas": 1, "updatedReplicas": 2,
+                "status": {"observedGeneration": observed, "availableReplicas": 1, "updatedReplicas": 2, "replicas": 3,
                     "conditions": [progressing]}
             }))
             .unwrap()
@@ -324,6 +327,7 @@ mod tests {
                 desired: 2,
                 available: 1,
                 updated: 2,
+                total: 3,
                 observed: true,
                 deadline_exceeded: None
             }

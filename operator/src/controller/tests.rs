@@ -121,12 +121,20 @@ const JOBS: &str =
     "/apis/batch/v1/namespaces/ml/jobs?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
 const PODS: &str = "/api/v1/namespaces/ml/pods?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/movies-predictor";
+const MODEL: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies";
 const STATUS: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies/status";
+
+/// Every reconcile starts by reading the resource afresh; the server answers with `model`.
+async fn expect_fresh_read(handle: &mut ApiHandle, model: &RecommenderModel) {
+    let (_, send) = expect(handle, Method::GET, MODEL).await;
+    respond(send, StatusCode::OK, &serde_json::to_value(model).unwrap());
+}
 
 #[tokio::test]
 async fn no_model_creates_the_first_trainer_job() {
     let (ctx, mut handle) = context();
     let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &model(None)).await;
         let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
         respond(send, StatusCode::OK, &list("JobList", vec![]));
         let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
@@ -238,6 +246,7 @@ fn training_status() -> RecommenderModelStatus {
 async fn succeeded_job_is_promoted_and_served() {
     let (ctx, mut handle) = context();
     let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &model(Some(training_status()))).await;
         let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
         respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
         let (_, send) = expect(&mut handle, Method::GET, PODS).await;
@@ -319,6 +328,7 @@ async fn succeeded_job_is_promoted_and_served() {
 async fn rejected_candidate_is_kept_out_with_the_reason() {
     let (ctx, mut handle) = context();
     let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &model(Some(training_status()))).await;
         let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
         respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
         let (_, send) = expect(&mut handle, Method::GET, PODS).await;
@@ -362,6 +372,7 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
 async fn api_errors_are_returned_with_a_metric_label() {
     let (ctx, mut handle) = context();
     let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &model(None)).await;
         let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
         respond(
             send,
@@ -386,6 +397,30 @@ async fn api_errors_are_returned_with_a_metric_label() {
         ctx.metrics
             .render(jiff::Timestamp::now())
             .contains(r#"recommender_operator_reconcile_errors_total{error="conflict"} 2"#)
+    );
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_deleted_or_recreated_resource_is_left_alone() {
+    let (ctx, mut handle) = context();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, MODEL).await;
+        not_found(send);
+        let mut recreated = model(None);
+        recreated.metadata.uid = Some("uid-2".into());
+        expect_fresh_read(&mut handle, &recreated).await;
+        handle
+    });
+    let m = Arc::new(model(None));
+    assert_eq!(
+        reconcile(m.clone(), ctx.clone()).await.unwrap(),
+        Action::await_change()
+    );
+    assert_eq!(
+        reconcile(m, ctx.clone()).await.unwrap(),
+        Action::await_change()
     );
     drop(ctx);
     expect_no_more(verifier.await.unwrap()).await;

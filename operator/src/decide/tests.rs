@@ -137,6 +137,7 @@ fn available(version: &str, desired: i32, available: i32) -> RolloutState {
         desired,
         available,
         updated: available,
+        total: available,
         observed: true,
         deadline_exceeded: None,
     }
@@ -961,4 +962,29 @@ fn predictor_reads_pod_ip_and_probes_readyz() {
             .as_ref()
             .is_some_and(|o| o.len() == 1)
     );
+}
+
+#[test]
+fn rollout_is_done_only_when_no_old_pod_answers() {
+    let spec = file_spec();
+    let m = model(
+        spec.clone(),
+        Some(serving_status(&spec, "2026-11-27T11:00:00Z")),
+    );
+    let mut old_still_up = available("v1", 1, 2);
+    old_still_up.updated = 1;
+    old_still_up.total = 2;
+    let plan = decide(&observe(&m, vec![], Some(old_still_up)), &defaults());
+    let serving = condition(&plan, "Serving");
+    assert_eq!(
+        (serving.status.as_str(), serving.reason.as_str()),
+        ("True", "RollingOut"),
+        "the old pod still answers, so it serves, but the rollout is not done"
+    );
+
+    let plan = decide(
+        &observe(&m, vec![], Some(available("v1", 1, 1))),
+        &defaults(),
+    );
+    assert_eq!(condition(&plan, "Serving").reason, "Available");
 }

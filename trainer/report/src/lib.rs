@@ -200,7 +200,11 @@ mod tests {
         let report = sample();
         let json = report.to_json().unwrap();
         assert!(!json.contains('\n'));
-        assert!(json.len() < 1024, "a full report is far below the cap: {}", json.len());
+        assert!(
+            json.len() < 1024,
+            "a full report is far below the cap: {}",
+            json.len()
+        );
         assert_eq!(TrainingReport::parse(&json).unwrap(), report);
     }
 
