@@ -15,10 +15,22 @@ BIN_DIR="${1:?usage: check_metrics.sh BIN_DIR}"
 : "${PROMTOOL:?PROMTOOL must point at promtool (source tools.sh)}"
 WORK="$(mktemp -d)"
 PIDS=()
+# Each binary must exit on SIGTERM within its pod's termination grace (30 s by default); one that
+# does not is a failure here, not a hung test run.
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+  local rc=$? pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 250); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "FAIL $(tr '\0' ' ' </proc/"$pid"/cmdline) did not exit within 25 s of SIGTERM" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      rc=1
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 

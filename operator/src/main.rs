@@ -113,6 +113,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long controllers may take to finish after a stop, within Kubernetes' default 30 s grace.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -224,7 +227,16 @@ async fn run(cli: Cli) -> Result<()> {
             let _ = fired.await;
         }));
     }
-    futures::future::join_all(controllers).await;
+    // Controllers drain in-flight reconciles on shutdown, but one whose watch is failing (say,
+    // the CRD is not installed) may not notice; exit within the pod's termination grace anyway.
+    let mut stopping = stop_rx.clone();
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting"),
+    }
 
     let lost = lease
         .as_ref()
