@@ -459,6 +459,16 @@ pub async fn predictor_get(client: &Client, ns: &str, model: &str, path: &str) -
     (code, json)
 }
 
+/// A prediction from the model's predictor answers 200 and names `version`.
+pub async fn assert_served_by(client: &Client, ns: &str, model: &str, version: &str) {
+    let (code, body) = predictor_get(client, ns, model, "/v1/predict?user=1&item=1").await;
+    assert_eq!(
+        (code, body["model_version"].as_str()),
+        (200, Some(version)),
+        "the predictor of {ns}/{model} should serve {version}: {body}"
+    );
+}
+
 /// A plain HTTP/1.1 GET: the tests need nothing more and stay free of an HTTP client crate.
 pub fn http_get(host: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect((host, port))?;
