@@ -35,21 +35,7 @@ impl Refs {
                 .get_opt(name)
                 .await
                 .map_err(Error::kube(format!("reading Secret {name}")))?
-                .map(|s| {
-                    let mut data: BTreeMap<String, Vec<u8>> = s
-                        .string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    data.extend(
-                        s.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0)),
-                    );
-                    data
-                });
+                .map(|s| byte_map(s.string_data, s.data));
             self.secret_cache.insert(name.to_owned(), data);
         }
         Ok(self.secret_cache[name].as_ref())
@@ -65,21 +51,7 @@ impl Refs {
                 .get_opt(name)
                 .await
                 .map_err(Error::kube(format!("reading ConfigMap {name}")))?
-                .map(|c| {
-                    let mut data: BTreeMap<String, Vec<u8>> = c
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    data.extend(
-                        c.binary_data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0)),
-                    );
-                    data
-                });
+                .map(|c| byte_map(c.data, c.binary_data));
             self.config_map_cache.insert(name.to_owned(), data);
         }
         Ok(self.config_map_cache[name].as_ref())
@@ -406,6 +378,26 @@ pub fn container_paths(
         .unwrap_or("/dev/termination-log");
     map.insert(message_path, termination_log.to_path_buf());
     Ok(map)
+}
+
+/// Secrets and ConfigMaps both carry text and binary values; the binary ones win on a shared key,
+/// as the API server merges a Secret's `stringData` under its `data`.
+fn byte_map(
+    text: Option<BTreeMap<String, String>>,
+    binary: Option<BTreeMap<String, k8s_openapi::ByteString>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = text
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend(
+        binary
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
+    data
 }
 
 #[cfg(test)]

@@ -58,6 +58,15 @@ struct PodCtx {
 }
 
 impl PodCtx {
+    /// The pod's loopback address, as the runtime state holds it now.
+    fn pod_ip(&self) -> String {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pod_ip
+            .clone()
+    }
+
     fn update(&self, f: impl FnOnce(&mut PodRuntime)) {
         let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut rt);
@@ -233,12 +242,7 @@ async fn prepare(
         return Err(stopped(stop).await);
     }
     loop {
-        let pod_ip = ctx
-            .runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pod_ip
-            .clone();
+        let pod_ip = ctx.pod_ip();
         let downward = Downward {
             pod: &ctx.pod,
             pod_ip: &pod_ip,
@@ -279,12 +283,7 @@ async fn resolve_launch(
     volumes: &std::collections::BTreeMap<String, PathBuf>,
     termination_log: &Path,
 ) -> Result<Launch, Error> {
-    let pod_ip = ctx
-        .runtime
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pod_ip
-        .clone();
+    let pod_ip = ctx.pod_ip();
     let downward = Downward {
         pod: &ctx.pod,
         pod_ip: &pod_ip,
@@ -332,12 +331,7 @@ async fn run_container(
     let fallback_to_logs =
         container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
     let prober = container.readiness_probe.as_ref().map(|p| {
-        let pod_ip = ctx
-            .runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pod_ip
-            .clone();
+        let pod_ip = ctx.pod_ip();
         (probe::check(p, container, &pod_ip), probe::timing(p))
     });
     // A liveness probe the agent cannot run is ignored: killing on it would be a false verdict.
