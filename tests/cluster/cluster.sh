@@ -96,6 +96,23 @@ EOF
   gen_client_cert scheduler system:kube-scheduler ""
 }
 
+# The audit log shows who did what: the e2e tests read it to prove that the operator installed by
+# the chart acted as its own ServiceAccount. Only ServiceAccounts outside kube-system are logged,
+# which leaves out the control plane's own controllers and the admin user of the tests.
+write_audit_policy() {
+  cat >"$STATE/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
+}
+
 write_kubeconfig() { # path cert-name user
   local path=$1 name=$2 user=$3
   cat >"$path.tmp" <<EOF
@@ -153,6 +170,8 @@ component_args() { # component -> argv (one per line)
         --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" --authorization-mode=Node,RBAC \
         --allow-privileged=true --endpoint-reconciler-type=none \
+        --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
+        --audit-log-format=json --audit-log-maxsize=100 --audit-log-maxbackup=1 \
         --cert-dir="$STATE/apiserver-certs" --v=1
       ;;
     kube-controller-manager)
@@ -230,6 +249,7 @@ start_component() {
   fi
   mapfile -t args < <(component_args "$c")
   mkdir -p "$LOGS" "$PIDS"
+  [ "$c" != kube-apiserver ] || write_audit_policy
   local program="$bins/$c"
   if [ "$c" = node-agent ]; then
     program=$(node_agent_bin) || fail_with_log "$c" "no node-agent binary: cargo build -p recommender-e2e --bin node-agent (or set RECOMMENDER_NODE_AGENT)"
@@ -343,6 +363,7 @@ cmd_env() {
   echo "export RECOMMENDER_CA_FILE=$PKI/ca.crt"
   echo "export RECOMMENDER_NODE_NAME=$NODE_NAME"
   echo "export RECOMMENDER_NODE_STATE=$STATE/node"
+  echo "export RECOMMENDER_AUDIT_LOG=$LOGS/audit.log"
 }
 
 cmd_status() {

@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 use support::*;
@@ -415,4 +416,120 @@ async fn operator_survives_an_api_server_restart() {
         2,
         "one Job per run, nothing duplicated: {jobs:?}"
     );
+}
+
+/// The operator as users run it: installed by the chart, from its Deployment, with nothing but its
+/// own ServiceAccount's token (the node agent hands the pod that token and no other credential).
+/// It trains and serves a model in the namespace it watches; the audit log then shows that every
+/// request it made was as that ServiceAccount, none was denied, and none left its two namespaces.
+#[tokio::test]
+async fn operator_installed_by_the_chart_serves_a_model_as_its_service_account() {
+    let env = Env::load();
+    let client = client().await;
+    let models_ns = TestNamespace::create(&client, &env, "e2e-chart").await;
+    let op_ns = TestNamespace::create(&client, &env, "e2e-chart-op").await;
+    let chart = env.repo.join("charts/recommender-operator");
+    let watch = format!("watchNamespaces={{{}}}", models_ns.name);
+    let secrets = format!("rbac.secrets.resourceNames={{{DB_SECRET}}}");
+    let (ok, out) = helm(&[
+        "install",
+        "rec",
+        chart.to_str().unwrap(),
+        "--namespace",
+        &op_ns.name,
+        "--set",
+        &watch,
+        "--set",
+        &secrets,
+        "--set",
+        "leaderElection.enabled=true",
+        // Pods share the node's network namespace here, each with its own loopback address.
+        "--set",
+        "metrics.bindAddress=$(POD_IP)",
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(ok, "helm install: {out}");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &op_ns.name);
+    let operator_pods = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=rec"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(operator_pods.len(), 1, "one operator pod");
+    let pod_name = operator_pods[0].metadata.name.clone().unwrap();
+
+    serving_v1(&env, &models_ns, "movies", json!({})).await;
+    assert_served_by(&client, &models_ns.name, "movies", "v1").await;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &op_ns.name);
+    let lease = leases.get("rec-recommender-operator").await.unwrap();
+    let holder = lease.spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some(pod_name.as_str()), "Lease holder");
+
+    let user = format!(
+        "system:serviceaccount:{}:rec-recommender-operator",
+        op_ns.name
+    );
+    let events = audit_events_of(&env, &user);
+    let made = |verb: &str, resource: &str, sub: &str, ns: &str| {
+        events.iter().any(|e| {
+            e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["objectRef"]["subresource"].as_str().unwrap_or("") == sub
+                && e["objectRef"]["namespace"] == ns
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)
+        })
+    };
+    let m = models_ns.name.as_str();
+    // Server-side apply: creations are PATCH requests too.
+    assert!(
+        made("patch", "jobs", "", m),
+        "trainer Job applied as {user}"
+    );
+    assert!(
+        made("patch", "deployments", "", m),
+        "predictor applied as {user}"
+    );
+    assert!(
+        made("patch", "recommendermodels", "status", m),
+        "status written as {user}"
+    );
+    assert!(
+        made("get", "secrets", "", m),
+        "database password read as {user}"
+    );
+    assert!(
+        made("create", "leases", "", &op_ns.name) || made("update", "leases", "", &op_ns.name),
+        "Lease taken as {user}"
+    );
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "requests the chart's RBAC denied: {denied:#?}"
+    );
+    let elsewhere: Vec<_> = events
+        .iter()
+        // Non-resource URLs such as /version carry no objectRef; cluster-scoped ones no namespace.
+        .filter(|e| {
+            let ns = e["objectRef"]["namespace"].as_str().unwrap_or("");
+            e["objectRef"].is_object() && ns != m && ns != op_ns.name
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "requests outside its namespaces: {elsewhere:#?}"
+    );
+
+    let (ok, out) = helm(&["uninstall", "rec", "--namespace", &op_ns.name, "--wait"]);
+    assert!(ok, "helm uninstall: {out}");
 }

@@ -1,6 +1,7 @@
 //! The test-only node agent: a Node whose pods are local processes of the project's binaries
 //! (see docs/contracts.md, "Test node agent", and docs/local-cluster.md).
 
+mod api_access;
 mod claims;
 pub mod ips;
 pub mod launch;
@@ -35,6 +36,8 @@ pub struct Config {
     pub boot_id: String,
     /// Create hostPath PersistentVolumes for pending claims.
     pub provide_volumes: bool,
+    /// The API server URL written into the kubeconfig of pods with a ServiceAccount token.
+    pub api_server: String,
 }
 
 pub struct Agent {

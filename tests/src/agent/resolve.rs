@@ -4,9 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, Pod, Secret, ServiceAccount, Volume,
+};
 use kube::{Api, Client};
 
+use super::api_access::ApiAccess;
 use super::launch::PathMap;
 use crate::Error;
 
@@ -14,6 +17,7 @@ use crate::Error;
 pub struct Refs {
     secrets: Api<Secret>,
     config_maps: Api<ConfigMap>,
+    pub service_accounts: Api<ServiceAccount>,
     secret_cache: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     config_map_cache: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
 }
@@ -22,7 +26,8 @@ impl Refs {
     pub fn new(client: Client, namespace: &str) -> Self {
         Refs {
             secrets: Api::namespaced(client.clone(), namespace),
-            config_maps: Api::namespaced(client, namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+            service_accounts: Api::namespaced(client, namespace),
             secret_cache: HashMap::new(),
             config_map_cache: HashMap::new(),
         }
@@ -246,16 +251,36 @@ fn write_items(
     Ok(())
 }
 
+/// The pod's volumes on the host, and the ServiceAccount tokens written into them.
+#[derive(Debug)]
+pub struct Volumes {
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub api_access: Vec<ApiAccess>,
+}
+
+impl Volumes {
+    /// `KUBECONFIG` for a container that mounts a volume holding a ServiceAccount token.
+    pub fn kubeconfig_for(&self, container: &Container) -> Option<&Path> {
+        let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+        self.api_access
+            .iter()
+            .find(|a| mounts.iter().any(|m| m.name == a.volume))
+            .map(|a| a.kubeconfig.as_path())
+    }
+}
+
 /// Host folder for each of the pod's volumes, created and filled.
 pub async fn prepare_volumes(
     pod: &Pod,
     pod_dir: &Path,
     state_dir: &Path,
+    api_server: &str,
     downward: &Downward<'_>,
     refs: &mut Refs,
-) -> Result<BTreeMap<String, PathBuf>, Error> {
+) -> Result<Volumes, Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut dirs = BTreeMap::new();
+    let mut api_access = Vec::new();
     let volumes: &[Volume] = pod
         .spec
         .as_ref()
@@ -297,14 +322,24 @@ pub async fn prepare_volumes(
             }
             own
         } else if let Some(projected) = &volume.projected {
-            // The service-account token volume lands here; the processes do not talk to the API,
-            // so its token is left out and only the namespace and CA (if present) are written.
+            // The ServiceAccount volume (`kube-api-access-*`) lands here: CA, namespace, token.
             create_dir(&own)?;
+            let mut token = None;
             for source in projected.sources.iter().flatten() {
-                if let Some(cm) = &source.config_map
-                    && let Some(data) = refs.config_map(&cm.name).await?
-                {
-                    write_items(&own, data, cm.items.as_ref())?;
+                if let Some(cm) = &source.config_map {
+                    match refs.config_map(&cm.name).await? {
+                        Some(data) => write_items(&own, data, cm.items.as_ref())?,
+                        None if cm.optional.unwrap_or(false) => {}
+                        None => {
+                            return Err(Error::MissingReference(format!(
+                                "ConfigMap {:?} (volume {}) not found",
+                                cm.name, volume.name
+                            )));
+                        }
+                    }
+                }
+                if let Some(projection) = &source.service_account_token {
+                    token = Some(projection);
                 }
                 if let Some(secret) = &source.secret
                     && let Some(data) = refs.secret(&secret.name).await?
@@ -322,6 +357,20 @@ pub async fn prepare_volumes(
                         }
                     }
                 }
+            }
+            // After the other sources, so that the kubeconfig can name the CA written above.
+            if let Some(projection) = token {
+                let access = ApiAccess::create(
+                    &refs.service_accounts,
+                    pod,
+                    pod_dir,
+                    api_server,
+                    &volume.name,
+                    &own,
+                    projection,
+                )
+                .await?;
+                api_access.push(access);
             }
             own
         } else if let Some(api) = &volume.downward_api {
@@ -345,7 +394,7 @@ pub async fn prepare_volumes(
         create_dir(&dir)?;
         dirs.insert(volume.name.clone(), dir);
     }
-    Ok(dirs)
+    Ok(Volumes { dirs, api_access })
 }
 
 /// The container's view of the host: every volume mount, plus its termination-message file.
@@ -475,9 +524,18 @@ mod tests {
             node_name: "n",
         };
         let pod_dir = state.path().join("pods/ml/web-1");
-        let volumes = prepare_volumes(&pod, &pod_dir, state.path(), &downward, &mut offline_refs())
-            .await
-            .unwrap();
+        let volumes = prepare_volumes(
+            &pod,
+            &pod_dir,
+            state.path(),
+            "https://127.0.0.1:1",
+            &downward,
+            &mut offline_refs(),
+        )
+        .await
+        .unwrap();
+        assert!(volumes.api_access.is_empty());
+        let volumes = volumes.dirs;
         let claim = state.path().join("volumes/pvc/ml/store");
         assert_eq!(volumes["models"], claim);
         assert!(claim.is_dir());
@@ -523,6 +581,7 @@ mod tests {
             &pod,
             state.path(),
             state.path(),
+            "https://127.0.0.1:1",
             &downward,
             &mut offline_refs(),
         )

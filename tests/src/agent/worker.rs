@@ -15,9 +15,10 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::Agent;
+use super::api_access;
 use super::launch::{Launch, build_launch};
 use super::probe;
-use super::resolve::{Downward, Refs, container_env, container_paths, prepare_volumes};
+use super::resolve::{Downward, Refs, Volumes, container_env, container_paths, prepare_volumes};
 use super::runtime::{self, PodRuntime, State, Terminated};
 use crate::Error;
 
@@ -179,6 +180,11 @@ pub async fn run_pod(agent: Arc<Agent>, pod: Pod, mut stop: StopRx) {
 
     let final_stop = match prepare(&ctx, &mut stop).await {
         Ok(volumes) => {
+            let renewer = tokio::spawn(api_access::renew_loop(
+                Refs::new(ctx.agent.client.clone(), &ctx.namespace).service_accounts,
+                ctx.pod.clone(),
+                volumes.api_access.clone(),
+            ));
             let volumes = Arc::new(volumes);
             let tasks: Vec<_> = spec
                 .containers
@@ -193,6 +199,7 @@ pub async fn run_pod(agent: Arc<Agent>, pod: Pod, mut stop: StopRx) {
             for task in tasks {
                 let _ = task.await;
             }
+            renewer.abort();
             stopped(&mut stop).await
         }
         Err(s) => s,
@@ -224,10 +231,7 @@ pub async fn run_pod(agent: Arc<Agent>, pod: Pod, mut stop: StopRx) {
 }
 
 /// Volumes of the pod; waits (like the kubelet) while referenced Secrets or ConfigMaps are missing.
-async fn prepare(
-    ctx: &PodCtx,
-    stop: &mut StopRx,
-) -> Result<std::collections::BTreeMap<String, PathBuf>, Stop> {
+async fn prepare(ctx: &PodCtx, stop: &mut StopRx) -> Result<Volumes, Stop> {
     let spec = ctx.pod.spec.as_ref();
     if spec
         .and_then(|s| s.init_containers.as_ref())
@@ -251,7 +255,12 @@ async fn prepare(
         };
         let mut refs = Refs::new(ctx.agent.client.clone(), &ctx.namespace);
         let state_dir = &ctx.agent.config.state_dir;
-        match prepare_volumes(&ctx.pod, &ctx.dir, state_dir, &downward, &mut refs).await {
+        let api_server = &ctx.agent.config.api_server;
+        match prepare_volumes(
+            &ctx.pod, &ctx.dir, state_dir, api_server, &downward, &mut refs,
+        )
+        .await
+        {
             Ok(volumes) => return Ok(volumes),
             Err(e) => {
                 let reason = match e {
@@ -280,7 +289,7 @@ async fn prepare(
 async fn resolve_launch(
     ctx: &PodCtx,
     container: &Container,
-    volumes: &std::collections::BTreeMap<String, PathBuf>,
+    volumes: &Volumes,
     termination_log: &Path,
 ) -> Result<Launch, Error> {
     let pod_ip = ctx.pod_ip();
@@ -291,8 +300,12 @@ async fn resolve_launch(
         node_name: &ctx.agent.config.node_name,
     };
     let mut refs = Refs::new(ctx.agent.client.clone(), &ctx.namespace);
-    let env = container_env(container, &downward, &mut refs).await?;
-    let paths = container_paths(container, volumes, termination_log)?;
+    let mut env = container_env(container, &downward, &mut refs).await?;
+    if let Some(kubeconfig) = volumes.kubeconfig_for(container) {
+        env.entry("KUBECONFIG".into())
+            .or_insert_with(|| kubeconfig.display().to_string());
+    }
+    let paths = container_paths(container, &volumes.dirs, termination_log)?;
     build_launch(
         &ctx.agent.config.bin_dir,
         container.image.as_deref().unwrap_or_default(),
@@ -317,7 +330,7 @@ async fn run_container(
     ctx: &PodCtx,
     index: usize,
     container: &Container,
-    volumes: &std::collections::BTreeMap<String, PathBuf>,
+    volumes: &Volumes,
     mut stop: StopRx,
 ) {
     let policy = ctx

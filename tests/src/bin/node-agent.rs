@@ -36,7 +36,7 @@ struct Args {
     no_volume_provisioning: bool,
 }
 
-async fn client(kubeconfig: Option<PathBuf>) -> Result<kube::Client, String> {
+async fn client(kubeconfig: Option<PathBuf>) -> Result<(kube::Client, String), String> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(&path)
@@ -49,7 +49,10 @@ async fn client(kubeconfig: Option<PathBuf>) -> Result<kube::Client, String> {
             .await
             .map_err(|e| format!("no kubeconfig: {e}"))?,
     };
-    kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))
+    let api_server = config.cluster_url.to_string();
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?;
+    Ok((client, api_server.trim_end_matches('/').to_owned()))
 }
 
 async fn shutdown_signal() {
@@ -76,7 +79,7 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    let client = match client(args.kubeconfig).await {
+    let (client, api_server) = match client(args.kubeconfig).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("node-agent: {e}");
@@ -92,6 +95,7 @@ async fn main() -> ExitCode {
         max_pods: args.max_pods,
         boot_id: format!("{}", jiff::Timestamp::now().as_nanosecond()),
         provide_volumes: !args.no_volume_provisioning,
+        api_server,
     };
     match agent::run(client, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -524,6 +524,31 @@ pub fn kubectl(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `helm` from the project's build cache (PATH set by tests/all.sh), against KUBECONFIG.
+pub fn helm(args: &[&str]) -> (bool, String) {
+    let out = Command::new("helm").args(args).output().expect("run helm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The API server's audit events (tests/cluster/cluster.sh logs those of ServiceAccounts outside
+/// kube-system) made by `user`.
+pub fn audit_events_of(env: &Env, user: &str) -> Vec<Value> {
+    let path = std::env::var("RECOMMENDER_AUDIT_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| env.state.join("logs/audit.log"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading the audit log {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["user"]["username"] == user)
+        .collect()
+}
+
 /// Names of the model's trainer Jobs.
 pub async fn job_names(client: &Client, ns: &str) -> Vec<String> {
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
