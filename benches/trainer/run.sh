@@ -39,27 +39,41 @@ gen() { # name ratings users items
 }
 gen synthetic-1m 1000000 20000 5000
 gen synthetic-10m 10000000 200000 20000
+gen synthetic-5m-5k 5000000 100000 5000
+gen synthetic-10m-5k 10000000 200000 5000
 
 # measure NAME IMPL THREADS -- command...: runs under GNU time, keeps JSON + wall + RSS.
-measure() {
-    local name=$1 impl=$2 threads=$3; shift 4
-    local tag="$name.$impl.$threads"
-    echo ">> $name: $impl ($threads thread(s))" >&2
-    cut -d' ' -f1 /proc/loadavg > "$results/$tag.load"
-    RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads \
-        /usr/bin/time -v -o "$results/$tag.time" "$@" > "$results/$tag.out"
+measure() { # name impl threads reps -- command...
+    local name=$1 impl=$2 threads=$3 reps=$4; shift 5
+    local tag="$name.$impl.$threads" r
+    for r in $(seq 1 "$reps"); do
+        echo ">> $name: $impl ($threads thread(s)), run $r of $reps" >&2
+        cut -d' ' -f1 /proc/loadavg > "$results/$tag.load.$r"
+        RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads \
+            /usr/bin/time -v -o "$results/$tag.time.$r" "$@" > "$results/$tag.out"
+    done
     printf '%s\t%s\t%s\n' "$name" "$impl" "$threads" >> "$results/index"
 }
 
+# ml-100k runs take seconds, so each is repeated and the table shows the median.
+reps_small=${REPS:-3}
 for set in ml-100k synthetic-1m synthetic-10m; do
     file=$data/$set.tsv
-    [ "$set" = ml-100k ] && file=$ml100k
+    reps=1
+    [ "$set" = ml-100k ] && file=$ml100k && reps=$reps_small
     if [ "$set" != synthetic-10m ] || [ "${SURPRISE_10M:-0}" = 1 ]; then
-        measure "$set" surprise 1 -- "$venv/bin/python" "$repo/benches/trainer/surprise_cv.py" "$file" $folds "$seed"
+        measure "$set" surprise 1 "$reps" -- "$venv/bin/python" "$repo/benches/trainer/surprise_cv.py" "$file" $folds "$seed"
     fi
     ours=("$bin" evaluate --source "$file" --format ml-100k --folds $folds --seed "$seed" --json --report /dev/null)
-    measure "$set" ours 2 -- "${ours[@]}"
-    measure "$set" ours 1 -- "${ours[@]}"
+    measure "$set" ours 2 "$reps" -- "${ours[@]}"
+    measure "$set" ours 1 "$reps" -- "${ours[@]}"
+done
+
+# Growth with the number of ratings alone: the same 5k-item catalogue, users growing with the
+# ratings (the 10M set above also has 4x the items, which adds cache misses).
+for set in synthetic-5m-5k synthetic-10m-5k; do
+    ours=("$bin" evaluate --source "$data/$set.tsv" --format ml-100k --folds $folds --seed "$seed" --json --report /dev/null)
+    measure "$set" ours 1 1 -- "${ours[@]}"
 done
 
 "$venv/bin/python" "$repo/benches/trainer/table.py" "$results" "$surprise_version" > "$out"

@@ -11,14 +11,32 @@ import sys
 results, surprise_version = sys.argv[1], sys.argv[2]
 
 
-def time_file(tag):
-    text = open(os.path.join(results, tag + ".time")).read()
+def runs(tag, kind):
+    """The files of every repetition of a measurement, in order."""
+    prefix = f"{tag}.{kind}."
+    names = [n for n in os.listdir(results) if n.startswith(prefix) and n[len(prefix):].isdigit()]
+    return [os.path.join(results, n) for n in sorted(names, key=lambda n: int(n[len(prefix):]))]
+
+
+def one_time(path):
+    text = open(path).read()
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
     secs = 0.0
     for part in wall.split(":"):
         secs = secs * 60 + float(part)
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     return secs, rss_kb / 1024
+
+
+def time_file(tag):
+    """Median wall time and largest peak RSS over the repetitions."""
+    measured = [one_time(p) for p in runs(tag, "time")]
+    walls = sorted(w for w, _ in measured)
+    return walls[len(walls) // 2], max(r for _, r in measured)
+
+
+def walls(tag):
+    return [one_time(p)[0] for p in runs(tag, "time")]
 
 
 def quality(tag):
@@ -52,9 +70,12 @@ print(f"- Versions: scikit-surprise {surprise_version} (PyPI wheel), Python {pla
 print("- Protocol: 5-fold CV (shuffled, seed 1), default `SVD()` (100 factors, 20 epochs); wall time and peak")
 print("  RSS of the whole process from GNU time (load + CV). Ours also scores top-10 ranking per fold.")
 print("- Synthetic sets: `recommender-trainer generate --rank 10 --seed 7` (1M: 20k users x 5k items;")
-print("  10M: 200k users x 20k items).\n")
-print("| data | implementation | threads | RMSE | MAE | wall s | peak RSS MiB | speed-up vs Surprise | load avg before |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("  10M: 200k users x 20k items; the `-5k` sets keep the 5k items of the 1M set, 20k users per")
+print("  million ratings).")
+print("- ml-100k rows are the median of several runs (all wall times in the last column); the")
+print("  others are single runs.\n")
+print("| data | implementation | threads | RMSE | MAE | wall s | peak RSS MiB | speed-up vs Surprise | load avg before | runs (s) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for name, impl, threads in rows:
     tag = f"{name}.{impl}.{threads}"
     wall, rss = time_file(tag)
@@ -62,9 +83,9 @@ for name, impl, threads in rows:
     label = f"Surprise {surprise_version}" if impl == "surprise" else "recommender-trainer"
     ratio = surprise_wall.get(name)
     speed = "1.0x" if impl == "surprise" else (f"{ratio / wall:.1f}x" if ratio else "n/a")
-    load_file = os.path.join(results, tag + ".load")
-    load = open(load_file).read().strip() if os.path.exists(load_file) else "?"
-    print(f"| {name} | {label} | {threads} | {rmse:.4f} | {mae:.4f} | {wall:.2f} | {rss:.0f} | {speed} | {load} |")
+    load = " / ".join(open(p).read().strip() for p in runs(tag, "load")) or "?"
+    all_walls = ", ".join(f"{w:.2f}" for w in walls(tag))
+    print(f"| {name} | {label} | {threads} | {rmse:.4f} | {mae:.4f} | {wall:.2f} | {rss:.0f} | {speed} | {load} | {all_walls} |")
 print()
 print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`. The machine is shared: the last")
 print("column is the 1-minute load average just before each run; above 2 on this 2-core machine, other")
@@ -94,5 +115,14 @@ if o10m:
 o1m = row("synthetic-1m", "ours", 1)
 o10m1 = row("synthetic-10m", "ours", 1)
 if o1m and o10m1:
-    print(f"- Growth 1M -> 10M ratings (1 thread): {o10m1[0] / o1m[0]:.1f}x the time for 10x the ratings "
-          "(the 10M set also has 10x the users and 4x the items, so more cache misses).")
+    print(f"- Growth 1M -> 10M ratings, items 5k -> 20k (1 thread): {o10m1[0] / o1m[0]:.1f}x the time for 10x "
+          "the ratings.")
+series = [(m, row(name, "ours", 1)) for m, name in ((1, "synthetic-1m"), (5, "synthetic-5m-5k"), (10, "synthetic-10m-5k"))]
+series = [(m, r) for m, r in series if r]
+if len(series) == 3 and o1m:
+    per_m = [r[0] / m for m, r in series]
+    spread = max(per_m) / min(per_m)
+    listed = ", ".join(f"{m}M: {r[0]:.1f} s ({r[0] / m:.2f} s per million)" for m, r in series)
+    print(f"- Growth with the ratings alone (5k items, 1 thread): {listed}; the time per million ratings "
+          f"varies by {100 * (spread - 1):.0f}% over a 10x range (target: linear): "
+          f"{'met' if spread <= 1.25 else 'NOT met on this run'}.")

@@ -2,6 +2,7 @@
 //! folds trained in parallel and top-10 ranking quality measured on each test fold.
 
 use std::ops::Range;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::artifact::Hyperparameters;
 use crate::data::Ratings;
 use crate::error::{Error, Result};
+use crate::kernel::Triple;
 use crate::model::{Factors, RatedItems};
 use crate::svd::group_by_user;
 use crate::train::fit_ordered;
@@ -191,36 +193,91 @@ pub fn cross_validate(
     }
     let perm = permutation(n, opts.seed);
     let bounds = fold_bounds(n, opts.folds);
-    let run = |(fold, range): (usize, &Range<usize>)| {
-        run_fold(data, hp, opts, &perm, fold, range.clone(), progress)
+    let fit = |fold: usize| fit_fold(data, hp, &perm, fold, &bounds[fold], progress);
+    let evaluate = |fold: usize, (factors, fit_seconds): (Factors, f64)| {
+        let test = bounds[fold].clone();
+        evaluate_fold(data, opts, &perm, fold, test, &factors, fit_seconds, progress)
     };
-    let folds: Result<Vec<FoldResult>> = if opts.parallel {
-        bounds.par_iter().enumerate().map(run).collect()
-    } else {
-        bounds.iter().enumerate().map(run).collect()
-    };
-    Ok(CvResult { folds: folds? })
+    if !opts.parallel {
+        let folds = (0..opts.folds)
+            .map(|f| fit(f).and_then(|fitted| evaluate(f, fitted)))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(CvResult { folds });
+    }
+    // Every fit is queued before any evaluation (FIFO): a fit is one long sequential task, so
+    // starting the last one early and evaluating folds on whichever core is free meanwhile keeps
+    // both cores busy until the end, where fold-sized tasks would leave one idle.
+    let slots: Vec<Mutex<Option<Result<FoldResult>>>> =
+        (0..opts.folds).map(|_| Mutex::new(None)).collect();
+    let (fit, evaluate, slots_ref) = (&fit, &evaluate, &slots);
+    rayon::scope_fifo(|scope| {
+        for (fold, slot) in slots_ref.iter().enumerate() {
+            scope.spawn_fifo(move |scope| match fit(fold) {
+                Ok(fitted) => scope.spawn_fifo(move |_| {
+                    *lock(slot) = Some(evaluate(fold, fitted));
+                }),
+                Err(e) => *lock(slot) = Some(Err(e)),
+            });
+        }
+    });
+    let folds = slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .expect("every fold task stores its result")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CvResult { folds })
 }
 
-fn run_fold(
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The fold's training ratings (all but `perm[test]`).
+fn train_of<'a>(
+    data: &'a Ratings,
+    perm: &'a [u32],
+    test: &Range<usize>,
+) -> impl Iterator<Item = Triple> + Clone + 'a {
+    perm[..test.start]
+        .iter()
+        .chain(&perm[test.end..])
+        .map(|&j| data.triples[j as usize])
+}
+
+fn fit_fold(
     data: &Ratings,
     hp: &Hyperparameters,
+    perm: &[u32],
+    fold: usize,
+    test: &Range<usize>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(Factors, f64)> {
+    let (nu, ni) = (data.users.len(), data.items.len());
+    let t0 = Instant::now();
+    let ordered = group_by_user(train_of(data, perm, test), nu);
+    let factors = fit_ordered(hp, nu, ni, ordered, &mut |epoch| {
+        progress(Progress::Epoch { fold, epoch })
+    })?;
+    Ok((factors, t0.elapsed().as_secs_f64()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_fold(
+    data: &Ratings,
     opts: &CvOptions,
     perm: &[u32],
     fold: usize,
     test: Range<usize>,
+    factors: &Factors,
+    fit_seconds: f64,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<FoldResult> {
     let (nu, ni) = (data.users.len(), data.items.len());
     let all = &data.triples;
-    let train_ix = perm[..test.start].iter().chain(&perm[test.end..]);
-    let train_iter = train_ix.clone().map(|&j| all[j as usize]);
-    let t0 = Instant::now();
-    let ordered = group_by_user(train_iter.clone(), nu);
-    let factors = fit_ordered(hp, nu, ni, ordered, &mut |epoch| {
-        progress(Progress::Epoch { fold, epoch })
-    })?;
-    let fit_seconds = t0.elapsed().as_secs_f64();
+    let train_iter = train_of(data, perm, &test);
 
     let mut user_known = vec![false; nu];
     let mut item_known = vec![false; ni];
@@ -248,7 +305,7 @@ fn run_fold(
     let rated = RatedItems::from_pairs(nu, train_iter.map(|t| (t.user, t.item)));
     let ranking = rank_fold(
         data,
-        &factors,
+        factors,
         opts,
         fold,
         test_set,
