@@ -16,7 +16,7 @@ use crate::artifact::Hyperparameters;
 use crate::data::Ratings;
 use crate::error::{Error, Result};
 use crate::kernel::Triple;
-use crate::model::{Factors, RatedItems};
+use crate::model::{Factors, RatedItems, Scorer};
 use crate::svd::group_by_user;
 use crate::train::fit_ordered;
 
@@ -196,7 +196,16 @@ pub fn cross_validate(
     let fit = |fold: usize| fit_fold(data, hp, &perm, fold, &bounds[fold], progress);
     let evaluate = |fold: usize, (factors, fit_seconds): (Factors, f64)| {
         let test = bounds[fold].clone();
-        evaluate_fold(data, opts, &perm, fold, test, &factors, fit_seconds, progress)
+        evaluate_fold(
+            data,
+            opts,
+            &perm,
+            fold,
+            test,
+            &factors,
+            fit_seconds,
+            progress,
+        )
     };
     if !opts.parallel {
         let folds = (0..opts.folds)
@@ -376,6 +385,7 @@ fn rank_fold(
             Some(*acc)
         })
         .collect();
+    let scorer = Scorer::new(factors);
     // Users in parallel (this also fills cores left idle when folds do not divide evenly);
     // per-user results are summed in order so the metrics do not depend on scheduling.
     let per_user: Vec<(f64, f64, f64)> = groups
@@ -385,7 +395,7 @@ fn rank_fold(
             let known = user_known[u as usize];
             exclude.clear();
             merge_sorted(rated.of(u), &unknown_items, exclude);
-            let top = factors.top_n(known.then_some(u as usize), exclude, TOP_K);
+            let top = scorer.top_n(known.then_some(u as usize), exclude, TOP_K);
             let mut hits = 0usize;
             let mut dcg = 0.0;
             for (pos, (item, _)) in top.iter().enumerate() {
