@@ -24,9 +24,9 @@ CONNS=${CONNECTIONS:-64}
 RATES_SINGLE=${RATES_SINGLE:-20000 40000 57700}
 RATES_TOP10=${RATES_TOP10:-20000 47400}
 # Four free loopback ports, so a busy port (another run, another engineer) cannot mix results.
-read -r PORT_RS PORT_DJ PORT_ST PORT_LIVE < <(python3 -c '
+read -r PORT_RS PORT_DJ PORT_ST PORT_LIVE PORT_BARE < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 mkdir -p "$WORK"
@@ -47,7 +47,8 @@ fi
 
 # --- models ------------------------------------------------------------------------------------
 log "building release binaries"
-(cd "$ROOT" && cargo build --release -q -p recommender-predictor -p recommender-trainer)
+(cd "$ROOT" && cargo build --release -q -p recommender-predictor -p recommender-trainer &&
+  cargo build --release -q -p recommender-predictor --example bare_axum)
 BIN=$ROOT/target/release
 if [[ ! -f $WORK/ml-100k.model ]]; then
   log "training our SVD on ml-100k"
@@ -90,6 +91,9 @@ PIDS+=($!); PID_RS=$!
 "$BIN/recommender-predictor" --model "$WORK/ml-100k.model" --listen "127.0.0.1:$PORT_LIVE" \
   --precompute-depth 0 > "$WORK/predictor-live.log" 2>&1 &
 PIDS+=($!)
+# The floor: axum with one fixed answer and nothing else (predictor/examples/bare_axum.rs).
+"$BIN/examples/bare_axum" "127.0.0.1:$PORT_BARE" > "$WORK/bare-axum.log" 2>&1 &
+PIDS+=($!)
 export BENCH_SURPRISE_MODEL=$WORK/surprise-svd.dump
 export PYTHONDONTWRITEBYTECODE=1  # keep the repository free of __pycache__
 (cd "$HERE/reference" && exec "$VENV/bin/gunicorn" -w 2 -b "127.0.0.1:$PORT_DJ" --log-level warning \
@@ -108,6 +112,7 @@ wait_ready() {
 }
 wait_ready "http://127.0.0.1:$PORT_RS/readyz"
 wait_ready "http://127.0.0.1:$PORT_LIVE/readyz"
+wait_ready "http://127.0.0.1:$PORT_BARE/"
 wait_ready "http://127.0.0.1:$PORT_DJ/v1/predict?user=1&item=1"
 wait_ready "http://127.0.0.1:$PORT_ST/v1/predict?user=1&item=1"
 
@@ -169,6 +174,19 @@ MACHINE="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpui
   for rate in $RATES_TOP10; do
     log "oha top-10 at $rate/s"
     echo "| top-10 suggestions | $rate $(fixed_rate "$WORK/urls-top10.txt" "$rate")"
+  done
+  echo
+  echo "### The floor: bare axum (one fixed JSON answer, predictor/examples/bare_axum.rs) at the same rates"
+  echo
+  echo "What the machine allows any axum handler with oha on the same two cores; a p99 the floor misses"
+  echo "cannot be met by the predictor either."
+  echo
+  echo "| endpoint | target rate | achieved req/s | p50 | p99 | success | status codes | client errors |"
+  echo "|---|---|---|---|---|---|---|---|"
+  echo "http://127.0.0.1:$PORT_BARE/v1/predict?user=1&item=1" > "$WORK/urls-bare.txt"
+  for rate in $(printf '%s\n' $RATES_SINGLE $RATES_TOP10 | sort -nu); do
+    log "oha bare axum at $rate/s"
+    echo "| fixed answer | $rate $(fixed_rate "$WORK/urls-bare.txt" "$rate")"
   done
   echo
 

@@ -87,14 +87,14 @@ for name, impl, threads in rows:
     all_walls = ", ".join(f"{w:.2f}" for w in walls(tag))
     print(f"| {name} | {label} | {threads} | {rmse:.4f} | {mae:.4f} | {wall:.2f} | {rss:.0f} | {speed} | {load} | {all_walls} |")
 print()
-print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`. The machine is shared: the last")
-print("column is the 1-minute load average just before each run; above 2 on this 2-core machine, other")
-print("processes were competing for the cores and the wall times (especially with 2 threads) are inflated.")
+print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`. The load average column is the")
+print("1-minute load just before each run; it includes the benchmark's own previous runs, and above 2 on this")
+print("2-core machine other processes were competing for the cores.")
 
 
 def row(name, impl, threads):
     tag = f"{name}.{impl}.{threads}"
-    if not os.path.exists(os.path.join(results, tag + ".time")):
+    if not runs(tag, "time"):
         return None
     return (*time_file(tag), *quality(tag))
 
