@@ -487,22 +487,14 @@ async fn operator_installed_by_the_chart_serves_a_model_as_its_service_account()
     };
     let m = models_ns.name.as_str();
     // Server-side apply: creations are PATCH requests too.
-    assert!(
-        made("patch", "jobs", "", m),
-        "trainer Job applied as {user}"
-    );
-    assert!(
-        made("patch", "deployments", "", m),
-        "predictor applied as {user}"
-    );
-    assert!(
-        made("patch", "recommendermodels", "status", m),
-        "status written as {user}"
-    );
-    assert!(
-        made("get", "secrets", "", m),
-        "database password read as {user}"
-    );
+    for (verb, resource, sub, what) in [
+        ("patch", "jobs", "", "trainer Job applied"),
+        ("patch", "deployments", "", "predictor applied"),
+        ("patch", "recommendermodels", "status", "status written"),
+        ("get", "secrets", "", "database password read"),
+    ] {
+        assert!(made(verb, resource, sub, m), "{what} as {user}");
+    }
     assert!(
         made("create", "leases", "", &op_ns.name) || made("update", "leases", "", &op_ns.name),
         "Lease taken as {user}"

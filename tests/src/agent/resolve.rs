@@ -310,16 +310,16 @@ pub async fn prepare_volumes(
             own
         } else if let Some(cm) = &volume.config_map {
             create_dir(&own)?;
-            match refs.config_map(&cm.name).await? {
-                Some(data) => write_items(&own, data, cm.items.as_ref())?,
-                None if cm.optional.unwrap_or(false) => {}
-                None => {
-                    return Err(Error::MissingReference(format!(
-                        "ConfigMap {:?} (volume {}) not found",
-                        cm.name, volume.name
-                    )));
-                }
-            }
+            let optional = cm.optional.unwrap_or(false);
+            write_config_map(
+                refs,
+                &own,
+                &cm.name,
+                cm.items.as_ref(),
+                optional,
+                &volume.name,
+            )
+            .await?;
             own
         } else if let Some(projected) = &volume.projected {
             // The ServiceAccount volume (`kube-api-access-*`) lands here: CA, namespace, token.
@@ -327,16 +327,16 @@ pub async fn prepare_volumes(
             let mut token = None;
             for source in projected.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
-                    match refs.config_map(&cm.name).await? {
-                        Some(data) => write_items(&own, data, cm.items.as_ref())?,
-                        None if cm.optional.unwrap_or(false) => {}
-                        None => {
-                            return Err(Error::MissingReference(format!(
-                                "ConfigMap {:?} (volume {}) not found",
-                                cm.name, volume.name
-                            )));
-                        }
-                    }
+                    let optional = cm.optional.unwrap_or(false);
+                    write_config_map(
+                        refs,
+                        &own,
+                        &cm.name,
+                        cm.items.as_ref(),
+                        optional,
+                        &volume.name,
+                    )
+                    .await?;
                 }
                 if let Some(projection) = &source.service_account_token {
                     token = Some(projection);
@@ -395,6 +395,25 @@ pub async fn prepare_volumes(
         dirs.insert(volume.name.clone(), dir);
     }
     Ok(Volumes { dirs, api_access })
+}
+
+/// Writes a ConfigMap's keys (or its `items`) into `dir`; a missing ConfigMap keeps the pod
+/// waiting unless the reference is optional.
+async fn write_config_map(
+    refs: &mut Refs,
+    dir: &Path,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: bool,
+    volume: &str,
+) -> Result<(), Error> {
+    match refs.config_map(name).await? {
+        Some(data) => write_items(dir, data, items),
+        None if optional => Ok(()),
+        None => Err(Error::MissingReference(format!(
+            "ConfigMap {name:?} (volume {volume}) not found"
+        ))),
+    }
 }
 
 /// The container's view of the host: every volume mount, plus its termination-message file.
