@@ -2,7 +2,7 @@
 //! folds trained in parallel and top-10 ranking quality measured on each test fold.
 
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -218,16 +218,18 @@ pub fn cross_validate(
     // Every fit is queued before any evaluation (FIFO): a fit is one long sequential task, so
     // starting the last one early and evaluating folds on whichever core is free meanwhile keeps
     // both cores busy until the end, where fold-sized tasks would leave one idle.
-    let slots: Vec<Mutex<Option<Result<FoldResult>>>> =
-        (0..opts.folds).map(|_| Mutex::new(None)).collect();
+    let slots: Vec<OnceLock<Result<FoldResult>>> =
+        (0..opts.folds).map(|_| OnceLock::new()).collect();
     let (fit, evaluate, slots_ref) = (&fit, &evaluate, &slots);
     rayon::scope_fifo(|scope| {
         for (fold, slot) in slots_ref.iter().enumerate() {
             scope.spawn_fifo(move |scope| match fit(fold) {
                 Ok(fitted) => scope.spawn_fifo(move |_| {
-                    *lock(slot) = Some(evaluate(fold, fitted));
+                    let _ = slot.set(evaluate(fold, fitted));
                 }),
-                Err(e) => *lock(slot) = Some(Err(e)),
+                Err(e) => {
+                    let _ = slot.set(Err(e));
+                }
             });
         }
     });
@@ -235,15 +237,10 @@ pub fn cross_validate(
         .into_iter()
         .map(|slot| {
             slot.into_inner()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .expect("every fold task stores its result")
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(CvResult { folds })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The fold's training ratings (all but `perm[test]`).

@@ -173,6 +173,15 @@ impl Factors {
         est + both.unwrap_or(0.0)
     }
 
+    /// What every item's ranking score starts from before its bias and dot product: the global
+    /// mean and the user's bias when the model is biased, else nothing.
+    fn score_base(&self, user: Option<usize>) -> f32 {
+        if !self.biased {
+            return 0.0;
+        }
+        self.global_mean as f32 + user.map_or(0.0, |u| self.user_bias[u])
+    }
+
     /// The `n` best items for `user` (or for an unknown user, by item bias), skipping the sorted
     /// indices in `exclude`. Ranked by the unclipped estimate, best first; ties by index.
     pub fn top_n(&self, user: Option<usize>, exclude: &[u32], n: usize) -> Vec<(u32, f32)> {
@@ -181,14 +190,9 @@ impl Factors {
             return Vec::new();
         }
         let mut scores = vec![0f32; n_items];
-        let base = if self.biased {
-            self.global_mean as f32
-        } else {
-            0.0
-        };
+        let base = self.score_base(user);
         match user {
             Some(u) => {
-                let base = base + if self.biased { self.user_bias[u] } else { 0.0 };
                 let k = self.n_factors();
                 let rows = self
                     .item_factors
@@ -460,18 +464,12 @@ impl<'a> Scorer<'a> {
         let (Some(u), true) = (user, n > 0 && f.n_factors() > 0) else {
             return f.top_n(user, exclude, n);
         };
-        // The same base and biases as `Factors::top_n`.
-        let base = if f.biased {
-            f.global_mean as f32 + f.user_bias[u]
-        } else {
-            0.0
-        };
         let mut scores = vec![0f32; f.n_items()];
         kernel::scores_transposed(
             f.user_row(u),
             &self.item_cols,
             &f.item_bias,
-            base,
+            f.score_base(user),
             &mut scores,
         );
         best_of(scores, exclude, n)

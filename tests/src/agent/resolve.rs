@@ -17,7 +17,7 @@ use crate::Error;
 pub struct Refs {
     secrets: Api<Secret>,
     config_maps: Api<ConfigMap>,
-    pub service_accounts: Api<ServiceAccount>,
+    service_accounts: Api<ServiceAccount>,
     secret_cache: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     config_map_cache: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
 }

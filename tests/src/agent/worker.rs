@@ -181,7 +181,7 @@ pub async fn run_pod(agent: Arc<Agent>, pod: Pod, mut stop: StopRx) {
     let final_stop = match prepare(&ctx, &mut stop).await {
         Ok(volumes) => {
             let renewer = tokio::spawn(api_access::renew_loop(
-                Refs::new(ctx.agent.client.clone(), &ctx.namespace).service_accounts,
+                Api::namespaced(ctx.agent.client.clone(), &ctx.namespace),
                 ctx.pod.clone(),
                 volumes.api_access.clone(),
             ));
