@@ -6,6 +6,8 @@
 //! guarantees the bound. It lives in its own crate so the operator can read reports without
 //! compiling the numeric code.
 
+pub mod defaults;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
