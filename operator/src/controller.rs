@@ -1,19 +1,22 @@
-//! The reconciler: observe (API reads, DB probe) → decide (pure) → act (server-side apply of
-//! children and status, events), wired into kube's `Controller`.
+//! The reconciler, one pipeline per `RecommenderModel`: observe (API reads, the database probe)
+//! → validate (the spec into typed values) → decide (pure) → apply (server-side apply of children
+//! and status, events), wired into kube's `Controller`.
 
-use crate::children::{self, Defaults, LABEL_MODEL, MANAGER};
+use crate::apply::Applier;
+use crate::children::Defaults;
 use crate::crd::RecommenderModel;
-use crate::decide::{self, DatabaseProbe, EventKind, Observed, Plan};
+use crate::decide;
 use crate::error::{Error, Result};
+use crate::labels::{self, MANAGER};
 use crate::metrics::Metrics;
 use crate::observe;
+use crate::validate::validate;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,8 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 /// Shared by every reconciliation.
 pub struct Context {
     pub client: Client,
-    /// Created once: it de-duplicates repeated events into series.
-    pub recorder: Recorder,
+    pub apply: Applier,
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
     pub probe_timeout: Duration,
@@ -47,7 +49,7 @@ impl Context {
             instance,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            apply: Applier::new(client.clone(), Recorder::new(client.clone(), reporter)),
             client,
             metrics,
             defaults,
@@ -55,10 +57,6 @@ impl Context {
             failures: Mutex::default(),
         }
     }
-}
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply(MANAGER).force()
 }
 
 /// One reconciliation of one `RecommenderModel`.
@@ -91,175 +89,39 @@ async fn reconcile_inner(
     name: &str,
     ctx: &Context,
 ) -> Result<Action> {
-    let client = &ctx.client;
-    let jobs_api: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let models: Api<RecommenderModel> = Api::namespaced(client.clone(), namespace);
-
     // Decisions read the resource from the API server, not the watch cache: after a watch is
     // interrupted (an API server restart) the cache can lag behind the status this operator
     // last wrote, and a decision on an old status would start a run that was already started.
-    let Some(fresh) = models
+    let models: Api<RecommenderModel> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(model) = models
         .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading {namespace}/{name}"), e))?
     else {
         return Ok(Action::await_change());
     };
-    if fresh.uid() != cached.uid() {
+    // A resource being deleted (foreground deletion waits for its children) gets nothing new:
+    // the garbage collector is removing what it owns.
+    if model.uid() != cached.uid() || model.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let model = &fresh;
-
-    let selector = format!("{LABEL_MODEL}={name}");
-    let uid = model.uid();
-    // Only Jobs owned by this incarnation: a resource deleted and re-created under the same
-    // name must not adopt the old one's runs while the garbage collector catches up.
-    let jobs: Vec<Job> = jobs_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| Error::kube(format!("listing Jobs of {namespace}/{name}"), e))?
-        .items
-        .into_iter()
-        .filter(|j| {
-            j.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == uid.as_ref())
-        })
-        .collect();
-    let last_completed = model.status.as_ref().map_or(0, |s| s.last_completed_run);
-    // Pods are only read for runs still to be recorded: they hold the termination messages.
-    let unrecorded = jobs
-        .iter()
-        .any(|j| observe::run_of(j).is_some_and(|run| run > last_completed));
-    let pods = if unrecorded {
-        pods_api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| Error::kube(format!("listing Pods of {namespace}/{name}"), e))?
-            .items
-    } else {
-        Vec::new()
+    let plan = match validate(&model.spec) {
+        Ok(config) => {
+            let observed =
+                observe::observe(&ctx.client, &model, &config, ctx.probe_timeout).await?;
+            decide::decide(&observed, &config, &ctx.defaults)
+        }
+        Err(invalid) => {
+            warn!(problems = %invalid, "invalid spec");
+            decide::invalid(&model, &invalid, jiff::Timestamp::now())
+        }
     };
-    let runs = jobs
-        .iter()
-        .filter_map(|j| observe::observe_run(j, &pods))
-        .collect();
-    let rollout = deployments
-        .get_opt(&children::predictor_name(name))
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("reading the predictor Deployment of {namespace}/{name}"),
-                e,
-            )
-        })?
-        .map(|d| observe::observe_rollout(&d));
-    let database = match &model.spec.source.postgres {
-        Some(pg) => crate::probe::probe(client, namespace, pg, ctx.probe_timeout).await,
-        None => DatabaseProbe::NotUsed,
-    };
-
-    let observed = Observed {
-        model,
-        runs,
-        rollout,
-        database,
-        now: jiff::Timestamp::now(),
-    };
-    let plan = decide::decide(&observed, &ctx.defaults);
-    act(
-        model,
-        namespace,
-        name,
-        plan,
-        ctx,
-        &jobs_api,
-        &deployments,
-        &services,
-        &models,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn act(
-    model: &RecommenderModel,
-    namespace: &str,
-    name: &str,
-    plan: Plan,
-    ctx: &Context,
-    jobs: &Api<Job>,
-    deployments: &Api<Deployment>,
-    services: &Api<Service>,
-    models: &Api<RecommenderModel>,
-) -> Result<Action> {
-    if let Some(job) = &plan.start_job {
-        let job_name = job.name_any();
-        jobs.patch(&job_name, &apply_params(), &Patch::Apply(job))
-            .await
-            .map_err(|e| Error::kube(format!("applying Job {namespace}/{job_name}"), e))?;
-        info!(job = %job_name, "started training run");
-    }
-    if let Some(service) = &plan.service {
-        services
-            .patch(&service.name_any(), &apply_params(), &Patch::Apply(service))
-            .await
-            .map_err(|e| {
-                Error::kube(
-                    format!("applying Service {namespace}/{}", service.name_any()),
-                    e,
-                )
-            })?;
-    }
-    if let Some(deployment) = &plan.deployment {
-        deployments
-            .patch(
-                &deployment.name_any(),
-                &apply_params(),
-                &Patch::Apply(deployment),
-            )
-            .await
-            .map_err(|e| {
-                Error::kube(
-                    format!("applying Deployment {namespace}/{}", deployment.name_any()),
-                    e,
-                )
-            })?;
-    }
-    let status_patch = serde_json::json!({
-        "apiVersion": "recommender.dev/v1alpha1",
-        "kind": "RecommenderModel",
-        "status": plan.status,
-    });
-    models
-        .patch_status(name, &apply_params(), &Patch::Apply(&status_patch))
-        .await
-        .map_err(|e| Error::kube(format!("writing the status of {namespace}/{name}"), e))?;
+    ctx.apply.plan(&model, &plan).await?;
 
     ctx.metrics.runs_finished(namespace, name, &plan.finished);
     ctx.metrics.observe_status(namespace, name, &plan.status);
     for record in &plan.finished {
         info!(run = record.run, outcome = record.outcome.as_str(), reason = %record.reason, "{}", record.message);
-    }
-    let reference = model.object_ref(&());
-    for planned in &plan.events {
-        let event = Event {
-            type_: match planned.kind {
-                EventKind::Normal => EventType::Normal,
-                EventKind::Warning => EventType::Warning,
-            },
-            reason: planned.reason.clone(),
-            note: Some(planned.note.clone()),
-            action: planned.action.clone(),
-            secondary: None,
-        };
-        // An event that cannot be published must not undo a reconcile that succeeded.
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            warn!(reason = %planned.reason, error = %err, "cannot publish event");
-        }
     }
     Ok(match plan.requeue_after {
         Some(after) => Action::requeue(after),
@@ -311,8 +173,7 @@ pub async fn run(
     let (jobs, deployments): (Api<Job>, Api<Deployment>) =
         (scoped(&client, ns), scoped(&client, ns));
     let (services, pods): (Api<Service>, Api<Pod>) = (scoped(&client, ns), scoped(&client, ns));
-    let ours =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let ours = watcher::Config::default().labels(&labels::selector(labels::MANAGED_BY, MANAGER));
     let controller = Controller::new(models, watcher::Config::default().any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(16))
         .owns(jobs, ours.clone())
@@ -323,12 +184,14 @@ pub async fn run(
         .watches(
             pods,
             watcher::Config::default().labels(&format!(
-                "app.kubernetes.io/managed-by={MANAGER},app.kubernetes.io/component=trainer"
+                "{},{}",
+                labels::selector(labels::MANAGED_BY, MANAGER),
+                labels::selector(labels::COMPONENT, labels::COMPONENT_TRAINER)
             )),
             |pod: Pod| {
                 let namespace = pod.namespace();
                 pod.labels()
-                    .get(LABEL_MODEL)
+                    .get(labels::MODEL)
                     .zip(namespace)
                     .map(|(model, ns)| ObjectRef::new(model).within(&ns))
             },

@@ -2,12 +2,13 @@
 
 use clap::{Parser, ValueEnum};
 use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
 use recommender_operator::children::Defaults;
 use recommender_operator::controller::{self, Context};
+use recommender_operator::leader;
 use recommender_operator::metrics::Metrics;
 use recommender_operator::server::{self, Health};
 use recommender_operator::{Error, Result};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -86,8 +87,10 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: `kubectl logs` shows the bytes as written.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -131,25 +134,34 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let metrics = Arc::new(Metrics::new()?);
-    let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(cli.metrics_addr)
+/// Serves `/metrics`, `/livez` and `/readyz` until the process ends.
+async fn serve_health(addr: SocketAddr, health: Health) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind {
-            addr: cli.metrics_addr.to_string(),
+            addr: addr.to_string(),
             source,
         })?;
-    let app = server::router(Health {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    });
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        if let Err(err) = axum::serve(listener, server::router(health)).await {
             error!(error = %err, "metrics server stopped");
         }
     });
-    info!(addr = %cli.metrics_addr, "serving /metrics, /livez, /readyz");
+    info!(addr = %addr, "serving /metrics, /livez, /readyz");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let metrics = Arc::new(Metrics::new()?);
+    let ready = Arc::new(AtomicBool::new(false));
+    serve_health(
+        cli.metrics_addr,
+        Health {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await?;
 
     let client = Client::try_default().await.map_err(Error::Connect)?;
     let version = client.apiserver_version().await.map_err(Error::Connect)?;
@@ -165,50 +177,52 @@ async fn run(cli: Cli) -> Result<()> {
         let _ = signal_tx.send(true);
     });
 
-    let mut lease = None;
-    if cli.leader_elect {
-        let mut builder = LeaseManagerBuilder::new(client.clone(), &cli.lease_name)
-            .with_namespace(&cli.lease_namespace)
-            .with_duration(15)
-            .with_grace(5);
-        if let Some(identity) = &cli.identity {
-            builder = builder.with_identity(identity);
+    let leadership = if cli.leader_elect {
+        let acquired = leader::acquire(
+            client.clone(),
+            &cli.lease_name,
+            &cli.lease_namespace,
+            cli.identity.as_deref(),
+            &stop_tx,
+        )
+        .await?;
+        match acquired {
+            Some(held) => Some(held),
+            None => return Ok(()),
         }
-        let manager = builder.build().await?;
-        let (mut holding, task) = manager.watch().await;
-        info!(lease = %cli.lease_name, namespace = %cli.lease_namespace, "waiting for leadership");
-        let mut stop = stop_rx.clone();
-        tokio::select! {
-            _ = holding.wait_for(|held| *held) => info!("acquired leadership"),
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-        }
-        let lost_tx = stop_tx.clone();
-        let mut watch_lost = holding.clone();
-        let lost_watcher = tokio::spawn(async move {
-            if watch_lost.wait_for(|held| !*held).await.is_ok() {
-                warn!("lost leadership; stopping");
-                let _ = lost_tx.send(true);
-            }
-        });
-        lease = Some((holding, task, lost_watcher));
-    }
-
-    let defaults = Defaults {
-        trainer_image: cli.trainer_image.clone(),
-        predictor_image: cli.predictor_image.clone(),
+    } else {
+        None
     };
+
     let mut ctx = Context::new(
-        client.clone(),
-        metrics.clone(),
-        defaults,
+        client,
+        metrics,
+        Defaults {
+            trainer_image: cli.trainer_image.clone(),
+            predictor_image: cli.predictor_image.clone(),
+        },
         cli.identity.clone(),
     );
     ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
-    let ctx = Arc::new(ctx);
-    let scopes: Vec<Option<String>> = if cli.namespaces.is_empty() {
+    run_controllers(Arc::new(ctx), &cli.namespaces, stop_rx).await;
+
+    let lost = leadership.as_ref().is_some_and(|l| l.lost());
+    if let Some(held) = leadership {
+        held.release().await;
+    }
+    info!("stopped");
+    if lost {
+        return Err(Error::LeadershipLost);
+    }
+    Ok(())
+}
+
+/// One controller per watched namespace (or one for all), until `stop` flips.
+async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: watch::Receiver<bool>) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
-        cli.namespaces.iter().cloned().map(Some).collect()
+        namespaces.iter().cloned().map(Some).collect()
     };
     let mut controllers = Vec::new();
     for scope in scopes {
@@ -218,9 +232,9 @@ async fn run(cli: Cli) -> Result<()> {
         );
         // kube wants a Sync shutdown future: a oneshot fired when `stop` flips.
         let (fire, fired) = oneshot::channel::<()>();
-        let mut stop = stop_rx.clone();
+        let mut stopping = stop.clone();
         tokio::spawn(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            let _ = stopping.wait_for(|s| *s).await;
             let _ = fire.send(());
         });
         controllers.push(controller::run(ctx.clone(), scope, async move {
@@ -229,7 +243,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
     // Controllers drain in-flight reconciles on shutdown, but one whose watch is failing (say,
     // the CRD is not installed) may not notice; exit within the pod's termination grace anyway.
-    let mut stopping = stop_rx.clone();
+    let mut stopping = stop.clone();
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
         _ = async {
@@ -237,25 +251,4 @@ async fn run(cli: Cli) -> Result<()> {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting"),
     }
-
-    let lost = lease
-        .as_ref()
-        .is_some_and(|(holding, _, _)| !*holding.borrow());
-    if let Some((holding, task, lost_watcher)) = lease {
-        // Closing the channel (every receiver) ends the lease task; releasing the Lease lets a
-        // standby take over at once instead of waiting for it to expire.
-        lost_watcher.abort();
-        let _ = lost_watcher.await;
-        drop(holding);
-        if let Ok(Ok(manager)) = task.await
-            && let Err(err) = manager.release().await
-        {
-            warn!(error = %err, "cannot release the Lease");
-        }
-    }
-    info!("stopped");
-    if lost {
-        return Err(Error::LeadershipLost);
-    }
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics, named as docs/contracts.md fixes them (the Helm chart's alerts use them).
 
-use crate::crd::{RecommenderModelStatus, RunRecord};
+use crate::crd::{RecommenderModelStatus, RunOutcome, RunRecord};
 use jiff::Timestamp;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
@@ -173,7 +173,7 @@ impl Metrics {
                     .with_label_values(&[namespace, name, &model.version])
                     .set(1.0);
                 entry.version = Some(model.version.clone());
-                entry.trained_at = crate::clock::parse(&model.trained_at);
+                entry.trained_at = Some(model.trained_at);
             }
             None => {
                 let _ = self.rmse.remove_label_values(&[namespace, name]);
@@ -182,11 +182,7 @@ impl Metrics {
                 entry.trained_at = None;
             }
         }
-        if let Some(newest) = status
-            .models
-            .last()
-            .and_then(|m| crate::clock::parse(&m.trained_at))
-        {
+        if let Some(newest) = status.models.last().map(|m| m.trained_at) {
             self.last_success
                 .with_label_values(&[namespace, name])
                 .set(newest.as_second() as f64);
@@ -221,8 +217,10 @@ impl Metrics {
         for state in ["desired", "available"] {
             let _ = self.replicas.remove_label_values(&[namespace, name, state]);
         }
-        for outcome in ["Succeeded", "Failed", "Rejected"] {
-            let _ = self.runs.remove_label_values(&[namespace, name, outcome]);
+        for outcome in RunOutcome::ALL {
+            let _ = self
+                .runs
+                .remove_label_values(&[namespace, name, outcome.as_str()]);
         }
     }
 
@@ -254,7 +252,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{self, Desired, State};
+    use crate::condition::{self as conditions, Desired, State};
     use crate::crd::ModelRecord;
 
     #[test]
@@ -295,7 +293,7 @@ mod tests {
                 recall_at_10: 0.0,
                 ndcg_at_10: 0.0,
             },
-            trained_at: "2026-11-27T11:00:00Z".into(),
+            trained_at: "2026-11-27T11:00:00Z".parse().unwrap(),
             fingerprint: None,
         });
         metrics.observe_status("ml", "movies", &status);

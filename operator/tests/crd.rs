@@ -5,6 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 use recommender_operator::crd::{RecommenderModel, RecommenderModelSpec};
+use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 use std::path::Path;
 
 const REGENERATE: &str = "cargo run -q -p recommender-operator --bin crdgen > crds/recommendermodels.yaml && cp crds/recommendermodels.yaml charts/recommender-operator/crds/recommendermodels.yaml";
@@ -103,13 +104,17 @@ fn minimal_manifest_gets_the_trainer_defaults() {
         "source: {file: {path: ratings/u.data}}\nmodelStore: {claimName: models}\n",
     )
     .unwrap();
-    assert_eq!(spec.folds, 4);
-    assert_eq!(spec.hyperparameters.factors, 100);
-    assert_eq!(spec.hyperparameters.epochs, 20);
-    assert_eq!(spec.hyperparameters.lr_all, 0.005);
-    assert_eq!(spec.hyperparameters.reg_all, 0.02);
-    assert_eq!(spec.hyperparameters.init_std, 0.1);
-    assert!(spec.hyperparameters.biased);
+    assert_eq!(spec.folds, FOLDS);
+    assert_eq!(spec.hyperparameters.factors, SVD.factors);
+    assert_eq!(
+        spec.hyperparameters.epochs, None,
+        "resolved per algorithm by the operator"
+    );
+    assert_eq!(spec.hyperparameters.lr_all, SVD.lr_all);
+    assert_eq!(spec.hyperparameters.reg_all, SVD.reg_all);
+    assert_eq!(spec.hyperparameters.init_mean, SVD.init_mean);
+    assert_eq!(spec.hyperparameters.init_std, SVD.init_std);
+    assert_eq!(spec.hyperparameters.biased, SVD.biased);
     assert_eq!(spec.promotion.max_rmse, 1.0);
     assert_eq!(spec.promotion.max_mae, 0.8);
     assert_eq!(spec.freshness.max_age, "168h");
@@ -117,15 +122,38 @@ fn minimal_manifest_gets_the_trainer_defaults() {
     assert_eq!(spec.predictor.port, 8080);
 }
 
-/// The API server fills defaults from the schema, so they must agree with the serde defaults.
+/// The API server fills defaults from the schema: they must be the defaults table's, which the
+/// trainer CLI reads too (its side is tested in `trainer/tests/cli.rs`).
 #[test]
-fn schema_defaults_agree_with_serde_defaults() {
+fn schema_defaults_are_the_defaults_table() {
     let crd = serde_json::to_value(RecommenderModel::crd()).unwrap();
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    assert_eq!(spec["folds"]["default"], 4);
+    assert_eq!(spec["folds"]["default"], FOLDS);
     assert_eq!(spec["promotion"]["default"]["maxRmse"], 1.0);
-    assert_eq!(spec["hyperparameters"]["default"]["factors"], 100);
     assert_eq!(spec["freshness"]["default"]["maxAge"], "168h");
+    let h = &spec["hyperparameters"];
+    for (field, want) in [
+        ("factors", serde_json::json!(SVD.factors)),
+        ("lrAll", serde_json::json!(SVD.lr_all)),
+        ("regAll", serde_json::json!(SVD.reg_all)),
+        ("initMean", serde_json::json!(SVD.init_mean)),
+        ("initStd", serde_json::json!(SVD.init_std)),
+        ("biased", serde_json::json!(SVD.biased)),
+    ] {
+        assert_eq!(h["default"][field], want, "hyperparameters.default.{field}");
+        assert_eq!(
+            h["properties"][field]["default"], want,
+            "hyperparameters.{field}.default"
+        );
+    }
+    for algorithm_specific in ["epochs", "regU", "regI"] {
+        assert!(
+            h["default"].get(algorithm_specific).is_none()
+                && h["properties"][algorithm_specific].get("default").is_none(),
+            "{algorithm_specific} has no schema default: it depends on the algorithm"
+        );
+    }
+    assert_eq!(BASELINE.epochs, 10, "Surprise's BaselineOnly default");
 }
 
 /// The API server rejects a CRD whose defaults break their own schema (a default of 0 under

@@ -2,7 +2,8 @@
 //! order (method, path and query, body), so a missing or extra call fails the test.
 
 use super::*;
-use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus};
+use crate::children;
+use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus, RunTrigger};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -234,8 +235,8 @@ fn training_status() -> RecommenderModelStatus {
         active_run: Some(ActiveRun {
             run: 1,
             job: "movies-train-1".into(),
-            trigger: "NoModel".into(),
-            started_at: "2026-11-27T11:50:00Z".into(),
+            trigger: RunTrigger::NoModel,
+            started_at: "2026-11-27T11:50:00Z".parse().unwrap(),
             spec_hash: children::training_spec_hash(&model(None).spec),
         }),
         ..RecommenderModelStatus::default()
@@ -284,7 +285,7 @@ async fn succeeded_job_is_promoted_and_served() {
                 "--model",
                 "/models/movies/v1.model",
                 "--listen",
-                "$(POD_IP):8080"
+                "[::]:8080"
             ])
         );
         assert_eq!(
@@ -403,7 +404,7 @@ async fn api_errors_are_returned_with_a_metric_label() {
 }
 
 #[tokio::test]
-async fn a_deleted_or_recreated_resource_is_left_alone() {
+async fn a_deleted_recreated_or_deleting_resource_is_left_alone() {
     let (ctx, mut handle) = context();
     let verifier = tokio::spawn(async move {
         let (_, send) = expect(&mut handle, Method::GET, MODEL).await;
@@ -411,15 +412,55 @@ async fn a_deleted_or_recreated_resource_is_left_alone() {
         let mut recreated = model(None);
         recreated.metadata.uid = Some("uid-2".into());
         expect_fresh_read(&mut handle, &recreated).await;
+        // Being deleted in the foreground: its children are going, nothing is re-applied.
+        let mut deleting = model(None);
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-27T12:00:00Z".parse().unwrap(),
+            ));
+        expect_fresh_read(&mut handle, &deleting).await;
         handle
     });
     let m = Arc::new(model(None));
+    for _ in 0..3 {
+        assert_eq!(
+            reconcile(m.clone(), ctx.clone()).await.unwrap(),
+            Action::await_change()
+        );
+    }
+    drop(ctx);
+    expect_no_more(verifier.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_without_touching_children() {
+    let mut invalid = model(None);
+    invalid.spec.freshness.max_age = "7d".into();
+    let (ctx, mut handle) = context();
+    let served = invalid.clone();
+    let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &served).await;
+        // No Job, Pod or Deployment read, nothing applied: straight to the status.
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        let ready = patch["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["reason"], "InvalidSpec");
+        assert_eq!(
+            ready["message"],
+            "spec.freshness.maxAge: \"7d\" is not a duration such as 168h or 90m"
+        );
+        assert_eq!(patch["status"]["phase"], "Failed");
+        respond_with_status(send, &patch);
+        expect_events(&mut handle, &["InvalidSpec"]).await;
+        handle
+    });
     assert_eq!(
-        reconcile(m.clone(), ctx.clone()).await.unwrap(),
-        Action::await_change()
-    );
-    assert_eq!(
-        reconcile(m, ctx.clone()).await.unwrap(),
+        reconcile(Arc::new(invalid), ctx.clone()).await.unwrap(),
         Action::await_change()
     );
     drop(ctx);

@@ -1,9 +1,9 @@
-//! Reads the cluster objects the controller owns into plain facts for the decision: which
-//! training runs exist and how they ended, and how the predictor rollout is doing.
+//! Training runs as facts: which runs exist, from their Jobs and the Jobs' pods, and how they
+//! ended.
 
-use crate::children::{ANNOTATION_SPEC_HASH, ANNOTATION_STARTED_AT, ANNOTATION_TRIGGER, LABEL_RUN};
+use crate::crd::RunTrigger;
+use crate::labels;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use recommender_report::TrainingReport;
@@ -24,8 +24,8 @@ pub struct ObservedRun {
     pub run: u32,
     pub job_name: String,
     /// From the Job's annotations, so a run is adopted intact after an operator restart.
-    pub trigger: String,
-    pub started_at: Option<String>,
+    pub trigger: RunTrigger,
+    pub started_at: Option<Timestamp>,
     pub spec_hash: Option<String>,
     pub state: RunState,
 }
@@ -40,33 +40,18 @@ pub enum RunState {
     },
     Succeeded {
         report: Result<TrainingReport, String>,
-        finished_at: Option<String>,
+        finished_at: Option<Timestamp>,
     },
     Failed {
         reason: String,
         message: String,
         report: Option<TrainingReport>,
-        finished_at: Option<String>,
+        finished_at: Option<Timestamp>,
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RolloutState {
-    /// The model version in the Deployment's pod template.
-    pub version: Option<String>,
-    pub desired: i32,
-    pub available: i32,
-    pub updated: i32,
-    /// Non-terminated pods of any template: above `updated` while old pods still answer.
-    pub total: i32,
-    /// The Deployment controller has seen the latest template.
-    pub observed: bool,
-    /// `Progressing=False, reason=ProgressDeadlineExceeded`, with its message.
-    pub deadline_exceeded: Option<String>,
-}
-
 pub fn run_of(job: &Job) -> Option<u32> {
-    job.metadata.labels.as_ref()?.get(LABEL_RUN)?.parse().ok()
+    job.metadata.labels.as_ref()?.get(labels::RUN)?.parse().ok()
 }
 
 /// `None` for Jobs that are not ours to read (no run label).
@@ -78,8 +63,8 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
         .iter()
         .filter(|p| {
             p.metadata.labels.as_ref().and_then(|l| {
-                l.get("job-name")
-                    .or_else(|| l.get("batch.kubernetes.io/job-name"))
+                l.get(labels::JOB_NAME_LEGACY)
+                    .or_else(|| l.get(labels::JOB_NAME))
             }) == Some(&job_name)
         })
         .collect();
@@ -92,10 +77,7 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
             .find(|c| c.type_ == type_ && c.status == "True")
             .cloned()
     };
-    let finished_at = status
-        .completion_time
-        .as_ref()
-        .map(|t| crate::clock::format(t.0));
+    let finished_at = status.completion_time.as_ref().map(|t| t.0);
     let state = if condition("Complete").is_some() {
         let report = match latest_message(&pods, "Succeeded") {
             Some(text) => TrainingReport::parse(&text).map_err(|e| e.to_string()),
@@ -110,7 +92,7 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
         let finished_at = failed
             .last_transition_time
             .as_ref()
-            .map(|t| crate::clock::format(t.0))
+            .map(|t| t.0)
             .or(finished_at);
         RunState::Failed {
             reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
@@ -131,12 +113,16 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
     Some(ObservedRun {
         run,
         job_name,
-        trigger: annotations
-            .get(ANNOTATION_TRIGGER)
-            .cloned()
-            .unwrap_or_else(|| "Unknown".into()),
-        started_at: annotations.get(ANNOTATION_STARTED_AT).cloned(),
-        spec_hash: annotations.get(ANNOTATION_SPEC_HASH).cloned(),
+        trigger: RunTrigger::from_annotation(
+            annotations
+                .get(labels::ANNOTATION_TRIGGER)
+                .map(String::as_str),
+        ),
+        // Written by us as RFC 3339; a hand-edited value is treated as missing.
+        started_at: annotations
+            .get(labels::ANNOTATION_STARTED_AT)
+            .and_then(|t| t.parse().ok()),
+        spec_hash: annotations.get(labels::ANNOTATION_SPEC_HASH).cloned(),
         state,
     })
 }
@@ -170,41 +156,6 @@ fn stuck_reason(pod: &Pod) -> Option<String> {
             )
         })
     })
-}
-
-pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
-    let status = deployment.status.clone().unwrap_or_default();
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let version = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref())
-        .and_then(|l| l.get(crate::children::LABEL_VERSION).cloned());
-    let observed = match (deployment.metadata.generation, status.observed_generation) {
-        (Some(generation), Some(seen)) => seen >= generation,
-        (None, _) => true,
-        (Some(_), None) => false,
-    };
-    let deadline_exceeded = status.conditions.iter().flatten().find_map(|c| {
-        (c.type_ == "Progressing"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-        .then(|| c.message.clone().unwrap_or_default())
-    });
-    RolloutState {
-        version,
-        desired,
-        available: status.available_replicas.unwrap_or(0),
-        updated: status.updated_replicas.unwrap_or(0),
-        total: status.replicas.unwrap_or(0),
-        observed,
-        deadline_exceeded,
-    }
 }
 
 #[cfg(test)]
@@ -245,8 +196,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (run.run, run.trigger.as_str(), run.spec_hash.as_deref()),
-            (2, "Stale", Some("abc"))
+            (run.run, run.trigger, run.spec_hash.as_deref()),
+            (2, RunTrigger::Stale, Some("abc"))
         );
         match run.state {
             RunState::Failed { reason, report, .. } => {
@@ -298,55 +249,6 @@ mod tests {
         assert!(
             observe_run(&unlabelled, &[]).is_none(),
             "not one of our runs"
-        );
-    }
-
-    #[test]
-    fn rollout_states() {
-        let deployment = |generation: i64,
-                          observed: i64,
-                          progressing: serde_json::Value|
-         -> Deployment {
-            serde_json::from_value(json!({
-                "metadata": {"name": "movies-predictor", "generation": generation},
-                "spec": {"replicas": 2, "selector": {}, "template": {"metadata": {"labels": {"recommender.dev/version": "v3"}}}},
-                "status": {"observedGeneration": observed, "availableReplicas": 1, "updatedReplicas": 2, "replicas": 3,
-                    "conditions": [progressing]}
-            }))
-            .unwrap()
-        };
-        let ok = observe_rollout(&deployment(
-            4,
-            4,
-            json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}),
-        ));
-        assert_eq!(
-            ok,
-            RolloutState {
-                version: Some("v3".into()),
-                desired: 2,
-                available: 1,
-                updated: 2,
-                total: 3,
-                observed: true,
-                deadline_exceeded: None
-            }
-        );
-        let behind = observe_rollout(&deployment(
-            5,
-            4,
-            json!({"type": "Progressing", "status": "True"}),
-        ));
-        assert!(!behind.observed);
-        let stuck = observe_rollout(&deployment(
-            4,
-            4,
-            json!({"type": "Progressing", "status": "False",
-            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing."}),
-        ));
-        assert_eq!(
-            stuck.deadline_exceeded.as_deref(),
-            Some("ReplicaSet has timed out progressing.")
         );
     }
 }

@@ -1,14 +1,14 @@
 //! Database reachability: connect with the resource's credentials and run `SELECT 1`.
 
+use super::DatabaseProbe;
 use crate::crd::PostgresSource;
-use crate::decide::DatabaseProbe;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use std::time::Duration;
 
 /// Probes `pg` within `timeout`; every failure becomes a message for the condition, naming
 /// what failed (the Secret, the connection or the query) but never the password.
-pub async fn probe(
+pub async fn probe_database(
     client: &Client,
     namespace: &str,
     pg: &PostgresSource,

@@ -77,7 +77,7 @@ pub fn merge(
     now: Timestamp,
     generation: Option<i64>,
 ) -> Vec<Condition> {
-    let now = crate::clock::parse(&crate::clock::format(now)).unwrap_or(now);
+    let now = crate::time::whole(now);
     desired
         .iter()
         .map(|want| {
@@ -98,6 +98,23 @@ pub fn merge(
             }
         })
         .collect()
+}
+
+/// `old` with the one condition `want` set (replaced in place, or added first), the others
+/// untouched.
+pub fn set(
+    old: &[Condition],
+    want: &Desired,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let mut merged = merge(old, std::slice::from_ref(want), now, generation);
+    let mut conditions = old.to_vec();
+    match old.iter().position(|c| c.type_ == want.type_) {
+        Some(at) => conditions[at] = merged.remove(0),
+        None => conditions.insert(0, merged.remove(0)),
+    }
+    conditions
 }
 
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -160,6 +177,33 @@ mod tests {
         );
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn set_replaces_one_condition_and_keeps_the_rest() {
+        let t0 = at("2026-11-27T10:00:00Z");
+        let all = merge(
+            &[],
+            &[
+                Desired::new(READY, State::True, "Ready", "all good"),
+                Desired::new(SERVING, State::True, "Available", "v1"),
+            ],
+            t0,
+            Some(1),
+        );
+        let t1 = at("2026-11-27T11:00:00Z");
+        let set = set(
+            &all,
+            &Desired::new(READY, State::False, "InvalidSpec", "spec.x: bad"),
+            t1,
+            Some(2),
+        );
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            (set[0].reason.as_str(), &set[0].last_transition_time),
+            ("InvalidSpec", &Time(t1))
+        );
+        assert_eq!(set[1], all[1], "Serving untouched");
     }
 
     #[test]

@@ -1,19 +1,23 @@
 //! The `RecommenderModel` custom resource (`recommender.dev/v1alpha1`).
 //!
-//! Defaults mirror the trainer's CLI defaults (docs/contracts.md) so a minimal manifest trains
-//! exactly what `recommender-trainer train` would. Validation lives in the schema (ranges,
-//! patterns, CEL rules) so the API server rejects a bad manifest naming the field; the
-//! controller still never panics on what gets through.
+//! Hyperparameter defaults come from `recommender_report::defaults`, the table the trainer CLI
+//! reads too, so a minimal manifest trains exactly what `recommender-trainer train` would.
+//! Validation lives in the schema (ranges, patterns, CEL rules) so the API server rejects a bad
+//! manifest naming the field; `validate` re-checks what the decision relies on.
+
+mod status;
+
+pub use status::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use recommender_report::defaults::{FOLDS, SVD};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "recommender.dev";
-/// Annotation whose value, when changed, requests one training run.
-pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "RecommenderModel";
 
 /// A recommender model that the operator trains, evaluates, promotes, serves and watches.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -191,16 +195,19 @@ impl Algorithm {
     }
 }
 
-/// SVD hyperparameters, named and defaulted as Surprise's (and the trainer's) `SVD`.
+/// Hyperparameters, named and defaulted as Surprise's `SVD` and `BaselineOnly` (and the
+/// trainer's CLI). `factors`, `lrAll`, `initMean`, `initStd` and `biased` apply to `svd`;
+/// `regU` and `regI` to `baseline`; `epochs` to both, with each algorithm's own default.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Hyperparameters {
     #[serde(default = "default_factors")]
     #[schemars(range(min = 1, max = 1000))]
     pub factors: u32,
-    #[serde(default = "default_epochs")]
+    /// Passes over the data; 20 for `svd` and 10 for `baseline` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
-    pub epochs: u32,
+    pub epochs: Option<u32>,
     #[serde(default = "default_lr_all")]
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
         .message("spec.hyperparameters.lrAll must be in (0, 1]"))]
@@ -209,14 +216,24 @@ pub struct Hyperparameters {
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10.0")
         .message("spec.hyperparameters.regAll must be in [0, 10]"))]
     pub reg_all: f64,
-    #[serde(default)]
+    #[serde(default = "default_init_mean")]
     pub init_mean: f64,
     #[serde(default = "default_init_std")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10.0")
         .message("spec.hyperparameters.initStd must be in [0, 10]"))]
     pub init_std: f64,
-    #[serde(default = "default_true")]
+    #[serde(default = "default_biased")]
     pub biased: bool,
+    /// `baseline`: user bias regularisation (15 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1000.0")
+        .message("spec.hyperparameters.regU must be in [0, 1000]"))]
+    pub reg_u: Option<f64>,
+    /// `baseline`: item bias regularisation (10 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1000.0")
+        .message("spec.hyperparameters.regI must be in [0, 1000]"))]
+    pub reg_i: Option<f64>,
     /// `[low, high]` rating bounds predictions are clipped to; inferred from the data if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating_scale: Option<RatingScale>,
@@ -310,7 +327,7 @@ pub struct ModelStore {
 }
 
 fn default_folds() -> u32 {
-    4
+    FOLDS
 }
 fn default_pg_port() -> u16 {
     5432
@@ -322,19 +339,22 @@ fn default_secret_key() -> String {
     "password".into()
 }
 fn default_factors() -> u32 {
-    100
-}
-fn default_epochs() -> u32 {
-    20
+    SVD.factors
 }
 fn default_lr_all() -> f64 {
-    0.005
+    SVD.lr_all
 }
 fn default_reg_all() -> f64 {
-    0.02
+    SVD.reg_all
+}
+fn default_init_mean() -> f64 {
+    SVD.init_mean
 }
 fn default_init_std() -> f64 {
-    0.1
+    SVD.init_std
+}
+fn default_biased() -> bool {
+    SVD.biased
 }
 fn default_true() -> bool {
     true
@@ -361,13 +381,15 @@ fn default_service_port() -> i32 {
 impl Default for Hyperparameters {
     fn default() -> Self {
         Self {
-            factors: default_factors(),
-            epochs: default_epochs(),
-            lr_all: default_lr_all(),
-            reg_all: default_reg_all(),
-            init_mean: 0.0,
-            init_std: default_init_std(),
-            biased: true,
+            factors: SVD.factors,
+            epochs: None,
+            lr_all: SVD.lr_all,
+            reg_all: SVD.reg_all,
+            init_mean: SVD.init_mean,
+            init_std: SVD.init_std,
+            biased: SVD.biased,
+            reg_u: None,
+            reg_i: None,
             rating_scale: None,
         }
     }
@@ -413,166 +435,6 @@ impl Default for PredictorSettings {
             port: default_service_port(),
         }
     }
-}
-
-/// Coarse summary for `kubectl get`; the conditions carry the detail.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Phase {
-    #[default]
-    Pending,
-    Training,
-    Serving,
-    Degraded,
-    Failed,
-    Suspended,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RecommenderModelStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default)]
-    pub phase: Phase,
-    #[serde(default)]
-    pub stale: bool,
-    #[serde(default)]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-    /// The model the predictor serves (the newest promoted, or the pinned one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving: Option<ModelRecord>,
-    /// Promoted models, oldest first, bounded: what `pinnedVersion` can name.
-    #[serde(default)]
-    pub models: Vec<ModelRecord>,
-    /// The training run in flight, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_run: Option<ActiveRun>,
-    /// Recent training runs, oldest first, bounded.
-    #[serde(default)]
-    pub history: Vec<RunRecord>,
-    /// Highest run number ever started; the next run is this plus one.
-    #[serde(default)]
-    pub last_run: u32,
-    /// Highest run number whose outcome has been recorded.
-    #[serde(default)]
-    pub last_completed_run: u32,
-    /// Training-spec hash of the last run that produced a model (promoted or rejected).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trained_spec_hash: Option<String>,
-    /// Start of the last run that produced a model (promoted or rejected), RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt_started_at: Option<String>,
-    /// Failed runs in a row; drives the retry backoff.
-    #[serde(default)]
-    pub consecutive_failures: u32,
-    /// No new run starts before this time (RFC 3339) after failures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<String>,
-    /// The last value of the retrain annotation that was acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handled_retrain_request: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictor: Option<PredictorStatus>,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelRecord {
-    pub version: String,
-    pub run: u32,
-    pub metrics: ModelMetrics,
-    /// When training finished, RFC 3339.
-    pub trained_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<Fingerprint>,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelMetrics {
-    pub folds: u32,
-    pub rmse: f64,
-    pub mae: f64,
-    pub rmse_std: f64,
-    pub mae_std: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Fingerprint {
-    pub rows: u64,
-    pub users: u64,
-    pub items: u64,
-    pub content_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_timestamp: Option<i64>,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ActiveRun {
-    pub run: u32,
-    pub job: String,
-    pub trigger: String,
-    pub started_at: String,
-    pub spec_hash: String,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunOutcome {
-    Succeeded,
-    Failed,
-    Rejected,
-}
-
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Rejected => "Rejected",
-        }
-    }
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RunRecord {
-    pub run: u32,
-    pub version: String,
-    pub trigger: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub outcome: RunOutcome,
-    pub reason: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<ModelMetrics>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_seconds: Option<f64>,
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PredictorStatus {
-    pub version: String,
-    pub desired_replicas: i32,
-    pub available_replicas: i32,
-}
-
-/// Conditions are a map keyed by `type`, so server-side apply merges them per type.
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = generator.subschema_for::<Vec<Condition>>();
-    schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
-    );
-    schema
 }
 
 impl RecommenderModel {

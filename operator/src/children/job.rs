@@ -1,0 +1,404 @@
+//! The trainer Job of one training run.
+
+use super::pod::{
+    container_security, model_store_mount, model_store_volume, pod_security, resources,
+};
+use super::{
+    Defaults, MODELS_MOUNT, TERMINATION_LOG, artifact_path, common_labels, job_name, meta,
+};
+use super::{training_spec_hash, version_label};
+use crate::crd::{RecommenderModel, RunTrigger};
+use crate::labels;
+use crate::validate::{Config, Hyperparameters, SourceConfig, Training};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+/// Finished Jobs (and their pods' termination messages) are kept this long for inspection.
+const FINISHED_JOB_TTL_SECONDS: i32 = 24 * 3600;
+
+/// Collects `--flag value` pairs.
+struct Args(Vec<String>);
+
+impl Args {
+    fn push(&mut self, flag: &str, value: impl ToString) {
+        self.0.push(flag.into());
+        self.0.push(value.to_string());
+    }
+}
+
+/// The `recommender-trainer train` arguments for one run (docs/contracts.md, "Trainer CLI"):
+/// every hyperparameter explicit, resolved by `validate` from the one defaults table.
+pub fn trainer_args(model: &RecommenderModel, config: &Config, run: u32) -> Vec<String> {
+    let version = version_label(run);
+    let mut args = Args(vec!["train".into()]);
+    source_args(&config.source, &mut args);
+    args.push("--out", artifact_path(&model.name_any(), &version));
+    args.push("--version", version);
+    args.push("--report", TERMINATION_LOG);
+    training_args(&config.training, &mut args);
+    if let SourceConfig::File(f) = &config.source
+        && f.skip_bad_lines
+    {
+        args.0.push("--skip-bad-lines".into());
+    }
+    args.0
+}
+
+fn source_args(source: &SourceConfig, args: &mut Args) {
+    match source {
+        SourceConfig::Postgres(pg) => {
+            args.push("--source", "postgres");
+            args.push("--pg-host", &pg.host);
+            args.push("--pg-port", pg.port);
+            args.push("--pg-database", &pg.database);
+            args.push("--pg-user", &pg.user);
+            args.push("--pg-query", &pg.query);
+        }
+        SourceConfig::File(f) => {
+            args.push("--source", format!("{MODELS_MOUNT}/{}", f.path));
+            args.push("--format", f.format.as_arg());
+            if let Some(d) = &f.delimiter {
+                args.push("--delimiter", d);
+            }
+            if let Some(h) = f.header {
+                args.push("--header", h);
+            }
+            if let Some(c) = &f.columns {
+                args.push("--columns", c);
+            }
+        }
+    }
+}
+
+fn training_args(training: &Training, args: &mut Args) {
+    args.push("--algorithm", training.hyperparameters.algorithm().as_arg());
+    args.push("--folds", training.folds);
+    if let Some(seed) = training.seed {
+        args.push("--seed", seed);
+    }
+    match training.hyperparameters {
+        Hyperparameters::Svd(h) => {
+            args.push("--factors", h.factors);
+            args.push("--epochs", h.epochs);
+            args.push("--lr-all", h.lr_all);
+            args.push("--reg-all", h.reg_all);
+            args.push("--init-mean", h.init_mean);
+            args.push("--init-std", h.init_std);
+            args.push("--biased", h.biased);
+        }
+        Hyperparameters::Baseline(h) => {
+            args.push("--epochs", h.epochs);
+            args.push("--reg-u", h.reg_u);
+            args.push("--reg-i", h.reg_i);
+        }
+    }
+    if let Some(scale) = training.rating_scale {
+        args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
+    }
+}
+
+fn trainer_container(
+    model: &RecommenderModel,
+    config: &Config,
+    run: u32,
+    defaults: &Defaults,
+) -> Container {
+    let env = match &config.source {
+        SourceConfig::Postgres(pg) => Some(vec![EnvVar {
+            name: "PGPASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: pg.password_secret_ref.name.clone(),
+                    key: pg.password_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        SourceConfig::File(_) => None,
+    };
+    let trainer = &model.spec.trainer;
+    Container {
+        name: "trainer".into(),
+        image: Some(
+            trainer
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.trainer_image.clone()),
+        ),
+        args: Some(trainer_args(model, config, run)),
+        env,
+        resources: Some(resources(
+            trainer.resources.as_ref(),
+            "500m",
+            "512Mi",
+            "2Gi",
+        )),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![model_store_mount(false)]),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        // The message must be the report alone: logs would corrupt the JSON.
+        termination_message_policy: Some("File".into()),
+        ..Container::default()
+    }
+}
+
+/// The trainer Job for `run`, named deterministically so a restarted operator adopts it.
+pub fn trainer_job(
+    model: &RecommenderModel,
+    config: &Config,
+    run: u32,
+    trigger: RunTrigger,
+    started_at: Timestamp,
+    defaults: &Defaults,
+) -> Job {
+    let mut labels = common_labels(model, labels::COMPONENT_TRAINER);
+    labels.insert(labels::RUN.into(), run.to_string());
+    labels.insert(labels::VERSION.into(), version_label(run));
+    let mut metadata = meta(model, job_name(&model.name_any(), run), labels.clone());
+    metadata.annotations = Some(BTreeMap::from([
+        (labels::ANNOTATION_TRIGGER.into(), trigger.to_string()),
+        (
+            labels::ANNOTATION_STARTED_AT.into(),
+            crate::time::whole(started_at).to_string(),
+        ),
+        (
+            labels::ANNOTATION_SPEC_HASH.into(),
+            training_spec_hash(&model.spec),
+        ),
+    ]));
+    let trainer = &model.spec.trainer;
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(trainer.retries),
+            active_deadline_seconds: Some(trainer.active_deadline_seconds),
+            ttl_seconds_after_finished: Some(FINISHED_JOB_TTL_SECONDS),
+            pod_failure_policy: Some(fail_job_on_trainer_verdict()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    security_context: Some(pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![trainer_container(model, config, run, defaults)],
+                    volumes: Some(vec![model_store_volume(model, false)]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
+/// retrying the same pod would only repeat them; the operator's backoff decides instead.
+fn fail_job_on_trainer_verdict() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".into(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some("trainer".into()),
+                operator: "In".into(),
+                values: vec![1, 2],
+            }),
+            ..PodFailurePolicyRule::default()
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{FileFormat, FileSource, ModelStore, PostgresSource, SecretKeyRef, Source};
+    use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
+    use recommender_report::defaults::{BASELINE, FOLDS, SVD};
+
+    fn container(job: &Job) -> &Container {
+        &job.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    #[test]
+    fn trainer_job_runs_the_contracted_cli_safely() {
+        let mut spec = file_spec();
+        spec.source.file = Some(FileSource {
+            path: "movies/ratings.csv".into(),
+            format: FileFormat::Delimited,
+            delimiter: Some(",".into()),
+            header: Some(true),
+            columns: Some("userId,movieId,rating,timestamp".into()),
+            skip_bad_lines: true,
+        });
+        spec.seed = Some(7);
+        spec.model_store = ModelStore {
+            claim_name: "store".into(),
+        };
+        let m = model(spec, None);
+        let job = trainer_job(
+            &m,
+            &config(&m),
+            3,
+            RunTrigger::NoModel,
+            at(NOW),
+            &defaults(),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some("movies-train-3"));
+        let annotations = job.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations[labels::ANNOTATION_STARTED_AT], NOW);
+        assert_eq!(annotations[labels::ANNOTATION_TRIGGER], "NoModel");
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("RecommenderModel", "uid-1", Some(true))
+        );
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let c = container(&job);
+        assert_eq!(
+            c.args.clone().unwrap().join(" "),
+            "train --source /models/movies/ratings.csv --format delimited --delimiter , --header true \
+             --columns userId,movieId,rating,timestamp --out /models/movies/v3.model --version v3 \
+             --report /dev/termination-log --algorithm svd --folds 4 --seed 7 --factors 100 --epochs 20 \
+             --lr-all 0.005 --reg-all 0.02 --init-mean 0 --init-std 0.1 --biased true --skip-bad-lines"
+        );
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.local/recommender-trainer:test")
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.fs_group, Some(65532));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/models");
+        assert_eq!(
+            pod.volumes.as_ref().unwrap()[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "store"
+        );
+        assert!(c.resources.as_ref().unwrap().requests.is_some());
+    }
+
+    /// The defaults a minimal manifest trains with are the table's, which the trainer CLI reads
+    /// too (`trainer/tests` checks its side).
+    #[test]
+    fn minimal_manifests_pass_the_defaults_table() {
+        let flag = |args: &[String], name: &str| -> Option<String> {
+            let at = args.iter().position(|a| a == name)?;
+            args.get(at + 1).cloned()
+        };
+        let m = model(file_spec(), None);
+        let args = trainer_args(&m, &config(&m), 1);
+        for (name, want) in [
+            ("--folds", FOLDS.to_string()),
+            ("--factors", SVD.factors.to_string()),
+            ("--epochs", SVD.epochs.to_string()),
+            ("--lr-all", SVD.lr_all.to_string()),
+            ("--reg-all", SVD.reg_all.to_string()),
+            ("--init-mean", SVD.init_mean.to_string()),
+            ("--init-std", SVD.init_std.to_string()),
+            ("--biased", SVD.biased.to_string()),
+        ] {
+            assert_eq!(flag(&args, name), Some(want), "svd {name}");
+        }
+        let mut baseline = file_spec();
+        baseline.algorithm = crate::crd::Algorithm::Baseline;
+        let m = model(baseline, None);
+        let args = trainer_args(&m, &config(&m), 1);
+        for (name, want) in [
+            ("--algorithm", "baseline".to_string()),
+            ("--epochs", BASELINE.epochs.to_string()),
+            ("--reg-u", BASELINE.reg_u.to_string()),
+            ("--reg-i", BASELINE.reg_i.to_string()),
+        ] {
+            assert_eq!(flag(&args, name), Some(want), "baseline {name}");
+        }
+        assert_eq!(
+            flag(&args, "--factors"),
+            None,
+            "svd-only flags are not passed"
+        );
+    }
+
+    #[test]
+    fn postgres_job_gets_password_from_the_secret() {
+        let mut spec = file_spec();
+        spec.source = Source {
+            postgres: Some(PostgresSource {
+                host: "db.ml.svc".into(),
+                port: 5433,
+                database: "shop".into(),
+                user: "reader".into(),
+                password_secret_ref: SecretKeyRef {
+                    name: "shop-db".into(),
+                    key: "pw".into(),
+                },
+                query: "SELECT user_id, item_id, rating FROM ratings".into(),
+                probe_interval_seconds: 15,
+            }),
+            file: None,
+        };
+        let m = model(spec, None);
+        let job = trainer_job(
+            &m,
+            &config(&m),
+            1,
+            RunTrigger::NoModel,
+            at(NOW),
+            &defaults(),
+        );
+        let c = container(&job);
+        let args = c.args.clone().unwrap().join(" ");
+        assert!(
+            args.starts_with(
+                "train --source postgres --pg-host db.ml.svc --pg-port 5433 --pg-database shop \
+                 --pg-user reader --pg-query SELECT user_id, item_id, rating FROM ratings --out"
+            ),
+            "{args}"
+        );
+        let env = &c.env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "PGPASSWORD");
+        let secret = env
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("shop-db", "pw")
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run and
+//! the predictor Deployment and Service. Pure builders; the apply stage applies them.
+
+mod job;
+mod pod;
+mod predictor;
+
+pub use job::{trainer_args, trainer_job};
+pub use predictor::{predictor_deployment, predictor_service};
+
+use crate::crd::{RecommenderModel, RecommenderModelSpec};
+use crate::labels;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub const MODELS_MOUNT: &str = "/models";
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Operator-wide defaults that a resource's spec can override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub trainer_image: String,
+    pub predictor_image: String,
+}
+
+pub fn job_name(model: &str, run: u32) -> String {
+    format!("{model}-train-{run}")
+}
+
+pub fn predictor_name(model: &str) -> String {
+    format!("{model}-predictor")
+}
+
+pub fn version_label(run: u32) -> String {
+    format!("v{run}")
+}
+
+pub fn artifact_path(model: &str, version: &str) -> String {
+    format!("{MODELS_MOUNT}/{model}/{version}.model")
+}
+
+/// Hash of the spec fields that change what a training run produces; a change retrains.
+pub fn training_spec_hash(spec: &RecommenderModelSpec) -> String {
+    let relevant = serde_json::json!({
+        "source": spec.source,
+        "algorithm": spec.algorithm,
+        "hyperparameters": spec.hyperparameters,
+        "folds": spec.folds,
+        "seed": spec.seed,
+    });
+    let digest = Sha256::digest(relevant.to_string().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn common_labels(model: &RecommenderModel, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+        (labels::COMPONENT.into(), component.into()),
+        (labels::INSTANCE.into(), model.name_any()),
+        (labels::MODEL.into(), model.name_any()),
+    ])
+}
+
+fn owner(model: &RecommenderModel) -> Vec<OwnerReference> {
+    model.controller_owner_ref(&()).into_iter().collect()
+}
+
+fn meta(model: &RecommenderModel, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: model.namespace(),
+        labels: Some(labels),
+        owner_references: Some(owner(model)),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixtures::file_spec;
+
+    #[test]
+    fn the_spec_hash_follows_training_fields_only() {
+        let spec = file_spec();
+        let mut replicas = spec.clone();
+        replicas.predictor.replicas = 5;
+        assert_eq!(training_spec_hash(&spec), training_spec_hash(&replicas));
+        let mut factors = spec.clone();
+        factors.hyperparameters.factors = 7;
+        assert_ne!(training_spec_hash(&spec), training_spec_hash(&factors));
+        assert_eq!(training_spec_hash(&spec).len(), 16);
+    }
+}

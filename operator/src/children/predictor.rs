@@ -1,0 +1,208 @@
+//! The predictor Deployment serving one model version, and its Service.
+
+use super::pod::{
+    container_security, model_store_mount, model_store_volume, pod_security, resources,
+};
+use super::{Defaults, artifact_path, common_labels, meta, predictor_name};
+use crate::crd::RecommenderModel;
+use crate::labels;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+const ROLLOUT_DEADLINE_SECONDS: i32 = 300;
+
+fn selector_labels(model: &RecommenderModel) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::COMPONENT.into(), labels::COMPONENT_PREDICTOR.into()),
+        (labels::MODEL.into(), model.name_any()),
+    ])
+}
+
+fn predictor_container(model: &RecommenderModel, version: &str, defaults: &Defaults) -> Container {
+    let predictor = &model.spec.predictor;
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    };
+    Container {
+        name: "predictor".into(),
+        image: Some(
+            predictor
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.predictor_image.clone()),
+        ),
+        args: Some(vec![
+            "--model".into(),
+            artifact_path(&model.name_any(), version),
+            "--listen".into(),
+            // Every address, IPv4 and IPv6: the pod IP, loopback for `kubectl port-forward`.
+            format!("[::]:{}", predictor.port),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: predictor.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(10),
+            ..probe("/livez", 10)
+        }),
+        resources: Some(resources(
+            predictor.resources.as_ref(),
+            "100m",
+            "128Mi",
+            "512Mi",
+        )),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![model_store_mount(true)]),
+        ..Container::default()
+    }
+}
+
+/// The predictor serving `version` from the model store.
+pub fn predictor_deployment(
+    model: &RecommenderModel,
+    version: &str,
+    defaults: &Defaults,
+) -> Deployment {
+    let mut pod_labels = common_labels(model, labels::COMPONENT_PREDICTOR);
+    pod_labels.insert(labels::VERSION.into(), version.into());
+    Deployment {
+        metadata: meta(
+            model,
+            predictor_name(&model.name_any()),
+            common_labels(model, labels::COMPONENT_PREDICTOR),
+        ),
+        spec: Some(DeploymentSpec {
+            replicas: Some(model.spec.predictor.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(model)),
+                ..LabelSelector::default()
+            },
+            progress_deadline_seconds: Some(ROLLOUT_DEADLINE_SECONDS),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    security_context: Some(pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![predictor_container(model, version, defaults)],
+                    volumes: Some(vec![model_store_volume(model, true)]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+pub fn predictor_service(model: &RecommenderModel) -> Service {
+    Service {
+        metadata: meta(
+            model,
+            predictor_name(&model.name_any()),
+            common_labels(model, labels::COMPONENT_PREDICTOR),
+        ),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(model)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: model.spec.predictor.port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::fixtures::{defaults, file_spec, model};
+
+    #[test]
+    fn predictor_listens_everywhere_and_probes_readyz() {
+        let m = model(file_spec(), None);
+        let d = predictor_deployment(&m, "v2", &defaults());
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.clone().unwrap(),
+            [
+                "--model",
+                "/models/movies/v2.model",
+                "--listen",
+                "[::]:8080"
+            ]
+        );
+        assert!(c.env.is_none(), "nothing from the downward API is needed");
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        assert_eq!(probe.port, IntOrString::String("http".into()));
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, Some(true));
+        assert_eq!(
+            c.security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(true)
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert!(
+            d.metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.len() == 1)
+        );
+        let labels = d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(labels[crate::labels::VERSION], "v2");
+    }
+
+    #[test]
+    fn service_selects_every_version_of_the_predictor() {
+        let m = model(file_spec(), None);
+        let s = predictor_service(&m);
+        let spec = s.spec.unwrap();
+        let selector = spec.selector.unwrap();
+        assert!(!selector.contains_key(crate::labels::VERSION));
+        assert_eq!(selector[crate::labels::MODEL], "movies");
+        assert_eq!(spec.ports.unwrap()[0].port, 8080);
+    }
+}

@@ -1,0 +1,377 @@
+//! What the operator reports on a `RecommenderModel`: typed, so a decision never formats and
+//! re-parses its own words (timestamps are `jiff::Timestamp`, triggers and reasons enums).
+
+use crate::time::{Rfc3339, whole_seconds, whole_seconds_opt};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Coarse summary for `kubectl get`; the conditions carry the detail.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Training,
+    Serving,
+    Degraded,
+    Failed,
+    Suspended,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommenderModelStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default)]
+    pub stale: bool,
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The model the predictor serves (the newest promoted, or the pinned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ModelRecord>,
+    /// Promoted models, oldest first, bounded: what `pinnedVersion` can name.
+    #[serde(default)]
+    pub models: Vec<ModelRecord>,
+    /// The training run in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_run: Option<ActiveRun>,
+    /// Recent training runs, oldest first, bounded.
+    #[serde(default)]
+    pub history: Vec<RunRecord>,
+    /// Highest run number ever started; the next run is this plus one.
+    #[serde(default)]
+    pub last_run: u32,
+    /// Highest run number whose outcome has been recorded.
+    #[serde(default)]
+    pub last_completed_run: u32,
+    /// Training-spec hash of the last run that produced a model (promoted or rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_spec_hash: Option<String>,
+    /// Start of the last run that produced a model (promoted or rejected).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub last_attempt_started_at: Option<Timestamp>,
+    /// Failed runs in a row; drives the retry backoff.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// No new run starts before this time after failures.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub retry_after: Option<Timestamp>,
+    /// The last value of the retrain annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_retrain_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PredictorStatus>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRecord {
+    pub version: String,
+    pub run: u32,
+    pub metrics: ModelMetrics,
+    /// When training finished.
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub trained_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelMetrics {
+    pub folds: u32,
+    pub rmse: f64,
+    pub mae: f64,
+    pub rmse_std: f64,
+    pub mae_std: f64,
+    pub precision_at_10: f64,
+    pub recall_at_10: f64,
+    pub ndcg_at_10: f64,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub users: u64,
+    pub items: u64,
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timestamp: Option<i64>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRun {
+    pub run: u32,
+    pub job: String,
+    pub trigger: RunTrigger,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub started_at: Timestamp,
+    pub spec_hash: String,
+}
+
+/// Why a training run started.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunTrigger {
+    /// No model has been trained yet.
+    NoModel,
+    /// The training spec changed since the last model.
+    SpecChanged,
+    /// The serving model passed `maxAge`.
+    Stale,
+    /// `retrainInterval` elapsed.
+    Interval,
+    /// The retrain annotation changed.
+    Requested,
+    /// A Job whose trigger annotation is missing or unknown (made by another version or a person).
+    Unknown,
+}
+
+impl RunTrigger {
+    pub const ALL: [Self; 6] = [
+        Self::NoModel,
+        Self::SpecChanged,
+        Self::Stale,
+        Self::Interval,
+        Self::Requested,
+        Self::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoModel => "NoModel",
+            Self::SpecChanged => "SpecChanged",
+            Self::Stale => "Stale",
+            Self::Interval => "Interval",
+            Self::Requested => "Requested",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// Reads a Job's trigger annotation; anything unrecognised is `Unknown`.
+    pub fn from_annotation(text: Option<&str>) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|t| Some(t.as_str()) == text)
+            .unwrap_or(Self::Unknown)
+    }
+}
+
+impl fmt::Display for RunTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    Rejected,
+}
+
+impl RunOutcome {
+    pub const ALL: [Self; 3] = [Self::Succeeded, Self::Failed, Self::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Rejected => "Rejected",
+        }
+    }
+}
+
+/// Why a run ended as it did. The operator's own reasons are variants; reasons from elsewhere
+/// (the Job controller's `DeadlineExceeded`, the trainer's `InvalidData`, ...) are kept as
+/// written. Serialised as the plain reason string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RunReason {
+    /// The candidate passed the gate and serves.
+    Promoted,
+    /// A metric missed its threshold.
+    GateFailed,
+    /// `mustBeatServing` and the candidate did not beat the serving model.
+    NotBetter,
+    /// The Job disappeared before it finished.
+    JobMissing,
+    /// The Job succeeded but left no readable report.
+    NoReport,
+    /// The report has no metrics.
+    NoMetrics,
+    /// The trainer reported failure without a reason.
+    TrainerFailed,
+    Other(String),
+}
+
+impl RunReason {
+    const OWN: [Self; 7] = [
+        Self::Promoted,
+        Self::GateFailed,
+        Self::NotBetter,
+        Self::JobMissing,
+        Self::NoReport,
+        Self::NoMetrics,
+        Self::TrainerFailed,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Promoted => "Promoted",
+            Self::GateFailed => "GateFailed",
+            Self::NotBetter => "NotBetter",
+            Self::JobMissing => "JobMissing",
+            Self::NoReport => "NoReport",
+            Self::NoMetrics => "NoMetrics",
+            Self::TrainerFailed => "TrainerFailed",
+            Self::Other(reason) => reason,
+        }
+    }
+}
+
+impl From<String> for RunReason {
+    fn from(text: String) -> Self {
+        Self::OWN
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .unwrap_or(Self::Other(text))
+    }
+}
+
+impl From<&str> for RunReason {
+    fn from(text: &str) -> Self {
+        Self::from(text.to_string())
+    }
+}
+
+impl From<RunReason> for String {
+    fn from(reason: RunReason) -> Self {
+        match reason {
+            RunReason::Other(text) => text,
+            own => own.as_str().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for RunReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl JsonSchema for RunReason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RunReason".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub run: u32,
+    pub version: String,
+    pub trigger: RunTrigger,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub started_at: Timestamp,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub finished_at: Timestamp,
+    pub outcome: RunOutcome,
+    pub reason: RunReason,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ModelMetrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictorStatus {
+    pub version: String,
+    pub desired_replicas: i32,
+    pub available_replicas: i32,
+}
+
+/// Conditions are a map keyed by `type`, so server-side apply merges them per type.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_and_triggers_serialise_as_the_plain_strings() {
+        for (reason, text) in [
+            (RunReason::GateFailed, "\"GateFailed\""),
+            (
+                RunReason::Other("DeadlineExceeded".into()),
+                "\"DeadlineExceeded\"",
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&reason).unwrap(), text);
+            assert_eq!(serde_json::from_str::<RunReason>(text).unwrap(), reason);
+        }
+        assert_eq!(RunReason::from("NoReport"), RunReason::NoReport);
+        assert_eq!(
+            serde_json::to_string(&RunTrigger::SpecChanged).unwrap(),
+            "\"SpecChanged\""
+        );
+        assert_eq!(
+            RunTrigger::from_annotation(Some("Stale")),
+            RunTrigger::Stale
+        );
+        assert_eq!(
+            RunTrigger::from_annotation(Some("Cron")),
+            RunTrigger::Unknown
+        );
+        assert_eq!(RunTrigger::from_annotation(None), RunTrigger::Unknown);
+    }
+
+    #[test]
+    fn a_malformed_time_in_the_status_is_an_error_not_1970() {
+        let status = serde_json::json!({"retryAfter": "soon"});
+        let err = serde_json::from_value::<RecommenderModelStatus>(status).unwrap_err();
+        assert!(
+            err.to_string().contains("\"soon\" is not an RFC 3339 time"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The decide stage: a pure function from what is observed (the resource, its training runs,
+//! its predictor rollout, the database probe, the clock) and the validated spec to what should be
+//! (children to apply, the new status, events, when to look again). No client, so every decision
+//! is a unit test. Each concern has its own module, with its tests next to it.
+
+mod conditions;
+mod freshness;
+mod promotion;
+mod runs;
+mod serving;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+pub use promotion::{Metric, Rejection, Shortfall, Verdict, judge};
+pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
+pub use serving::MODELS_LIMIT;
+
+use crate::children::{self, Defaults};
+use crate::condition::{self, Desired, State};
+use crate::crd::{Phase, RecommenderModel, RecommenderModelStatus, RunRecord};
+use crate::observe::{DatabaseProbe, Observed};
+use crate::time;
+use crate::validate::{Config, Invalid, SourceConfig};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::events::EventType;
+use std::time::Duration;
+
+/// An event to publish about the resource (kube's `Event` minus the parts the decision does
+/// not choose, and comparable in tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedEvent {
+    pub type_: EventType,
+    pub reason: String,
+    pub action: String,
+    pub note: String,
+}
+
+impl PlannedEvent {
+    pub fn normal(reason: &str, action: &str, note: &str) -> Self {
+        Self::new(EventType::Normal, reason, action, note)
+    }
+
+    pub fn warning(reason: &str, action: &str, note: &str) -> Self {
+        Self::new(EventType::Warning, reason, action, note)
+    }
+
+    fn new(type_: EventType, reason: &str, action: &str, note: &str) -> Self {
+        Self {
+            type_,
+            reason: reason.into(),
+            action: action.into(),
+            note: note.into(),
+        }
+    }
+}
+
+/// Everything the controller should make true.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// A trainer Job to create (only when a new run starts; running Jobs are left alone).
+    pub start_job: Option<Job>,
+    pub deployment: Option<Deployment>,
+    pub service: Option<Service>,
+    pub status: RecommenderModelStatus,
+    pub events: Vec<PlannedEvent>,
+    /// Runs whose outcome was recorded by this decision (for metrics).
+    pub finished: Vec<RunRecord>,
+    /// When to look again even if nothing changes: the soonest time a decision would differ.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The status being written, and what the decision has to say about it so far.
+struct Draft {
+    now: Timestamp,
+    status: RecommenderModelStatus,
+    events: Vec<PlannedEvent>,
+    finished: Vec<RunRecord>,
+    wake: Wake,
+}
+
+/// Collects the soonest moment a decision would change by the clock alone.
+#[derive(Default)]
+struct Wake {
+    soonest: Option<Duration>,
+}
+
+impl Wake {
+    fn after(&mut self, delay: Duration) {
+        self.soonest = Some(self.soonest.map_or(delay, |d| d.min(delay)));
+    }
+
+    fn at(&mut self, now: Timestamp, at: Timestamp) {
+        // A hair late rather than early: a timer that fires before the boundary would find
+        // nothing changed and have to wait for the next event.
+        self.after(time::until(now, at) + Duration::from_millis(100));
+    }
+}
+
+pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan {
+    let model = observed.model;
+    let old = model.status.clone().unwrap_or_default();
+    let mut draft = Draft {
+        now: observed.now,
+        status: old.clone(),
+        events: Vec::new(),
+        finished: Vec::new(),
+        wake: Wake::default(),
+    };
+    let spec_hash = children::training_spec_hash(&model.spec);
+
+    let seen = runs::record(observed, &spec_hash, &mut draft);
+    let serving = serving::choose(&draft.status, model.spec.pinned_version.as_deref());
+    draft.status.serving = serving.model.clone();
+    let freshness = freshness::assess(serving.model.as_ref(), config.max_age, &mut draft);
+    let start_job = runs::start(
+        observed, config, defaults, &spec_hash, &freshness, &mut draft,
+    );
+    let (deployment, service) = serving::children(model, &serving, defaults);
+    draft.status.predictor = serving::predictor_status(&serving, observed.rollout.as_ref());
+
+    let desired = conditions::desired(observed, &draft.status, &serving, &freshness, &seen);
+    let generation = model.metadata.generation;
+    draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);
+    draft.status.observed_generation = generation;
+    draft.status.phase = conditions::phase(model.spec.suspend, &draft.status);
+    draft
+        .events
+        .extend(conditions::transition_events(&old.conditions, &desired));
+
+    if let (DatabaseProbe::Reachable | DatabaseProbe::Unreachable(_), SourceConfig::Postgres(pg)) =
+        (&observed.database, &config.source)
+    {
+        draft
+            .wake
+            .after(Duration::from_secs(pg.probe_interval_seconds.into()));
+    }
+
+    Plan {
+        start_job,
+        deployment,
+        service,
+        status: draft.status,
+        events: draft.events,
+        finished: draft.finished,
+        requeue_after: draft.wake.soonest,
+    }
+}
+
+/// The plan for a spec that failed validation: nothing is started or changed, what serves keeps
+/// serving, and `Ready` says which field is wrong. A fixed spec is a change, which wakes us.
+pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> Plan {
+    let old = model.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let ready = Desired::new(
+        condition::READY,
+        State::False,
+        "InvalidSpec",
+        invalid.to_string(),
+    );
+    let generation = model.metadata.generation;
+    status.conditions = condition::set(&old.conditions, &ready, now, generation);
+    status.observed_generation = generation;
+    status.phase = if status.serving.is_some() {
+        Phase::Degraded
+    } else {
+        Phase::Failed
+    };
+    Plan {
+        start_job: None,
+        deployment: None,
+        service: None,
+        status,
+        events: conditions::transition_events(&old.conditions, &[ready]),
+        finished: Vec::new(),
+        requeue_after: None,
+    }
+}

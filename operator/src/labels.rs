@@ -1,0 +1,36 @@
+//! Every label and annotation key the operator reads or writes, in one place: the Job and
+//! Deployment builders, the watches' selectors and the observers must agree on them.
+
+/// The field manager of every server-side apply, and the `managed-by` label's value.
+pub const MANAGER: &str = "recommender-operator";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const COMPONENT: &str = "app.kubernetes.io/component";
+pub const INSTANCE: &str = "app.kubernetes.io/instance";
+
+/// The `RecommenderModel` a child belongs to.
+pub const MODEL: &str = "recommender.dev/model";
+/// The training run number of a trainer Job and its pods.
+pub const RUN: &str = "recommender.dev/run";
+/// The model version a trainer Job produces or a predictor pod serves.
+pub const VERSION: &str = "recommender.dev/version";
+
+/// Set by the Job controller on its pods (the unprefixed key on older API servers).
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+pub const JOB_NAME_LEGACY: &str = "job-name";
+
+pub const COMPONENT_TRAINER: &str = "trainer";
+pub const COMPONENT_PREDICTOR: &str = "predictor";
+
+/// Job annotations that let a restarted operator adopt a run intact.
+pub const ANNOTATION_TRIGGER: &str = "recommender.dev/trigger";
+pub const ANNOTATION_STARTED_AT: &str = "recommender.dev/started-at";
+pub const ANNOTATION_SPEC_HASH: &str = "recommender.dev/spec-hash";
+
+/// Annotation on a `RecommenderModel` whose value, when changed, requests one training run.
+pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
+
+/// `key=value` for label selectors.
+pub fn selector(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}

@@ -1,0 +1,117 @@
+//! The observe stage: every fact the decision looks at, read from the cluster and the database
+//! into plain values (training runs, the predictor rollout, the database probe, the clock).
+
+mod database;
+mod rollout;
+mod runs;
+
+pub use database::{probe_database, select_one};
+pub use rollout::{RolloutState, observe_rollout};
+pub use runs::{ObservedRun, RunState, observe_run, run_of};
+
+use crate::children;
+use crate::crd::RecommenderModel;
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::validate::{Config, SourceConfig};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use std::time::Duration;
+
+/// The database probe's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseProbe {
+    /// The source is a file: there is no database to reach.
+    NotUsed,
+    Reachable,
+    Unreachable(String),
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    pub model: &'a RecommenderModel,
+    pub runs: Vec<ObservedRun>,
+    pub rollout: Option<RolloutState>,
+    pub database: DatabaseProbe,
+    pub now: Timestamp,
+}
+
+/// Reads what `model` owns and probes its database.
+pub async fn observe<'a>(
+    client: &Client,
+    model: &'a RecommenderModel,
+    config: &Config,
+    probe_timeout: Duration,
+) -> Result<Observed<'a>> {
+    let name = model.name_any();
+    let namespace = model.namespace().unwrap_or_default();
+    let runs = read_runs(client, model, &namespace, &name).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let rollout = deployments
+        .get_opt(&children::predictor_name(&name))
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("reading the predictor Deployment of {namespace}/{name}"),
+                e,
+            )
+        })?
+        .map(|d| observe_rollout(&d));
+    let database = match &config.source {
+        SourceConfig::Postgres(pg) => probe_database(client, &namespace, pg, probe_timeout).await,
+        SourceConfig::File(_) => DatabaseProbe::NotUsed,
+    };
+    Ok(Observed {
+        model,
+        runs,
+        rollout,
+        database,
+        now: Timestamp::now(),
+    })
+}
+
+async fn read_runs(
+    client: &Client,
+    model: &RecommenderModel,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<ObservedRun>> {
+    let selector = labels::selector(labels::MODEL, name);
+    let uid = model.uid();
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    // Only Jobs owned by this incarnation: a resource deleted and re-created under the same
+    // name must not adopt the old one's runs while the garbage collector catches up.
+    let jobs: Vec<Job> = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::kube(format!("listing Jobs of {namespace}/{name}"), e))?
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .collect();
+    let last_completed = model.status.as_ref().map_or(0, |s| s.last_completed_run);
+    // Pods are only read for runs still to be recorded: they hold the termination messages.
+    let unrecorded = jobs
+        .iter()
+        .any(|j| run_of(j).is_some_and(|run| run > last_completed));
+    let pods = if unrecorded {
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        pods_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::kube(format!("listing Pods of {namespace}/{name}"), e))?
+            .items
+    } else {
+        Vec::new()
+    };
+    Ok(jobs.iter().filter_map(|j| observe_run(j, &pods)).collect())
+}

@@ -1,0 +1,261 @@
+//! The validate stage: turns a spec into the typed values the decision uses, once. The schema
+//! already rejects what it can; this re-checks what the decision relies on (objects stored before
+//! a schema change, or rules CEL cannot express), so a bad spec becomes one condition naming the
+//! field instead of a half-made decision.
+
+use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec};
+use crate::time::parse_go_duration;
+use recommender_report::defaults::{self, BASELINE, SVD};
+use std::time::Duration;
+
+/// A spec that passed validation, with every default resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub training: Training,
+    /// The serving model turns stale this long after it was trained.
+    pub max_age: Duration,
+    /// Retrain at least this often, whatever the model's age.
+    pub retrain_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    Postgres(PostgresSource),
+    File(FileSource),
+}
+
+/// What a training run is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Training {
+    pub hyperparameters: Hyperparameters,
+    pub folds: u32,
+    pub seed: Option<u64>,
+    pub rating_scale: Option<RatingScale>,
+}
+
+/// Hyperparameters resolved against `recommender_report::defaults`, per algorithm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Hyperparameters {
+    Svd(defaults::Svd),
+    Baseline(defaults::Baseline),
+}
+
+impl Hyperparameters {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::Svd(_) => Algorithm::Svd,
+            Self::Baseline(_) => Algorithm::Baseline,
+        }
+    }
+}
+
+/// Why a spec cannot be acted on: each problem names its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &'static str, message: String| {
+        problems.push(Problem { field, message });
+    };
+    let source = source(spec, &mut problem);
+    let max_age = duration(
+        &spec.freshness.max_age,
+        Duration::from_secs(1),
+        "spec.freshness.maxAge",
+        &mut problem,
+    );
+    let retrain_interval = spec.freshness.retrain_interval.as_deref().map(|text| {
+        duration(
+            text,
+            Duration::from_secs(60),
+            "spec.freshness.retrainInterval",
+            &mut problem,
+        )
+    });
+    match (source, max_age, retrain_interval) {
+        (Some(source), Some(max_age), interval) if problems.is_empty() => Ok(Config {
+            source,
+            training: training(spec),
+            max_age,
+            retrain_interval: interval.flatten(),
+        }),
+        _ => Err(Invalid { problems }),
+    }
+}
+
+fn source(
+    spec: &RecommenderModelSpec,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<SourceConfig> {
+    match (&spec.source.postgres, &spec.source.file) {
+        (Some(pg), None) => {
+            if pg.query.trim().is_empty() {
+                problem("spec.source.postgres.query", "must not be blank".into());
+                return None;
+            }
+            Some(SourceConfig::Postgres(pg.clone()))
+        }
+        (None, Some(file)) => {
+            if file.path.starts_with('/') || file.path.split('/').any(|p| p == "..") {
+                problem(
+                    "spec.source.file.path",
+                    format!(
+                        "{:?} must be relative to the model store and must not contain '..'",
+                        file.path
+                    ),
+                );
+                return None;
+            }
+            Some(SourceConfig::File(file.clone()))
+        }
+        _ => {
+            problem(
+                "spec.source",
+                "exactly one of spec.source.postgres or spec.source.file must be set".into(),
+            );
+            None
+        }
+    }
+}
+
+fn duration(
+    text: &str,
+    minimum: Duration,
+    field: &'static str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Duration> {
+    match parse_go_duration(text) {
+        Some(d) if d >= minimum => Some(d),
+        Some(_) => {
+            problem(
+                field,
+                format!("{text:?} is shorter than the minimum {minimum:?}"),
+            );
+            None
+        }
+        None => {
+            problem(
+                field,
+                format!("{text:?} is not a duration such as 168h or 90m"),
+            );
+            None
+        }
+    }
+}
+
+fn training(spec: &RecommenderModelSpec) -> Training {
+    let h = &spec.hyperparameters;
+    let hyperparameters = match spec.algorithm {
+        Algorithm::Svd => Hyperparameters::Svd(defaults::Svd {
+            factors: h.factors,
+            epochs: h.epochs.unwrap_or(SVD.epochs),
+            lr_all: h.lr_all,
+            reg_all: h.reg_all,
+            init_mean: h.init_mean,
+            init_std: h.init_std,
+            biased: h.biased,
+        }),
+        Algorithm::Baseline => Hyperparameters::Baseline(defaults::Baseline {
+            epochs: h.epochs.unwrap_or(BASELINE.epochs),
+            reg_u: h.reg_u.unwrap_or(BASELINE.reg_u),
+            reg_i: h.reg_i.unwrap_or(BASELINE.reg_i),
+        }),
+    };
+    Training {
+        hyperparameters,
+        folds: spec.folds,
+        seed: spec.seed,
+        rating_scale: h.rating_scale,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn spec(yaml: &str) -> RecommenderModelSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const FILE: &str = "source: {file: {path: movies/u.data}}\nmodelStore: {claimName: models}\n";
+
+    #[test]
+    fn a_minimal_spec_resolves_to_the_defaults_table() {
+        let config = validate(&spec(FILE)).unwrap();
+        assert_eq!(config.training.hyperparameters, Hyperparameters::Svd(SVD));
+        assert_eq!(config.training.folds, defaults::FOLDS);
+        assert_eq!(config.max_age, Duration::from_secs(168 * 3600));
+        assert_eq!(config.retrain_interval, None);
+
+        let baseline = validate(&spec(&format!("{FILE}algorithm: baseline\n"))).unwrap();
+        assert_eq!(
+            baseline.training.hyperparameters,
+            Hyperparameters::Baseline(BASELINE),
+            "a baseline model trains Surprise's 10 epochs, not SVD's 20"
+        );
+        let tuned = validate(&spec(&format!(
+            "{FILE}algorithm: baseline\nhyperparameters: {{epochs: 3, regU: 5}}\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            tuned.training.hyperparameters,
+            Hyperparameters::Baseline(defaults::Baseline {
+                epochs: 3,
+                reg_u: 5.0,
+                reg_i: BASELINE.reg_i
+            })
+        );
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let mut bad = spec(FILE);
+        bad.freshness.max_age = "7d".into();
+        bad.freshness.retrain_interval = Some("10s".into());
+        bad.source.file.as_mut().unwrap().path = "../etc/passwd".into();
+        let invalid = validate(&bad).unwrap_err();
+        let fields: Vec<_> = invalid.problems.iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.source.file.path",
+                "spec.freshness.maxAge",
+                "spec.freshness.retrainInterval"
+            ]
+        );
+        let text = invalid.to_string();
+        assert!(
+            text.contains("spec.freshness.maxAge: \"7d\" is not a duration"),
+            "{text}"
+        );
+        assert!(text.contains("shorter than the minimum 60s"), "{text}");
+
+        let mut none = spec(FILE);
+        none.source.file = None;
+        assert_eq!(
+            validate(&none).unwrap_err().problems[0].field,
+            "spec.source"
+        );
+    }
+}
