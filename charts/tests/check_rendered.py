@@ -23,14 +23,13 @@ DEFAULT_RUNBOOK_BASE = "https://example.invalid/recommender-operator/blob/main/d
 
 # Everything the operator may do in a watched namespace: (apiGroup, resource) -> allowed verbs.
 WATCH_PERMISSIONS = {
-    ("recommender.dev", "recommendermodels"): {"get", "list", "watch", "patch", "update"},
-    ("recommender.dev", "recommendermodels/status"): {"get", "patch", "update"},
+    ("recommender.dev", "recommendermodels"): {"get", "list", "watch"},
+    ("recommender.dev", "recommendermodels/status"): {"patch"},
     ("recommender.dev", "recommendermodels/finalizers"): {"update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("batch", "jobs"): {"list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"list", "watch", "create", "patch"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},

@@ -238,14 +238,18 @@ access_table() {
   local ns
   for ns in @a @b; do
     cat <<EOF
+allow get recommender.dev recommendermodels - - $ns
 allow watch recommender.dev recommendermodels - - $ns
 allow patch recommender.dev recommendermodels status - $ns
 allow update recommender.dev recommendermodels finalizers - $ns
 allow create batch jobs - - $ns
-allow delete apps deployments - - $ns
+allow patch batch jobs - - $ns
+allow watch batch jobs - - $ns
+allow get apps deployments - - $ns
+allow patch apps deployments - - $ns
 allow patch - services - - $ns
 allow list - pods - - $ns
-allow get - persistentvolumeclaims - - $ns
+allow watch - pods - - $ns
 allow create events.k8s.io events - - $ns
 allow patch - events - - $ns
 allow get - secrets - db-password $ns
@@ -254,7 +258,15 @@ deny list - secrets - - $ns
 deny watch - secrets - - $ns
 deny update - secrets - db-password $ns
 deny delete recommender.dev recommendermodels - - $ns
+deny patch recommender.dev recommendermodels - - $ns
+deny update recommender.dev recommendermodels - - $ns
+deny update recommender.dev recommendermodels status - $ns
+deny delete batch jobs - - $ns
+deny delete apps deployments - - $ns
+deny delete - services - - $ns
+deny get - persistentvolumeclaims - - $ns
 deny delete - persistentvolumeclaims - - $ns
+deny get - pods - - $ns
 deny create - pods - - $ns
 deny create - pods exec - $ns
 deny update - pods status - $ns

@@ -30,9 +30,10 @@ def add_rule(kind, rule):
 DEFAULT_CASES = {
     "wildcard verb": add_rule("ClusterRole", {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}),
     "secrets list": add_rule("ClusterRole", {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}),
-    "pvc delete": add_rule(
-        "ClusterRole", {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["delete"]}
+    "pvc read": add_rule(
+        "ClusterRole", {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]}
     ),
+    "deployment delete": add_rule("ClusterRole", {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]}),
     "writable root fs": lambda docs: container(docs)["securityContext"].update(readOnlyRootFilesystem=False),
     "capabilities kept": lambda docs: container(docs)["securityContext"]["capabilities"].update(drop=[]),
     "no memory limit": lambda docs: container(docs)["resources"]["limits"].pop("memory"),

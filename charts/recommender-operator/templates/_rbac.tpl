@@ -4,40 +4,39 @@ which part of the operator uses it. Granted by a ClusterRole when all namespaces
 by a Role in each namespace of watchNamespaces.
 */}}
 {{- define "recommender-operator.watchRules" -}}
-# RecommenderModels: watched by the controller, and patched for metadata it owns (e.g. clearing the
-# retrain-request annotation once a run has started).
+# RecommenderModels: watched by the controller, and read afresh (GET) before each decision. The
+# operator never writes a model's spec or metadata (the retrain annotation is the user's).
 - apiGroups: ["recommender.dev"]
   resources: ["recommendermodels"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Status is written with server-side apply on the status subresource.
+  verbs: ["get", "list", "watch"]
+# Status is written with server-side apply (PATCH) on the status subresource, nothing else.
 - apiGroups: ["recommender.dev"]
   resources: ["recommendermodels/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # Children carry an ownerReference with blockOwnerDeletion; API servers that enforce
 # OwnerReferencesPermissionEnforcement require update on the owner's finalizers for that.
 - apiGroups: ["recommender.dev"]
   resources: ["recommendermodels/finalizers"]
   verbs: ["update"]
-# Trainer Jobs, predictor Deployments and Services: owned children, applied server-side and
-# deleted when superseded.
+# Trainer Jobs: listed and watched per model, created by server-side apply (an apply that creates
+# needs create as well as patch). Never deleted: finished Jobs expire by their TTL, and the
+# garbage collector removes the rest with their model.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch"]
+# The predictor Deployment: read for its rollout, applied server-side; never deleted (see Jobs).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The predictor Service: watched and applied server-side; never deleted.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The model store claim is the user's: read to check it exists and is bound, never changed.
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Trainer pods: the report is the finished container's termination message, part of the pod's
-# status, which a plain GET/LIST of pods returns (so no pods/status rule). Also stuck-pod health.
+# status, which a LIST of pods returns (so no pods/status rule). Also stuck-pod health.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Events for transitions; kube's Recorder creates them and patches a repeated one.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
