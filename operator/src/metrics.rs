@@ -20,6 +20,7 @@ pub struct Metrics {
     age: GaugeVec,
     rmse: GaugeVec,
     mae: GaugeVec,
+    accuracy: GaugeVec,
     info: GaugeVec,
     runs: IntCounterVec,
     last_success: GaugeVec,
@@ -98,6 +99,11 @@ impl Metrics {
                 "Cross-validated MAE of the serving model.",
                 &model,
             )?,
+            accuracy: gauge(
+                "recommender_model_serving_accuracy",
+                "Cross-validated share of predictions within one star, of the serving model.",
+                &model,
+            )?,
             info: gauge(
                 "recommender_model_serving_info",
                 "1 for the serving model's version.",
@@ -169,6 +175,9 @@ impl Metrics {
                 self.mae
                     .with_label_values(&[namespace, name])
                     .set(model.metrics.mae);
+                self.accuracy
+                    .with_label_values(&[namespace, name])
+                    .set(model.metrics.accuracy);
                 self.info
                     .with_label_values(&[namespace, name, &model.version])
                     .set(1.0);
@@ -178,6 +187,7 @@ impl Metrics {
             None => {
                 let _ = self.rmse.remove_label_values(&[namespace, name]);
                 let _ = self.mae.remove_label_values(&[namespace, name]);
+                let _ = self.accuracy.remove_label_values(&[namespace, name]);
                 let _ = self.age.remove_label_values(&[namespace, name]);
                 entry.trained_at = None;
             }
@@ -211,7 +221,13 @@ impl Metrics {
         if let Some(version) = entry.version {
             let _ = self.info.remove_label_values(&[namespace, name, &version]);
         }
-        for g in [&self.age, &self.rmse, &self.mae, &self.last_success] {
+        for g in [
+            &self.age,
+            &self.rmse,
+            &self.mae,
+            &self.accuracy,
+            &self.last_success,
+        ] {
             let _ = g.remove_label_values(&[namespace, name]);
         }
         for state in ["desired", "available"] {
@@ -289,6 +305,7 @@ mod tests {
                 mae: 0.74,
                 rmse_std: 0.0,
                 mae_std: 0.0,
+                accuracy: 0.0,
                 precision_at_10: 0.0,
                 recall_at_10: 0.0,
                 ndcg_at_10: 0.0,

@@ -51,7 +51,12 @@ fn crd_yaml_loads_as_a_custom_resource_definition() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Phase", "Version", "RMSE", "MAE", "Stale", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Phase", "Version", "RMSE", "MAE", "Accuracy", "Stale", "Age"
+        ]
+    );
     let schema = version
         .schema
         .as_ref()

@@ -42,6 +42,11 @@ pub const KIND: &str = "RecommenderModel";
         json_path = ".status.serving.metrics.rmse"
     ),
     printcolumn(name = "MAE", type_ = "number", json_path = ".status.serving.metrics.mae"),
+    printcolumn(
+        name = "Accuracy",
+        type_ = "number",
+        json_path = ".status.serving.metrics.accuracy"
+    ),
     printcolumn(name = "Stale", type_ = "boolean", json_path = ".status.stale"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -257,6 +262,15 @@ pub struct Promotion {
     #[serde(default = "default_max_mae")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxMae must be positive"))]
     pub max_mae: f64,
+    /// Share of predictions within one star of the actual rating the candidate must reach.
+    #[serde(default = "default_min_accuracy")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0")
+        .message("spec.promotion.minAccuracy must be in [0, 1]"))]
+    pub min_accuracy: f64,
+    /// Cross-validation stability: the largest standard deviation of RMSE over the folds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxRmseStd must be positive"))]
+    pub max_rmse_std: Option<f64>,
     /// Also require a lower RMSE than the model now serving.
     #[serde(default)]
     pub must_beat_serving: bool,
@@ -365,6 +379,10 @@ fn default_max_rmse() -> f64 {
 fn default_max_mae() -> f64 {
     0.8
 }
+/// The old app's target: more than 70% of predictions within one star.
+fn default_min_accuracy() -> f64 {
+    0.70
+}
 fn default_max_age() -> String {
     "168h".into()
 }
@@ -400,6 +418,8 @@ impl Default for Promotion {
         Self {
             max_rmse: default_max_rmse(),
             max_mae: default_max_mae(),
+            min_accuracy: default_min_accuracy(),
+            max_rmse_std: None,
             must_beat_serving: false,
         }
     }

@@ -44,6 +44,9 @@ pub struct RecommenderModelStatus {
     /// Recent training runs, oldest first, bounded.
     #[serde(default)]
     pub history: Vec<RunRecord>,
+    /// Finished runs by outcome since creation.
+    #[serde(default)]
+    pub run_counts: RunCounts,
     /// Highest run number ever started; the next run is this plus one.
     #[serde(default)]
     pub last_run: u32,
@@ -93,6 +96,8 @@ pub struct ModelRecord {
     pub fingerprint: Option<Fingerprint>,
 }
 
+/// Cross-validated quality, mean (and standard deviation) over the folds, rounded to 4 decimals
+/// for people; the gate judged the trainer's full-precision figures.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelMetrics {
@@ -101,9 +106,50 @@ pub struct ModelMetrics {
     pub mae: f64,
     pub rmse_std: f64,
     pub mae_std: f64,
+    /// Share of test predictions within one star of the actual rating.
+    #[serde(default)]
+    pub accuracy: f64,
     pub precision_at_10: f64,
     pub recall_at_10: f64,
     pub ndcg_at_10: f64,
+}
+
+impl ModelMetrics {
+    /// The report's metrics, rounded to 4 decimals.
+    pub fn from_report(m: &recommender_report::Metrics) -> Self {
+        let r = |x: f64| (x * 1e4).round() / 1e4;
+        Self {
+            folds: m.folds,
+            rmse: r(m.rmse),
+            mae: r(m.mae),
+            rmse_std: r(m.rmse_std),
+            mae_std: r(m.mae_std),
+            accuracy: r(m.accuracy),
+            precision_at_10: r(m.precision_at_10),
+            recall_at_10: r(m.recall_at_10),
+            ndcg_at_10: r(m.ndcg_at_10),
+        }
+    }
+}
+
+/// Finished runs by outcome since the resource was created (the history keeps only the last
+/// few).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+impl RunCounts {
+    pub fn count(&mut self, outcome: RunOutcome) {
+        match outcome {
+            RunOutcome::Succeeded => self.succeeded += 1,
+            RunOutcome::Failed => self.failed += 1,
+            RunOutcome::Rejected => self.rejected += 1,
+        }
+    }
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

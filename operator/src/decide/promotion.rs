@@ -2,9 +2,9 @@
 
 use super::serving::MODELS_LIMIT;
 use crate::crd::{
-    ModelMetrics, ModelRecord, Promotion, RecommenderModelSpec, RecommenderModelStatus, RunOutcome,
-    RunReason,
+    ModelRecord, Promotion, RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunReason,
 };
+use recommender_report::Metrics;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -25,7 +25,7 @@ pub enum Rejection {
     },
 }
 
-/// A metric over its limit.
+/// A metric on the wrong side of its limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shortfall {
     pub metric: Metric,
@@ -37,6 +37,10 @@ pub struct Shortfall {
 pub enum Metric {
     Rmse,
     Mae,
+    /// Standard deviation of RMSE over the folds: cross-validation stability.
+    RmseStd,
+    /// Share within one star: a floor, not a ceiling.
+    Accuracy,
 }
 
 impl Metric {
@@ -44,6 +48,8 @@ impl Metric {
         match self {
             Self::Rmse => "rmse",
             Self::Mae => "mae",
+            Self::RmseStd => "rmse std",
+            Self::Accuracy => "accuracy",
         }
     }
 
@@ -52,7 +58,31 @@ impl Metric {
         match self {
             Self::Rmse => "maxRmse",
             Self::Mae => "maxMae",
+            Self::RmseStd => "maxRmseStd",
+            Self::Accuracy => "minAccuracy",
         }
+    }
+
+    fn is_floor(self) -> bool {
+        self == Self::Accuracy
+    }
+}
+
+impl Shortfall {
+    fn describe(&self) -> String {
+        let (verb, by) = if self.metric.is_floor() {
+            ("is below", self.limit - self.value)
+        } else {
+            ("exceeds", self.value - self.limit)
+        };
+        // `{:?}` keeps a threshold as the user wrote it (`1.0`, not `1`).
+        format!(
+            "{} {:.4} {verb} {} {:?} by {by:.4}",
+            self.metric.name(),
+            self.value,
+            self.metric.limit_field(),
+            self.limit,
+        )
     }
 }
 
@@ -70,17 +100,7 @@ impl Rejection {
         match self {
             Self::GateFailed(shortfalls) => shortfalls
                 .iter()
-                .map(|s| {
-                    // `{:?}` keeps a threshold as the user wrote it (`1.0`, not `1`).
-                    format!(
-                        "{} {:.4} exceeds {} {:?} by {:.4}",
-                        s.metric.name(),
-                        s.value,
-                        s.metric.limit_field(),
-                        s.limit,
-                        s.value - s.limit
-                    )
-                })
+                .map(Shortfall::describe)
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::NotBetter {
@@ -94,19 +114,31 @@ impl Rejection {
     }
 }
 
-pub fn judge(candidate: &ModelMetrics, gate: &Promotion, serving: Option<&ModelRecord>) -> Verdict {
-    let shortfalls: Vec<Shortfall> = [
-        (Metric::Rmse, candidate.rmse, gate.max_rmse),
-        (Metric::Mae, candidate.mae, gate.max_mae),
-    ]
-    .into_iter()
-    .filter(|(_, value, limit)| value > limit)
-    .map(|(metric, value, limit)| Shortfall {
-        metric,
-        value,
-        limit,
-    })
-    .collect();
+/// Judges a candidate's full-precision metrics against the gate and what serves now.
+pub fn judge(candidate: &Metrics, gate: &Promotion, serving: Option<&ModelRecord>) -> Verdict {
+    let limits = [
+        Some((Metric::Rmse, candidate.rmse, gate.max_rmse)),
+        Some((Metric::Mae, candidate.mae, gate.max_mae)),
+        gate.max_rmse_std
+            .map(|limit| (Metric::RmseStd, candidate.rmse_std, limit)),
+        Some((Metric::Accuracy, candidate.accuracy, gate.min_accuracy)),
+    ];
+    let shortfalls: Vec<Shortfall> = limits
+        .into_iter()
+        .flatten()
+        .filter(|(metric, value, limit)| {
+            if metric.is_floor() {
+                value < limit
+            } else {
+                value > limit
+            }
+        })
+        .map(|(metric, value, limit)| Shortfall {
+            metric,
+            value,
+            limit,
+        })
+        .collect();
     if !shortfalls.is_empty() {
         return Verdict::Reject(Rejection::GateFailed(shortfalls));
     }
@@ -127,6 +159,7 @@ pub fn judge(candidate: &ModelMetrics, gate: &Promotion, serving: Option<&ModelR
 /// passes, adds it to the promoted models. Returns the run's outcome, reason and message.
 pub(super) fn judge_candidate(
     candidate: ModelRecord,
+    metrics: &Metrics,
     spec: &RecommenderModelSpec,
     status: &mut RecommenderModelStatus,
 ) -> (RunOutcome, RunReason, String) {
@@ -135,7 +168,7 @@ pub(super) fn judge_candidate(
         None => status.models.last(),
     };
     let version = candidate.version.clone();
-    match judge(&candidate.metrics, &spec.promotion, current) {
+    match judge(metrics, &spec.promotion, current) {
         Verdict::Promote => {
             let message = format!(
                 "{version} promoted: rmse {:.4}, mae {:.4}",
@@ -157,7 +190,7 @@ pub(super) fn judge_candidate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::fixtures::{metrics, record};
+    use crate::decide::fixtures::{record, report_metrics as metrics};
 
     #[test]
     fn table() {
@@ -168,7 +201,19 @@ mod tests {
         };
         let serving = record("v2", 2, 0.94, "2026-11-27T00:00:00Z");
         let reject = |reason: RunReason, message: &str| Some((reason, message.to_string()));
-        let cases: Vec<(&str, ModelMetrics, &Promotion, Option<&ModelRecord>, _)> = vec![
+        let stable = Promotion {
+            max_rmse_std: Some(0.005),
+            ..Promotion::default()
+        };
+        let unstable = Metrics {
+            rmse_std: 0.0123,
+            ..metrics(0.94, 0.74)
+        };
+        let inaccurate = Metrics {
+            accuracy: 0.65,
+            ..metrics(0.94, 0.74)
+        };
+        let cases: Vec<(&str, Metrics, &Promotion, Option<&ModelRecord>, _)> = vec![
             ("passes", metrics(0.94, 0.74), &gate, None, None),
             (
                 "rmse over",
@@ -207,6 +252,27 @@ mod tests {
                 None,
                 None,
             ),
+            (
+                "below minAccuracy",
+                inaccurate,
+                &gate,
+                None,
+                reject(
+                    RunReason::GateFailed,
+                    "accuracy 0.6500 is below minAccuracy 0.7 by 0.0500",
+                ),
+            ),
+            (
+                "unstable across folds",
+                unstable.clone(),
+                &stable,
+                None,
+                reject(
+                    RunReason::GateFailed,
+                    "rmse std 0.0123 exceeds maxRmseStd 0.005 by 0.0073",
+                ),
+            ),
+            ("stability not asked for", unstable, &gate, None, None),
             (
                 "not better than serving",
                 metrics(0.95, 0.7),

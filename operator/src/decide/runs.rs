@@ -139,6 +139,8 @@ enum Ending {
     },
     Candidate {
         model: ModelRecord,
+        /// Full precision, for the gate.
+        metrics: recommender_report::Metrics,
         duration: f64,
     },
 }
@@ -207,16 +209,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
         model: ModelRecord {
             version: children::version_label(run.run),
             run: run.run,
-            metrics: ModelMetrics {
-                folds: metrics.folds,
-                rmse: metrics.rmse,
-                mae: metrics.mae,
-                rmse_std: metrics.rmse_std,
-                mae_std: metrics.mae_std,
-                precision_at_10: metrics.precision_at_10,
-                recall_at_10: metrics.recall_at_10,
-                ndcg_at_10: metrics.ndcg_at_10,
-            },
+            metrics: ModelMetrics::from_report(metrics),
             trained_at: report
                 .finished_at
                 .parse()
@@ -230,6 +223,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
                 max_timestamp: d.max_timestamp,
             }),
         },
+        metrics: metrics.clone(),
         duration: report.durations.total_seconds,
     }
 }
@@ -272,10 +266,14 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
                 ),
             ));
         }
-        Ending::Candidate { model, duration } => {
+        Ending::Candidate {
+            model,
+            metrics,
+            duration,
+        } => {
             record.metrics = Some(model.metrics.clone());
             record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(model, spec, &mut d.status);
+            let judged = promotion::judge_candidate(model, &metrics, spec, &mut d.status);
             (record.outcome, record.reason, record.message) = judged;
             d.status.consecutive_failures = 0;
             d.status.retry_after = None;
@@ -301,6 +299,7 @@ fn note_failure(status: &mut RecommenderModelStatus, record: &RunRecord, now: Ti
 }
 
 fn push_history(status: &mut RecommenderModelStatus, record: RunRecord) {
+    status.run_counts.count(record.outcome);
     status.history.push(record);
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
     status.history.drain(..excess);

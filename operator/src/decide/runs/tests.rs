@@ -376,4 +376,13 @@ fn history_is_bounded() {
     assert_eq!(status.history.len(), HISTORY_LIMIT);
     assert_eq!(status.history.first().unwrap().run, 6);
     assert_eq!(status.last_completed_run, 15);
+    assert_eq!(
+        status.run_counts,
+        crate::crd::RunCounts {
+            succeeded: 0,
+            failed: 0,
+            rejected: 15
+        },
+        "counts outlive the bounded history"
+    );
 }
