@@ -185,7 +185,8 @@ build_project() {
   for b in "${PROJECT[@]}"; do
     check_libraries "$ctx/$b"
     img="local/$b:dev"
-    hash=$( { echo "recipe $RECIPE base $BASE_HASH"; sha256sum "$dockerfile" "$ctx/$b"; } | sha256sum | cut -c1-16)
+    # Contents only: the context folder's name changes from run to run.
+    hash=$( { echo "recipe $RECIPE base $BASE_HASH"; sha256sum <"$dockerfile"; sha256sum <"$ctx/$b"; } | sha256sum | cut -c1-16)
     if ! image_exists "$img" || [ "$(stamp_of "$img")" != "$hash" ]; then
       log "$img: buildah bud --target $b (Dockerfile, BINARIES=host-binaries)"
       # Other binaries in the context are not used by this target; only the stage runs.
@@ -196,7 +197,9 @@ build_project() {
     fi
     import_image "$img" "$(full_name "$img")" "$hash"
   done
-  # The unnamed image of the host-binaries stage each build leaves behind.
+  # buildah keeps a working container of the instruction-less `binaries` stage and the unnamed
+  # image of host-binaries after each build; this storage is ours alone, so drop them all.
+  bah rm --all >/dev/null 2>&1 || true
   bah rmi --prune >/dev/null 2>&1 || true
 }
 
