@@ -478,15 +478,33 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridg
   net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
   net.netfilter.nf_conntrack_tcp_timeout_close_wait)
 
+# Folders containerd, its shims and the kubelet create at fixed places outside the state dir.
+HOST_PATHS=(/run/containerd /run/netns /var/lib/kubelet /var/log/containers)
+
 # kubelet sets kernel tunables it expects (overcommit, panic) and the CNI bridge turns on
-# forwarding: record the machine's values once, `down` puts them back.
+# forwarding: record the machine's values once, `down` puts them back. Likewise which of
+# HOST_PATHS did not exist yet: `down` removes those again (when nothing but sockets is left).
 save_sysctls() {
   [ -s "$STATE/sysctl.saved" ] && return
+  local d
+  for d in "${HOST_PATHS[@]}"; do [ -e "$d" ] || echo "$d"; done >"$STATE/host-paths.created"
   local k v
   for k in "${SYSCTLS[@]}"; do
     v=$(sysctl -n "$k" 2>/dev/null) && printf '%s %s\n' "$k" "$v"
   done >"$STATE/sysctl.saved.tmp"
   mv "$STATE/sysctl.saved.tmp" "$STATE/sysctl.saved"
+}
+
+remove_host_paths() {
+  local d
+  [ -s "$STATE/host-paths.created" ] || return 0
+  while read -r d; do
+    [ -d "$d" ] || continue
+    find "$d" -type s -delete 2>/dev/null || true
+    find "$d" -depth -type d -empty -delete 2>/dev/null || true
+    [ ! -e "$d" ] || log "left $d: something other than our empty folders is in it"
+  done <"$STATE/host-paths.created"
+  rm -f "$STATE/host-paths.created"
 }
 
 restore_sysctls() {
@@ -612,6 +630,7 @@ net_down() {
   if [ -d "/sys/class/net/$NODE_IFACE" ]; then
     ip link del "$NODE_IFACE" && log "removed $NODE_IFACE and its routes"
   fi
+  remove_host_paths
   restore_sysctls
 }
 

@@ -54,6 +54,10 @@ BIN_DIR="${1:-}"
 [ -S "$ADDRESS" ] || die "no containerd socket at $ADDRESS: start the cluster first (tests/cluster/cluster.sh up)"
 
 mkdir -p "$STORE" "$STAMPS"
+# buildah's network configuration (it creates /etc/cni/net.d/cni.lock otherwise) stays in its
+# storage folder too; no build step here runs anything, so no network is ever set up.
+printf '[network]\nnetwork_config_dir = "%s/cni"\n' "$STORE" >"$STORE/containers.conf"
+export CONTAINERS_CONF="$STORE/containers.conf"
 bah() { buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs "$@"; }
 ctr_() { ctr --address "$ADDRESS" --namespace k8s.io "$@"; }
 

@@ -75,6 +75,11 @@ for b in recommender-operator recommender-trainer recommender-predictor; do
   fi
 done
 
+# Folders the node's components create at fixed places: `down` must remove those it created.
+host_paths_before=""
+for d in /run/containerd /run/netns /var/lib/kubelet /var/log/containers /etc/cni; do
+  [ -e "$d" ] && host_paths_before+=" $d"
+done
 t0=$SECONDS
 "$HERE/cluster.sh" up || fail "cluster.sh up"
 CLUSTER_STARTED=1
@@ -462,6 +467,9 @@ check_clean() {
   done
   [ "$(sysctl -n net.ipv4.ip_forward)" = "$(awk '$1 == "net.ipv4.ip_forward" {print $2}' "$WORK/sysctl.before")" ] ||
     fail "$what: net.ipv4.ip_forward not restored"
+  for d in /run/containerd /run/netns /var/lib/kubelet /var/log/containers /etc/cni; do
+    case "$host_paths_before " in *" $d "*) ;; *) [ ! -e "$d" ] || fail "$what: $d was created and is left" ;; esac
+  done
 }
 cp "$RECOMMENDER_STATE/sysctl.saved" "$WORK/sysctl.before"
 [ $PG_STARTED = 0 ] || "$HERE/postgres.sh" down >/dev/null 2>&1
@@ -471,7 +479,7 @@ PG_STARTED=0
 CLUSTER_STARTED=0
 check_clean "after down"
 for n in "${pod_netns[@]}"; do [ ! -e "$n" ] || fail "network namespace $n of a pod is left"; done
-ok "down: no bridge, interface, route, KUBE-/CNI-/RECOMMENDER- chain, mount, process or pod netns (${#pod_netns[@]}) left; sysctls restored"
+ok "down: no bridge, interface, route, KUBE-/CNI-/RECOMMENDER- chain, mount, process, pod netns (${#pod_netns[@]}) or host folder left; sysctls restored"
 
 t0=$SECONDS
 "$HERE/cluster.sh" up || fail "cluster.sh up after down"
