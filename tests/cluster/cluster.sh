@@ -532,6 +532,8 @@ ensure_first() { # cmd table builtin target
 }
 
 iface_owner() { cat "/sys/class/net/$NODE_IFACE/ifalias" 2>/dev/null || true; }
+# False while another cluster's real node owns the machine's node network (its chains too).
+net_ours() { [ ! -d "/sys/class/net/$NODE_IFACE" ] || [ "$(iface_owner)" = "recommender:$STATE" ]; }
 
 net_up() {
   local owner
@@ -619,7 +621,7 @@ remove_chains() {
 }
 
 net_down() {
-  if [ -d "/sys/class/net/$NODE_IFACE" ] && [ "$(iface_owner)" != "recommender:$STATE" ]; then
+  if ! net_ours; then
     log "leaving the network alone: $NODE_IFACE belongs to $(iface_owner)"
     return
   fi
@@ -943,7 +945,7 @@ node_down() {
   unmount_under "$STATE"
   # kubelet links container logs from this fixed folder.
   find /var/log/containers -maxdepth 1 -type l -lname "$STATE/*" -delete 2>/dev/null || true
-  if [ -n "$bins" ] && [ -x "$bins/kube-proxy" ]; then
+  if [ -n "$bins" ] && [ -x "$bins/kube-proxy" ] && net_ours; then
     "$bins/kube-proxy" --cleanup --v=0 >>"$LOGS/kube-proxy.log" 2>&1 || true
   fi
   # Empty cgroups the kubelet made (rmdir refuses any that still hold a process).
@@ -980,6 +982,8 @@ cmd_up() {
   fi
   MODE=$wanted
   [ "$MODE" != real ] || check_real_prereqs
+  [ "$MODE" != real ] || net_ours ||
+    die "$NODE_IFACE belongs to another cluster ($(iface_owner)); one real node per machine: stop that cluster first"
   bins=$(bin_dir) || die "building the binaries failed (see the output above)"
   for c in "${CONTROL_PLANE[@]}"; do [ -x "$bins/$c" ] || die "$bins/$c is missing after build"; done
   mkdir -p "$STATE" "$LOGS" "$PIDS"
