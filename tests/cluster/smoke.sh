@@ -402,6 +402,10 @@ for f in predictor train operator; do
 done
 ok "kubectl logs (via the kubelet's webhook-authorised API): plain text, e.g. '$(head -n 1 "$WORK/predictor.log" | cut -c1-100)'"
 
+code=$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "https://$RECOMMENDER_NODE_IP:${RECOMMENDER_KUBELET_PORT:-10250}/pods")
+[ "$code" = 401 ] || fail "the kubelet API answered an anonymous request with HTTP $code (want 401)"
+ok "kubelet API at $RECOMMENDER_NODE_IP:${RECOMMENDER_KUBELET_PORT:-10250}: anonymous request refused (401); logs/exec/port-forward go through the API server's client certificate and webhook authorisation"
+
 version=$("$K" -n "$NS" exec deployment/predictor -- /usr/local/bin/recommender-predictor --version) || fail "kubectl exec"
 case $version in "recommender-predictor "*) ;; *) fail "kubectl exec: unexpected output '$version'" ;; esac
 ok "kubectl exec predictor -- recommender-predictor --version: $version"
