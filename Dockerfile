@@ -10,10 +10,15 @@
 # then each final image holds one binary on distroless/cc: glibc and libgcc, no shell, no package
 # manager, running as the distroless "nonroot" user (65532), the UID the chart's and the
 # operator's pod security contexts expect. See docs/images.md.
+#
+# Where the binaries come from is the BINARIES argument: `build` (default, the release build
+# below) or `host-binaries`, binaries compiled outside on Debian 12 and passed as the build
+# context (tests/cluster/images.sh does that with buildah for the local cluster's node).
 
 # The build image and the runtime image must share a glibc: both are Debian 12 (bookworm).
 ARG RUST_VERSION=1.95
 ARG DISTROLESS=gcr.io/distroless/cc-debian12:nonroot
+ARG BINARIES=build
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
@@ -33,21 +38,28 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/recommender-operator target/release/recommender-trainer \
        target/release/recommender-predictor /out/
 
+# The same three files, compiled on the host: the build context holds only them (stripped).
+FROM scratch AS host-binaries
+COPY recommender-operator recommender-trainer recommender-predictor /out/
+
+# The stage the final images copy from: `build` or `host-binaries`.
+FROM ${BINARIES} AS binaries
+
 FROM ${DISTROLESS} AS recommender-operator
-COPY --from=build /out/recommender-operator /usr/local/bin/recommender-operator
+COPY --from=binaries /out/recommender-operator /usr/local/bin/recommender-operator
 USER 65532:65532
 # /metrics, /livez, /readyz
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/recommender-operator"]
 
 FROM ${DISTROLESS} AS recommender-trainer
-COPY --from=build /out/recommender-trainer /usr/local/bin/recommender-trainer
+COPY --from=binaries /out/recommender-trainer /usr/local/bin/recommender-trainer
 USER 65532:65532
 # The operator's Jobs pass `train ...` as args; the report goes to /dev/termination-log.
 ENTRYPOINT ["/usr/local/bin/recommender-trainer"]
 
 FROM ${DISTROLESS} AS recommender-predictor
-COPY --from=build /out/recommender-predictor /usr/local/bin/recommender-predictor
+COPY --from=binaries /out/recommender-predictor /usr/local/bin/recommender-predictor
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/recommender-predictor"]

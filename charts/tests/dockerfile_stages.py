@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Checks the Dockerfile's shape, since it cannot be built here: one final stage per binary, each
-FROM distroless, running as the non-root UID the pod security contexts expect, with the binary as
-its entrypoint (the operator passes only args to trainer and predictor containers).
+"""Checks the Dockerfile's shape (a real Docker build is not run here): one final stage per binary,
+each FROM distroless, running as the non-root UID the pod security contexts expect, with the binary
+as its entrypoint (the operator passes only args to trainer and predictor containers), copying it
+from the `binaries` stage. `binaries` is FROM ${BINARIES}, which defaults to the `build` stage
+(cargo build --release); the `host-binaries` stage (FROM scratch, the three binaries from the
+build context and nothing else) is what tests/cluster/images.sh selects with
+BINARIES=host-binaries.
 
 Usage: dockerfile_stages.py DOCKERFILE
 """
@@ -15,6 +19,7 @@ BINARIES = ("recommender-operator", "recommender-trainer", "recommender-predicto
 
 def stages(text):
     """Maps stage name -> (base image, body) for every `FROM base AS name` stage."""
+    text = re.sub(r"\\\n", " ", text)
     parts = re.split(r"^FROM\s+", text, flags=re.MULTILINE)[1:]
     out = {}
     for part in parts:
@@ -32,6 +37,22 @@ def main():
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.MULTILINE))
     found = stages(text)
     problems = []
+    if args.get("BINARIES") != "build":
+        problems.append("ARG BINARIES must default to build (the release build stage)")
+    if found.get("binaries", ("",))[0] != "${BINARIES}":
+        problems.append("no stage `FROM ${BINARIES} AS binaries`")
+    if "build" not in found:
+        problems.append("no stage build")
+    host = found.get("host-binaries")
+    if host is None:
+        problems.append("no stage host-binaries")
+    else:
+        base, body = host
+        instructions = [line.split()[0].upper() for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        if base != "scratch" or set(instructions) != {"COPY"}:
+            problems.append("host-binaries: must be FROM scratch with only COPY")
+        elif not all(b in body for b in BINARIES):
+            problems.append("host-binaries: does not copy all three binaries")
     for binary in BINARIES:
         if binary not in found:
             problems.append(f"no stage {binary}")
@@ -44,6 +65,8 @@ def main():
             problems.append(f"{binary}: does not run as USER 65532")
         if f'ENTRYPOINT ["/usr/local/bin/{binary}"]' not in body:
             problems.append(f"{binary}: ENTRYPOINT is not /usr/local/bin/{binary}")
+        if f"COPY --from=binaries /out/{binary} /usr/local/bin/{binary}" not in body:
+            problems.append(f"{binary}: does not copy /out/{binary} from the binaries stage")
     if "cargo build --release" not in text:
         problems.append("no cargo build --release")
     if problems:

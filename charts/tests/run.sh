@@ -12,8 +12,9 @@
 #    PromQL parsed by promtool.
 # 4. promtool check metrics on scrapes of the predictor and (with KUBECONFIG) the operator, from
 #    RECOMMENDER_BIN_DIR or target/{release,debug} when built (check_metrics.sh); the chart's
-#    crds/ equals the generated crds/; hadolint and a shape check of the Dockerfile (it cannot
-#    be built here: no container engine).
+#    crds/ equals the generated crds/; hadolint and a shape check of the Dockerfile (the
+#    release build stage needs Docker; tests/cluster/images.sh builds the images with buildah
+#    from host binaries through the host-binaries stage).
 # 5. Only when KUBECONFIG is set: against that API server, a server-side dry run of every rendered
 #    manifest (monitoring.coreos.com objects only when their CRDs are installed there; otherwise
 #    they are left out and the script says so), then a real `helm install` of the namespaced
@@ -149,7 +150,7 @@ step "Dockerfile ($("$HADOLINT" --version))"
 "$HADOLINT" "$HERE/../../Dockerfile"
 ok "hadolint Dockerfile: no findings"
 "$PYTHON" "$HERE/dockerfile_stages.py" "$HERE/../../Dockerfile"
-ok "Dockerfile: a distroless, non-root stage per binary, built with cargo build --release"
+ok "Dockerfile: a distroless, non-root stage per binary, from cargo build --release or the host-binaries stage"
 
 if [ -z "${KUBECONFIG:-}" ]; then
   printf '\n%d checks passed. KUBECONFIG not set: server-side dry run and RBAC checks skipped.\n' "$passed"

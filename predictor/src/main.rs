@@ -11,7 +11,11 @@ fn main() -> std::process::ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colour codes only on a terminal: `kubectl logs` gets plain text.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
     }
     // Two cores is the norm for a predictor pod; the runtime sizes itself to what it may use.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

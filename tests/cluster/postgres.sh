@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL server on loopback holding MovieLens 100k in a table shaped like the
-# Django app's ratings table (ratings_rating).
+# Django app's ratings table (ratings_rating). Pods of the real node reach it like an external
+# database: when the node address (cluster.sh's NODE_IP) exists, the server listens there too and
+# pg_hba admits the pod range (and loopback) only. Start it after `cluster.sh up` (or run `up`
+# again afterwards: it restarts the server to add the node address).
 #
 #   postgres.sh up      install Debian's postgresql if missing, initdb, start, load the ratings
 #   postgres.sh stop    stop the server, keep its data (for "database went away" tests)
 #   postgres.sh start   start it again after `stop`
 #   postgres.sh down    stop the server and delete its data
-#   postgres.sh env     print `export KEY=value` lines (RECOMMENDER_TEST_PG_URL, PG*)
+#   postgres.sh env     print `export KEY=value` lines (RECOMMENDER_TEST_PG_URL, PG*, and
+#                       RECOMMENDER_PG_POD_HOST/_PORT, the address pods use)
 #   postgres.sh status  exit 0 when it accepts connections
 #
 # Environment: RECOMMENDER_PG_STATE (default /tmp/recommender-postgres), RECOMMENDER_PG_PORT
 # (55432), RECOMMENDER_PG_PASSWORD (recommender), RECOMMENDER_ML100K (path to u.data; default
-# ../shared/datasets/ml-100k/u.data next to the repository).
+# ../shared/datasets/ml-100k/u.data next to the repository), RECOMMENDER_NODE_IP (10.250.0.1),
+# RECOMMENDER_POD_CIDR (10.244.0.0/16).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +25,8 @@ STATE="${RECOMMENDER_PG_STATE:-/tmp/recommender-postgres}"
 PORT="${RECOMMENDER_PG_PORT:-55432}"
 PASSWORD="${RECOMMENDER_PG_PASSWORD:-recommender}"
 DATASET="${RECOMMENDER_ML100K:-$REPO_ROOT/../shared/datasets/ml-100k/u.data}"
+NODE_IP="${RECOMMENDER_NODE_IP:-10.250.0.1}"
+POD_CIDR="${RECOMMENDER_POD_CIDR:-10.244.0.0/16}"
 DB=recommender
 ROLE=recommender
 DATA="$STATE/data"
@@ -31,8 +38,8 @@ die() { printf '[postgres] ERROR: %s\n' "$*" >&2; exit 1; }
 
 pg_bin() {
   local initdb
-  initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$initdb" ] && dirname "$initdb"
+  initdb=$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
+  [ -x "$initdb" ] && dirname "$initdb"
 }
 
 install_postgres() {
@@ -66,22 +73,48 @@ running() { [ -d "$DATA" ] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2
 
 psql_admin() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
 
+# Loopback, plus the node address while it exists on this machine.
+listen_addresses() {
+  if ip -4 -o addr show to "$NODE_IP/32" 2>/dev/null | grep -q .; then
+    echo "127.0.0.1,$NODE_IP"
+  else
+    echo 127.0.0.1
+  fi
+}
+
+# Password logins from loopback and the pod range only (the admin uses the Unix socket).
+write_hba() {
+  printf '%s\n' "# Written by tests/cluster/postgres.sh at every start." \
+    "local all all trust" \
+    "host all all 127.0.0.1/32 scram-sha-256" \
+    "host all all $POD_CIDR scram-sha-256" >"$DATA/pg_hba.conf"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$DATA/pg_hba.conf"; fi
+}
+
 start_server() {
+  local want
+  want=$(listen_addresses)
+  write_hba
   if running; then
-    log "already running on 127.0.0.1:$PORT"
-    return
+    as_pg "$BIN/pg_ctl" -D "$DATA" reload >/dev/null
+    if [ "$(psql_admin -d postgres -At -c 'SHOW listen_addresses')" = "$want" ]; then
+      log "already running on $want:$PORT"
+      return
+    fi
+    log "restarting to listen on $want"
+    as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     die "port 127.0.0.1:$PORT is already in use (set RECOMMENDER_PG_PORT)"
   fi
   # fsync off: the data is throw-away and the machine is small.
   if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
-    -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+    -o "-p $PORT -k $SOCK -c listen_addresses=$want -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
     log "last lines of $LOG:"
     tail -n 20 "$LOG" >&2 || true
     die "PostgreSQL did not start"
   fi
-  log "running on 127.0.0.1:$PORT (data $DATA, log $LOG)"
+  log "running on $want:$PORT (data $DATA, log $LOG)"
 }
 
 load_ratings() {
@@ -142,6 +175,9 @@ cmd_env() {
   echo "export PGDATABASE=$DB"
   echo "export PGUSER=$ROLE"
   echo "export PGPASSWORD=$PASSWORD"
+  # What pods use (through a selectorless Service + EndpointSlice in their namespace).
+  echo "export RECOMMENDER_PG_POD_HOST=$NODE_IP"
+  echo "export RECOMMENDER_PG_POD_PORT=$PORT"
 }
 
 BIN=$(pg_bin || true)
