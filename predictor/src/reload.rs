@@ -11,7 +11,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use recommender_trainer::artifact;
+use recommender_model::artifact;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,

@@ -9,7 +9,7 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
-use recommender_trainer::{artifact::Artifact, model::Model};
+use recommender_model::{Artifact, Model};
 
 use crate::{
     config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics, top_index::TopIndex,

@@ -6,7 +6,7 @@
 //! blocking pool; requests for up to `depth` items slice that, deeper ones are ranked live.
 //! Results are identical to [`Model::recommend_indices`] either way.
 
-use recommender_trainer::model::Model;
+use recommender_model::Model;
 
 /// Bytes per stored suggestion: the item index and its score.
 const ENTRY_BYTES: usize = size_of::<u32>() + size_of::<f64>();
@@ -104,27 +104,19 @@ impl Ranked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use recommender_trainer::{
-        artifact::Hyperparameters, data::RatingsBuilder, model::RatingScale, svd::SvdParams,
-        train::fit_model,
-    };
+    use recommender_model::fixtures::{self, Shape};
 
+    /// 15 users who rated between 2 and 8 of 40 items each.
     fn trained() -> Model {
-        let mut b = RatingsBuilder::new(Some(RatingScale { lo: 1.0, hi: 5.0 }));
-        for u in 0..15u32 {
-            for k in 0..(2 + u % 7) {
-                let i = (u * 5 + k * 3) % 40;
-                let r = 1 + (u + i) % 5;
-                b.push(&format!("u{u}"), &format!("i{i}"), r as f64, None)
-                    .unwrap();
-            }
-        }
-        let hp = Hyperparameters::Svd(SvdParams {
-            n_factors: 3,
-            n_epochs: 10,
-            ..SvdParams::default()
-        });
-        fit_model(&b.finish("t").unwrap(), &hp, &mut |_| {}).unwrap()
+        let rated =
+            (0..15u32).flat_map(|u| (0..(2 + u % 7)).map(move |k| (u, (u * 5 + k * 3) % 40)));
+        let shape = Shape {
+            users: 15,
+            items: 40,
+            factors: 3,
+            seed: 0,
+        };
+        fixtures::model(shape, rated)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
 use recommender_trainer::run::{RunConfig, Source, run};
 use recommender_trainer::svd::SvdParams;
-use recommender_trainer::{Error, Hyperparameters, kernel, train};
+use recommender_trainer::{Error, Hyperparameters, kernel};
 
 use crate::progress::Reporter;
 
@@ -316,7 +316,7 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
         threads = rayon::current_num_threads(),
         "starting"
     );
-    let reporter = Reporter::new(tty, cfg.cv.folds, train::epochs(&cfg.hyperparameters));
+    let reporter = Reporter::new(tty, cfg.cv.folds, cfg.hyperparameters.epochs());
     let output = run(&cfg, &|p| reporter.report(p));
     reporter.finish();
     write_report(&a.report, &output.report);

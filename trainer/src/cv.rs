@@ -9,14 +9,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
+use recommender_model::{Factors, Hyperparameters, RatedItems, Scorer};
 use recommender_report::Metrics;
 use serde::Serialize;
 
-use crate::artifact::Hyperparameters;
 use crate::data::Ratings;
 use crate::error::{Error, Result};
 use crate::kernel::Triple;
-use crate::model::{Factors, RatedItems, Scorer};
 use crate::svd::group_by_user;
 use crate::train::fit_ordered;
 
