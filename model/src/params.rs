@@ -1,8 +1,10 @@
-//! The hyperparameters an artifact records, with Surprise's defaults.
+//! The hyperparameters an artifact records, with the defaults of the one table in
+//! [`recommender_report::defaults`] (Surprise's).
 //!
 //! Checking them against what training can do is the trainer's business; this is only what the
 //! artifact stores and the predictor reports.
 
+use recommender_report::defaults;
 use serde::{Deserialize, Serialize};
 
 /// SVD hyperparameters.
@@ -27,20 +29,21 @@ pub struct SvdParams {
 
 impl Default for SvdParams {
     fn default() -> Self {
+        let d = defaults::SVD;
         Self {
-            n_factors: 100,
-            n_epochs: 20,
-            biased: true,
-            init_mean: 0.0,
-            init_std: 0.1,
-            lr_bu: 0.005,
-            lr_bi: 0.005,
-            lr_pu: 0.005,
-            lr_qi: 0.005,
-            reg_bu: 0.02,
-            reg_bi: 0.02,
-            reg_pu: 0.02,
-            reg_qi: 0.02,
+            n_factors: d.factors as usize,
+            n_epochs: d.epochs as usize,
+            biased: d.biased,
+            init_mean: d.init_mean,
+            init_std: d.init_std,
+            lr_bu: d.lr_all,
+            lr_bi: d.lr_all,
+            lr_pu: d.lr_all,
+            lr_qi: d.lr_all,
+            reg_bu: d.reg_all,
+            reg_bi: d.reg_all,
+            reg_pu: d.reg_all,
+            reg_qi: d.reg_all,
             seed: 0,
         }
     }
@@ -56,10 +59,11 @@ pub struct BaselineParams {
 
 impl Default for BaselineParams {
     fn default() -> Self {
+        let d = defaults::BASELINE;
         Self {
-            n_epochs: 10,
-            reg_i: 10.0,
-            reg_u: 15.0,
+            n_epochs: d.epochs as usize,
+            reg_i: d.reg_i,
+            reg_u: d.reg_u,
         }
     }
 }
@@ -93,6 +97,21 @@ impl Hyperparameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Artifacts written before the table existed carry Surprise's numbers; the table must keep
+    /// them, or a default-trained model would silently change.
+    #[test]
+    fn defaults_are_surprises() {
+        let s = SvdParams::default();
+        assert_eq!((s.n_factors, s.n_epochs, s.biased), (100, 20, true));
+        assert_eq!((s.init_mean, s.init_std), (0.0, 0.1));
+        assert_eq!(
+            (s.lr_bu, s.lr_qi, s.reg_bu, s.reg_qi),
+            (0.005, 0.005, 0.02, 0.02)
+        );
+        let b = BaselineParams::default();
+        assert_eq!((b.n_epochs, b.reg_i, b.reg_u), (10, 10.0, 15.0));
+    }
 
     #[test]
     fn serialises_with_the_algorithm_tag() {
