@@ -3,7 +3,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::rank::best_of;
+use crate::rank::Ranker;
 use crate::simd;
 
 /// The numeric part of a model, indexed densely. Shared by [`Model`] and cross-validation, where
@@ -84,37 +84,10 @@ impl Factors {
     }
 
     /// The `n` best items for `user` (or for an unknown user, by item bias), skipping the sorted
-    /// indices in `exclude`. Ranked by the unclipped estimate, best first; ties by index.
+    /// indices in `exclude`. Ranked by the unclipped estimate, best first; ties by index. Packs
+    /// the item matrix for this one call: to rank many users, keep a [`Ranker`].
     pub fn top_n(&self, user: Option<usize>, exclude: &[u32], n: usize) -> Vec<(u32, f32)> {
-        let n_items = self.n_items();
-        if n == 0 || n_items == 0 {
-            return Vec::new();
-        }
-        let mut scores = vec![0f32; n_items];
-        let base = self.score_base(user);
-        match user {
-            Some(u) => {
-                let k = self.n_factors();
-                let rows = self
-                    .item_factors
-                    .as_slice()
-                    .expect("validated standard layout");
-                simd::scores(
-                    self.user_row(u),
-                    rows,
-                    k,
-                    &self.item_bias,
-                    base,
-                    &mut scores,
-                );
-            }
-            None => {
-                for (s, b) in scores.iter_mut().zip(&self.item_bias) {
-                    *s = base + b;
-                }
-            }
-        }
-        best_of(scores, exclude, n)
+        Ranker::new(self).top_n(self, user, exclude, n)
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {

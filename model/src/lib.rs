@@ -21,5 +21,5 @@ pub use factors::Factors;
 pub use ids::IdMap;
 pub use model::{Model, Prediction, RatingScale, Recommendations, Scored};
 pub use params::{BaselineParams, Hyperparameters, SvdParams};
-pub use rank::{Scorer, best_of};
+pub use rank::{Query, Ranker, best_of};
 pub use rated::RatedItems;

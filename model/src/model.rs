@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::factors::Factors;
 use crate::ids::IdMap;
+use crate::rank::Ranker;
 use crate::rated::RatedItems;
 
 /// Inclusive bounds of the ratings; predictions are clipped to them.
@@ -126,9 +127,19 @@ impl Model {
 
     /// [`Model::recommend`] on dense indices: `(item index, clipped score)`, best first.
     pub fn recommend_indices(&self, user: Option<u32>, n: usize) -> Vec<(u32, f64)> {
+        self.recommend_ranked(&Ranker::new(&self.factors), user, n)
+    }
+
+    /// [`Model::recommend_indices`] with the model's [`Ranker`], built once for many calls.
+    pub fn recommend_ranked(
+        &self,
+        ranker: &Ranker,
+        user: Option<u32>,
+        n: usize,
+    ) -> Vec<(u32, f64)> {
         let exclude = user.map(|u| self.rated.of(u)).unwrap_or(&[]);
-        self.factors
-            .top_n(user.map(|u| u as usize), exclude, n)
+        ranker
+            .top_n(&self.factors, user.map(|u| u as usize), exclude, n)
             .into_iter()
             .map(|(i, _)| (i, self.predict_indices(user, Some(i))))
             .collect()

@@ -1,4 +1,5 @@
-//! The float loops every score goes through: dot products and whole-catalogue scoring.
+//! The float loops every exact score goes through: dot products and whole-catalogue scoring
+//! (the reference that ranking is tested against).
 //!
 //! Each loop is written once as an `#[inline(always)]` body and instantiated inside functions
 //! compiled for wider vector units; the widest one the CPU supports is chosen at run time, so a
@@ -75,33 +76,6 @@ fn scores_body(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, o
     }
 }
 
-/// `out[j] = base + bias[j] + Σ_f query[f] · cols[f][j]` with `cols` the item matrix transposed
-/// (`k` rows of `n` items): every vector operation serves 16 items and no horizontal sum is
-/// needed per item, unlike one dot product per item row.
-#[inline(always)]
-fn scores_t_body(query: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-    let n = out.len();
-    for (o, b) in out.iter_mut().zip(bias) {
-        *o = base + b;
-    }
-    let mut rows = cols.chunks_exact(n.max(1));
-    let mut q = query.chunks_exact(4);
-    for qs in &mut q {
-        let (r0, r1, r2, r3) = match (rows.next(), rows.next(), rows.next(), rows.next()) {
-            (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
-            _ => return,
-        };
-        for ((((o, a), b), c), d) in out.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
-            *o += qs[0] * a + qs[1] * b + qs[2] * c + qs[3] * d;
-        }
-    }
-    for (&qf, r) in q.remainder().iter().zip(rows) {
-        for (o, a) in out.iter_mut().zip(r) {
-            *o += qf * a;
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
@@ -135,14 +109,6 @@ mod x86 {
         out: &mut [f32],
     ) {
         scores_body(q, rows, k, bias, base, out)
-    }
-    #[target_feature(enable = "avx512f")]
-    pub fn scores_t_avx512(q: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-        scores_t_body(q, cols, bias, base, out)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub fn scores_t_avx2(q: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-        scores_t_body(q, cols, bias, base, out)
     }
 }
 
@@ -214,42 +180,9 @@ pub fn scores(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, ou
     }
 }
 
-/// [`scores`] over the transposed item matrix `cols` (`query.len()` rows of `out.len()` items).
-pub fn scores_transposed(query: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-    match level() {
-        Level::Baseline => scores_t_body(query, cols, bias, base, out),
-        // SAFETY: the level was chosen by run-time feature detection.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::scores_t_avx2(query, cols, bias, base, out) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { x86::scores_t_avx512(query, cols, bias, base, out) },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transposed_scores_match_row_scores() {
-        for (k, n) in [(0usize, 5usize), (1, 3), (7, 33), (100, 97)] {
-            let rows: Vec<f32> = (0..n * k).map(|x| (x as f32 * 0.13).sin()).collect();
-            let mut cols = vec![0f32; n * k];
-            for j in 0..n {
-                for f in 0..k {
-                    cols[f * n + j] = rows[j * k + f];
-                }
-            }
-            let q: Vec<f32> = (0..k).map(|f| (f as f32 * 0.7).cos()).collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
-            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-            scores(&q, &rows, k, &bias, 3.5, &mut a);
-            scores_transposed(&q, &cols, &bias, 3.5, &mut b);
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() < 1e-4, "k {k} n {n}: {x} vs {y}");
-            }
-        }
-    }
 
     #[test]
     fn dot_matches_naive_sum_for_odd_lengths() {

@@ -1,0 +1,377 @@
+//! Ranking: the best items for users out of the whole catalogue, the one kernel behind the
+//! predictor's live suggestions, its precomputed lists and the trainer's cross-validated
+//! ranking metrics.
+//!
+//! [`Ranker`] scores users against the item matrix packed in panels (`panels`), several users
+//! per pass when it is given several, skips the items each user rated and keeps the top n with a
+//! bounded heap; `select` makes the result identical to the reference ranking ([`simd::scores`]
+//! then [`best_of`], what [`Factors::estimate`] orders by), ties and all.
+
+mod panels;
+mod select;
+
+use crate::factors::Factors;
+use crate::simd;
+use panels::{PanelSums, Panels, SOLO_SPAN, USERS, WIDTH};
+use select::Selector;
+
+/// Users scored against one panel while it is in L1: four passes of [`USERS`].
+const BLOCK: usize = 4 * USERS;
+
+/// One user to rank: `None` is a user the model does not know (ranked by item bias), `exclude`
+/// the sorted item indices they may not be offered.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'e> {
+    pub user: Option<usize>,
+    pub exclude: &'e [u32],
+}
+
+/// The item side of a model prepared for ranking; build once per model, rank many users.
+#[derive(Clone, Debug, Default)]
+pub struct Ranker {
+    panels: Panels,
+    /// Per factor, the largest magnitude over items: bounds the rounding of any score.
+    col_max: Vec<f32>,
+    bias_max: f32,
+}
+
+impl Ranker {
+    pub fn new(f: &Factors) -> Self {
+        let k = f.n_factors();
+        let rows = f
+            .item_factors
+            .as_slice()
+            .expect("validated standard layout");
+        let mut col_max = vec![0f32; k];
+        for row in rows.chunks_exact(k.max(1)) {
+            for (m, x) in col_max.iter_mut().zip(row) {
+                *m = m.max(x.abs());
+            }
+        }
+        Ranker {
+            panels: Panels::pack(rows, f.n_items(), k),
+            col_max,
+            bias_max: f.item_bias.iter().fold(0f32, |m, b| m.max(b.abs())),
+        }
+    }
+
+    fn check(&self, f: &Factors) {
+        assert!(
+            f.n_items() == self.panels.n_items() && f.n_factors() == self.panels.k(),
+            "ranker built for another model"
+        );
+    }
+
+    /// The `n` best items for one user, skipping the sorted indices in `exclude`, best first;
+    /// ties by index. `f` must be the factors the ranker was built from.
+    pub fn top_n(
+        &self,
+        f: &Factors,
+        user: Option<usize>,
+        exclude: &[u32],
+        n: usize,
+    ) -> Vec<(u32, f32)> {
+        self.check(f);
+        let mut sel = self.selector(f, &Query { user, exclude }, n);
+        let base = f.score_base(user);
+        let query = match user {
+            Some(u) if self.panels.k() > 0 && n > 0 => f.user_row(u),
+            // Nothing to multiply: every sum is 0 and the scores are base + bias.
+            _ => &[],
+        };
+        let mut sums = [0f32; WIDTH * SOLO_SPAN];
+        for first in (0..self.panels.count()).step_by(SOLO_SPAN) {
+            if !query.is_empty() {
+                self.panels.solo(query, first, &mut sums);
+            }
+            let start = first * WIDTH;
+            let end = (start + WIDTH * SOLO_SPAN).min(f.n_items());
+            offer_all(&mut sel, start, &sums[..end - start], &f.item_bias, base);
+        }
+        sel.finish(|j| exact(f, user, j))
+    }
+
+    /// [`Ranker::top_n`] for each query, in order. Queries are scored [`BLOCK`] at a time, so
+    /// each panel is read from memory once per block instead of once per user.
+    pub fn top_n_many(&self, f: &Factors, queries: &[Query<'_>], n: usize) -> Vec<Vec<(u32, f32)>> {
+        self.check(f);
+        let mut out = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(BLOCK) {
+            out.extend(self.block(f, chunk, n));
+        }
+        out
+    }
+
+    fn block(&self, f: &Factors, chunk: &[Query<'_>], n: usize) -> Vec<Vec<(u32, f32)>> {
+        let k = self.panels.k();
+        let mut rows = vec![0f32; BLOCK * k];
+        for (row, q) in rows.chunks_exact_mut(k.max(1)).zip(chunk) {
+            if let Some(u) = q.user.filter(|_| k > 0) {
+                row.copy_from_slice(f.user_row(u));
+            }
+        }
+        let mut sels: Vec<Selector> = chunk.iter().map(|q| self.selector(f, q, n)).collect();
+        let bases: Vec<f32> = chunk.iter().map(|q| f.score_base(q.user)).collect();
+        let mut sums = [[[0f32; WIDTH]; USERS]; BLOCK / USERS];
+        for p in 0..self.panels.count() {
+            let start = p * WIDTH;
+            let len = WIDTH.min(f.n_items() - start);
+            for (g, sums) in sums.iter_mut().enumerate() {
+                let users = chunk.len().saturating_sub(g * USERS).min(USERS);
+                if users > 0 && k > 0 {
+                    self.panels.block(&rows[g * USERS * k..], users, p, sums);
+                }
+            }
+            for (u, sel) in sels.iter_mut().enumerate() {
+                let sums: &PanelSums = &sums[u / USERS];
+                offer_all(sel, start, &sums[u % USERS][..len], &f.item_bias, bases[u]);
+            }
+        }
+        sels.into_iter()
+            .zip(chunk)
+            .map(|(sel, q)| sel.finish(|j| exact(f, q.user, j)))
+            .collect()
+    }
+
+    /// A selector whose margin covers the rounding of this user's scores. Any order of summing
+    /// `k` products is within `γ_k Σ|q_f p_f|` of the exact sum (Higham, *Accuracy and
+    /// Stability of Numerical Algorithms*, 3.1) and `Σ|q_f p_f| <= Σ|q_f| max|p_f|`; both sides
+    /// then add the same `base + bias`, rounding once more each.
+    fn selector<'e>(&self, f: &Factors, q: &Query<'e>, n: usize) -> Selector<'e> {
+        let k = self.panels.k();
+        let spread: f64 = match q.user {
+            Some(u) if k > 0 => f
+                .user_row(u)
+                .iter()
+                .zip(&self.col_max)
+                .map(|(a, m)| a.abs() as f64 * *m as f64)
+                .sum(),
+            _ => 0.0,
+        };
+        let unit = f32::EPSILON as f64 / 2.0;
+        let gamma = k as f64 * unit / (1.0 - k as f64 * unit);
+        let offset = f.score_base(q.user).abs() as f64 + self.bias_max as f64;
+        let delta = 2.0 * gamma * spread + 2.0 * unit * (offset + spread);
+        Selector::new(n.min(f.n_items()), delta as f32, q.exclude)
+    }
+}
+
+/// Offers items `start..` whose product sums are `sums`, scored the way the reference forms the
+/// score: `(base + bias) + sum`.
+#[inline(always)]
+fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], base: f32) {
+    for (j, (&g, &b)) in sums.iter().zip(&bias[start..]).enumerate() {
+        let score = base + b + g;
+        if score >= sel.cut {
+            sel.offer((start + j) as u32, score);
+        }
+    }
+}
+
+/// The reference score of item `j`: what [`simd::scores`] computes for it.
+fn exact(f: &Factors, user: Option<usize>, j: u32) -> f32 {
+    let j = j as usize;
+    let base = f.score_base(user) + f.item_bias[j];
+    match user {
+        Some(u) if f.n_factors() > 0 => base + simd::dot(f.user_row(u), f.item_row(j)),
+        _ => base,
+    }
+}
+
+/// The `n` highest `scores` (ties: lower index first), best first, skipping the indices in
+/// `exclude`. Short lists are kept by insertion during one scan, which beats a full selection when
+/// `n` is much smaller than the catalogue (top-10 out of thousands).
+pub fn best_of(mut scores: Vec<f32>, exclude: &[u32], n: usize) -> Vec<(u32, f32)> {
+    for &i in exclude {
+        if let Some(s) = scores.get_mut(i as usize) {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+    let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if n <= 32 {
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+        for (i, &s) in scores.iter().enumerate() {
+            if s == f32::NEG_INFINITY {
+                continue;
+            }
+            // Indices only grow, so an equal score never beats the last kept one.
+            if best.len() == n && s.total_cmp(&best[n - 1].1).is_le() {
+                continue;
+            }
+            let cand = (i as u32, s);
+            let at = best.partition_point(|b| better(b, &cand).is_lt());
+            best.insert(at, cand);
+            best.truncate(n);
+        }
+        return best;
+    }
+    let mut cand: Vec<(u32, f32)> = scores
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| *s != f32::NEG_INFINITY)
+        .map(|(i, s)| (i as u32, s))
+        .collect();
+    if n < cand.len() {
+        cand.select_nth_unstable_by(n - 1, better);
+        cand.truncate(n);
+    }
+    cand.sort_unstable_by(better);
+    cand
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// The one-scan top list equals a full sort, ties included, for short and long lists.
+    #[test]
+    fn best_of_equals_a_full_sort() {
+        // Scores with many ties, some items excluded.
+        let scores: Vec<f32> = (0..500).map(|j| ((j * 37) % 23) as f32 * 0.5).collect();
+        let exclude: Vec<u32> = (0..500).filter(|j| j % 7 == 0).collect();
+        let mut full: Vec<(u32, f32)> = scores
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| j % 7 != 0)
+            .map(|(j, s)| (j as u32, *s))
+            .collect();
+        full.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for n in [1, 10, 32, 33, 100, 1000] {
+            let got = best_of(scores.clone(), &exclude, n);
+            assert_eq!(got, full[..n.min(full.len())], "n = {n}");
+        }
+    }
+
+    /// Today's ranking, kept as the reference: every item scored, then the best selected.
+    pub(crate) fn reference(
+        f: &Factors,
+        user: Option<usize>,
+        exclude: &[u32],
+        n: usize,
+    ) -> Vec<(u32, f32)> {
+        if n == 0 || f.n_items() == 0 {
+            return Vec::new();
+        }
+        let mut scores = vec![0f32; f.n_items()];
+        let base = f.score_base(user);
+        match user {
+            Some(u) => {
+                let rows = f.item_factors.as_slice().unwrap();
+                simd::scores(
+                    f.user_row(u),
+                    rows,
+                    f.n_factors(),
+                    &f.item_bias,
+                    base,
+                    &mut scores,
+                );
+            }
+            None => {
+                for (s, b) in scores.iter_mut().zip(&f.item_bias) {
+                    *s = base + b;
+                }
+            }
+        }
+        best_of(scores, exclude, n)
+    }
+
+    fn factors(nu: usize, ni: usize, k: usize, biased: bool) -> Factors {
+        let bias = |n: usize, m: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    if biased {
+                        ((i * m) % 17) as f32 * 0.05
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        Factors {
+            global_mean: 3.5,
+            biased,
+            user_bias: bias(nu, 3),
+            item_bias: bias(ni, 13),
+            user_factors: Array2::from_shape_fn((nu, k), |(u, f)| ((u * k + f) as f32 * 0.7).sin()),
+            item_factors: Array2::from_shape_fn((ni, k), |(i, f)| ((i * k + f) as f32 * 0.3).cos()),
+        }
+    }
+
+    /// Identical lists and scores, bit for bit, to the reference: known and unknown users,
+    /// exclusions, lists shorter and longer than a panel, biased or not, with and without factors,
+    /// one user at a time and in blocks (including a partial block).
+    #[test]
+    fn ranker_equals_the_reference() {
+        for (nu, ni, k, biased) in [
+            (7usize, 300usize, 37usize, true),
+            (21, 1000, 100, true),
+            (5, 33, 3, false),
+            (6, 50, 0, true),
+            (3, 1, 8, true),
+        ] {
+            let f = factors(nu, ni, k, biased);
+            let ranker = Ranker::new(&f);
+            let excludes: Vec<Vec<u32>> = (0..nu)
+                .map(|u| {
+                    (0..ni as u32)
+                        .filter(|j| (*j as usize + u).is_multiple_of(5))
+                        .collect()
+                })
+                .collect();
+            let mut queries: Vec<Query> = (0..nu)
+                .map(|u| Query {
+                    user: Some(u),
+                    exclude: &excludes[u],
+                })
+                .collect();
+            queries.push(Query {
+                user: None,
+                exclude: &[],
+            });
+            for n in [0, 1, 10, 40, ni + 5] {
+                let many = ranker.top_n_many(&f, &queries, n);
+                for (q, got) in queries.iter().zip(&many) {
+                    let want = reference(&f, q.user, q.exclude, n);
+                    let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                        v.iter().map(|(j, s)| (*j, s.to_bits())).collect()
+                    };
+                    assert_eq!(bits(got), bits(&want), "block: {nu}x{ni}x{k} {q:?} n {n}");
+                    let one = ranker.top_n(&f, q.user, q.exclude, n);
+                    assert_eq!(bits(&one), bits(&want), "solo: {nu}x{ni}x{k} {q:?} n {n}");
+                }
+            }
+        }
+    }
+
+    /// Many exact ties (identical item rows and biases): the lower index wins, as in the
+    /// reference, and excluded items never appear.
+    #[test]
+    fn ties_go_to_the_lower_index() {
+        let mut f = factors(2, 200, 16, true);
+        for j in 0..200 {
+            let src = f.item_factors.row(j % 7).to_owned();
+            f.item_factors.row_mut(j).assign(&src);
+            f.item_bias[j] = f.item_bias[j % 7];
+        }
+        let ranker = Ranker::new(&f);
+        let exclude: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 6, 9];
+        for user in [Some(0), Some(1), None] {
+            let got = ranker.top_n(&f, user, &exclude, 25);
+            assert_eq!(got, reference(&f, user, &exclude, 25), "{user:?}");
+            assert!(got.iter().all(|(j, _)| !exclude.contains(j)));
+            let ids: Vec<u32> = got.iter().map(|p| p.0).collect();
+            assert!(
+                ids.windows(2).all(|w| w[0] % 7 != w[1] % 7 || w[0] < w[1]),
+                "{ids:?}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "another model")]
+    fn a_ranker_refuses_other_factors() {
+        let ranker = Ranker::new(&factors(2, 10, 4, true));
+        ranker.top_n(&factors(2, 11, 4, true), Some(0), &[], 3);
+    }
+}
