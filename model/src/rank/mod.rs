@@ -157,13 +157,30 @@ impl Ranker {
 }
 
 /// Offers items `start..` whose product sums are `sums`, scored the way the reference forms the
-/// score: `(base + bias) + sum`.
+/// score: `(base + bias) + sum`. Once the list is full almost nothing passes the bar, so the
+/// scores are formed and tested in a loop the compiler vectorises, and only a group holding a
+/// contender is walked item by item.
 #[inline(always)]
 fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], base: f32) {
-    for (j, (&g, &b)) in sums.iter().zip(&bias[start..]).enumerate() {
-        let score = base + b + g;
-        if score >= sel.cut {
-            sel.offer((start + j) as u32, score);
+    for (at, (sums, bias)) in sums
+        .chunks(WIDTH)
+        .zip(bias[start..].chunks(WIDTH))
+        .enumerate()
+    {
+        let mut scores = [f32::NEG_INFINITY; WIDTH];
+        let mut best = f32::NEG_INFINITY;
+        for ((s, &g), &b) in scores.iter_mut().zip(sums).zip(bias) {
+            *s = base + b + g;
+            best = if *s > best { *s } else { best };
+        }
+        if best < sel.cut {
+            continue;
+        }
+        let first = start + at * WIDTH;
+        for (j, &score) in scores.iter().enumerate().take(sums.len()) {
+            if score >= sel.cut {
+                sel.offer((first + j) as u32, score);
+            }
         }
     }
 }
