@@ -23,7 +23,7 @@ use crate::train::fit_ordered;
 pub const TOP_K: usize = 10;
 /// Users handed to one parallel ranking task: enough for the ranker's blocks, few enough that
 /// both cores get work on a small fold.
-const RANK_BLOCK: usize = 64;
+const RANK_BLOCK: usize = 128;
 
 #[derive(Clone, Debug)]
 pub struct CvOptions {

@@ -2,21 +2,25 @@
 //! predictor's live suggestions, its precomputed lists and the trainer's cross-validated
 //! ranking metrics.
 //!
-//! [`Ranker`] scores users against the item matrix packed in panels (`panels`), several users
-//! per pass when it is given several, skips the items each user rated and keeps the top n with a
-//! bounded heap; `select` makes the result identical to the reference ranking ([`simd::scores`]
-//! then [`best_of`], what [`Factors::estimate`] orders by), ties and all.
+//! [`Ranker`] scores users against the item matrix packed in panels (`panels`; in bfloat16 pairs,
+//! `bf16`, where the CPU has AVX-512 BF16), several users per pass when it is given several,
+//! skips the items each user rated and keeps the top n with a bounded heap. `select` makes the
+//! result identical to the reference ranking ([`simd::scores`] then [`best_of`], what
+//! [`Factors::estimate`] orders by), ties and all.
 
+mod bf16;
 mod panels;
 mod select;
 
 use crate::factors::Factors;
 use crate::simd;
+use bf16::Bf16Panels;
 use panels::{PanelSums, Panels, SOLO_SPAN, USERS, WIDTH};
 use select::Selector;
 
-/// Users scored against one panel while it is in L1: four passes of [`USERS`].
-const BLOCK: usize = 4 * USERS;
+/// Users scored against one panel while it is in L1: sixteen passes of [`USERS`], so the item
+/// matrix is streamed from memory once per 64 users.
+const BLOCK: usize = 16 * USERS;
 
 /// One user to rank: `None` is a user the model does not know (ranked by item bias), `exclude`
 /// the sorted item indices they may not be offered.
@@ -26,40 +30,96 @@ pub struct Query<'e> {
     pub exclude: &'e [u32],
 }
 
+/// The item matrix packed for the block product: bfloat16 pairs where the CPU multiplies them
+/// natively, else f32.
+#[derive(Clone, Debug)]
+enum Items {
+    F32(Panels),
+    Bf16(Bf16Panels),
+}
+
+/// A block's user rows in the form the panels multiply.
+enum Rows {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
+}
+
 /// The item side of a model prepared for ranking; build once per model, rank many users.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Ranker {
-    panels: Panels,
-    /// Per factor, the largest magnitude over items: bounds the rounding of any score.
-    col_max: Vec<f32>,
+    items: Items,
+    k: usize,
+    n_items: usize,
+    /// The largest item-factor row norm: with the user's norm it bounds every product sum.
+    item_norm: f64,
     bias_max: f32,
 }
 
 impl Ranker {
     pub fn new(f: &Factors) -> Self {
-        let k = f.n_factors();
         let rows = f
             .item_factors
             .as_slice()
             .expect("validated standard layout");
-        let mut col_max = vec![0f32; k];
-        for row in rows.chunks_exact(k.max(1)) {
-            for (m, x) in col_max.iter_mut().zip(row) {
-                *m = m.max(x.abs());
-            }
-        }
+        let item_norm = max_row_norm(rows, f.n_factors());
+        // bfloat16 keeps f32's range, but a sum near it could overflow where f32's would not.
+        Self::build(f, bf16::available() && item_norm < 1e18)
+    }
+
+    fn build(f: &Factors, use_bf16: bool) -> Self {
+        let (k, n) = (f.n_factors(), f.n_items());
+        let rows = f
+            .item_factors
+            .as_slice()
+            .expect("validated standard layout");
         Ranker {
-            panels: Panels::pack(rows, f.n_items(), k),
-            col_max,
+            items: if use_bf16 {
+                Items::Bf16(Bf16Panels::pack(rows, n, k))
+            } else {
+                Items::F32(Panels::pack(rows, n, k))
+            },
+            k,
+            n_items: n,
+            item_norm: max_row_norm(rows, k),
             bias_max: f.item_bias.iter().fold(0f32, |m, b| m.max(b.abs())),
+        }
+    }
+
+    /// `bf16` or `f32`: the precision of the approximate scores, for logs.
+    pub fn precision(&self) -> &'static str {
+        match self.items {
+            Items::F32(_) => "f32",
+            Items::Bf16(_) => "bf16",
         }
     }
 
     fn check(&self, f: &Factors) {
         assert!(
-            f.n_items() == self.panels.n_items() && f.n_factors() == self.panels.k(),
+            f.n_items() == self.n_items && f.n_factors() == self.k,
             "ranker built for another model"
         );
+    }
+
+    fn panel_count(&self) -> usize {
+        self.n_items.div_ceil(WIDTH)
+    }
+
+    /// `users` rows of `k` factors from `rows`, as the panels want them.
+    fn rows(&self, rows: &[f32], users: usize) -> Rows {
+        match &self.items {
+            Items::F32(_) => Rows::F32(rows.to_vec()),
+            Items::Bf16(p) => {
+                let h = p.pairs_per_item();
+                let mut words = vec![0u32; users * h];
+                for (row, w) in rows
+                    .chunks_exact(self.k.max(1))
+                    .zip(words.chunks_exact_mut(h.max(1)))
+                {
+                    bf16::pairs(row, w);
+                }
+                Rows::Bf16(words)
+            }
+        }
     }
 
     /// The `n` best items for one user, skipping the sorted indices in `exclude`, best first;
@@ -74,18 +134,20 @@ impl Ranker {
         self.check(f);
         let mut sel = self.selector(f, &Query { user, exclude }, n);
         let base = f.score_base(user);
+        // No user factors: every sum is 0 and the scores are base + bias.
         let query = match user {
-            Some(u) if self.panels.k() > 0 && n > 0 => f.user_row(u),
-            // Nothing to multiply: every sum is 0 and the scores are base + bias.
-            _ => &[],
+            Some(u) if self.k > 0 && n > 0 => Some(self.rows(f.user_row(u), 1)),
+            _ => None,
         };
         let mut sums = [0f32; WIDTH * SOLO_SPAN];
-        for first in (0..self.panels.count()).step_by(SOLO_SPAN) {
-            if !query.is_empty() {
-                self.panels.solo(query, first, &mut sums);
+        for first in (0..self.panel_count()).step_by(SOLO_SPAN) {
+            match (&query, &self.items) {
+                (Some(Rows::F32(q)), Items::F32(p)) => p.solo(q, first, &mut sums),
+                (Some(Rows::Bf16(q)), Items::Bf16(p)) => p.solo(q, first, &mut sums),
+                _ => {}
             }
             let start = first * WIDTH;
-            let end = (start + WIDTH * SOLO_SPAN).min(f.n_items());
+            let end = (start + WIDTH * SOLO_SPAN).min(self.n_items);
             offer_all(&mut sel, start, &sums[..end - start], &f.item_bias, base);
         }
         sel.finish(|j| exact(f, user, j))
@@ -103,23 +165,34 @@ impl Ranker {
     }
 
     fn block(&self, f: &Factors, chunk: &[Query<'_>], n: usize) -> Vec<Vec<(u32, f32)>> {
-        let k = self.panels.k();
+        let k = self.k;
         let mut rows = vec![0f32; BLOCK * k];
         for (row, q) in rows.chunks_exact_mut(k.max(1)).zip(chunk) {
             if let Some(u) = q.user.filter(|_| k > 0) {
                 row.copy_from_slice(f.user_row(u));
             }
         }
+        let rows = self.rows(&rows, BLOCK);
         let mut sels: Vec<Selector> = chunk.iter().map(|q| self.selector(f, q, n)).collect();
         let bases: Vec<f32> = chunk.iter().map(|q| f.score_base(q.user)).collect();
         let mut sums = [[[0f32; WIDTH]; USERS]; BLOCK / USERS];
-        for p in 0..self.panels.count() {
+        for p in 0..self.panel_count() {
             let start = p * WIDTH;
-            let len = WIDTH.min(f.n_items() - start);
+            let len = WIDTH.min(self.n_items - start);
             for (g, sums) in sums.iter_mut().enumerate() {
                 let users = chunk.len().saturating_sub(g * USERS).min(USERS);
-                if users > 0 && k > 0 {
-                    self.panels.block(&rows[g * USERS * k..], users, p, sums);
+                if users == 0 || k == 0 {
+                    continue;
+                }
+                match (&rows, &self.items) {
+                    (Rows::F32(r), Items::F32(panels)) => {
+                        panels.block(&r[g * USERS * k..], users, p, sums)
+                    }
+                    (Rows::Bf16(r), Items::Bf16(panels)) => {
+                        let h = panels.pairs_per_item();
+                        panels.block(&r[g * USERS * h..], p, sums)
+                    }
+                    _ => unreachable!("rows are made for the ranker's panels"),
                 }
             }
             for (u, sel) in sels.iter_mut().enumerate() {
@@ -133,27 +206,46 @@ impl Ranker {
             .collect()
     }
 
-    /// A selector whose margin covers the rounding of this user's scores. Any order of summing
-    /// `k` products is within `γ_k Σ|q_f p_f|` of the exact sum (Higham, *Accuracy and
-    /// Stability of Numerical Algorithms*, 3.1) and `Σ|q_f p_f| <= Σ|q_f| max|p_f|`; both sides
+    /// A selector whose margin covers how far this user's approximate scores can be from the
+    /// reference ones. Any order of summing `k` products is within `γ_k Σ|q_f p_f|` of the exact
+    /// sum (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1), bfloat16 inputs add a
+    /// relative `2u + u²` per product, `Σ|q_f p_f| <= |q| |p|` (Cauchy-Schwarz), and both sides
     /// then add the same `base + bias`, rounding once more each.
     fn selector<'e>(&self, f: &Factors, q: &Query<'e>, n: usize) -> Selector<'e> {
-        let k = self.panels.k();
-        let spread: f64 = match q.user {
-            Some(u) if k > 0 => f
+        let k = self.k as f64;
+        let user_norm = match q.user {
+            Some(u) if self.k > 0 => f
                 .user_row(u)
                 .iter()
-                .zip(&self.col_max)
-                .map(|(a, m)| a.abs() as f64 * *m as f64)
-                .sum(),
+                .map(|x| (*x as f64).powi(2))
+                .sum::<f64>()
+                .sqrt(),
             _ => 0.0,
         };
+        // Slack for the rounding of the norms themselves.
+        let bound = user_norm * self.item_norm * 1.01;
         let unit = f32::EPSILON as f64 / 2.0;
-        let gamma = k as f64 * unit / (1.0 - k as f64 * unit);
+        let gamma = k * unit / (1.0 - k * unit);
+        let (quant, widen) = match self.items {
+            Items::F32(_) => (0.0, 1.0),
+            Items::Bf16(_) => (
+                2.0 * bf16::UNIT + bf16::UNIT.powi(2),
+                (1.0 + bf16::UNIT).powi(2),
+            ),
+        };
         let offset = f.score_base(q.user).abs() as f64 + self.bias_max as f64;
-        let delta = 2.0 * gamma * spread + 2.0 * unit * (offset + spread);
+        // The instruction flushes subnormal inputs and results to zero: at most 2^-126 a step.
+        let flushed = 4.0 * k * f64::from(f32::MIN_POSITIVE);
+        let delta =
+            (quant + gamma * (1.0 + widen)) * bound + 2.0 * unit * (offset + 2.0 * bound) + flushed;
         Selector::new(n.min(f.n_items()), delta as f32, q.exclude)
     }
+}
+
+fn max_row_norm(rows: &[f32], k: usize) -> f64 {
+    rows.chunks_exact(k.max(1))
+        .map(|r| r.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt())
+        .fold(0.0, f64::max)
 }
 
 /// Offers items `start..` whose product sums are `sums`, scored the way the reference forms the
@@ -315,6 +407,15 @@ mod tests {
         }
     }
 
+    /// The ranker this CPU gets, and the f32 one when that is bfloat16, so both are checked.
+    fn rankers(f: &Factors) -> Vec<Ranker> {
+        let mut all = vec![Ranker::build(f, false)];
+        if bf16::available() {
+            all.push(Ranker::build(f, true));
+        }
+        all
+    }
+
     /// Identical lists and scores, bit for bit, to the reference: known and unknown users,
     /// exclusions, lists shorter and longer than a panel, biased or not, with and without factors,
     /// one user at a time and in blocks (including a partial block).
@@ -328,34 +429,35 @@ mod tests {
             (3, 1, 8, true),
         ] {
             let f = factors(nu, ni, k, biased);
-            let ranker = Ranker::new(&f);
-            let excludes: Vec<Vec<u32>> = (0..nu)
-                .map(|u| {
-                    (0..ni as u32)
-                        .filter(|j| (*j as usize + u).is_multiple_of(5))
-                        .collect()
-                })
-                .collect();
-            let mut queries: Vec<Query> = (0..nu)
-                .map(|u| Query {
-                    user: Some(u),
-                    exclude: &excludes[u],
-                })
-                .collect();
-            queries.push(Query {
-                user: None,
-                exclude: &[],
-            });
-            for n in [0, 1, 10, 40, ni + 5] {
-                let many = ranker.top_n_many(&f, &queries, n);
-                for (q, got) in queries.iter().zip(&many) {
-                    let want = reference(&f, q.user, q.exclude, n);
-                    let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
-                        v.iter().map(|(j, s)| (*j, s.to_bits())).collect()
-                    };
-                    assert_eq!(bits(got), bits(&want), "block: {nu}x{ni}x{k} {q:?} n {n}");
-                    let one = ranker.top_n(&f, q.user, q.exclude, n);
-                    assert_eq!(bits(&one), bits(&want), "solo: {nu}x{ni}x{k} {q:?} n {n}");
+            for ranker in rankers(&f) {
+                let excludes: Vec<Vec<u32>> = (0..nu)
+                    .map(|u| {
+                        (0..ni as u32)
+                            .filter(|j| (*j as usize + u).is_multiple_of(5))
+                            .collect()
+                    })
+                    .collect();
+                let mut queries: Vec<Query> = (0..nu)
+                    .map(|u| Query {
+                        user: Some(u),
+                        exclude: &excludes[u],
+                    })
+                    .collect();
+                queries.push(Query {
+                    user: None,
+                    exclude: &[],
+                });
+                for n in [0, 1, 10, 40, ni + 5] {
+                    let many = ranker.top_n_many(&f, &queries, n);
+                    for (q, got) in queries.iter().zip(&many) {
+                        let want = reference(&f, q.user, q.exclude, n);
+                        let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                            v.iter().map(|(j, s)| (*j, s.to_bits())).collect()
+                        };
+                        assert_eq!(bits(got), bits(&want), "block: {nu}x{ni}x{k} {q:?} n {n}");
+                        let one = ranker.top_n(&f, q.user, q.exclude, n);
+                        assert_eq!(bits(&one), bits(&want), "solo: {nu}x{ni}x{k} {q:?} n {n}");
+                    }
                 }
             }
         }
@@ -371,9 +473,11 @@ mod tests {
             f.item_factors.row_mut(j).assign(&src);
             f.item_bias[j] = f.item_bias[j % 7];
         }
-        let ranker = Ranker::new(&f);
         let exclude: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 6, 9];
-        for user in [Some(0), Some(1), None] {
+        for (ranker, user) in rankers(&f)
+            .iter()
+            .flat_map(|r| [Some(0), Some(1), None].map(|u| (r, u)))
+        {
             let got = ranker.top_n(&f, user, &exclude, 25);
             assert_eq!(got, reference(&f, user, &exclude, 25), "{user:?}");
             assert!(got.iter().all(|(j, _)| !exclude.contains(j)));

@@ -45,14 +45,6 @@ impl Panels {
         self.n_items.div_ceil(WIDTH)
     }
 
-    pub fn n_items(&self) -> usize {
-        self.n_items
-    }
-
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
     fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.k * WIDTH..][..self.k * WIDTH]
     }
