@@ -57,13 +57,7 @@ pub struct Ranker {
 
 impl Ranker {
     pub fn new(f: &Factors) -> Self {
-        let rows = f
-            .item_factors
-            .as_slice()
-            .expect("validated standard layout");
-        let item_norm = max_row_norm(rows, f.n_factors());
-        // bfloat16 keeps f32's range, but a sum near it could overflow where f32's would not.
-        Self::build(f, bf16::available() && item_norm < 1e18)
+        Self::build(f, bf16::available())
     }
 
     fn build(f: &Factors, use_bf16: bool) -> Self {
@@ -72,6 +66,9 @@ impl Ranker {
             .item_factors
             .as_slice()
             .expect("validated standard layout");
+        let item_norm = max_row_norm(rows, k);
+        // bfloat16 keeps f32's range, but a sum near it could overflow where f32's would not.
+        let use_bf16 = use_bf16 && item_norm < 1e18;
         Ranker {
             items: if use_bf16 {
                 Items::Bf16(Bf16Panels::pack(rows, n, k))
@@ -80,7 +77,7 @@ impl Ranker {
             },
             k,
             n_items: n,
-            item_norm: max_row_norm(rows, k),
+            item_norm,
             bias_max: f.item_bias.iter().fold(0f32, |m, b| m.max(b.abs())),
         }
     }
