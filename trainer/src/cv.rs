@@ -423,20 +423,27 @@ fn rank_fold(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut r = Ranking::default();
-    for (p, rec, ndcg) in per_user {
-        r.precision += p;
-        r.recall += rec;
-        r.ndcg += ndcg;
-        r.users += 1;
+    Ranking::mean(per_user)
+}
+
+impl Ranking {
+    /// The mean of per-user `(precision, recall, NDCG)`, summed in order.
+    fn mean(per_user: Vec<(f64, f64, f64)>) -> Ranking {
+        let mut r = Ranking::default();
+        for (p, rec, ndcg) in per_user {
+            r.precision += p;
+            r.recall += rec;
+            r.ndcg += ndcg;
+            r.users += 1;
+        }
+        if r.users > 0 {
+            let n = r.users as f64;
+            r.precision /= n;
+            r.recall /= n;
+            r.ndcg /= n;
+        }
+        r
     }
-    if r.users > 0 {
-        let n = r.users as f64;
-        r.precision /= n;
-        r.recall /= n;
-        r.ndcg /= n;
-    }
-    r
 }
 
 /// Precision, recall and NDCG of one user's `top` against their relevant test items `g`

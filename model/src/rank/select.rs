@@ -1,10 +1,11 @@
 //! Keeping one user's top n from approximate scores, then settling it on exact ones.
 //!
-//! The block product sums in another order than [`crate::simd::dot`], so its scores can differ
-//! from the reference ones by rounding, which could swap near-ties. Every approximate score is
-//! within `delta` of the exact one, so the exact top n is among the items whose approximate score
-//! is at least the approximate n-th best minus `2 delta`: those few are rescored exactly and
-//! ranked by the reference order, which makes the result identical to ranking exact scores.
+//! The block product sums in another order than [`crate::simd::dot`], from bfloat16-rounded
+//! factors where the CPU has them, so its scores can differ from the reference ones by rounding,
+//! which could swap near-ties. Every approximate score is within `delta` of the exact one, so the
+//! exact top n is among the items whose approximate score is at least the approximate n-th best
+//! minus `2 delta`: those few are rescored exactly and ranked by the reference order, which makes
+//! the result identical to ranking exact scores.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
