@@ -48,7 +48,8 @@ fi
 # --- models ------------------------------------------------------------------------------------
 log "building release binaries"
 (cd "$ROOT" && cargo build --release -q -p recommender-predictor -p recommender-trainer &&
-  cargo build --release -q -p recommender-predictor --example bare_axum)
+  cargo build --release -q -p recommender-predictor --example bare_axum &&
+  cargo build --release -q -p recommender-model --features fixtures --example rank_bench)
 BIN=$ROOT/target/release
 if [[ ! -f $WORK/ml-100k.model ]]; then
   log "training our SVD on ml-100k"
@@ -210,6 +211,17 @@ n = c1 - c0
 print(f"### Batch of 1,000 predictions\n\n{n:.0f} requests: mean server time {(s1 - s0) / n * 1000:.3f} ms, "
       f"{(b1 - b0) / n * 100:.1f}% answered within 1 ms (server-side histogram).\n")
 PY
+
+  log "live ranking against catalogue size"
+  echo "### Live ranking against catalogue size (model/examples/rank_bench.rs)"
+  echo
+  echo "Server-side work of one live top-10 request (\`Model::recommend_ranked\`, what the handler calls"
+  echo "when precomputed lists cannot answer), without HTTP, on synthetic 100-factor models; the"
+  echo "reference is the per-item scoring and selection it replaced. Then many users at once, as the"
+  echo "trainer's cross-validation ranks them, against sgemm."
+  echo
+  "$ROOT/target/release/examples/rank_bench" "${RANK_REQUESTS:-2000}"
+  echo
 
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$PID_RS/status")
   art_bytes=$(stat -c %s "$WORK/ml-100k.model")

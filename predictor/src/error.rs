@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use recommender_trainer::artifact::ArtifactError;
+use recommender_model::ArtifactError;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use recommender_trainer::artifact;
+use recommender_model::{Ranker, artifact};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,
@@ -60,13 +60,14 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
         let path = path.clone();
         move || {
             artifact::load(&path).map(|a| {
-                let top = TopIndex::build(&a.model, depth, max_bytes);
-                (a, top)
+                let ranker = Ranker::new(&a.model.factors);
+                let top = TopIndex::build(&a.model, &ranker, depth, max_bytes);
+                (a, ranker, top)
             })
         }
     })
     .await;
-    let (artifact, top) = match loaded {
+    let (artifact, ranker, top) = match loaded {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(source)) => return Err(failed(state, Error::Load { path, source })),
         Err(join) => {
@@ -79,7 +80,7 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
             ));
         }
     };
-    let served = ServedModel::new(artifact, path, top);
+    let served = ServedModel::new(artifact, path, ranker, top);
     let version = served.version().to_owned();
     let metrics = &state.metrics;
     metrics.model_info.reset();

@@ -9,7 +9,7 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
-use recommender_trainer::{artifact::Artifact, model::Model};
+use recommender_model::{Artifact, Model, Ranker};
 
 use crate::{
     config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics, top_index::TopIndex,
@@ -22,18 +22,21 @@ pub struct ServedModel {
     pub loaded_at: Timestamp,
     /// Parsed from the artifact's `created_at`; `None` if it is not RFC 3339.
     pub created_at: Option<Timestamp>,
+    /// The item matrix packed for live ranking (requests deeper than `top`, or all of them).
+    pub ranker: Ranker,
     /// Rankings computed at load; `None` when disabled or too large.
     pub top: Option<TopIndex>,
 }
 
 impl ServedModel {
-    pub fn new(artifact: Artifact, path: PathBuf, top: Option<TopIndex>) -> Self {
+    pub fn new(artifact: Artifact, path: PathBuf, ranker: Ranker, top: Option<TopIndex>) -> Self {
         let created_at = artifact.meta.created_at.parse::<Timestamp>().ok();
         ServedModel {
             artifact,
             path,
             loaded_at: Timestamp::now(),
             created_at,
+            ranker,
             top,
         }
     }

@@ -6,7 +6,7 @@
 //! blocking pool; requests for up to `depth` items slice that, deeper ones are ranked live.
 //! Results are identical to [`Model::recommend_indices`] either way.
 
-use recommender_trainer::model::Model;
+use recommender_model::{Model, Query, Ranker};
 
 /// Bytes per stored suggestion: the item index and its score.
 const ENTRY_BYTES: usize = size_of::<u32>() + size_of::<f64>();
@@ -23,7 +23,12 @@ pub struct TopIndex {
 impl TopIndex {
     /// Ranks every user's first `depth` items, or returns `None` when that would take more than
     /// `max_bytes` (or `depth` is 0): then every request is ranked live.
-    pub fn build(model: &Model, depth: usize, max_bytes: usize) -> Option<TopIndex> {
+    pub fn build(
+        model: &Model,
+        ranker: &Ranker,
+        depth: usize,
+        max_bytes: usize,
+    ) -> Option<TopIndex> {
         let users = model.users.len();
         let depth = depth.min(model.items.len());
         if depth == 0 || users.saturating_mul(depth).saturating_mul(ENTRY_BYTES) > max_bytes {
@@ -32,12 +37,19 @@ impl TopIndex {
         let mut items = vec![0u32; users * depth];
         let mut scores = vec![0f64; users * depth];
         let mut lens = Vec::with_capacity(users);
-        for u in 0..users {
-            let ranked = model.recommend_indices(Some(u as u32), depth);
+        let queries: Vec<Query> = (0..users)
+            .map(|u| Query {
+                user: Some(u),
+                exclude: model.rated.of(u as u32),
+            })
+            .collect();
+        // Many users at once: the ranker reads each part of the item matrix once per block.
+        let ranked = ranker.top_n_many(&model.factors, &queries, depth);
+        for (u, ranked) in ranked.iter().enumerate() {
             let at = u * depth;
-            for (k, (item, score)) in ranked.iter().enumerate() {
+            for (k, (item, _)) in ranked.iter().enumerate() {
                 items[at + k] = *item;
-                scores[at + k] = *score;
+                scores[at + k] = model.predict_indices(Some(u as u32), Some(*item));
             }
             lens.push(ranked.len() as u32);
         }
@@ -46,7 +58,7 @@ impl TopIndex {
             items,
             scores,
             lens,
-            cold: model.recommend_indices(None, depth),
+            cold: model.recommend_ranked(ranker, None, depth),
         })
     }
 
@@ -104,33 +116,25 @@ impl Ranked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use recommender_trainer::{
-        artifact::Hyperparameters, data::RatingsBuilder, model::RatingScale, svd::SvdParams,
-        train::fit_model,
-    };
+    use recommender_model::fixtures::{self, Shape};
 
+    /// 15 users who rated between 2 and 8 of 40 items each.
     fn trained() -> Model {
-        let mut b = RatingsBuilder::new(Some(RatingScale { lo: 1.0, hi: 5.0 }));
-        for u in 0..15u32 {
-            for k in 0..(2 + u % 7) {
-                let i = (u * 5 + k * 3) % 40;
-                let r = 1 + (u + i) % 5;
-                b.push(&format!("u{u}"), &format!("i{i}"), r as f64, None)
-                    .unwrap();
-            }
-        }
-        let hp = Hyperparameters::Svd(SvdParams {
-            n_factors: 3,
-            n_epochs: 10,
-            ..SvdParams::default()
-        });
-        fit_model(&b.finish("t").unwrap(), &hp, &mut |_| {}).unwrap()
+        let rated =
+            (0..15u32).flat_map(|u| (0..(2 + u % 7)).map(move |k| (u, (u * 5 + k * 3) % 40)));
+        let shape = Shape {
+            users: 15,
+            items: 40,
+            factors: 3,
+            seed: 0,
+        };
+        fixtures::model(shape, rated)
     }
 
     #[test]
     fn stored_rankings_equal_live_rankings() {
         let model = trained();
-        let index = TopIndex::build(&model, 8, usize::MAX).unwrap();
+        let index = TopIndex::build(&model, &Ranker::new(&model.factors), 8, usize::MAX).unwrap();
         for u in (0..model.users.len() as u32).map(Some).chain([None]) {
             for n in [1, 5, 8] {
                 let stored: Vec<(u32, f64)> = index.get(u, n).unwrap().iter().collect();
@@ -147,9 +151,10 @@ mod tests {
     #[test]
     fn too_large_or_zero_depth_is_not_built() {
         let model = trained();
-        assert!(TopIndex::build(&model, 8, 100).is_none());
-        assert!(TopIndex::build(&model, 0, usize::MAX).is_none());
-        let capped = TopIndex::build(&model, 1000, usize::MAX).unwrap();
+        let ranker = Ranker::new(&model.factors);
+        assert!(TopIndex::build(&model, &ranker, 8, 100).is_none());
+        assert!(TopIndex::build(&model, &ranker, 0, usize::MAX).is_none());
+        let capped = TopIndex::build(&model, &ranker, 1000, usize::MAX).unwrap();
         assert_eq!(capped.depth(), model.items.len());
     }
 }

@@ -14,8 +14,8 @@ use std::{
 
 use axum::http::StatusCode;
 use common::*;
+use recommender_model::artifact;
 use recommender_predictor::reload::{reload, watch_model};
-use recommender_trainer::artifact;
 
 async fn metric(app: &App, name: &str) -> f64 {
     let text = String::from_utf8(app.state.metrics.encode().unwrap()).unwrap();

@@ -2,42 +2,24 @@
 //! beat.
 
 use ndarray::Array2;
-use serde::{Deserialize, Serialize};
+use recommender_model::Factors;
 
 use crate::error::{Error, Result};
 use crate::kernel::Triple;
-use crate::model::Factors;
 use crate::svd::mean_rating;
 
-/// Hyperparameters, with Surprise's ALS defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BaselineParams {
-    pub n_epochs: usize,
-    pub reg_i: f64,
-    pub reg_u: f64,
-}
+pub use recommender_model::BaselineParams;
 
-impl Default for BaselineParams {
-    fn default() -> Self {
-        Self {
-            n_epochs: 10,
-            reg_i: 10.0,
-            reg_u: 15.0,
+/// Refuses hyperparameters training cannot use, naming the CLI flag.
+pub fn validate(p: &BaselineParams) -> Result<()> {
+    for (name, v) in [("reg-i", p.reg_i), ("reg-u", p.reg_u)] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(Error::Config(format!(
+                "--{name} must be a non-negative number, got {v}"
+            )));
         }
     }
-}
-
-impl BaselineParams {
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [("reg-i", self.reg_i), ("reg-u", self.reg_u)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::Config(format!(
-                    "--{name} must be a non-negative number, got {v}"
-                )));
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Alternates closed-form item and user bias updates.
@@ -48,7 +30,7 @@ pub(crate) fn fit(
     train: &[Triple],
     on_epoch: &mut dyn FnMut(usize),
 ) -> Result<Factors> {
-    params.validate()?;
+    validate(params)?;
     let mu = mean_rating(train);
     let mut bu = vec![0f64; n_users];
     let mut bi = vec![0f64; n_items];

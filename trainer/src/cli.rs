@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
 use recommender_trainer::cv::CvOptions;
@@ -15,7 +16,7 @@ use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
 use recommender_trainer::run::{RunConfig, Source, run};
 use recommender_trainer::svd::SvdParams;
-use recommender_trainer::{Error, Hyperparameters, kernel, train};
+use recommender_trainer::{Error, Hyperparameters, kernel};
 
 use crate::progress::Reporter;
 
@@ -133,7 +134,7 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = Algorithm::Svd)]
     pub algorithm: Algorithm,
     /// Cross-validation folds (at least 2).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = FOLDS as usize)]
     pub folds: usize,
     /// Seeds the fold shuffle and the factor initialisation.
     #[arg(long, default_value_t = 0)]
@@ -149,25 +150,25 @@ pub struct ModelArgs {
     pub ranking_users: usize,
 
     /// SVD: number of latent factors.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = SVD.factors as usize)]
     pub factors: usize,
     /// SVD and baseline: passes over the training data [default: 20 for svd, 10 for baseline].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// SVD: learning rate of every parameter (overridden by --lr-bu etc.).
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = SVD.lr_all)]
     pub lr_all: f64,
     /// SVD: regularisation of every parameter (overridden by --reg-bu etc.).
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = SVD.reg_all)]
     pub reg_all: f64,
     /// SVD: mean of the initial factors.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = SVD.init_mean)]
     pub init_mean: f64,
     /// SVD: standard deviation of the initial factors.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SVD.init_std)]
     pub init_std: f64,
     /// SVD: use the global mean and biases (false = pure factorisation).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = SVD.biased, action = clap::ArgAction::Set)]
     pub biased: bool,
     #[arg(long)]
     pub lr_bu: Option<f64>,
@@ -186,10 +187,10 @@ pub struct ModelArgs {
     #[arg(long)]
     pub reg_qi: Option<f64>,
     /// Baseline: item bias regularisation.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = BASELINE.reg_i)]
     pub reg_i: f64,
     /// Baseline: user bias regularisation.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = BASELINE.reg_u)]
     pub reg_u: f64,
 }
 
@@ -198,7 +199,7 @@ impl ModelArgs {
         match self.algorithm {
             Algorithm::Svd => Hyperparameters::Svd(SvdParams {
                 n_factors: self.factors,
-                n_epochs: self.epochs.unwrap_or(20),
+                n_epochs: self.epochs.unwrap_or(SVD.epochs as usize),
                 biased: self.biased,
                 init_mean: self.init_mean,
                 init_std: self.init_std,
@@ -213,7 +214,7 @@ impl ModelArgs {
                 seed: self.seed,
             }),
             Algorithm::Baseline => Hyperparameters::Baseline(BaselineParams {
-                n_epochs: self.epochs.unwrap_or(10),
+                n_epochs: self.epochs.unwrap_or(BASELINE.epochs as usize),
                 reg_i: self.reg_i,
                 reg_u: self.reg_u,
             }),
@@ -316,7 +317,7 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
         threads = rayon::current_num_threads(),
         "starting"
     );
-    let reporter = Reporter::new(tty, cfg.cv.folds, train::epochs(&cfg.hyperparameters));
+    let reporter = Reporter::new(tty, cfg.cv.folds, cfg.hyperparameters.epochs());
     let output = run(&cfg, &|p| reporter.report(p));
     reporter.finish();
     write_report(&a.report, &output.report);
@@ -420,5 +421,75 @@ pub fn generate(g: GenerateArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parsed(extra: &[&str]) -> ModelArgs {
+        let args = ["recommender-trainer", "evaluate", "--source", "x.csv"];
+        match Cli::try_parse_from(args.iter().chain(extra))
+            .unwrap()
+            .command
+        {
+            Command::Evaluate(a) => a.model,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    /// A flag left out trains what the table says, which is also what the operator and the CRD
+    /// assume.
+    #[test]
+    fn parsed_defaults_are_the_table() {
+        let svd = parsed(&[]);
+        assert_eq!(svd.folds, FOLDS as usize);
+        let Hyperparameters::Svd(p) = svd.hyperparameters() else {
+            panic!("svd is the default algorithm");
+        };
+        assert_eq!(
+            (p.n_factors, p.n_epochs),
+            (SVD.factors as usize, SVD.epochs as usize)
+        );
+        assert_eq!(
+            (p.biased, p.init_mean, p.init_std),
+            (SVD.biased, SVD.init_mean, SVD.init_std)
+        );
+        assert!(
+            [p.lr_bu, p.lr_bi, p.lr_pu, p.lr_qi]
+                .iter()
+                .all(|&lr| lr == SVD.lr_all)
+        );
+        assert!(
+            [p.reg_bu, p.reg_bi, p.reg_pu, p.reg_qi]
+                .iter()
+                .all(|&r| r == SVD.reg_all)
+        );
+        assert_eq!(p, SvdParams::default());
+
+        let baseline = parsed(&["--algorithm", "baseline"]);
+        assert_eq!(baseline.folds, FOLDS as usize);
+        let Hyperparameters::Baseline(p) = baseline.hyperparameters() else {
+            panic!("asked for baseline");
+        };
+        assert_eq!(p.n_epochs, BASELINE.epochs as usize);
+        assert_eq!((p.reg_i, p.reg_u), (BASELINE.reg_i, BASELINE.reg_u));
+        assert_eq!(p, BaselineParams::default());
+    }
+
+    /// The epochs default differs per algorithm, so clap cannot show it; the help text says it
+    /// and must say the table's numbers.
+    #[test]
+    fn help_states_the_table_epochs() {
+        let cmd = Cli::command();
+        let epochs = cmd
+            .find_subcommand("train")
+            .and_then(|train| train.get_arguments().find(|a| a.get_id() == "epochs"))
+            .unwrap();
+        let help = epochs.get_help().unwrap().to_string();
+        let said = format!("{} for svd, {} for baseline", SVD.epochs, BASELINE.epochs);
+        assert!(help.contains(&said), "{help}");
     }
 }

@@ -1,12 +1,12 @@
 //! Ratings as loaded: string ids interned to dense indices, plus the fingerprint that tells two
 //! data sets apart.
 
+use recommender_model::{IdMap, RatingScale};
 use recommender_report::DataFingerprint;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::kernel::Triple;
-use crate::model::{IdMap, RatingScale};
 
 /// A loaded data set.
 #[derive(Clone, Debug)]

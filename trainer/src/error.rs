@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use recommender_model::ArtifactError;
+
 /// Everything the trainer library can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,30 +34,9 @@ pub enum Error {
     #[error("PostgreSQL source: {0}")]
     Postgres(String),
 
-    #[error("{path}: not a model artifact (bad magic bytes)")]
-    NotAnArtifact { path: PathBuf },
-
-    #[error(
-        "{path}: artifact format {found} is not supported (this build reads format {supported})"
-    )]
-    UnsupportedFormat {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-
-    #[error("{path}: artifact is truncated or has trailing bytes ({detail})")]
-    Truncated { path: PathBuf, detail: String },
-
-    #[error("{path}: artifact checksum mismatch, the file is corrupt")]
-    ChecksumMismatch { path: PathBuf },
-
-    /// Checksum passed but the content does not decode or is inconsistent (a writer bug).
-    #[error("{path}: artifact content is invalid: {detail}")]
-    CorruptArtifact { path: PathBuf, detail: String },
-
-    #[error("cannot encode the artifact: {0}")]
-    Encode(String),
+    /// Writing (or, in tests, reading back) the model artifact.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
 
     #[error("cannot write the report: {0}")]
     Report(#[from] recommender_report::ReportError),
@@ -76,12 +57,17 @@ impl Error {
             Error::BadLine { .. } | Error::InvalidData(_) => "InvalidData",
             Error::Config(_) => "InvalidConfiguration",
             Error::Postgres(_) => "SourceUnavailable",
-            Error::NotAnArtifact { .. }
-            | Error::UnsupportedFormat { .. }
-            | Error::Truncated { .. }
-            | Error::ChecksumMismatch { .. }
-            | Error::CorruptArtifact { .. } => "InvalidArtifact",
-            Error::Encode(_) | Error::Report(_) => "InternalError",
+            Error::Artifact(e) => match e {
+                ArtifactError::Io { .. } => "IoError",
+                ArtifactError::NotAFilePath { .. } => "InvalidConfiguration",
+                ArtifactError::Encode(_) => "InternalError",
+                ArtifactError::NotAnArtifact { .. }
+                | ArtifactError::UnsupportedFormat { .. }
+                | ArtifactError::Truncated { .. }
+                | ArtifactError::ChecksumMismatch { .. }
+                | ArtifactError::CorruptArtifact { .. } => "InvalidArtifact",
+            },
+            Error::Report(_) => "InternalError",
         }
     }
 }

@@ -1,64 +1,15 @@
-//! The hot float loops: dot products and the SGD step.
+//! The SGD step, the training loop that runs for every rating of every epoch.
 //!
-//! Each loop is written once as an `#[inline(always)]` body and instantiated inside functions
-//! compiled for wider vector units; the widest one the CPU supports is chosen at run time, so a
-//! binary built for baseline x86-64 still uses AVX2/AVX-512 where the node has them.
+//! Like the scoring loops of [`recommender_model::simd`], it is written once as an
+//! `#[inline(always)]` body and instantiated for wider vector units chosen at run time; its dot
+//! product is the model crate's, inlined.
 
-/// Width of one accumulator: a full AVX-512 register, two AVX2 or four SSE registers.
-const LANES: usize = 16;
+use recommender_model::simd::{self, Level, dot_body, level};
+
+pub use recommender_model::simd::simd_level;
+
 /// Training pads factor rows to a multiple of this, so the hot loops have no scalar tail.
-pub(crate) const ROW_ALIGN: usize = LANES;
-
-#[inline(always)]
-fn fma_lanes(acc: &mut [f32; LANES], x: &[f32], y: &[f32]) {
-    for l in 0..LANES {
-        acc[l] += x[l] * y[l];
-    }
-}
-
-/// Several independent accumulators: a single running sum is a chain of dependent adds the
-/// compiler may not reorder, and in SGD that chain sits on the critical path of every step.
-#[inline(always)]
-fn dot_body(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [[0f32; LANES]; 4];
-    let wide = n / (4 * LANES) * (4 * LANES);
-    for (x, y) in a[..wide]
-        .chunks_exact(4 * LANES)
-        .zip(b[..wide].chunks_exact(4 * LANES))
-    {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            fma_lanes(acc, &x[j * LANES..][..LANES], &y[j * LANES..][..LANES]);
-        }
-    }
-    let narrow = wide + (n - wide) / LANES * LANES;
-    for (j, (x, y)) in a[wide..narrow]
-        .chunks_exact(LANES)
-        .zip(b[wide..narrow].chunks_exact(LANES))
-        .enumerate()
-    {
-        // At most three chunks: one per remaining accumulator keeps them independent.
-        fma_lanes(&mut acc[j + 1], x, y);
-    }
-    let mut tail = 0f32;
-    for (x, y) in a[narrow..].iter().zip(&b[narrow..]) {
-        tail += x * y;
-    }
-    let mut sum = [0f32; LANES];
-    for l in 0..LANES {
-        sum[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-    }
-    // Pairwise reduction keeps the rounding error independent of the lane order.
-    let mut width = LANES / 2;
-    while width > 0 {
-        for l in 0..width {
-            sum[l] += sum[l + width];
-        }
-        width /= 2;
-    }
-    sum[0] + tail
-}
+pub(crate) const ROW_ALIGN: usize = simd::LANES;
 
 /// Learning rates and regularisation of one SGD step, already in f32.
 #[derive(Clone, Copy, Debug)]
@@ -154,58 +105,10 @@ fn epoch_body(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
     }
 }
 
-#[inline(always)]
-fn scores_body(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, out: &mut [f32]) {
-    if k == 0 {
-        for (o, b) in out.iter_mut().zip(bias) {
-            *o = base + b;
-        }
-        return;
-    }
-    for ((o, row), b) in out.iter_mut().zip(rows.chunks_exact(k)).zip(bias) {
-        *o = base + b + dot_body(query, row);
-    }
-}
-
-/// `out[j] = base + bias[j] + Σ_f query[f] · cols[f][j]` with `cols` the item matrix transposed
-/// (`k` rows of `n` items): every vector operation serves 16 items and no horizontal sum is
-/// needed per item, unlike one dot product per item row.
-#[inline(always)]
-fn scores_t_body(query: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-    let n = out.len();
-    for (o, b) in out.iter_mut().zip(bias) {
-        *o = base + b;
-    }
-    let mut rows = cols.chunks_exact(n.max(1));
-    let mut q = query.chunks_exact(4);
-    for qs in &mut q {
-        let (r0, r1, r2, r3) = match (rows.next(), rows.next(), rows.next(), rows.next()) {
-            (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
-            _ => return,
-        };
-        for ((((o, a), b), c), d) in out.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
-            *o += qs[0] * a + qs[1] * b + qs[2] * c + qs[3] * d;
-        }
-    }
-    for (&qf, r) in q.remainder().iter().zip(rows) {
-        for (o, a) in out.iter_mut().zip(r) {
-            *o += qf * a;
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
 
-    #[target_feature(enable = "avx512f")]
-    pub fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-        dot_body(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        dot_body(a, b)
-    }
     #[target_feature(enable = "avx512f")]
     pub fn epoch_avx512(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
         epoch_body(data, p, r)
@@ -213,89 +116,6 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub fn epoch_avx2(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
         epoch_body(data, p, r)
-    }
-    #[target_feature(enable = "avx512f")]
-    pub fn scores_avx512(
-        q: &[f32],
-        rows: &[f32],
-        k: usize,
-        bias: &[f32],
-        base: f32,
-        out: &mut [f32],
-    ) {
-        scores_body(q, rows, k, bias, base, out)
-    }
-    #[target_feature(enable = "avx512f")]
-    pub fn scores_t_avx512(q: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-        scores_t_body(q, cols, bias, base, out)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub fn scores_t_avx2(q: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-        scores_t_body(q, cols, bias, base, out)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub fn scores_avx2(
-        q: &[f32],
-        rows: &[f32],
-        k: usize,
-        bias: &[f32],
-        base: f32,
-        out: &mut [f32],
-    ) {
-        scores_body(q, rows, k, bias, base, out)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Level {
-    Baseline,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("RECOMMENDER_NO_SIMD").is_none() {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    return Level::Avx512;
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    return Level::Avx2;
-                }
-            }
-        }
-        Level::Baseline
-    })
-}
-
-/// Name of the vector unit in use, for logs.
-pub fn simd_level() -> &'static str {
-    match level() {
-        Level::Baseline => "baseline",
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => "avx2",
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => "avx512",
-    }
-}
-
-/// Dot product over the common length of `a` and `b`.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    match level() {
-        Level::Baseline => dot_body(a, b),
-        // SAFETY: the level was chosen by run-time feature detection.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::dot_avx2(a, b) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { x86::dot_avx512(a, b) },
     }
 }
 
@@ -311,65 +131,9 @@ pub(crate) fn sgd_epoch(data: &[Triple], p: &mut Params<'_>, r: &StepRates) {
     }
 }
 
-/// `out[j] = base + bias[j] + query · rows[j]` for every row of the row-major `rows` (k columns).
-pub fn scores(query: &[f32], rows: &[f32], k: usize, bias: &[f32], base: f32, out: &mut [f32]) {
-    match level() {
-        Level::Baseline => scores_body(query, rows, k, bias, base, out),
-        // SAFETY: the level was chosen by run-time feature detection.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::scores_avx2(query, rows, k, bias, base, out) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { x86::scores_avx512(query, rows, k, bias, base, out) },
-    }
-}
-
-/// [`scores`] over the transposed item matrix `cols` (`query.len()` rows of `out.len()` items).
-pub fn scores_transposed(query: &[f32], cols: &[f32], bias: &[f32], base: f32, out: &mut [f32]) {
-    match level() {
-        Level::Baseline => scores_t_body(query, cols, bias, base, out),
-        // SAFETY: the level was chosen by run-time feature detection.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { x86::scores_t_avx2(query, cols, bias, base, out) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { x86::scores_t_avx512(query, cols, bias, base, out) },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transposed_scores_match_row_scores() {
-        for (k, n) in [(0usize, 5usize), (1, 3), (7, 33), (100, 97)] {
-            let rows: Vec<f32> = (0..n * k).map(|x| (x as f32 * 0.13).sin()).collect();
-            let mut cols = vec![0f32; n * k];
-            for j in 0..n {
-                for f in 0..k {
-                    cols[f * n + j] = rows[j * k + f];
-                }
-            }
-            let q: Vec<f32> = (0..k).map(|f| (f as f32 * 0.7).cos()).collect();
-            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
-            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
-            scores(&q, &rows, k, &bias, 3.5, &mut a);
-            scores_transposed(&q, &cols, &bias, 3.5, &mut b);
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() < 1e-4, "k {k} n {n}: {x} vs {y}");
-            }
-        }
-    }
-
-    #[test]
-    fn dot_matches_naive_sum_for_odd_lengths() {
-        for n in [0usize, 1, 7, 16, 17, 100, 257] {
-            let a: Vec<f32> = (0..n).map(|x| (x as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|x| (x as f32 * 0.11).cos()).collect();
-            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n = {n}");
-            assert!((dot_body(&a, &b) as f64 - naive).abs() < 1e-4, "n = {n}");
-        }
-    }
 
     /// The vector path chosen at run time must agree with the portable one.
     #[test]
@@ -423,15 +187,5 @@ mod tests {
         let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
         assert!(close(&a.0, &b.0) && close(&a.1, &b.1));
         assert!(close(&a.2, &b.2) && close(&a.3, &b.3));
-    }
-
-    #[test]
-    fn scores_add_base_and_bias() {
-        let q = [1.0, 2.0];
-        let rows = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let bias = [0.5, -0.5, 0.0];
-        let mut out = [0f32; 3];
-        scores(&q, &rows, 2, &bias, 3.0, &mut out);
-        assert_eq!(out, [4.5, 4.5, 6.0]);
     }
 }

@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
+use recommender_model::RatingScale;
 
 use crate::data::{Ratings, RatingsBuilder};
 use crate::error::{Error, Result};
-use crate::model::RatingScale;
 
 /// Which layout a file has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -10,10 +10,10 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{Config, NoTls};
+use recommender_model::RatingScale;
 
 use crate::data::{Ratings, RatingsBuilder};
 use crate::error::{Error, Result};
-use crate::model::RatingScale;
 
 /// The Django app's ratings table.
 pub const DEFAULT_QUERY: &str = "SELECT user_id, movie_id, value, created_at FROM ratings_rating";

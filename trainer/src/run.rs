@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use recommender_model::Hyperparameters;
+use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
 use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
-use crate::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters};
 use crate::cv::{self, CvOptions, CvResult, Progress};
 use crate::data::Ratings;
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! Surprise's `SVD`: biased matrix factorisation trained by plain SGD.
 //!
-//! Same defaults, initialisation order (every user's factors, then every item's), rating order
+//! Same defaults (the table in `recommender_report::defaults`), initialisation order (every user's factors, then every item's), rating order
 //! (grouped by user in order of first appearance, no reshuffle between epochs), update rule and
 //! `biased=false` behaviour as Surprise; the arithmetic is f32 with a vectorised inner loop.
 
@@ -8,101 +8,60 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
-use serde::{Deserialize, Serialize};
+use recommender_model::Factors;
 
 use crate::error::{Error, Result};
 use crate::kernel::{self, Params, StepRates, Triple};
-use crate::model::Factors;
 
-/// Hyperparameters, with Surprise's defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SvdParams {
-    pub n_factors: usize,
-    pub n_epochs: usize,
-    pub biased: bool,
-    pub init_mean: f64,
-    pub init_std: f64,
-    pub lr_bu: f64,
-    pub lr_bi: f64,
-    pub lr_pu: f64,
-    pub lr_qi: f64,
-    pub reg_bu: f64,
-    pub reg_bi: f64,
-    pub reg_pu: f64,
-    pub reg_qi: f64,
-    /// Seeds the factor initialisation; the same seed and data give the same model.
-    pub seed: u64,
-}
+pub use recommender_model::SvdParams;
 
-impl Default for SvdParams {
-    fn default() -> Self {
-        Self {
-            n_factors: 100,
-            n_epochs: 20,
-            biased: true,
-            init_mean: 0.0,
-            init_std: 0.1,
-            lr_bu: 0.005,
-            lr_bi: 0.005,
-            lr_pu: 0.005,
-            lr_qi: 0.005,
-            reg_bu: 0.02,
-            reg_bi: 0.02,
-            reg_pu: 0.02,
-            reg_qi: 0.02,
-            seed: 0,
-        }
-    }
-}
-
-impl SvdParams {
-    pub fn validate(&self) -> Result<()> {
-        let named = [
-            ("init-mean", self.init_mean),
-            ("init-std", self.init_std),
-            ("lr-bu", self.lr_bu),
-            ("lr-bi", self.lr_bi),
-            ("lr-pu", self.lr_pu),
-            ("lr-qi", self.lr_qi),
-            ("reg-bu", self.reg_bu),
-            ("reg-bi", self.reg_bi),
-            ("reg-pu", self.reg_pu),
-            ("reg-qi", self.reg_qi),
-        ];
-        for (name, v) in named {
-            if !v.is_finite() {
-                return Err(Error::Config(format!(
-                    "--{name} must be a finite number, got {v}"
-                )));
-            }
-        }
-        if self.init_std < 0.0 {
+/// Refuses hyperparameters training cannot use, naming the CLI flag.
+pub fn validate(p: &SvdParams) -> Result<()> {
+    let named = [
+        ("init-mean", p.init_mean),
+        ("init-std", p.init_std),
+        ("lr-bu", p.lr_bu),
+        ("lr-bi", p.lr_bi),
+        ("lr-pu", p.lr_pu),
+        ("lr-qi", p.lr_qi),
+        ("reg-bu", p.reg_bu),
+        ("reg-bi", p.reg_bi),
+        ("reg-pu", p.reg_pu),
+        ("reg-qi", p.reg_qi),
+    ];
+    for (name, v) in named {
+        if !v.is_finite() {
             return Err(Error::Config(format!(
-                "--init-std must not be negative, got {}",
-                self.init_std
+                "--{name} must be a finite number, got {v}"
             )));
         }
-        if self.n_factors > 10_000 {
-            return Err(Error::Config(format!(
-                "--factors {} is unreasonably large (max 10000)",
-                self.n_factors
-            )));
-        }
-        Ok(())
     }
+    if p.init_std < 0.0 {
+        return Err(Error::Config(format!(
+            "--init-std must not be negative, got {}",
+            p.init_std
+        )));
+    }
+    if p.n_factors > 10_000 {
+        return Err(Error::Config(format!(
+            "--factors {} is unreasonably large (max 10000)",
+            p.n_factors
+        )));
+    }
+    Ok(())
+}
 
-    fn rates(&self) -> StepRates {
-        StepRates {
-            biased: self.biased,
-            lr_bu: self.lr_bu as f32,
-            lr_bi: self.lr_bi as f32,
-            lr_pu: self.lr_pu as f32,
-            lr_qi: self.lr_qi as f32,
-            reg_bu: self.reg_bu as f32,
-            reg_bi: self.reg_bi as f32,
-            reg_pu: self.reg_pu as f32,
-            reg_qi: self.reg_qi as f32,
-        }
+fn rates(p: &SvdParams) -> StepRates {
+    StepRates {
+        biased: p.biased,
+        lr_bu: p.lr_bu as f32,
+        lr_bi: p.lr_bi as f32,
+        lr_pu: p.lr_pu as f32,
+        lr_qi: p.lr_qi as f32,
+        reg_bu: p.reg_bu as f32,
+        reg_bi: p.reg_bi as f32,
+        reg_pu: p.reg_pu as f32,
+        reg_qi: p.reg_qi as f32,
     }
 }
 
@@ -176,7 +135,7 @@ pub(crate) fn fit(
     train: Vec<Triple>,
     on_epoch: &mut dyn FnMut(usize),
 ) -> Result<Factors> {
-    params.validate()?;
+    validate(params)?;
     let mu = mean_rating(&train);
     let (pu, qi) = init_factors(params, n_users, n_items)?;
     let k = params.n_factors;
@@ -187,7 +146,7 @@ pub(crate) fn fit(
     let mut qi_pad = pad_rows(&qi, kp);
     let mut bu = vec![0f32; n_users];
     let mut bi = vec![0f32; n_items];
-    let rates = params.rates();
+    let rates = rates(params);
     {
         let mut p = Params {
             mu: mu as f32,
@@ -244,7 +203,7 @@ mod tests {
         let mut bi = [-0.2f32];
         let mut pu = [0.5f32, -0.1];
         let mut qi = [0.2f32, 0.3];
-        let rates = SvdParams::default().rates();
+        let rates = rates(&SvdParams::default());
         let mut p = Params {
             mu: 3.0,
             k: 2,
@@ -270,11 +229,10 @@ mod tests {
         let mut bi = [0f32];
         let mut pu = [1.0f32];
         let mut qi = [2.0f32];
-        let rates = SvdParams {
+        let rates = rates(&SvdParams {
             biased: false,
             ..SvdParams::default()
-        }
-        .rates();
+        });
         let mut p = Params {
             mu: 3.0,
             k: 1,
@@ -347,11 +305,11 @@ mod tests {
             init_std: -1.0,
             ..SvdParams::default()
         };
-        assert!(matches!(p.validate(), Err(Error::Config(_))));
+        assert!(matches!(validate(&p), Err(Error::Config(_))));
         let p = SvdParams {
             lr_pu: f64::NAN,
             ..SvdParams::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("lr-pu"));
+        assert!(validate(&p).unwrap_err().to_string().contains("lr-pu"));
     }
 }

@@ -1,25 +1,17 @@
 //! Fitting either algorithm, on a fold or on all the data.
 
-use crate::artifact::Hyperparameters;
+use recommender_model::{Factors, Hyperparameters, Model, RatedItems};
+
 use crate::data::Ratings;
 use crate::error::Result;
 use crate::kernel::Triple;
-use crate::model::{Factors, Model, RatedItems};
 use crate::{baseline, svd};
-
-/// Epochs the algorithm will run (for progress bars).
-pub fn epochs(hp: &Hyperparameters) -> usize {
-    match hp {
-        Hyperparameters::Svd(p) => p.n_epochs,
-        Hyperparameters::Baseline(p) => p.n_epochs,
-    }
-}
 
 /// Checks hyperparameters before any data is loaded.
 pub fn validate(hp: &Hyperparameters) -> Result<()> {
     match hp {
-        Hyperparameters::Svd(p) => p.validate(),
-        Hyperparameters::Baseline(p) => p.validate(),
+        Hyperparameters::Svd(p) => svd::validate(p),
+        Hyperparameters::Baseline(p) => baseline::validate(p),
     }
 }
 

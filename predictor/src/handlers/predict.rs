@@ -7,7 +7,7 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
-use recommender_trainer::model::Model;
+use recommender_model::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -72,7 +72,7 @@ pub async fn recommendations(
     let items: Vec<ScoredOut> = match served.top.as_ref().and_then(|t| t.get(index, n)) {
         Some(ranked) => ranked.iter().map(scored).collect(),
         None => model
-            .recommend_indices(index, n)
+            .recommend_ranked(&served.ranker, index, n)
             .into_iter()
             .map(scored)
             .collect(),

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use jiff::Timestamp;
-use recommender_trainer::{artifact::ArtifactMeta, model::RatingScale};
+use recommender_model::{ArtifactMeta, RatingScale};
 use serde::Serialize;
 
 use crate::{

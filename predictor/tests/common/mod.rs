@@ -1,10 +1,10 @@
-//! Fixtures: a small model written as a real artifact, the app around it, and request helpers.
+//! Fixtures: a small synthetic model written as a real artifact, the app around it, and request
+//! helpers.
 #![allow(dead_code)]
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use axum::{
@@ -13,14 +13,12 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use http_body_util::BodyExt;
-use recommender_predictor::{AppState, Config, reload, router};
-use recommender_trainer::{
-    artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters},
-    data::{Ratings, RatingsBuilder},
-    model::{Model, RatingScale},
-    svd::SvdParams,
-    train::fit_model,
+use recommender_model::{
+    Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters, Model, SvdParams, artifact,
+    fixtures::{self, Shape},
 };
+use recommender_predictor::{AppState, Config, reload, router};
+use recommender_report::{DataFingerprint, Metrics};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -50,14 +48,6 @@ pub fn rated_by(user: &str) -> Vec<String> {
         .collect()
 }
 
-fn data() -> Ratings {
-    let mut builder = RatingsBuilder::new(Some(RatingScale { lo: 1.0, hi: 5.0 }));
-    for (u, i, r) in ratings() {
-        builder.push(&u, &i, r, None).unwrap();
-    }
-    builder.finish("fixture").unwrap()
-}
-
 fn params(seed: u64) -> Hyperparameters {
     Hyperparameters::Svd(SvdParams {
         n_factors: FACTORS,
@@ -67,15 +57,21 @@ fn params(seed: u64) -> Hyperparameters {
     })
 }
 
-/// The SVD model the trainer library fits on [`ratings`]; the seed changes its initial factors,
-/// so models of different seeds predict differently.
+/// A model of the fixture's users and items that knows which items each user rated in
+/// [`ratings`]; the seed draws its biases and factors, so models of different seeds predict
+/// differently.
 pub fn model(seed: u64) -> Model {
-    static CACHE: Mutex<BTreeMap<u64, Model>> = Mutex::new(BTreeMap::new());
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    cache
-        .entry(seed)
-        .or_insert_with(|| fit_model(&data(), &params(seed), &mut |_| {}).unwrap())
-        .clone()
+    let rated = ratings().into_iter().map(|(u, i, _)| {
+        let index = |id: &str| id[1..].parse::<u32>().unwrap();
+        (index(&u), index(&i))
+    });
+    let shape = Shape {
+        users: USERS,
+        items: ITEMS,
+        factors: FACTORS,
+        seed,
+    };
+    fixtures::model(shape, rated.collect::<Vec<_>>().into_iter())
 }
 
 pub fn artifact(version: &str, seed: u64) -> Artifact {
@@ -86,8 +82,15 @@ pub fn artifact(version: &str, seed: u64) -> Artifact {
             created_at: "2026-11-27T22:00:00Z".into(),
             algorithm: "svd".into(),
             hyperparameters: params(seed),
-            data: data().fingerprint,
-            metrics: recommender_report::Metrics {
+            data: DataFingerprint {
+                rows: (USERS * 6) as u64,
+                users: USERS as u64,
+                items: ITEMS as u64,
+                max_timestamp: None,
+                content_hash: "ab".repeat(32),
+                skipped: 0,
+            },
+            metrics: Metrics {
                 folds: 4,
                 rmse: 0.95,
                 rmse_std: 0.01,

@@ -23,9 +23,9 @@ use recommender_report::{DataFingerprint, Metrics};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use crate::error::Error as ArtifactError;
+use crate::error::ArtifactError;
 use crate::model::Model;
-use crate::{baseline::BaselineParams, svd::SvdParams};
+use crate::params::Hyperparameters;
 
 pub const MAGIC: [u8; 8] = *b"RECMODEL";
 /// Bumped whenever the layout or the encoding of [`ArtifactMeta`] / [`Model`] changes.
@@ -33,24 +33,6 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const HEADER: usize = 8 + 4 + 8;
 const CHECKSUM: usize = 32;
-
-/// The hyperparameters the model was trained with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "algorithm", rename_all = "lowercase")]
-pub enum Hyperparameters {
-    Svd(SvdParams),
-    Baseline(BaselineParams),
-}
-
-impl Hyperparameters {
-    /// `svd` or `baseline`, as in the CLI and the report.
-    pub fn algorithm(&self) -> &'static str {
-        match self {
-            Hyperparameters::Svd(_) => "svd",
-            Hyperparameters::Baseline(_) => "baseline",
-        }
-    }
-}
 
 /// What the artifact says about itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,7 +165,9 @@ pub fn save(path: impl AsRef<Path>, artifact: &Artifact) -> Result<(), ArtifactE
     };
     let name = path
         .file_name()
-        .ok_or_else(|| ArtifactError::Config(format!("{}: not a file path", path.display())))?;
+        .ok_or_else(|| ArtifactError::NotAFilePath {
+            path: path.to_owned(),
+        })?;
     // A model's first version goes into a folder of its own on the model store that nothing has
     // created yet.
     std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io(dir, e))?;
@@ -223,6 +207,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Artifact, ArtifactError> {
 mod tests {
     use super::*;
     use crate::model::tests::tiny_model;
+    use crate::params::SvdParams;
 
     fn sample() -> Artifact {
         Artifact {
@@ -333,6 +318,12 @@ mod tests {
         assert!(
             matches!(err, ArtifactError::UnsupportedFormat { found, .. } if found == FORMAT_VERSION + 1)
         );
+    }
+
+    #[test]
+    fn a_folder_is_not_a_save_target() {
+        let err = save("/tmp/..", &sample()).unwrap_err();
+        assert!(matches!(err, ArtifactError::NotAFilePath { .. }), "{err}");
     }
 
     #[test]
