@@ -56,16 +56,25 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
         );
     }
     match status.retry_after.filter(|at| *at > observed.now) {
-        Some(at) => Desired::new(
-            cond::TRAINING,
-            State::False,
-            "BackingOff",
-            format!(
-                "{} consecutive failed run(s); next attempt not before {}",
-                status.consecutive_failures,
-                time::whole(at)
-            ),
-        ),
+        Some(at) => {
+            let last = status
+                .history
+                .iter()
+                .rev()
+                .find(|r| r.outcome == RunOutcome::Failed)
+                .map(|r| format!(", the last ({}) {}: {}", r.version, r.reason, r.message))
+                .unwrap_or_default();
+            Desired::new(
+                cond::TRAINING,
+                State::False,
+                "BackingOff",
+                format!(
+                    "{} consecutive failed run(s){last}; next attempt not before {}",
+                    status.consecutive_failures,
+                    time::whole(at)
+                ),
+            )
+        }
         None => Desired::new(
             cond::TRAINING,
             State::False,

@@ -145,6 +145,27 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
             ),
         );
     }
+    let rolled_out = rollout.version.as_deref() == Some(version)
+        && rollout.observed
+        && rollout.updated >= desired
+        && rollout.total <= rollout.updated;
+    if rolled_out {
+        // Every pod runs this version, yet not all are available: crashed or failing probes.
+        let (reason, what) = if rollout.available > 0 {
+            ("PartiallyAvailable", "available on only")
+        } else {
+            ("Unavailable", "available on")
+        };
+        return Desired::new(
+            cond::SERVING,
+            State::from_bool(rollout.available > 0),
+            reason,
+            format!(
+                "{version} {what} {} of {desired} replicas",
+                rollout.available
+            ),
+        );
+    }
     // An older version still answering counts as serving while the new one rolls out.
     Desired::new(
         cond::SERVING,
@@ -241,6 +262,31 @@ mod tests {
             &defaults(),
         );
         assert_eq!(condition(&plan, "Serving").reason, "Available");
+    }
+
+    #[test]
+    fn a_crashed_replica_is_not_a_rollout() {
+        let spec = file_spec();
+        let m = model(
+            spec.clone(),
+            Some(serving_status(&spec, "2026-11-27T11:00:00Z")),
+        );
+        let mut crashed = available("v1", 1, 1);
+        crashed.available = 0;
+        let plan = decide_for(&m, vec![], Some(crashed));
+        let serving = condition(&plan, "Serving");
+        assert_eq!(
+            (
+                serving.status.as_str(),
+                serving.reason.as_str(),
+                serving.message.as_str()
+            ),
+            ("False", "Unavailable", "v1 available on 0 of 1 replicas")
+        );
+        assert_eq!(
+            condition(&plan, "WorkersHealthy").reason,
+            "PredictorReplicasShort"
+        );
     }
 
     #[test]

@@ -94,9 +94,17 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
             .as_ref()
             .map(|t| t.0)
             .or(finished_at);
+        // The Job only says its pods failed; a container the kernel killed says why.
+        let (reason, message) = match killed(&pods) {
+            Some(why) if report.is_none() => why,
+            _ => (
+                failed.reason.unwrap_or_else(|| "JobFailed".into()),
+                failed.message.unwrap_or_default(),
+            ),
+        };
         RunState::Failed {
-            reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
-            message: failed.message.unwrap_or_default(),
+            reason,
+            message,
             report,
             finished_at,
         }
@@ -143,17 +151,66 @@ fn latest_message(pods: &[&Pod], phase: &str) -> Option<String> {
         .map(|(_, message)| message)
 }
 
+/// `(reason, message)` when a failed pod's container was killed for a reason of its own
+/// (`OOMKilled`), naming the container's memory limit.
+fn killed(pods: &[&Pod]) -> Option<(String, String)> {
+    pods.iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .find_map(|pod| {
+            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+            statuses.iter().find_map(|c| {
+                let terminated = c.state.as_ref()?.terminated.as_ref()?;
+                let reason = terminated.reason.as_deref()?;
+                (reason == "OOMKilled").then(|| {
+                    let limit = memory_limit(pod, &c.name)
+                        .map(|l| format!(", memory limit {l}"))
+                        .unwrap_or_default();
+                    (
+                        reason.to_string(),
+                        format!(
+                            "container {} of pod {} was killed for running out of memory (exit code {}{limit}); raise spec.trainer.resources.limits.memory",
+                            c.name,
+                            pod.metadata.name.as_deref().unwrap_or("?"),
+                            terminated.exit_code
+                        ),
+                    )
+                })
+            })
+        })
+}
+
+fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let c = spec.containers.iter().find(|c| c.name == container)?;
+    let limits = c.resources.as_ref()?.limits.as_ref()?;
+    limits.get("memory").map(|q| q.0.clone())
+}
+
 fn stuck_reason(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
-    status.container_statuses.iter().flatten().find_map(|c| {
-        let waiting = c.state.as_ref()?.waiting.as_ref()?;
-        let reason = waiting.reason.as_deref()?;
-        STUCK_WAITING_REASONS.contains(&reason).then(|| {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    // The scheduler found no node: waiting will not change that until something else does.
+    let unschedulable = status.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable"))
+        .then(|| {
             format!(
-                "pod {} is {reason}: {}",
-                pod.metadata.name.as_deref().unwrap_or("?"),
-                waiting.message.as_deref().unwrap_or("")
+                "pod {name} is Unschedulable: {}",
+                c.message.as_deref().unwrap_or("")
             )
+        })
+    });
+    unschedulable.or_else(|| {
+        status.container_statuses.iter().flatten().find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            STUCK_WAITING_REASONS.contains(&reason).then(|| {
+                format!(
+                    "pod {name} is {reason}: {}",
+                    waiting.message.as_deref().unwrap_or("")
+                )
+            })
         })
     })
 }
@@ -207,6 +264,31 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
+        let mut oom = pod(
+            "Failed",
+            json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-11-27T12:00:00Z"}}),
+            t0,
+        );
+        oom.spec = Some(
+            serde_json::from_value(json!({"containers": [{"name": "trainer",
+            "resources": {"limits": {"memory": "32Mi"}}}]}))
+            .unwrap(),
+        );
+        let backoff = json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]);
+        let run = observe_run(&job(backoff), &[oom]).unwrap();
+        match run.state {
+            RunState::Failed {
+                reason, message, ..
+            } => {
+                assert_eq!(reason, "OOMKilled");
+                assert!(
+                    message.contains("exit code 137, memory limit 32Mi"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
         let deadline = json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]);
         let run = observe_run(&job(deadline), &[]).unwrap();
         assert!(
@@ -243,6 +325,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+
+        let unschedulable: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "movies-train-2-x", "labels": {"job-name": "movies-train-2"},
+                "creationTimestamp": t0},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient memory."}]}
+        }))
+        .unwrap();
+        let run = observe_run(&job(json!([])), &[unschedulable]).unwrap();
+        assert!(
+            matches!(&run.state, RunState::Running { stuck: Some(why), .. }
+                if why == "pod movies-train-2-x is Unschedulable: 0/1 nodes are available: 1 Insufficient memory."),
+            "{:?}",
+            run.state
+        );
 
         let unlabelled: Job =
             serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();

@@ -217,7 +217,12 @@ fn failed_job_is_recorded_and_retried_with_backoff_while_v1_serves() {
         "v1 keeps serving"
     );
     assert_eq!(condition(&plan, "Promoted").reason, "TrainingFailed");
-    assert_eq!(condition(&plan, "Training").reason, "BackingOff");
+    let training = condition(&plan, "Training");
+    assert_eq!(training.reason, "BackingOff");
+    assert_eq!(
+        training.message,
+        "1 consecutive failed run(s), the last (v2) SourceUnavailable: PodFailurePolicy: relation \"ratings\" does not exist; next attempt not before 2026-11-27T12:00:30Z"
+    );
     assert_eq!(condition(&plan, "Serving").status, "True");
     assert!(plan.deployment.is_some());
     assert!(plan.events.iter().any(|e| e.type_ == EventType::Warning

@@ -1,0 +1,197 @@
+//! Typed `RecommenderModel`s: built, applied and read through the operator crate's own types, so
+//! a renamed field is a compile error here, not a timeout.
+
+use crate::env::Env;
+use crate::http::get_json;
+use crate::namespace::{DB_SECRET, MODEL_STORE_CLAIM, TestNamespace};
+use crate::{PREDICTOR_IMAGE, TRAINER_IMAGE};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use recommender_operator::crd::{
+    PostgresSource, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus, SecretKeyRef,
+    Source,
+};
+use recommender_operator::labels::RETRAIN_ANNOTATION;
+use serde_json::{Value, json};
+
+pub const QUERY: &str = "SELECT user_id::text, movie_id::text, value::float8, \
+                         extract(epoch from created_at)::bigint FROM ratings_rating";
+
+pub fn models(client: &Client, ns: &str) -> Api<RecommenderModel> {
+    Api::namespaced(client.clone(), ns)
+}
+
+/// A model reading the test database through the namespace's Service, small enough to train in
+/// seconds; `customize` changes what the test is about.
+pub fn postgres_model(
+    env: &Env,
+    ns: &TestNamespace,
+    name: &str,
+    customize: impl FnOnce(&mut RecommenderModelSpec),
+) -> RecommenderModel {
+    // Every field the schema defaults, defaulted as the API server would.
+    let mut spec: RecommenderModelSpec = serde_json::from_value(
+        json!({"source": {}, "modelStore": {"claimName": MODEL_STORE_CLAIM}}),
+    )
+    .expect("a spec with its defaults");
+    spec.source = Source {
+        postgres: Some(PostgresSource {
+            host: ns.db_host(),
+            port: 5432,
+            database: env.pg.database.clone(),
+            user: env.pg.user.clone(),
+            password_secret_ref: SecretKeyRef {
+                name: DB_SECRET.into(),
+                key: "password".into(),
+            },
+            query: QUERY.into(),
+            probe_interval_seconds: 2,
+        }),
+        file: None,
+    };
+    spec.hyperparameters.factors = 20;
+    spec.hyperparameters.epochs = Some(20);
+    spec.seed = Some(7);
+    spec.trainer.image = Some(TRAINER_IMAGE.into());
+    spec.trainer.active_deadline_seconds = 300;
+    spec.predictor.image = Some(PREDICTOR_IMAGE.into());
+    spec.predictor.replicas = 1;
+    customize(&mut spec);
+    let mut model = RecommenderModel::new(name, spec);
+    model.metadata.namespace = Some(ns.name.clone());
+    model
+}
+
+/// Server-side apply of `model`, owning every field it sets (as `kubectl apply --server-side`).
+pub async fn apply_model(client: &Client, model: &RecommenderModel) {
+    let api = models(client, &model.namespace().expect("a namespace"));
+    let mut manifest = serde_json::to_value(model).expect("a model serialises");
+    manifest.as_object_mut().map(|o| o.remove("status"));
+    api.patch(
+        &model.name_any(),
+        &PatchParams::apply("e2e-tests").force(),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {}: {e}", model.name_any()));
+}
+
+/// Changes the spec the way a person editing the manifest and re-applying it would.
+pub async fn update_spec(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    change: impl FnOnce(&mut RecommenderModelSpec),
+) {
+    let current = models(client, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading {ns}/{name}: {e}"));
+    let mut model = RecommenderModel::new(name, current.spec);
+    model.metadata.namespace = Some(ns.into());
+    change(&mut model.spec);
+    apply_model(client, &model).await;
+}
+
+pub async fn request_retrain(client: &Client, ns: &str, name: &str, token: &str) {
+    let patch = json!({"metadata": {"annotations": {RETRAIN_ANNOTATION: token}}});
+    models(client, ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotating {ns}/{name} for retraining: {e}"));
+}
+
+pub fn condition<'a>(status: &'a RecommenderModelStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn condition_is(status: &RecommenderModelStatus, type_: &str, want: &str) -> bool {
+    condition(status, type_).is_some_and(|c| c.status == want)
+}
+
+pub fn serving_version(status: &RecommenderModelStatus) -> Option<&str> {
+    status.serving.as_ref().map(|m| m.version.as_str())
+}
+
+/// That version serves and its rollout is complete (no pod of an older version left).
+pub fn serves(status: &RecommenderModelStatus, version: &str) -> bool {
+    serving_version(status) == Some(version)
+        && status
+            .predictor
+            .as_ref()
+            .is_some_and(|p| p.version == version)
+        && condition(status, "Serving")
+            .is_some_and(|c| c.status == "True" && c.reason == "Available")
+}
+
+/// The predictor Service's `http://clusterIP:port`, as pods (and this host) reach it.
+pub async fn predictor_url(client: &Client, ns: &str, model: &str) -> String {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let name = recommender_operator::children::predictor_name(model);
+    let service = services
+        .get(&name)
+        .await
+        .unwrap_or_else(|e| panic!("the predictor Service {ns}/{name}: {e}"));
+    let spec = service.spec.expect("a Service spec");
+    let ip = spec.cluster_ip.expect("a ClusterIP");
+    let port = spec
+        .ports
+        .and_then(|p| p.first().map(|p| p.port))
+        .unwrap_or(8080);
+    format!("http://{ip}:{port}")
+}
+
+/// A GET to the model's predictor through its Service. A Service's routing reaches the node a
+/// moment after its pods turn ready (kube-proxy's sync), so a refused or unanswered connection
+/// is retried for up to 30 s; an HTTP answer is returned as it is.
+pub async fn predictor_get(client: &Client, ns: &str, model: &str, path: &str) -> (u16, Value) {
+    let url = format!("{}{path}", predictor_url(client, ns, model).await);
+    let mut last = String::new();
+    for _ in 0..30 {
+        match get_json(&url).await {
+            Ok(answer) => return answer,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("{last}")
+}
+
+/// A prediction from the model's predictor answers 200 and names `version`.
+pub async fn assert_served_by(client: &Client, ns: &str, model: &str, version: &str) {
+    let (code, body) = predictor_get(client, ns, model, "/v1/predict?user=1&item=1").await;
+    assert_eq!(
+        (code, body["model_version"].as_str()),
+        (200, Some(version)),
+        "the predictor of {ns}/{model} should serve {version}: {body}"
+    );
+}
+
+/// Names of the namespace's Jobs, sorted.
+pub async fn job_names(client: &Client, ns: &str) -> Vec<String> {
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+        .iter()
+        .map(|j| j.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The API server's audit events (tests/cluster/cluster.sh logs those of ServiceAccounts outside
+/// kube-system) made by `user`.
+pub fn audit_events_of(env: &Env, user: &str) -> Vec<Value> {
+    let path = env.state.join("logs/audit.log");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading the audit log {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["user"]["username"] == user)
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! What a test does to the node itself, as root on this machine: a container's host process
+//! (to see how it runs, or to crash it) and images in containerd.
+
+use crate::env::Env;
+use k8s_openapi::api::core::v1::Pod;
+use std::process::Command;
+
+fn ctr(env: &Env, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(&env.containerd)
+        .args(["-n", "k8s.io"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ctr: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Gives the node image `from` a second name `to`, as a registry push of it would.
+pub fn tag_image(env: &Env, from: &str, to: &str) {
+    let full = |name: &str| {
+        if name
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('.'))
+        {
+            name.to_string()
+        } else {
+            format!("docker.io/{name}")
+        }
+    };
+    let (ok, out) = ctr(env, &["images", "tag", "--force", &full(from), &full(to)]);
+    assert!(ok, "ctr images tag {from} {to}: {out}");
+}
+
+/// A container's process as the host sees it.
+#[derive(Debug, Clone)]
+pub struct NodeProcess {
+    pub pid: u32,
+    status: String,
+    mountinfo: String,
+}
+
+impl NodeProcess {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    }
+
+    /// Real, effective, saved and filesystem UIDs.
+    pub fn uids(&self) -> Vec<u32> {
+        self.field("Uid")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|u| u.parse().ok())
+            .collect()
+    }
+
+    pub fn effective_capabilities(&self) -> u64 {
+        u64::from_str_radix(self.field("CapEff").unwrap_or("ffff"), 16).unwrap_or(u64::MAX)
+    }
+
+    /// The mount options of `target` inside the container (`ro,...` or `rw,...`).
+    pub fn mount_options(&self, target: &str) -> Option<String> {
+        self.mountinfo.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(4) == Some(&target)).then(|| fields.get(5).unwrap_or(&"").to_string())
+        })
+    }
+
+    /// SIGKILL, as a crash would end it.
+    pub fn kill(&self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {}", self.pid);
+    }
+}
+
+/// The host processes of `pod`'s running containers named `container`.
+pub fn container_processes(env: &Env, pod: &Pod, container: &str) -> Vec<NodeProcess> {
+    let ids: Vec<String> = pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter(|c| c.name == container)
+        .filter_map(|c| c.container_id.clone())
+        .map(|id| id.trim_start_matches("containerd://").to_string())
+        .collect();
+    let (ok, tasks) = ctr(env, &["tasks", "ls"]);
+    assert!(ok, "ctr tasks ls: {tasks}");
+    tasks
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?;
+            let pid: u32 = fields.next()?.parse().ok()?;
+            ids.iter().any(|want| want == id).then_some(pid)
+        })
+        .filter_map(|pid| {
+            Some(NodeProcess {
+                pid,
+                status: std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+                mountinfo: std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?,
+            })
+        })
+        .collect()
+}
