@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine: installs what is missing, then formatting,
-# clippy, unit tests (with a real PostgreSQL), CRD freshness, the chart and alert tests, and the
-# end-to-end suite on a local control plane. Exits non-zero on the first failure.
+# clippy, unit tests (with a real PostgreSQL), CRD freshness, the chart and alert tests, the real
+# node's smoke test, and the end-to-end suite on a local cluster with a real node. Exits non-zero
+# on the first failure.
 #
-# Usage: bash tests/all.sh            (what .ci/run calls; no terminal or stdin needed)
+# Usage: bash tests/all.sh            (what .ci/run calls; no terminal or stdin needed; root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
@@ -15,8 +16,8 @@ stage() { printf '\n==> [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 cleanup() {
   local rc=$?
   stage "cleanup"
-  stack_down >/dev/null 2>&1 || true
   bash tests/cluster/postgres.sh down >/dev/null 2>&1 || true
+  stack_down >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -30,27 +31,27 @@ cargo fmt --all -- --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-stage "build upstream control plane (cached by version)"
+stage "build upstream control plane and node (cached by version)"
 BIN_DIR=$(bash tests/cluster/build.sh)
 export PATH="$BIN_DIR:$PATH"
 
-stage "PostgreSQL with MovieLens 100k"
-bash tests/cluster/postgres.sh up
-eval "$(bash tests/cluster/postgres.sh env)"
-export RECOMMENDER_TEST_PG_URL
-
-stage "unit and integration tests (includes CRD freshness)"
-cargo test --workspace --locked --exclude recommender-e2e
-
-stage "binaries the cluster runs (the dev profile is optimised; see Cargo.toml)"
+stage "binaries the images carry (the dev profile is optimised; see Cargo.toml)"
 cargo build --locked --bins
 export RECOMMENDER_BIN_DIR="$PWD/target/debug"
 
-stage "node agent smoke test (its own control plane, stopped afterwards)"
-RECOMMENDER_NODE_AGENT="$RECOMMENDER_BIN_DIR/node-agent" bash tests/cluster/smoke.sh
+stage "real node smoke test (its own cluster and database, stopped afterwards)"
+bash tests/cluster/smoke.sh
 
-stage "local control plane and node agent"
+stage "local cluster with a real node, and the project's images"
 stack_up "$RECOMMENDER_BIN_DIR"
+
+stage "PostgreSQL with MovieLens 100k (reachable from pods)"
+bash tests/cluster/postgres.sh up
+eval "$(bash tests/cluster/postgres.sh env)"
+export RECOMMENDER_TEST_PG_URL RECOMMENDER_PG_POD_HOST RECOMMENDER_PG_POD_PORT
+
+stage "unit and integration tests (includes CRD freshness)"
+cargo test --workspace --locked --exclude recommender-e2e
 
 stage "chart, RBAC and alert rules (with a server-side dry run on the local cluster)"
 bash charts/tests/run.sh

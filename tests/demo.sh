@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job, locally, from a fresh machine: a local control plane with a node that runs pods
-# as local processes, the operator, and a sample RecommenderModel trained on MovieLens 100k (when
-# ../shared has it) or on a generated data set; ends with `kubectl get recommendermodels` and a
-# prediction from the served model.
+# The main job, locally, from a fresh machine: a local cluster with a real node (containerd,
+# kubelet, kube-proxy, CoreDNS), the operator installed by its Helm chart from its image, and a
+# sample RecommenderModel trained on MovieLens 100k (when ../shared has it) or on ratings the
+# trainer generates; ends with `kubectl get recommendermodels` and a prediction from the served
+# model, through its Service.
 #
 #   bash tests/demo.sh          run it (leaves the stack up so you can explore)
 #   bash tests/demo.sh down     stop everything it started
@@ -10,49 +11,63 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
 source tests/stack.sh
-OPERATOR_PIDFILE="$RECOMMENDER_STATE/operator.pid"
 say() { printf '\n==> %s\n' "$*"; }
 
 if [ "${1:-}" = down ]; then
-  stop_pidfile "$OPERATOR_PIDFILE"
   stack_down
   exit 0
 fi
 
-say "installing what is missing and building (first run: the control plane takes ~15 minutes)"
+say "installing what is missing and building (first run: the cluster's binaries take ~20 minutes)"
 bash tests/install-prereqs.sh
 bash tests/cluster/build.sh >/dev/null
 cargo build --locked --bins
 BIN="$PWD/target/debug"
 
-say "starting the local control plane and node"
+say "starting the local cluster (control plane and a real node) and importing the project's images"
 stack_up "$BIN"
 
-say "installing the CRD and starting the operator"
+say "installing the CRD, and the operator with its Helm chart (namespace recommender-system)"
 kubectl apply --server-side -f crds/recommendermodels.yaml >/dev/null
 kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=60s >/dev/null
-stop_pidfile "$OPERATOR_PIDFILE"
-"$BIN/recommender-operator" --metrics-addr 127.0.0.1:18080 --leader-elect false \
-  --trainer-image local/recommender-trainer:dev --predictor-image local/recommender-predictor:dev \
-  >"$RECOMMENDER_STATE/operator.log" 2>&1 </dev/null &
-echo $! >"$OPERATOR_PIDFILE"
-
-say "putting the ratings on the model store"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -f - >/dev/null <<'YAML'
+helm upgrade --install recommender charts/recommender-operator --namespace recommender-system \
+  --create-namespace --wait --timeout 180s \
+  --set image.repository=local/recommender-operator --set image.tag=dev \
+  --set workloadImages.trainer.repository=local/recommender-trainer --set workloadImages.trainer.tag=dev \
+  --set workloadImages.predictor.repository=local/recommender-predictor --set workloadImages.predictor.tag=dev \
+  --set 'watchNamespaces={demo}' >/dev/null
+
+say "the model store: a PersistentVolume on the node, with the ratings on it"
+store="$RECOMMENDER_VOLUMES_DIR/demo/model-store"
+mkdir -p "$store/ratings"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: demo-model-store}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {namespace: demo, name: model-store}
+  local: {path: $store}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [$RECOMMENDER_NODE_NAME]}]
+---
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: model-store, namespace: demo}
 spec:
-  accessModes: [ReadWriteMany]
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: demo-model-store
   resources: {requests: {storage: 1Gi}}
 YAML
-kubectl -n demo wait pvc/model-store --for=jsonpath='{.status.phase}'=Bound --timeout=60s >/dev/null
-store=$(kubectl get pv "$(kubectl -n demo get pvc model-store -o jsonpath='{.spec.volumeName}')" \
-  -o jsonpath='{.spec.hostPath.path}')
-mkdir -p "$store/ratings"
 if [ -f "$RECOMMENDER_SHARED/datasets/ml-100k/u.data" ]; then
-  echo "MovieLens 100k from $RECOMMENDER_SHARED (read in place by the copy; never committed)"
+  echo "MovieLens 100k from $RECOMMENDER_SHARED (copied onto the local volume; never committed)"
   cp "$RECOMMENDER_SHARED/datasets/ml-100k/u.data" "$store/ratings/ratings.data"
 else
   echo "no ../shared: generating 100k synthetic ratings"
@@ -62,27 +77,29 @@ fi
 
 say "applying the sample RecommenderModel (tests/demo/recommendermodel.yaml)"
 kubectl apply -f tests/demo/recommendermodel.yaml
-if ! kubectl -n demo wait recommendermodel/movies --for=condition=Serving --timeout=300s; then
+if ! kubectl -n demo wait recommendermodel/movies --for=condition=Ready --timeout=300s; then
   kubectl -n demo describe recommendermodel movies
-  echo "the model did not reach Serving; operator log: $RECOMMENDER_STATE/operator.log" >&2
+  kubectl -n recommender-system logs deploy/recommender-recommender-operator --tail=30 || true
+  echo "the model did not become Ready" >&2
   exit 1
 fi
 
 say "kubectl get recommendermodels -n demo"
 kubectl get recommendermodels -n demo
 
-pod_ip=$(kubectl -n demo get pods -l app.kubernetes.io/component=predictor \
-  -o jsonpath='{.items[0].status.podIP}')
-say "a prediction from the served model: GET http://$pod_ip:8080/v1/predict?user=196&item=242"
-curl -sS "http://$pod_ip:8080/v1/predict?user=196&item=242"
+url="http://$(kubectl -n demo get service movies-predictor -o jsonpath='{.spec.clusterIP}'):8080"
+say "a prediction from the served model, through its Service: GET $url/v1/predict?user=196&item=242"
+for _ in $(seq 1 30); do curl -sf "$url/livez" >/dev/null && break; sleep 1; done
+curl -sS "$url/v1/predict?user=196&item=242"
 echo
 say "top 5 suggestions for user 196"
-curl -sS "http://$pod_ip:8080/v1/users/196/recommendations?n=5"
+curl -sS "$url/v1/users/196/recommendations?n=5"
 echo
 cat <<MSG
 
 The stack is still running. Try:
   export KUBECONFIG=$KUBECONFIG PATH=$RECOMMENDER_K8S_BIN:\$PATH
   kubectl -n demo describe recommendermodel movies
+  kubectl -n recommender-system logs deploy/recommender-recommender-operator
 Stop everything with: bash tests/demo.sh down
 MSG

@@ -4,12 +4,8 @@
 # one node. The node is either
 #   real   containerd, the CNI bridge, kubelet, kube-proxy and CoreDNS: pods are real containers
 #          in network namespaces on a bridge of this machine, contained (see "Network" below).
-#          Needs root.
-#   agent  the test node agent (tests/src/bin/node-agent.rs), which runs pods as host processes
-#          of the project's binaries; what the end-to-end suite uses until it moves to `real`.
-#   none   no node: pods stay Pending.
-# RECOMMENDER_NODE picks one; unset, it is `agent` when RECOMMENDER_BIN_DIR is set (what
-# tests/stack.sh and the scale benchmark do) and `real` otherwise.
+#          Needs root. The default.
+#   none   no node: pods stay Pending (RECOMMENDER_NODE=none).
 #
 #   cluster.sh up                  build if needed, start everything, wait until ready (real node:
 #                                  node Ready and CoreDNS available)
@@ -19,7 +15,7 @@
 #   cluster.sh status              show which components are running
 #   cluster.sh stop|start|restart COMPONENT
 #                                  one of etcd, kube-apiserver, kube-controller-manager,
-#                                  kube-scheduler, containerd, kubelet, kube-proxy, node-agent
+#                                  kube-scheduler, containerd, kubelet, kube-proxy
 #                                  (e.g. to restart the API server under a test)
 #
 # Network of the real node (one per machine):
@@ -69,10 +65,9 @@ NODE_IFACE=recnode0
 BRIDGE=recbr0
 NODE_NAME="${RECOMMENDER_NODE_NAME:-local-node}"
 MAX_PODS=500
-REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 REAL_NODE=(containerd kubelet kube-proxy)
-ALL_COMPONENTS=("${CONTROL_PLANE[@]}" "${REAL_NODE[@]}" node-agent)
+ALL_COMPONENTS=("${CONTROL_PLANE[@]}" "${REAL_NODE[@]}")
 # iptables chains of this script, and prefixes of the chains kubelet, kube-proxy and the CNI
 # plugins add (removed by `down`).
 OUR_CHAINS_RE='^(KUBE-|CNI-|RECOMMENDER-)'
@@ -94,19 +89,11 @@ bin_dir() {
 }
 
 # The node mode of the cluster in STATE: what `up` recorded while it runs, else the environment.
-mode_from_env() {
-  if [ -n "${RECOMMENDER_NODE:-}" ]; then
-    echo "$RECOMMENDER_NODE"
-  elif [ -n "${RECOMMENDER_BIN_DIR:-}" ]; then
-    echo agent
-  else
-    echo real
-  fi
-}
+mode_from_env() { echo "${RECOMMENDER_NODE:-real}"; }
 recorded_mode() { cat "$STATE/node-mode" 2>/dev/null || true; }
 MODE="$(recorded_mode)"
 [ -n "$MODE" ] || MODE="$(mode_from_env)"
-case $MODE in real | agent | none) ;; *) die "RECOMMENDER_NODE must be real, agent or none (got '$MODE')" ;; esac
+case $MODE in real | none) ;; *) die "RECOMMENDER_NODE must be real or none (got '$MODE')" ;; esac
 
 kubectl_() { "$(cat "$STATE/bin-dir")/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
@@ -710,27 +697,11 @@ component_args() { # component -> argv (one per line)
     kube-proxy)
       printf '%s\n' --config="$STATE/kube-proxy.yaml" --v=1
       ;;
-    node-agent)
-      printf '%s\n' --kubeconfig="$KUBECONFIG_PATH" --bin-dir="${RECOMMENDER_BIN_DIR:?}" \
-        --state-dir="$STATE/node" --node-name="$NODE_NAME"
-      ;;
     *) die "unknown component '$1' (one of: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
 
-node_agent_bin() {
-  local candidate
-  for candidate in "${RECOMMENDER_NODE_AGENT:-}" "${RECOMMENDER_BIN_DIR:-}/node-agent" \
-    "$REPO_ROOT/target/debug/node-agent" "$REPO_ROOT/target/release/node-agent"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && [ -f "$candidate" ]; then
-      echo "$candidate"
-      return
-    fi
-  done
-  return 1
-}
-
-addresses_of() { # component -> host:port it listens on (none for containerd and the agent)
+addresses_of() { # component -> host:port it listens on (none for containerd)
   case $1 in
     etcd) echo "127.0.0.1:$ETCD_PORT" ;;
     kube-apiserver) if [ "$MODE" = real ]; then echo "$NODE_IP:$API_PORT"; else echo "127.0.0.1:$API_PORT"; fi ;;
@@ -776,9 +747,6 @@ start_component() {
   [ "$c" != kube-apiserver ] || write_audit_policy
   program="$bins/$c"
   case $c in
-    node-agent)
-      program=$(node_agent_bin) || fail_with_log "$c" "no node-agent binary: cargo build -p recommender-e2e --bin node-agent (or set RECOMMENDER_NODE_AGENT)"
-      ;;
     containerd) program=$(command -v containerd) || fail_with_log "$c" "containerd is not installed (bash tests/install-prereqs.sh)" ;;
   esac
   # setsid: the components outlive this script and do not get the caller's terminal signals.
@@ -862,7 +830,7 @@ start_one() {
   case $c in
     etcd) wait_until etcd "healthy" etcd_healthy ;;
     kube-apiserver) wait_until kube-apiserver "ready (/readyz)" apiserver_ready ;;
-    node-agent | kubelet) wait_until "$c" "Ready as Node $NODE_NAME" node_ready ;;
+    kubelet) wait_until "$c" "Ready as Node $NODE_NAME" node_ready ;;
     containerd) wait_until containerd "answering on $CONTAINERD_SOCK" containerd_ready ;;
     kube-proxy) wait_until kube-proxy "healthy and synced" proxy_synced ;;
     *) wait_until "$c" "healthy (/healthz)" component_healthy "$c" ;;
@@ -962,7 +930,7 @@ real_node_leftovers() {
 # --- commands -----------------------------------------------------------------------------------
 
 check_real_prereqs() {
-  [ "$(id -u)" = 0 ] || die "the real node needs root (or RECOMMENDER_NODE=agent|none)"
+  [ "$(id -u)" = 0 ] || die "the real node needs root (or RECOMMENDER_NODE=none)"
   local t
   for t in containerd runc ctr iptables ip6tables ip buildah python3; do
     command -v "$t" >/dev/null || die "$t is missing: bash tests/install-prereqs.sh"
@@ -991,8 +959,7 @@ cmd_up() {
   echo "$MODE" >"$STATE/node-mode"
   # A fresh cluster gets fresh node folders too (claims, pod logs), unless asked to keep them.
   if ! pid_of etcd >/dev/null && [ "${RECOMMENDER_KEEP_DATA:-0}" != 1 ]; then
-    rm -rf "$STATE/etcd-data"
-    pid_of node-agent >/dev/null || rm -rf "$STATE/node"
+    rm -rf "$STATE/etcd-data" "$STATE/node"
   fi
   gen_pki
   write_kubeconfig "$KUBECONFIG_PATH" admin kubernetes-admin
@@ -1008,7 +975,6 @@ cmd_up() {
   for c in "${CONTROL_PLANE[@]}"; do start_one "$c" "$bins"; done
   case $MODE in
     real) up_real_node "$bins" ;;
-    agent) start_one node-agent "$bins" ;;
     none) log "RECOMMENDER_NODE=none: no node, pods will stay Pending" ;;
   esac
   UP_IN_PROGRESS=0
@@ -1040,7 +1006,6 @@ up_real_node() {
 cmd_down() {
   local c real=0
   if [ "$(recorded_mode)" = real ] || real_node_leftovers; then real=1; fi
-  stop_component node-agent
   [ $real = 0 ] || node_down
   # Reverse order: controllers first so they do not log errors about a vanished API server.
   stop_component kube-scheduler kube-controller-manager
@@ -1078,7 +1043,6 @@ cmd_status() {
     want=0
     case " ${CONTROL_PLANE[*]} " in *" $c "*) want=1 ;; esac
     [ "$MODE" = real ] && case " ${REAL_NODE[*]} " in *" $c "*) want=1 ;; esac
-    [ "$MODE" = agent ] && [ "$c" = node-agent ] && want=1
     if pid=$(pid_of "$c"); then
       printf '%-24s running (pid %s)\n' "$c" "$pid"
     elif [ $want = 1 ]; then

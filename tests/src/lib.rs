@@ -1,7 +1,28 @@
-//! End-to-end test support for recommender-operator: the test-only node agent that runs pods as
-//! local processes (the control plane and PostgreSQL fixture are the scripts in tests/cluster).
+//! The end-to-end harness: the local cluster and database started by `tests/all.sh` (or by hand,
+//! see docs/local-cluster.md), a namespace per test with its model store and database Service,
+//! the operator installed by its Helm chart, typed access to `RecommenderModel`s, and polling
+//! that fails naming what it waited for. A test that cannot reach the cluster fails with the
+//! reason; it never passes vacuously.
 
-pub mod agent;
-mod error;
+mod command;
+mod env;
+mod http;
+mod models;
+mod namespace;
+mod node;
+mod operator;
+mod wait;
 
-pub use error::Error;
+pub use command::{helm, kubectl};
+pub use env::{Env, PgParams};
+pub use http::{get, get_json};
+pub use models::*;
+pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, client};
+pub use node::{NodeProcess, container_processes, tag_image};
+pub use operator::Operator;
+pub use wait::{wait_for, wait_status, wait_until};
+
+/// Images built from the project's Dockerfile and imported by tests/cluster/images.sh.
+pub const OPERATOR_IMAGE: &str = "local/recommender-operator:dev";
+pub const TRAINER_IMAGE: &str = "local/recommender-trainer:dev";
+pub const PREDICTOR_IMAGE: &str = "local/recommender-predictor:dev";

@@ -169,6 +169,7 @@ async fn containers_run_hardened_and_answer_logs_and_port_forward() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let _ = forward.kill();
+    let _ = forward.wait();
     assert_eq!(
         (code, body["model_version"].as_str()),
         (200, Some("v1")),

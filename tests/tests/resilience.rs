@@ -1,0 +1,133 @@
+//! The operator losing its pod or its API server in the middle of a training run: the run is
+//! adopted, recorded once, with the right outcome. Run by `tests/all.sh`, one test at a time.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use recommender_e2e::*;
+use recommender_operator::crd::{RecommenderModelSpec, RunOutcome};
+use std::time::Duration;
+
+/// Long enough (tens of seconds) to still be training when the operator or the API server comes
+/// back; the gate is not what these tests are about, and this many epochs overfit.
+fn slow(spec: &mut RecommenderModelSpec) {
+    spec.hyperparameters.factors = 50;
+    spec.hyperparameters.epochs = Some(800);
+    spec.promotion.max_rmse = 3.0;
+    spec.promotion.max_mae = 3.0;
+    spec.promotion.min_accuracy = 0.0;
+}
+
+/// Waits until a trainer container of `ns` is running.
+async fn trainer_running(client: &kube::Client, ns: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_until(
+        Duration::from_secs(90),
+        "a running trainer container",
+        || async {
+            pods.list(&ListParams::default().labels("app.kubernetes.io/component=trainer"))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn operator_killed_during_training_adopts_the_same_job() {
+    let env = Env::load();
+    let client = client().await;
+    let ns = TestNamespace::create(&client, &env, "e2e-adopt").await;
+    let operator = Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
+    apply_model(&client, &postgres_model(&env, &ns, "movies", slow)).await;
+    trainer_running(&client, &ns.name).await;
+    let before = job_names(&client, &ns.name).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    operator.kill().await;
+    let api = models(&client, &ns.name);
+    let status = wait_status(&api, "movies", Duration::from_secs(400), "v1 served", |s| {
+        serves(s, "v1")
+    })
+    .await;
+    assert_eq!(
+        job_names(&client, &ns.name).await,
+        before,
+        "no second Job was started"
+    );
+    assert_eq!(status.last_run, 1, "{status:?}");
+    assert_eq!(
+        status.history.len(),
+        1,
+        "run 1 recorded once: {:?}",
+        status.history
+    );
+}
+
+#[tokio::test]
+async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
+    let env = Env::load();
+    let client = client().await;
+    let ns = TestNamespace::create(&client, &env, "e2e-apiserver").await;
+    let operator = Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
+    apply_model(&client, &postgres_model(&env, &ns, "movies", |_| {})).await;
+    let api = models(&client, &ns.name);
+    wait_status(&api, "movies", Duration::from_secs(240), "v1 served", |s| {
+        serves(s, "v1")
+    })
+    .await;
+
+    update_spec(&client, &ns.name, "movies", slow).await;
+    wait_status(
+        &api,
+        "movies",
+        Duration::from_secs(60),
+        "run 2 started",
+        |s| s.active_run.as_ref().is_some_and(|r| r.run == 2),
+    )
+    .await;
+    trainer_running(&client, &ns.name).await;
+
+    let script = env.repo.join("tests/cluster/cluster.sh");
+    let cluster = |verb: &str| {
+        let ok = std::process::Command::new("bash")
+            .arg(&script)
+            .args([verb, "kube-apiserver"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "cluster.sh {verb} kube-apiserver");
+    };
+    cluster("stop");
+    // The trainer keeps training on the node while nobody can ask about it.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    cluster("start");
+    wait_until(Duration::from_secs(60), "the API server back", || async {
+        client.apiserver_version().await.is_ok()
+    })
+    .await;
+
+    let status = wait_status(
+        &api,
+        "movies",
+        Duration::from_secs(400),
+        "run 2 recorded",
+        |s| s.last_completed_run >= 2 && s.active_run.is_none(),
+    )
+    .await;
+    let runs: Vec<_> = status.history.iter().filter(|r| r.run == 2).collect();
+    assert_eq!(runs.len(), 1, "run 2 recorded once: {:?}", status.history);
+    assert_eq!(runs[0].outcome, RunOutcome::Succeeded, "{:?}", runs[0]);
+    assert_eq!(status.run_counts.succeeded, 2);
+    assert_eq!(
+        job_names(&client, &ns.name).await.len(),
+        2,
+        "one Job per run"
+    );
+    assert_eq!(operator.restarts().await, 0, "the operator kept running");
+    wait_status(&api, "movies", Duration::from_secs(120), "v2 served", |s| {
+        serves(s, "v2")
+    })
+    .await;
+}
