@@ -40,6 +40,7 @@ cargo build --locked --bins
 export RECOMMENDER_BIN_DIR="$PWD/target/debug"
 
 stage "real node smoke test (its own cluster and database, stopped afterwards)"
+stack_lock
 bash tests/cluster/smoke.sh
 
 stage "local cluster with a real node, and the project's images"

@@ -20,3 +20,15 @@ stack_up() {
 stack_down() {
   bash "$REPO_ROOT/tests/cluster/cluster.sh" down || true
 }
+
+# Waits for, then holds until this shell exits, the machine-wide lock of the real node: a machine
+# runs one at a time (two kube-proxies would rewrite each other's rules), so concurrent test runs
+# take turns instead of failing.
+stack_lock() {
+  local lock="${RECOMMENDER_NODE_LOCK:-/tmp/recommender-real-node.lock}"
+  exec 9>"$lock"
+  if ! flock -n 9; then
+    echo "[stack] another real node runs on this machine; waiting for $lock" >&2
+    flock 9
+  fi
+}
