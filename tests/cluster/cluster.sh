@@ -816,7 +816,13 @@ node_ready() {
   kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' | grep -q True
 }
 component_healthy() { curl -sfk "https://127.0.0.1:$(addresses_of "$1" | sed 's/.*://')/healthz" | grep -q '^ok$'; }
-containerd_ready() { ctr --address "$CONTAINERD_SOCK" version; }
+# The socket answers before the CRI service has recovered its state; a kubelet started then
+# exits ("server is not initialized yet"). The CRI service logs its streaming server last.
+containerd_ready() {
+  ctr --address "$CONTAINERD_SOCK" version >/dev/null &&
+    awk '/Start cri plugin/ { started = 1; cri = 0 } started && /Start streaming server/ { cri = 1 }
+      END { exit !cri }' "$LOGS/containerd.log"
+}
 # Healthy and past its first sync of the rules (its jumps are in place then).
 proxy_synced() {
   curl -sf "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz" >/dev/null &&
