@@ -750,7 +750,8 @@ start_component() {
     containerd) program=$(command -v containerd) || fail_with_log "$c" "containerd is not installed (bash tests/install-prereqs.sh)" ;;
   esac
   # setsid: the components outlive this script and do not get the caller's terminal signals.
-  setsid "$program" "${args[@]}" >>"$LOGS/$c.log" 2>&1 </dev/null &
+  # 9>&-: nor do they hold the real node's lock (tests/stack.sh) after the test run that took it.
+  setsid "$program" "${args[@]}" >>"$LOGS/$c.log" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid" >"$PIDS/$c.pid"
   sleep 0.3
