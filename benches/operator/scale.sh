@@ -211,6 +211,12 @@ fi
 # container's usage, page cache included, as a second opinion beside the process's VmHWM.
 OP_CGROUP=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' "/proc/$OP_PID/cgroup")
 cgroup_peak_bytes() { cat "/sys/fs/cgroup/memory$OP_CGROUP/memory.max_usage_in_bytes" 2>/dev/null || echo 0; }
+# Whether the chart's CPU limit (500m) held the operator back: CFS periods it was throttled in.
+OP_CPU_CGROUP=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $2 ":" $3 }' "/proc/$OP_PID/cgroup")
+cpu_throttled() {
+  awk '$1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 } END { printf "%d of %d", t, p }' \
+    "/sys/fs/cgroup/${OP_CPU_CGROUP%%:*}${OP_CPU_CGROUP#*:}/cpu.stat" 2>/dev/null || echo "?"
+}
 
 METRICS_URL="http://$OP_IP:$METRICS_PORT/metrics"
 metric() { # name -> sum of its series on the operator's /metrics; empty when it is not exported
@@ -290,7 +296,10 @@ while :; do
     fi
   fi
   awk -v a="$T0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }' && break
-  sleep 5 # polling the API server costs the 2 shared cores too
+  # Polling the API server costs the 2 shared cores too. `wait` (unlike a foreground sleep)
+  # lets a TERM run the cleanup at once.
+  sleep 5 &
+  wait $!
 done
 RAMP_CPU_S=$(awk -v a="$CPU_AT_START" -v b="$(cpu_seconds "$OP_PID")" 'BEGIN { printf "%.1f", b - a }')
 RECONCILES_RAMP=$(metric recommender_operator_reconcile_total)
@@ -304,7 +313,8 @@ if [ -n "$STEADY_S" ]; then
   W1=$(metric "$ONLINE_METRIC")
   C1=$(cpu_seconds "$OP_PID")
   TQ=$(now)
-  sleep "$QUIET"
+  sleep "$QUIET" &
+  wait $!
   operator_alive || die "the operator's process $OP_PID is gone during the quiet window ($(op_restarts) restart(s))"
   R2=$(metric recommender_operator_reconcile_total)
   W2=$(metric "$ONLINE_METRIC")
@@ -323,6 +333,7 @@ PEAK_KIB=$(vm_kib "$OP_PID" VmHWM)
 RSS_END_KIB=$(vm_kib "$OP_PID" VmRSS)
 CGROUP_PEAK_B=$(cgroup_peak_bytes)
 OP_RESTARTS=$(op_restarts)
+OP_THROTTLED=$(cpu_throttled)
 ERRORS=$(metric recommender_operator_reconcile_errors_total)
 JOBS=$(kubectl -n "$NS" get jobs --no-headers 2>/dev/null | wc -l)
 DEPLOYS=$(kubectl -n "$NS" get deployments --no-headers 2>/dev/null | wc -l)
@@ -400,7 +411,7 @@ RESULTS="$WORK/results.md"
   echo "| half of them steady | ${HALF_S:-never} s |"
   echo "| reconciles until steady | ${RECONCILES_RAMP:-?} ($(awk -v r="${RECONCILES_RAMP:-0}" -v n="$MODELS" 'BEGIN { printf "%.1f", r / n }') per resource) |"
   echo "| reconcile errors (whole run) | ${ERRORS:-0} |"
-  echo "| operator CPU | ${RAMP_CPU_S} s until steady, ${QUIET_CPU_S:-–} s in the quiet window |"
+  echo "| operator CPU | ${RAMP_CPU_S} s until steady, ${QUIET_CPU_S:-–} s in the quiet window; throttled by its limit in $OP_THROTTLED CFS periods |"
   echo "| trainer Jobs / Deployments / running pods at the end | $JOBS / $DEPLOYS / $PODS_RUNNING |"
   echo "| predictor processes at the end | $PREDICTOR_RSS RSS in total |"
   echo "| containerd shims at the end | $SHIM_RSS RSS in total |"
