@@ -25,6 +25,7 @@ WORKDIR /src
 # Only the workspace (every member must be present for cargo to load it), never a local target/.
 COPY Cargo.toml Cargo.lock ./
 COPY model ./model
+COPY pgtls ./pgtls
 COPY trainer ./trainer
 COPY predictor ./predictor
 COPY operator ./operator

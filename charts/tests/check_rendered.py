@@ -29,6 +29,8 @@ WATCH_PERMISSIONS = {
     ("batch", "jobs"): {"list", "watch", "create", "patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"list", "watch", "create", "patch"},
+    ("autoscaling", "horizontalpodautoscalers"): {"create", "patch", "delete"},
+    ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -137,6 +139,9 @@ class Checker:
         args = c.get("args") or []
         port = self.values["metrics"]["port"]
         want = f"--metrics-addr={self.values['metrics']['bindAddress']}:{port}"
+        if want not in args:
+            self.fail(dep, f"args lack {want}: {args}")
+        want = f"--cluster-domain={self.values['clusterDomain']}"
         if want not in args:
             self.fail(dep, f"args lack {want}: {args}")
         if not any(p.get("containerPort") == port and p.get("name") == "http-metrics" for p in c.get("ports", [])):

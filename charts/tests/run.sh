@@ -249,6 +249,16 @@ allow watch batch jobs - - $ns
 allow get apps deployments - - $ns
 allow patch apps deployments - - $ns
 allow patch - services - - $ns
+allow create autoscaling horizontalpodautoscalers - - $ns
+allow patch autoscaling horizontalpodautoscalers - - $ns
+allow delete autoscaling horizontalpodautoscalers - - $ns
+deny get autoscaling horizontalpodautoscalers - - $ns
+deny list autoscaling horizontalpodautoscalers - - $ns
+allow create policy poddisruptionbudgets - - $ns
+allow patch policy poddisruptionbudgets - - $ns
+allow delete policy poddisruptionbudgets - - $ns
+deny get policy poddisruptionbudgets - - $ns
+deny patch apps deployments scale - $ns
 allow list - pods - - $ns
 allow watch - pods - - $ns
 allow create events.k8s.io events - - $ns
@@ -280,6 +290,8 @@ EOF
   cat <<'EOF'
 deny list recommender.dev recommendermodels - - @other
 deny create batch jobs - - @other
+deny delete autoscaling horizontalpodautoscalers - - @other
+deny delete policy poddisruptionbudgets - - @other
 deny get - secrets - db-password @other
 deny list recommender.dev recommendermodels - - -
 deny list - pods - - -

@@ -2,10 +2,13 @@
 //! publishes its events.
 
 use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
-use crate::decide::{Plan, PlannedEvent};
+use crate::decide::{Plan, PlannedEvent, ScalingPlan};
 use crate::error::{Error, Result};
-use crate::labels::MANAGER;
-use kube::api::{Patch, PatchParams};
+use crate::labels::{HANDOVER_MANAGER, MANAGER};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -45,11 +48,95 @@ impl Applier {
             self.child(service).await?;
         }
         if let Some(deployment) = &plan.deployment {
-            self.child(deployment).await?;
+            self.predictor(deployment, &plan.scaling).await?;
+        }
+        if let Some(job) = &plan.cleanup_job {
+            self.child(job).await?;
+            info!(job = %job.name_any(), "started model store cleanup");
         }
         self.status(model, &plan.status).await?;
         self.events(model, &plan.events).await;
         Ok(())
+    }
+
+    /// The predictor Deployment with its scaling companions. The autoscaler goes before the
+    /// operator takes the replicas back (so it cannot scale in between), the hand-over before
+    /// the Deployment is applied without them.
+    async fn predictor(&self, deployment: &Deployment, scaling: &ScalingPlan) -> Result<()> {
+        let namespace = deployment.namespace().unwrap_or_default();
+        if let Some(name) = &scaling.delete_autoscaler {
+            self.delete::<HorizontalPodAutoscaler>(&namespace, name)
+                .await?;
+        }
+        if let Some(replicas) = scaling.replicas_handover {
+            self.hand_over_replicas(deployment, replicas).await?;
+        }
+        self.child(deployment).await?;
+        if let Some(autoscaler) = &scaling.autoscaler {
+            self.child(autoscaler).await?;
+        }
+        if let Some(budget) = &scaling.disruption_budget {
+            self.child(budget).await?;
+        }
+        if let Some(name) = &scaling.delete_disruption_budget {
+            self.delete::<PodDisruptionBudget>(&namespace, name).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies only `spec.replicas`, at its current value, as the hand-over manager: it then
+    /// co-owns the count, which survives the operator's apply leaving it out.
+    async fn hand_over_replicas(&self, deployment: &Deployment, replicas: i32) -> Result<()> {
+        let namespace = deployment.namespace().unwrap_or_default();
+        let name = deployment.name_any();
+        let patch = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        });
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+        api.patch(
+            &name,
+            &PatchParams::apply(HANDOVER_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("handing the replicas of Deployment {namespace}/{name} over"),
+                e,
+            )
+        })?;
+        info!(deployment = %name, replicas, "replicas handed over to the autoscaler");
+        Ok(())
+    }
+
+    /// Deletes a child that is no longer wanted; one already gone is fine.
+    async fn delete<K>(&self, namespace: &str, name: &str) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                info!(kind = %K::kind(&K::DynamicType::default()), name, "deleted");
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => {
+                let kind = K::kind(&K::DynamicType::default()).into_owned();
+                Err(Error::kube(
+                    format!("deleting {kind} {namespace}/{name}"),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Server-side applies a namespaced child in its own namespace.

@@ -3,6 +3,9 @@
 
 /// The field manager of every server-side apply, and the `managed-by` label's value.
 pub const MANAGER: &str = "recommender-operator";
+/// The field manager that holds a predictor's replica count while it passes from the operator
+/// to an autoscaler (see `decide::scaling`).
+pub const HANDOVER_MANAGER: &str = "recommender-operator-handover";
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const COMPONENT: &str = "app.kubernetes.io/component";
@@ -21,6 +24,8 @@ pub const JOB_NAME_LEGACY: &str = "job-name";
 
 pub const COMPONENT_TRAINER: &str = "trainer";
 pub const COMPONENT_PREDICTOR: &str = "predictor";
+/// The model store cleanup Jobs (not training runs: they carry no run label).
+pub const COMPONENT_CLEANUP: &str = "cleanup";
 
 /// Job annotations that let a restarted operator adopt a run intact.
 pub const ANNOTATION_TRIGGER: &str = "recommender.dev/trigger";

@@ -60,6 +60,9 @@ struct Cli {
         default_value = "recommender/recommender-predictor:0.1.0"
     )]
     predictor_image: String,
+    /// The cluster's DNS domain, for the predictor URL in `status.url`.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// Reconcile only while holding the Lease (needed with more than one replica).
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -200,6 +203,7 @@ async fn run(cli: Cli) -> Result<()> {
         Defaults {
             trainer_image: cli.trainer_image.clone(),
             predictor_image: cli.predictor_image.clone(),
+            cluster_domain: cli.cluster_domain.clone(),
         },
         cli.identity.clone(),
     );

@@ -3,6 +3,8 @@
 //! a schema change, or rules CEL cannot express), so a bad spec becomes one condition naming the
 //! field instead of a half-made decision.
 
+mod platform;
+
 use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec};
 use crate::time::parse_go_duration;
 use recommender_report::defaults::{self, BASELINE, SVD};
@@ -93,6 +95,9 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
             &mut problem,
         )
     });
+    platform::pod_settings(spec, &mut problem);
+    platform::autoscaling(spec, &mut problem);
+    platform::tls(spec, &mut problem);
     match (source, max_age, retrain_interval) {
         (Some(source), Some(max_age), interval) if problems.is_empty() => Ok(Config {
             source,

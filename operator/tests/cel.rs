@@ -55,6 +55,14 @@ fn valid_manifests_pass() {
         json!({"source": {"postgres": pg()}, "modelStore": store, "freshness": {"maxAge": "1h30m", "retrainInterval": "10m"}}),
         json!({"source": {"file": {"path": "r.csv", "format": "delimited", "delimiter": ",", "header": true, "columns": "0,1,2"}},
                "modelStore": store, "hyperparameters": {"ratingScale": {"low": 1.0, "high": 5.0}}}),
+        json!({"source": {"postgres": {"host": "db", "database": "a", "user": "u", "passwordSecretRef": {"name": "s"},
+                 "query": "SELECT 1", "sslMode": "verify-full", "caSecretRef": {"name": "ca"}}},
+               "modelStore": {"claimName": "models", "keep": 3},
+               "trainer": {"nodeSelector": {"pool": "gpu"}, "env": [{"name": "RUST_LOG", "value": "debug"}, {"name": "PGPASSWORD_FILE", "value": "x"}],
+                           "labels": {"team": "recs", "app.kubernetes.io/component-owner": "ml", "app.kubernetes.io/name": "movies"},
+                           "tolerations": [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}]},
+               "predictor": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetRequestsPerSecond": 300},
+                             "annotations": {"team": "recs"}, "serviceAccountName": "predictor"}}),
     ] {
         assert_eq!(
             violations(&manifest(spec.clone())),
@@ -112,6 +120,43 @@ fn invalid_manifests_are_rejected_naming_the_field() {
         (
             json!({"source": {"file": file}, "modelStore": store, "promotion": {"maxRmse": 0.0}}),
             "spec.promotion.maxRmse must be positive",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "trainer": {"labels": {"recommender.dev/run": "3"}}}),
+            "labels: keys under recommender.dev/ and app.kubernetes.io/managed-by",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"labels": {"app.kubernetes.io/component": "x"}}}),
+            "labels: keys under recommender.dev/ and app.kubernetes.io/managed-by",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"annotations": {"recommender.dev/x": "y"}}}),
+            "annotations: keys under recommender.dev/ are reserved",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "trainer": {"env": [{"name": "PGPASSWORD", "value": "x"}]}}),
+            "spec.trainer.env: PGPASSWORD is set by the operator",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"env": [{"name": "LISTEN_ADDR", "value": "x"}]}}),
+            "spec.predictor.env: MODEL_PATH and LISTEN_ADDR are set by the operator",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"env": [{"name": "MODEL_PATH", "value": "x"}]}}),
+            "spec.predictor.env: MODEL_PATH and LISTEN_ADDR are set by the operator",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3, "targetCpuUtilization": 50}}}),
+            "spec.predictor.autoscaling: minReplicas must not exceed maxReplicas",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "predictor": {"autoscaling": {"maxReplicas": 3}}}),
+            "spec.predictor.autoscaling: set targetCpuUtilization, targetRequestsPerSecond or both",
+        ),
+        (
+            json!({"source": {"postgres": {"host": "db", "database": "a", "user": "u", "passwordSecretRef": {"name": "s"}, "query": "SELECT 1",
+                "sslMode": "require", "caSecretRef": {"name": "ca"}}}, "modelStore": store}),
+            "spec.source.postgres.caSecretRef is used with sslMode verify-full",
         ),
     ];
     for (spec, expected) in cases {

@@ -5,6 +5,13 @@
 # pg_hba admits the pod range (and loopback) only. Start it after `cluster.sh up` (or run `up`
 # again afterwards: it restarts the server to add the node address).
 #
+# TLS: the server also speaks TLS, with a certificate from a CA generated into $STATE/tls (ca.crt
+# is what a client verifies against); its subject alternative names are localhost, 127.0.0.1,
+# the node address and postgres.$RECOMMENDER_PG_TLS_NAMESPACE.svc.cluster.local (the name pods of
+# that namespace use through its selectorless Service). Role `recommender` may connect either
+# way; role `recommender_tls` (same password, reads the ratings) only over TLS, like a managed
+# database that requires it.
+#
 #   postgres.sh up      install Debian's postgresql if missing, initdb, start, load the ratings
 #   postgres.sh stop    stop the server, keep its data (for "database went away" tests)
 #   postgres.sh start   start it again after `stop`
@@ -16,7 +23,7 @@
 # Environment: RECOMMENDER_PG_STATE (default /tmp/recommender-postgres), RECOMMENDER_PG_PORT
 # (55432), RECOMMENDER_PG_PASSWORD (recommender), RECOMMENDER_ML100K (path to u.data; default
 # ../shared/datasets/ml-100k/u.data next to the repository), RECOMMENDER_NODE_IP (10.250.0.1),
-# RECOMMENDER_POD_CIDR (10.244.0.0/16).
+# RECOMMENDER_POD_CIDR (10.244.0.0/16), RECOMMENDER_PG_TLS_NAMESPACE (e2e-tls).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,11 +34,14 @@ PASSWORD="${RECOMMENDER_PG_PASSWORD:-recommender}"
 DATASET="${RECOMMENDER_ML100K:-$REPO_ROOT/../shared/datasets/ml-100k/u.data}"
 NODE_IP="${RECOMMENDER_NODE_IP:-10.250.0.1}"
 POD_CIDR="${RECOMMENDER_POD_CIDR:-10.244.0.0/16}"
+TLS_NAMESPACE="${RECOMMENDER_PG_TLS_NAMESPACE:-e2e-tls}"
 DB=recommender
 ROLE=recommender
+TLS_ROLE=recommender_tls
 DATA="$STATE/data"
 SOCK="$STATE/socket"
 LOG="$STATE/postgres.log"
+TLS="$STATE/tls"
 
 log() { printf '[postgres] %s\n' "$*" >&2; }
 die() { printf '[postgres] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -82,26 +92,69 @@ listen_addresses() {
   fi
 }
 
-# Password logins from loopback and the pod range only (the admin uses the Unix socket).
+# Password logins from loopback and the pod range only (the admin uses the Unix socket); the TLS
+# role is refused without TLS (`host` lines match both).
 write_hba() {
   printf '%s\n' "# Written by tests/cluster/postgres.sh at every start." \
     "local all all trust" \
+    "hostnossl all $TLS_ROLE 0.0.0.0/0 reject" \
     "host all all 127.0.0.1/32 scram-sha-256" \
     "host all all $POD_CIDR scram-sha-256" >"$DATA/pg_hba.conf"
   if [ "$(id -u)" = 0 ]; then chown postgres: "$DATA/pg_hba.conf"; fi
+}
+
+# A CA and a server certificate it signed, made once per state folder (P-256; a CA and an
+# end-entity certificate as webpki, hence rustls, requires them).
+make_tls() {
+  [ -s "$TLS/server.crt" ] && [ -s "$TLS/ca.crt" ] && return
+  mkdir -p "$TLS"
+  cat >"$TLS/openssl.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = recommender test PostgreSQL
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:$NODE_IP, DNS:postgres.$TLS_NAMESPACE.svc.cluster.local, DNS:postgres.$TLS_NAMESPACE.svc
+authorityKeyIdentifier = keyid
+subjectKeyIdentifier = hash
+CNF
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 -new "${ec[@]}" -keyout "$TLS/ca.key" -out "$TLS/ca.crt" -days 3650 \
+    -config "$TLS/openssl.cnf" -extensions ca -subj "/CN=recommender test PostgreSQL CA" 2>/dev/null ||
+    die "openssl could not make the test CA"
+  openssl req -new "${ec[@]}" -keyout "$TLS/server.key" -out "$TLS/server.csr" \
+    -config "$TLS/openssl.cnf" -subj "/CN=postgres" 2>/dev/null || die "openssl could not make the server key"
+  openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -CAcreateserial \
+    -out "$TLS/server.crt" -days 825 -extfile "$TLS/openssl.cnf" -extensions server 2>/dev/null ||
+    die "openssl could not sign the server certificate"
+  # The server refuses a key others can read; clients need ca.crt only.
+  chmod 600 "$TLS/server.key" "$TLS/ca.key"
+  chmod 644 "$TLS/ca.crt" "$TLS/server.crt"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$TLS"; fi
+  log "TLS certificate for localhost, 127.0.0.1, $NODE_IP, postgres.$TLS_NAMESPACE.svc.cluster.local (CA $TLS/ca.crt)"
 }
 
 start_server() {
   local want
   want=$(listen_addresses)
   write_hba
+  make_tls
   if running; then
     as_pg "$BIN/pg_ctl" -D "$DATA" reload >/dev/null
-    if [ "$(psql_admin -d postgres -At -c 'SHOW listen_addresses')" = "$want" ]; then
+    if [ "$(psql_admin -d postgres -At -c 'SHOW listen_addresses')" = "$want" ] &&
+      [ "$(psql_admin -d postgres -At -c 'SHOW ssl')" = on ]; then
       log "already running on $want:$PORT"
       return
     fi
-    log "restarting to listen on $want"
+    log "restarting to listen on $want with TLS"
     as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
@@ -110,7 +163,7 @@ start_server() {
   # fsync off: the data is throw-away and the machine is small.
   # 9>&-: the server does not hold the real node's lock (tests/stack.sh) once the test run ends.
   if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start 9>&- \
-    -o "-p $PORT -k $SOCK -c listen_addresses=$want -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+    -o "-p $PORT -k $SOCK -c listen_addresses=$want -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$TLS/server.crt -c ssl_key_file=$TLS/server.key" >/dev/null; then
     log "last lines of $LOG:"
     tail -n 20 "$LOG" >&2 || true
     die "PostgreSQL did not start"
@@ -149,6 +202,20 @@ SQL
   log "ratings_rating holds $n rows"
 }
 
+# The role that may only connect over TLS (pg_hba), reading the same ratings; made at every `up`
+# so a state folder from before it existed gets it too.
+ensure_tls_role() {
+  psql_admin -d "$DB" >/dev/null <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$TLS_ROLE') THEN
+    CREATE ROLE $TLS_ROLE LOGIN PASSWORD '$PASSWORD';
+  END IF;
+END \$\$;
+GRANT CONNECT ON DATABASE $DB TO $TLS_ROLE;
+GRANT SELECT ON ratings_rating TO $TLS_ROLE;
+SQL
+}
+
 cmd_up() {
   BIN=$(pg_bin) || true
   if [ -z "$BIN" ]; then
@@ -167,6 +234,7 @@ cmd_up() {
   else
     start_server
   fi
+  ensure_tls_role
 }
 
 cmd_env() {
@@ -179,6 +247,10 @@ cmd_env() {
   # What pods use (through a selectorless Service + EndpointSlice in their namespace).
   echo "export RECOMMENDER_PG_POD_HOST=$NODE_IP"
   echo "export RECOMMENDER_PG_POD_PORT=$PORT"
+  # TLS: the CA that signed the server's certificate, and the role that must use TLS.
+  echo "export RECOMMENDER_PG_CA_FILE=$TLS/ca.crt"
+  echo "export RECOMMENDER_PG_TLS_USER=$TLS_ROLE"
+  echo "export RECOMMENDER_PG_TLS_NAMESPACE=$TLS_NAMESPACE"
 }
 
 BIN=$(pg_bin || true)

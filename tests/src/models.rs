@@ -48,6 +48,8 @@ pub fn postgres_model(
             },
             query: QUERY.into(),
             probe_interval_seconds: 2,
+            ssl_mode: Default::default(),
+            ca_secret_ref: None,
         }),
         file: None,
     };
@@ -169,11 +171,12 @@ pub async fn assert_served_by(client: &Client, ns: &str, model: &str, version: &
     );
 }
 
-/// Names of the namespace's Jobs, sorted.
+/// Names of the namespace's trainer Jobs (one per training run), sorted; model store cleanup
+/// Jobs are not runs.
 pub async fn job_names(client: &Client, ns: &str) -> Vec<String> {
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
     let mut names: Vec<String> = jobs
-        .list(&ListParams::default())
+        .list(&ListParams::default().labels("app.kubernetes.io/component=trainer"))
         .await
         .expect("list jobs")
         .items

@@ -79,7 +79,7 @@ async fn postgres_model_is_trained_promoted_and_served() {
     assert_eq!(
         header,
         [
-            "NAME", "PHASE", "VERSION", "RMSE", "MAE", "ACCURACY", "STALE", "AGE"
+            "NAME", "PHASE", "READY", "VERSION", "RMSE", "MAE", "ACCURACY", "STALE", "AGE"
         ],
         "{table}"
     );
@@ -91,13 +91,14 @@ async fn postgres_model_is_trained_promoted_and_served() {
     let expected = [
         "movies".to_string(),
         "Serving".into(),
+        "True".into(),
         "v1".into(),
         printed(m.rmse),
         printed(m.mae),
         printed(m.accuracy),
         status.stale.to_string(),
     ];
-    assert_eq!(row[..7], expected[..], "{table}");
+    assert_eq!(row[..8], expected[..], "{table}");
     assert!(
         m.rmse
             .to_string()

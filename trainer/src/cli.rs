@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_pgtls::SslMode;
 use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
@@ -14,6 +15,7 @@ use recommender_trainer::data::parse_scale;
 use recommender_trainer::generate::{GenerateOptions, generate as write_ratings};
 use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
+use recommender_trainer::retention::PruneOptions;
 use recommender_trainer::run::{RunConfig, Source, run};
 use recommender_trainer::svd::SvdParams;
 use recommender_trainer::{Error, Hyperparameters, kernel};
@@ -47,6 +49,59 @@ pub enum Command {
     /// Write synthetic ratings (`user TAB item TAB rating TAB timestamp`) with a known
     /// low-rank structure, for size and speed tests.
     Generate(GenerateArgs),
+    /// Delete a model's artifacts outside its retention window (the operator's cleanup Jobs).
+    ///
+    /// Deletes `v<N>.model` (and a crashed writer's `.v<N>.model.*.tmp`) in --dir for every run
+    /// N up to --through-run whose version is not a --keep; later runs and other files are left
+    /// alone. Prints each deleted file.
+    ///
+    /// Example:
+    ///   recommender-trainer prune --dir /models/movies --through-run 7 --keep v5 --keep v7
+    #[command(verbatim_doc_comment)]
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// The model's folder on the model store.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Only artifacts of runs up to this one are deleted.
+    #[arg(long)]
+    pub through_run: u32,
+    /// A version to keep (repeat for each).
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub keep: Vec<String>,
+}
+
+fn parse_version(text: &str) -> Result<String, String> {
+    let digits = text.strip_prefix('v').unwrap_or_default();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?} is not a version such as v3"))
+    }
+}
+
+pub fn prune(p: PruneArgs) -> ExitCode {
+    let opts = PruneOptions {
+        dir: p.dir,
+        keep: p.keep.into_iter().collect(),
+        through_run: p.through_run,
+    };
+    match recommender_trainer::retention::prune(&opts) {
+        Ok(pruned) => {
+            for name in &pruned.deleted {
+                println!("deleted {name}");
+            }
+            println!("kept {}", pruned.kept.join(" "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,6 +181,14 @@ pub struct PgArgs {
     /// Query returning user, item, rating[, timestamp].
     #[arg(long, default_value = DEFAULT_QUERY)]
     pub pg_query: String,
+    /// TLS: disable, require (encrypted, certificate not checked) or verify-full (the
+    /// certificate must chain to --pg-ca-file, or the system's roots, and name the host)
+    /// [default: require if the URL's sslmode says so, else disable].
+    #[arg(long, value_name = "MODE")]
+    pub pg_sslmode: Option<SslMode>,
+    /// PEM CA bundle for --pg-sslmode verify-full.
+    #[arg(long, value_name = "FILE")]
+    pub pg_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +300,8 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
             database: a.pg.pg_database.clone(),
             user: a.pg.pg_user.clone(),
             password_file: a.pg.pg_password_file.clone(),
+            ssl_mode: a.pg.pg_sslmode,
+            ca_file: a.pg.pg_ca_file.clone(),
             query: a.pg.pg_query.clone(),
             skip_bad_rows: a.file.skip_bad_lines,
             scale,
@@ -477,6 +542,32 @@ mod tests {
         assert_eq!(p.n_epochs, BASELINE.epochs as usize);
         assert_eq!((p.reg_i, p.reg_u), (BASELINE.reg_i, BASELINE.reg_u));
         assert_eq!(p, BaselineParams::default());
+    }
+
+    #[test]
+    fn prune_takes_versions_only() {
+        let parse = |args: &[&str]| {
+            let base = [
+                "recommender-trainer",
+                "prune",
+                "--dir",
+                "/models/m",
+                "--through-run",
+                "4",
+            ];
+            Cli::try_parse_from(base.iter().chain(args))
+        };
+        match parse(&["--keep", "v2", "--keep", "v4"]).unwrap().command {
+            Command::Prune(p) => {
+                assert_eq!((p.through_run, p.keep), (4, vec!["v2".into(), "v4".into()]))
+            }
+            other => panic!("parsed {other:?}"),
+        }
+        let err = parse(&["--keep", "latest"]).unwrap_err().to_string();
+        assert!(
+            err.contains("\"latest\" is not a version such as v3"),
+            "{err}"
+        );
     }
 
     /// The epochs default differs per algorithm, so clap cannot show it; the help text says it

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod kernel;
 pub mod loaders;
 pub mod pg;
+pub mod retention;
 pub mod run;
 pub mod svd;
 pub mod train;

@@ -3,14 +3,17 @@
 //! The query is wrapped so the server casts ids to text, the rating to float8 and a timestamp
 //! column to epoch seconds; any column types the query returns therefore work. The password
 //! comes from a file or `PGPASSWORD` and is never logged (neither is the URL, which may hold it).
+//! TLS (`--pg-sslmode`, `--pg-ca-file`) is rustls through `recommender-pgtls`, which the
+//! operator's database probe uses too.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use postgres::Config;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
-use postgres::{Config, NoTls};
 use recommender_model::RatingScale;
+use recommender_pgtls::{SslMode, connector, explain};
 
 use crate::data::{Ratings, RatingsBuilder};
 use crate::error::{Error, Result};
@@ -28,13 +31,19 @@ pub struct PgOptions {
     pub user: Option<String>,
     /// Read the password from this file (trailing newline ignored); else `PGPASSWORD`.
     pub password_file: Option<PathBuf>,
+    /// TLS; when absent, `require` if the URL's `sslmode` says so, else `disable`.
+    pub ssl_mode: Option<SslMode>,
+    /// PEM CA bundle the server's certificate must chain to (`verify-full`; the system's roots
+    /// when absent).
+    pub ca_file: Option<PathBuf>,
     /// Returns user, item, rating and optionally a timestamp.
     pub query: String,
     pub skip_bad_rows: bool,
     pub scale: Option<RatingScale>,
 }
 
-/// Renders a postgres error with its causes; server errors show the server's message.
+/// Renders a postgres error with its causes; server errors show the server's message, TLS
+/// failures say what to fix first.
 fn describe(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{}: {}", db.severity(), db.message());
@@ -45,7 +54,38 @@ fn describe(e: &postgres::Error) -> String {
         text += &format!(": {s}");
         source = s.source();
     }
-    text
+    match explain(e) {
+        Some(why) => format!("{why} ({text})"),
+        None => text,
+    }
+}
+
+/// The TLS mode asked for, and the connector that does it.
+fn tls(opts: &PgOptions, cfg: &mut Config) -> Result<recommender_pgtls::MakeRustlsConnect> {
+    let mode = opts.ssl_mode.unwrap_or(
+        if cfg.get_ssl_mode() == postgres::config::SslMode::Require {
+            SslMode::Require
+        } else {
+            SslMode::Disable
+        },
+    );
+    if opts.ca_file.is_some() && mode != SslMode::VerifyFull {
+        return Err(Error::Config(format!(
+            "--pg-ca-file is used with --pg-sslmode verify-full, not {mode}"
+        )));
+    }
+    let ca = match &opts.ca_file {
+        Some(file) => Some(std::fs::read(file).map_err(|e| Error::io(file, e))?),
+        None => None,
+    };
+    cfg.ssl_mode(mode.postgres());
+    let what = opts
+        .ca_file
+        .as_ref()
+        .map_or("the system's roots".into(), |f| {
+            format!("--pg-ca-file {}", f.display())
+        });
+    connector(mode, ca.as_deref()).map_err(|e| Error::Config(format!("{what}: {e}")))
 }
 
 fn config(opts: &PgOptions) -> Result<Config> {
@@ -109,19 +149,25 @@ fn wrap(query: &str, columns: &[Type]) -> Result<String> {
     ))
 }
 
-/// Runs the query and loads its rows.
-pub fn load_postgres(opts: &PgOptions) -> Result<Ratings> {
-    let cfg = config(opts)?;
+/// Connects as `opts` say, over TLS when asked.
+pub fn connect(opts: &PgOptions) -> Result<postgres::Client> {
+    let mut cfg = config(opts)?;
+    let tls = tls(opts, &mut cfg)?;
     let hosts: Vec<String> = cfg.get_hosts().iter().map(|h| format!("{h:?}")).collect();
     tracing::info!(
         hosts = hosts.join(","),
         database = cfg.get_dbname().unwrap_or(""),
         user = cfg.get_user().unwrap_or(""),
+        sslmode = opts.ssl_mode.map_or("from the URL", SslMode::as_str),
         "connecting to PostgreSQL"
     );
-    let mut client = cfg
-        .connect(NoTls)
-        .map_err(|e| Error::Postgres(format!("cannot connect: {}", describe(&e))))?;
+    cfg.connect(tls)
+        .map_err(|e| Error::Postgres(format!("cannot connect: {}", describe(&e))))
+}
+
+/// Runs the query and loads its rows.
+pub fn load_postgres(opts: &PgOptions) -> Result<Ratings> {
+    let mut client = connect(opts)?;
     let inner = opts.query.trim().trim_end_matches(';').trim_end();
     let stmt = client
         .prepare(inner)
@@ -222,5 +268,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn tls_mode_comes_from_the_flag_then_the_url() {
+        let mode = |opts: PgOptions| {
+            let mut cfg = config(&opts).unwrap();
+            tls(&opts, &mut cfg).map(|_| cfg.get_ssl_mode())
+        };
+        let url = |u: &str| PgOptions {
+            url: Some(u.into()),
+            ..Default::default()
+        };
+        use postgres::config::SslMode as Wire;
+        assert_eq!(mode(url("postgres://a@h/db")).unwrap(), Wire::Disable);
+        assert_eq!(
+            mode(url("postgres://a@h/db?sslmode=require")).unwrap(),
+            Wire::Require
+        );
+        let flag = PgOptions {
+            ssl_mode: Some(SslMode::Require),
+            ..url("postgres://a@h/db?sslmode=disable")
+        };
+        assert_eq!(mode(flag).unwrap(), Wire::Require, "the flag wins");
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("ca.crt");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let err = mode(PgOptions {
+            ssl_mode: Some(SslMode::VerifyFull),
+            ca_file: Some(junk.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ca.crt: the CA bundle holds no PEM certificate"),
+            "{err}"
+        );
+        let err = mode(PgOptions {
+            ssl_mode: Some(SslMode::Require),
+            ca_file: Some(junk),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--pg-ca-file is used with --pg-sslmode verify-full"),
+            "{err}"
+        );
     }
 }

@@ -6,9 +6,10 @@
 
 use std::path::PathBuf;
 
+use recommender_pgtls::SslMode;
 use recommender_trainer::Error;
 use recommender_trainer::loaders::{FileOptions, Format, load_file};
-use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions, load_postgres};
+use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions, connect, load_postgres};
 
 fn url() -> Option<String> {
     match std::env::var("RECOMMENDER_TEST_PG_URL") {
@@ -126,4 +127,98 @@ fn unreachable_server_is_a_clear_error() {
         matches!(err, Error::Postgres(ref m) if m.contains("cannot connect")),
         "{err}"
     );
+}
+
+/// The CA of the test server's TLS certificate (tests/cluster/postgres.sh), and the role it
+/// admits over TLS only; skipped (or failing in CI) like the tests above.
+fn tls() -> Option<(String, PathBuf, String)> {
+    let url = url()?;
+    let ca = std::env::var_os("RECOMMENDER_PG_CA_FILE").map(PathBuf::from);
+    let user = std::env::var("RECOMMENDER_PG_TLS_USER").ok();
+    match (ca, user) {
+        (Some(ca), Some(user)) => Some((url, ca, user)),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "RECOMMENDER_PG_CA_FILE and RECOMMENDER_PG_TLS_USER must be set in CI"
+            );
+            eprintln!("skipped: eval \"$(tests/cluster/postgres.sh env)\" to run the TLS tests");
+            None
+        }
+    }
+}
+
+/// A CA that signed nothing the test server holds.
+const OTHER_CA: &str = include_str!("../../pgtls/testdata/other-ca.pem");
+
+#[test]
+fn verify_full_with_the_servers_ca_reads_over_tls() {
+    let Some((url, ca, user)) = tls() else { return };
+    let opts = PgOptions {
+        url: Some(url),
+        user: Some(user),
+        ssl_mode: Some(SslMode::VerifyFull),
+        ca_file: Some(ca),
+        query: DEFAULT_QUERY.into(),
+        ..Default::default()
+    };
+    let mut client = connect(&opts).unwrap();
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the session is encrypted");
+    assert_eq!(load_postgres(&opts).unwrap().fingerprint.rows, 100_000);
+
+    let encrypted = PgOptions {
+        ssl_mode: Some(SslMode::Require),
+        ca_file: None,
+        ..opts.clone()
+    };
+    assert_eq!(load_postgres(&encrypted).unwrap().fingerprint.rows, 100_000);
+
+    let plain = PgOptions {
+        ssl_mode: Some(SslMode::Disable),
+        ca_file: None,
+        ..opts
+    };
+    let err = load_postgres(&plain).unwrap_err().to_string();
+    assert!(err.contains("no encryption"), "this role needs TLS: {err}");
+}
+
+#[test]
+fn verify_full_refuses_another_ca_and_another_name_saying_which() {
+    let Some((url, _, user)) = tls() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.crt");
+    std::fs::write(&other, OTHER_CA).unwrap();
+    let opts = PgOptions {
+        url: Some(url.clone()),
+        user: Some(user),
+        ssl_mode: Some(SslMode::VerifyFull),
+        ca_file: Some(other),
+        query: DEFAULT_QUERY.into(),
+        ..Default::default()
+    };
+    let err = load_postgres(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot connect: the server's TLS certificate is not signed by a trusted CA"),
+        "{err}"
+    );
+
+    // The right CA, but the connection names a host the certificate does not.
+    let elsewhere = format!(
+        "{}?hostaddr=127.0.0.1",
+        url.replace("@127.0.0.1:", "@db.example.invalid:")
+    );
+    let err = load_postgres(&PgOptions {
+        url: Some(elsewhere),
+        ca_file: std::env::var_os("RECOMMENDER_PG_CA_FILE").map(PathBuf::from),
+        ..opts
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("does not name the host"), "{err}");
 }

@@ -32,6 +32,15 @@ by a Role in each namespace of watchNamespaces.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]
+# The predictor's HorizontalPodAutoscaler (spec.predictor.autoscaling) and PodDisruptionBudget
+# (more than one replica): applied server-side, deleted when no longer wanted. Never read: the
+# predictor Deployment's managed fields say whether they may exist.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch", "delete"]
 # Trainer pods: the report is the finished container's termination message, part of the pod's
 # status, which a LIST of pods returns (so no pods/status rule). Also stuck-pod health.
 - apiGroups: [""]

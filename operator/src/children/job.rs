@@ -1,7 +1,8 @@
 //! The trainer Job of one training run.
 
 use super::pod::{
-    container_security, model_store_mount, model_store_volume, pod_security, resources,
+    container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
+    resources,
 };
 use super::{
     Defaults, MODELS_MOUNT, TERMINATION_LOG, artifact_path, common_labels, job_name, meta,
@@ -15,11 +16,16 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
+    Container, EnvVar, EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, SecretKeySelector,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+
+/// Where the database's CA bundle (`spec.source.postgres.caSecretRef`) is mounted.
+const PG_CA_MOUNT: &str = "/etc/recommender/pg-ca";
+const PG_CA_FILE: &str = "ca.crt";
 
 /// Finished Jobs (and their pods' termination messages) are kept this long for inspection.
 const FINISHED_JOB_TTL_SECONDS: i32 = 24 * 3600;
@@ -61,6 +67,12 @@ fn source_args(source: &SourceConfig, args: &mut Args) {
             args.push("--pg-database", &pg.database);
             args.push("--pg-user", &pg.user);
             args.push("--pg-query", &pg.query);
+            if !pg.ssl_mode.is_disable() {
+                args.push("--pg-sslmode", pg.ssl_mode.tls());
+            }
+            if pg.ca_secret_ref.is_some() {
+                args.push("--pg-ca-file", format!("{PG_CA_MOUNT}/{PG_CA_FILE}"));
+            }
         }
         SourceConfig::File(f) => {
             args.push("--source", format!("{MODELS_MOUNT}/{}", f.path));
@@ -144,7 +156,12 @@ fn trainer_container(
             "2Gi",
         )),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![model_store_mount(false)]),
+        volume_mounts: Some(
+            [Some(model_store_mount(false)), ca_mount(config)]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
         termination_message_path: Some(TERMINATION_LOG.into()),
         // The message must be the report alone: logs would corrupt the JSON.
         termination_message_policy: Some("File".into()),
@@ -177,6 +194,26 @@ pub fn trainer_job(
         ),
     ]));
     let trainer = &model.spec.trainer;
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            security_context: Some(pod_security()),
+            automount_service_account_token: Some(false),
+            containers: vec![trainer_container(model, config, run, defaults)],
+            volumes: Some(
+                [Some(model_store_volume(model, false)), ca_volume(config)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+            ..PodSpec::default()
+        }),
+    };
+    merge_pod_settings(&mut template, &trainer.pod);
     Job {
         metadata,
         spec: Some(JobSpec {
@@ -184,24 +221,42 @@ pub fn trainer_job(
             active_deadline_seconds: Some(trainer.active_deadline_seconds),
             ttl_seconds_after_finished: Some(FINISHED_JOB_TTL_SECONDS),
             pod_failure_policy: Some(fail_job_on_trainer_verdict()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![trainer_container(model, config, run, defaults)],
-                    volumes: Some(vec![model_store_volume(model, false)]),
-                    ..PodSpec::default()
-                }),
-            },
+            template,
             ..JobSpec::default()
         }),
         status: None,
     }
+}
+
+/// The database's CA bundle from its Secret, as the one file `--pg-ca-file` names.
+fn ca_volume(config: &Config) -> Option<Volume> {
+    let SourceConfig::Postgres(pg) = &config.source else {
+        return None;
+    };
+    let ca = pg.ca_secret_ref.as_ref()?;
+    Some(Volume {
+        name: "pg-ca".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(ca.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: ca.key.clone(),
+                path: PG_CA_FILE.into(),
+                ..KeyToPath::default()
+            }]),
+            optional: Some(false),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    })
+}
+
+fn ca_mount(config: &Config) -> Option<VolumeMount> {
+    ca_volume(config).map(|v| VolumeMount {
+        name: v.name,
+        mount_path: PG_CA_MOUNT.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    })
 }
 
 /// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
@@ -252,6 +307,7 @@ mod tests {
         spec.seed = Some(7);
         spec.model_store = ModelStore {
             claim_name: "store".into(),
+            keep: 3,
         };
         let m = model(spec, None);
         let job = trainer_job(
@@ -352,6 +408,74 @@ mod tests {
     }
 
     #[test]
+    fn a_verify_full_job_mounts_the_ca_and_says_so() {
+        let mut spec: crate::crd::RecommenderModelSpec = serde_yaml::from_str(
+            "source: {postgres: {host: db.ml.svc, database: shop, user: reader, query: SELECT 1,
+               passwordSecretRef: {name: shop-db}, sslMode: verify-full,
+               caSecretRef: {name: shop-db-ca}}}\nmodelStore: {claimName: models}",
+        )
+        .unwrap();
+        let m = model(spec.clone(), None);
+        let job = trainer_job(
+            &m,
+            &config(&m),
+            1,
+            RunTrigger::NoModel,
+            at(NOW),
+            &defaults(),
+        );
+        let args = container(&job).args.clone().unwrap().join(" ");
+        assert!(
+            args.contains("--pg-sslmode verify-full --pg-ca-file /etc/recommender/pg-ca/ca.crt"),
+            "{args}"
+        );
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let secret = pod.volumes.as_ref().unwrap()[1].secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("shop-db-ca"));
+        assert_eq!(secret.items.as_ref().unwrap()[0].key, "ca.crt");
+        let mounts = container(&job).volume_mounts.clone().unwrap();
+        assert_eq!(
+            (mounts[1].mount_path.as_str(), mounts[1].read_only),
+            ("/etc/recommender/pg-ca", Some(true))
+        );
+
+        // require: encrypted, no CA, nothing mounted; disable (the default): no flag at all.
+        let pg = spec.source.postgres.as_mut().unwrap();
+        pg.ssl_mode = crate::crd::PgSslMode::Require;
+        pg.ca_secret_ref = None;
+        let m = model(spec.clone(), None);
+        let job = trainer_job(
+            &m,
+            &config(&m),
+            1,
+            RunTrigger::NoModel,
+            at(NOW),
+            &defaults(),
+        );
+        let args = container(&job).args.clone().unwrap().join(" ");
+        assert!(args.contains("--pg-sslmode require") && !args.contains("--pg-ca-file"));
+        assert_eq!(container(&job).volume_mounts.as_ref().unwrap().len(), 1);
+        spec.source.postgres.as_mut().unwrap().ssl_mode = crate::crd::PgSslMode::Disable;
+        let m = model(spec, None);
+        let job = trainer_job(
+            &m,
+            &config(&m),
+            1,
+            RunTrigger::NoModel,
+            at(NOW),
+            &defaults(),
+        );
+        assert!(
+            !container(&job)
+                .args
+                .clone()
+                .unwrap()
+                .join(" ")
+                .contains("--pg-sslmode")
+        );
+    }
+
+    #[test]
     fn postgres_job_gets_password_from_the_secret() {
         let mut spec = file_spec();
         spec.source = Source {
@@ -366,6 +490,8 @@ mod tests {
                 },
                 query: "SELECT user_id, item_id, rating FROM ratings".into(),
                 probe_interval_seconds: 15,
+                ssl_mode: Default::default(),
+                ca_secret_ref: None,
             }),
             file: None,
         };

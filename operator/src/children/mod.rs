@@ -1,12 +1,18 @@
-//! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run and
-//! the predictor Deployment and Service. Pure builders; the apply stage applies them.
+//! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run, the
+//! predictor Deployment and Service with its autoscaler and disruption budget, and model store
+//! cleanup Jobs. Pure builders; the apply stage applies them.
 
+mod autoscaling;
+mod cleanup;
 mod job;
 mod pod;
 mod predictor;
 
+pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
+pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use job::{trainer_args, trainer_job};
-pub use predictor::{predictor_deployment, predictor_service};
+pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
+pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};
 use crate::labels;
@@ -23,6 +29,8 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 pub struct Defaults {
     pub trainer_image: String,
     pub predictor_image: String,
+    /// The cluster's DNS domain, for the predictor's in-cluster URL (`cluster.local` mostly).
+    pub cluster_domain: String,
 }
 
 pub fn job_name(model: &str, run: u32) -> String {
@@ -42,9 +50,16 @@ pub fn artifact_path(model: &str, version: &str) -> String {
 }
 
 /// Hash of the spec fields that change what a training run produces; a change retrains.
+/// How the database is reached over TLS changes nothing it returns, so it is left out (and a
+/// model written before TLS existed keeps its hash).
 pub fn training_spec_hash(spec: &RecommenderModelSpec) -> String {
+    let mut source = spec.source.clone();
+    if let Some(pg) = source.postgres.as_mut() {
+        pg.ssl_mode = Default::default();
+        pg.ca_secret_ref = None;
+    }
     let relevant = serde_json::json!({
-        "source": spec.source,
+        "source": source,
         "algorithm": spec.algorithm,
         "hyperparameters": spec.hyperparameters,
         "folds": spec.folds,
@@ -92,5 +107,25 @@ mod tests {
         factors.hyperparameters.factors = 7;
         assert_ne!(training_spec_hash(&spec), training_spec_hash(&factors));
         assert_eq!(training_spec_hash(&spec).len(), 16);
+    }
+
+    #[test]
+    fn tls_settings_do_not_retrain() {
+        let plain: RecommenderModelSpec = serde_yaml::from_str(
+            "source: {postgres: {host: db, database: d, user: u, query: SELECT 1,
+               passwordSecretRef: {name: s}}}\nmodelStore: {claimName: models}",
+        )
+        .unwrap();
+        let mut tls = plain.clone();
+        let pg = tls.source.postgres.as_mut().unwrap();
+        pg.ssl_mode = crate::crd::PgSslMode::VerifyFull;
+        pg.ca_secret_ref = Some(crate::crd::CaSecretRef {
+            name: "ca".into(),
+            key: "ca.crt".into(),
+        });
+        assert_eq!(training_spec_hash(&plain), training_spec_hash(&tls));
+        let mut query = plain.clone();
+        query.source.postgres.as_mut().unwrap().query = "SELECT 2".into();
+        assert_ne!(training_spec_hash(&plain), training_spec_hash(&query));
     }
 }

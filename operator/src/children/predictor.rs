@@ -1,7 +1,8 @@
 //! The predictor Deployment serving one model version, and its Service.
 
 use super::pod::{
-    container_security, model_store_mount, model_store_volume, pod_security, resources,
+    container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
+    resources,
 };
 use super::{Defaults, artifact_path, common_labels, meta, predictor_name};
 use crate::crd::RecommenderModel;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 
 const ROLLOUT_DEADLINE_SECONDS: i32 = 300;
 
-fn selector_labels(model: &RecommenderModel) -> BTreeMap<String, String> {
+pub(super) fn selector_labels(model: &RecommenderModel) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::COMPONENT.into(), labels::COMPONENT_PREDICTOR.into()),
         (labels::MODEL.into(), model.name_any()),
@@ -82,6 +83,20 @@ pub fn predictor_deployment(
 ) -> Deployment {
     let mut pod_labels = common_labels(model, labels::COMPONENT_PREDICTOR);
     pod_labels.insert(labels::VERSION.into(), version.into());
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            security_context: Some(pod_security()),
+            automount_service_account_token: Some(false),
+            containers: vec![predictor_container(model, version, defaults)],
+            volumes: Some(vec![model_store_volume(model, true)]),
+            ..PodSpec::default()
+        }),
+    };
+    merge_pod_settings(&mut template, &model.spec.predictor.pod);
     Deployment {
         metadata: meta(
             model,
@@ -89,29 +104,43 @@ pub fn predictor_deployment(
             common_labels(model, labels::COMPONENT_PREDICTOR),
         ),
         spec: Some(DeploymentSpec {
-            replicas: Some(model.spec.predictor.replicas),
+            // Under autoscaling the HorizontalPodAutoscaler owns the count: an apply that named
+            // it would take it back at every reconcile.
+            replicas: model
+                .spec
+                .predictor
+                .autoscaling
+                .is_none()
+                .then_some(model.spec.predictor.replicas),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(model)),
                 ..LabelSelector::default()
             },
             progress_deadline_seconds: Some(ROLLOUT_DEADLINE_SECONDS),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    security_context: Some(pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![predictor_container(model, version, defaults)],
-                    volumes: Some(vec![model_store_volume(model, true)]),
-                    ..PodSpec::default()
-                }),
-            },
+            template,
             ..DeploymentSpec::default()
         }),
         status: None,
     }
+}
+
+/// The predictor pods' label selector as text, as the scale subresource reports it.
+pub fn predictor_selector(model: &RecommenderModel) -> String {
+    selector_labels(model)
+        .iter()
+        .map(|(k, v)| labels::selector(k, v))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The predictor Service's in-cluster URL: its DNS name, which outlives its ClusterIP.
+pub fn predictor_url(model: &RecommenderModel, cluster_domain: &str) -> String {
+    format!(
+        "http://{}.{}.svc.{cluster_domain}:{}",
+        predictor_name(&model.name_any()),
+        model.namespace().unwrap_or_default(),
+        model.spec.predictor.port
+    )
 }
 
 pub fn predictor_service(model: &RecommenderModel) -> Service {
@@ -193,6 +222,20 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(labels[crate::labels::VERSION], "v2");
+    }
+
+    #[test]
+    fn the_url_is_the_service_dns_name_and_port() {
+        let mut spec = file_spec();
+        spec.predictor.port = 9000;
+        let m = model(spec, None);
+        assert_eq!(
+            predictor_url(&m, "corp.example"),
+            "http://movies-predictor.ml.svc.corp.example:9000"
+        );
+        let service = predictor_service(&m);
+        assert_eq!(service.metadata.name.as_deref(), Some("movies-predictor"));
+        assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 9000);
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn context() -> (Arc<Context>, ApiHandle) {
     let defaults = Defaults {
         trainer_image: "local/recommender-trainer:test".into(),
         predictor_image: "local/recommender-predictor:test".into(),
+        cluster_domain: "cluster.local".into(),
     };
     let metrics = Arc::new(Metrics::new().unwrap());
     (
@@ -343,10 +344,27 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
         );
         let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
         not_found(send);
-        // No model passed the gate: no Service or Deployment, straight to status.
+        // No model passed the gate: no Service or Deployment. Nothing serves, so nothing can
+        // load the rejected artifact: a cleanup Job deletes it at once.
+        let (job, send) = expect(
+            &mut handle,
+            Method::PATCH,
+            &format!("/apis/batch/v1/namespaces/ml/jobs/movies-cleanup-1{APPLY}"),
+        )
+        .await;
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["prune", "--dir", "/models/movies", "--through-run", "1"])
+        );
+        assert_eq!(
+            job["metadata"]["labels"]["app.kubernetes.io/component"],
+            "cleanup"
+        );
+        respond(send, StatusCode::OK, &job);
         let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
         let status = &patch["status"];
         assert!(status.get("serving").is_none());
+        assert_eq!(status["cleanedThroughRun"], 1);
         let promoted = status["conditions"]
             .as_array()
             .unwrap()
@@ -359,7 +377,11 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
             "v1 not promoted: rmse 1.0312 exceeds maxRmse 1.0 by 0.0312"
         );
         respond_with_status(send, &patch);
-        expect_events(&mut handle, &["GateFailed", "NotReady", "NoModel"]).await;
+        expect_events(
+            &mut handle,
+            &["GateFailed", "CleanupStarted", "NotReady", "NoModel"],
+        )
+        .await;
         handle
     });
     reconcile(Arc::new(model(Some(training_status()))), ctx.clone())
@@ -465,4 +487,154 @@ async fn an_invalid_spec_is_reported_without_touching_children() {
     );
     drop(ctx);
     expect_no_more(verifier.await.unwrap()).await;
+}
+
+/// A model serving v1 on 3 replicas, at rest, with the given predictor settings.
+fn serving_model(predictor: Value) -> RecommenderModel {
+    let mut m = model(None);
+    m.spec.predictor = serde_json::from_value(predictor).unwrap();
+    let spec_hash = children::training_spec_hash(&m.spec);
+    let status: RecommenderModelStatus = serde_json::from_value(json!({
+        "models": [{"version": "v1", "run": 1, "trainedAt": "2026-11-27T11:00:00Z",
+            "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
+                "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}],
+        "lastRun": 1, "lastCompletedRun": 1, "trainedSpecHash": spec_hash,
+        "lastAttemptStartedAt": "2026-11-27T11:00:00Z",
+    }))
+    .unwrap();
+    m.status = Some(status);
+    m
+}
+
+/// The predictor Deployment as the API server returns it: 3 replicas of v1, all available,
+/// `spec.replicas` owned by the operator's apply or not.
+fn existing_deployment(operator_owns_replicas: bool) -> Value {
+    let mut fields = json!({"f:spec": {"f:template": {}}});
+    if operator_owns_replicas {
+        fields["f:spec"]["f:replicas"] = json!({});
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "movies-predictor", "namespace": NS, "generation": 2,
+            "managedFields": [{"manager": "recommender-operator", "operation": "Apply",
+                "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": fields}]},
+        "spec": {"replicas": 3, "selector": {},
+            "template": {"metadata": {"labels": {"recommender.dev/version": "v1"}}}},
+        "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}
+    })
+}
+
+/// Answers every remaining request as an event, until the controller lets go of the client.
+async fn drain_events(mut handle: ApiHandle) {
+    while let Some((request, send)) = handle.next_request().await {
+        assert_eq!(
+            request.uri().path(),
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+        );
+        respond(send, StatusCode::CREATED, &json!({}));
+    }
+}
+
+#[tokio::test]
+async fn turning_autoscaling_on_hands_the_replicas_over_before_applying_without_them() {
+    let m = serving_model(
+        json!({"replicas": 3, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "targetCpuUtilization": 75}}),
+    );
+    let (ctx, mut handle) = context();
+    let served = m.clone();
+    let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &served).await;
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![]));
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        respond(send, StatusCode::OK, &existing_deployment(true));
+        let service = format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}");
+        let (body, send) = expect(&mut handle, Method::PATCH, &service).await;
+        respond(send, StatusCode::OK, &body);
+
+        let handover = "?&force=true&fieldManager=recommender-operator-handover";
+        let (held, send) = expect(
+            &mut handle,
+            Method::PATCH,
+            &format!("{DEPLOYMENT}{handover}"),
+        )
+        .await;
+        assert_eq!(
+            held["spec"],
+            json!({"replicas": 3}),
+            "only the count, at its value"
+        );
+        respond(send, StatusCode::OK, &existing_deployment(true));
+        let (applied, send) =
+            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        assert!(
+            applied["spec"].get("replicas").is_none(),
+            "{}",
+            applied["spec"]
+        );
+        respond(send, StatusCode::OK, &existing_deployment(false));
+
+        let hpa = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/movies-predictor";
+        let (body, send) = expect(&mut handle, Method::PATCH, &format!("{hpa}{APPLY}")).await;
+        assert_eq!(body["spec"]["scaleTargetRef"]["name"], "movies-predictor");
+        assert_eq!(
+            (
+                body["spec"]["minReplicas"].as_i64(),
+                body["spec"]["maxReplicas"].as_i64()
+            ),
+            (Some(2), Some(5))
+        );
+        respond(send, StatusCode::OK, &body);
+        let pdb = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor";
+        let (body, send) = expect(&mut handle, Method::PATCH, &format!("{pdb}{APPLY}")).await;
+        assert_eq!(body["spec"]["maxUnavailable"], 1);
+        respond(send, StatusCode::OK, &body);
+
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        assert_eq!(patch["status"]["predictor"]["desiredReplicas"], 3);
+        respond_with_status(send, &patch);
+        handle
+    });
+    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
+    drop(ctx);
+    drain_events(verifier.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn turning_autoscaling_off_deletes_the_autoscaler_then_takes_the_replicas_back() {
+    let m = serving_model(json!({"replicas": 1}));
+    let (ctx, mut handle) = context();
+    let served = m.clone();
+    let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &served).await;
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![]));
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        respond(send, StatusCode::OK, &existing_deployment(false));
+        let service = format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}");
+        let (body, send) = expect(&mut handle, Method::PATCH, &service).await;
+        respond(send, StatusCode::OK, &body);
+
+        let hpa = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/movies-predictor?";
+        let (_, send) = expect(&mut handle, Method::DELETE, hpa).await;
+        not_found(send); // already gone: fine
+        let (applied, send) =
+            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        assert_eq!(applied["spec"]["replicas"], 1, "taken back, with force");
+        respond(send, StatusCode::OK, &existing_deployment(true));
+        let pdb = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor?";
+        let (_, send) = expect(&mut handle, Method::DELETE, pdb).await;
+        respond(
+            send,
+            StatusCode::OK,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
+
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        respond_with_status(send, &patch);
+        handle
+    });
+    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
+    drop(ctx);
+    drain_events(verifier.await.unwrap()).await;
 }

@@ -5,8 +5,12 @@
 //! Validation lives in the schema (ranges, patterns, CEL rules) so the API server rejects a bad
 //! manifest naming the field; `validate` re-checks what the decision relies on.
 
+mod autoscaling;
+mod pod;
 mod status;
 
+pub use autoscaling::*;
+pub use pod::*;
 pub use status::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -31,10 +35,20 @@ pub const KIND: &str = "RecommenderModel";
     shortname = "rm",
     shortname = "recmodel",
     category = "recommender",
+    scale(
+        spec_replicas_path = ".spec.predictor.replicas",
+        status_replicas_path = ".status.predictor.availableReplicas",
+        label_selector_path = ".status.predictor.selector"
+    ),
     validation = Rule::new("self.metadata.name.size() <= 40")
         .message("metadata.name must be at most 40 characters: Job and Deployment names derive from it"),
     doc = "A recommender model trained from ratings, gated on its metrics, served and kept fresh.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.serving.version"),
     printcolumn(
         name = "RMSE",
@@ -48,7 +62,8 @@ pub const KIND: &str = "RecommenderModel";
         json_path = ".status.serving.metrics.accuracy"
     ),
     printcolumn(name = "Stale", type_ = "boolean", json_path = ".status.stale"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RecommenderModelSpec {
@@ -96,6 +111,8 @@ pub struct Source {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || self.sslMode == 'verify-full'")
+    .message("spec.source.postgres.caSecretRef is used with sslMode verify-full"))]
 pub struct PostgresSource {
     #[schemars(length(min = 1, max = 253))]
     pub host: String,
@@ -116,6 +133,51 @@ pub struct PostgresSource {
     #[serde(default = "default_probe_interval")]
     #[schemars(range(min = 1, max = 3600))]
     pub probe_interval_seconds: u32,
+    /// TLS to the database, for the trainer and the operator's probe: `disable`, `require`
+    /// (encrypted, the certificate not checked) or `verify-full` (the certificate must chain to
+    /// `caSecretRef`, or the images' system roots, and name `host`).
+    #[serde(default, skip_serializing_if = "PgSslMode::is_disable")]
+    pub ssl_mode: PgSslMode,
+    /// The PEM CA bundle (a Secret in the resource's namespace, key `ca.crt` by default) the
+    /// server's certificate must chain to with `verify-full`. The operator reads it (so it must
+    /// be among the chart's `rbac.secrets.resourceNames` when those are set); trainers mount it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PgSslMode {
+    #[default]
+    #[serde(rename = "disable")]
+    Disable,
+    #[serde(rename = "require")]
+    Require,
+    #[serde(rename = "verify-full")]
+    VerifyFull,
+}
+
+impl PgSslMode {
+    pub fn is_disable(&self) -> bool {
+        *self == Self::Disable
+    }
+
+    pub fn tls(self) -> recommender_pgtls::SslMode {
+        match self {
+            Self::Disable => recommender_pgtls::SslMode::Disable,
+            Self::Require => recommender_pgtls::SslMode::Require,
+            Self::VerifyFull => recommender_pgtls::SslMode::VerifyFull,
+        }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -296,8 +358,11 @@ pub struct Freshness {
     pub retrain_interval: Option<String>,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// Exact name matches written as a prefix of the right length, priced by the literal (see pod.rs).
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name.startsWith('PGPASSWORD') && size(e.name) == 10))")
+    .message("spec.trainer.env: PGPASSWORD is set by the operator from spec.source.postgres.passwordSecretRef"))]
 pub struct TrainerSettings {
     /// Trainer image; the operator's `--trainer-image` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,16 +378,23 @@ pub struct TrainerSettings {
     #[serde(default)]
     #[schemars(range(min = 0, max = 10))]
     pub retries: i32,
+    /// Scheduling, identity and metadata of trainer (and model store cleanup) pods.
+    #[serde(flatten)]
+    pub pod: PodSettings,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !(e.name.startsWith('MODEL_PATH') && size(e.name) == 10) && !(e.name.startsWith('LISTEN_ADDR') && size(e.name) == 11))")
+    .message("spec.predictor.env: MODEL_PATH and LISTEN_ADDR are set by the operator (--model, --listen)"))]
 pub struct PredictorSettings {
     /// Predictor image; the operator's `--predictor-image` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub image: Option<String>,
     #[serde(default = "default_replicas")]
+    /// Predictor pods (`kubectl scale rm NAME --replicas N` sets it); ignored while
+    /// `autoscaling` is set.
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +402,12 @@ pub struct PredictorSettings {
     #[serde(default = "default_service_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Scale on load with a HorizontalPodAutoscaler instead of the fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Scheduling, identity and metadata of predictor pods.
+    #[serde(flatten)]
+    pub pod: PodSettings,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -338,6 +416,12 @@ pub struct ModelStore {
     /// A PersistentVolumeClaim in the resource's namespace, shared by trainer and predictor pods.
     #[schemars(length(min = 1, max = 253))]
     pub claim_name: String,
+    /// Promoted models whose artifacts stay on the store: the newest `keep`, the rollback window
+    /// `pinnedVersion` can name (the pinned one is kept too). Older ones and rejected candidates
+    /// are deleted by a small cleanup Job once no predictor may load them.
+    #[serde(default = "default_keep")]
+    #[schemars(range(min = 1, max = 10))]
+    pub keep: u32,
 }
 
 fn default_folds() -> u32 {
@@ -351,6 +435,9 @@ fn default_probe_interval() -> u32 {
 }
 fn default_secret_key() -> String {
     "password".into()
+}
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 fn default_factors() -> u32 {
     SVD.factors
@@ -385,6 +472,10 @@ fn default_min_accuracy() -> f64 {
 }
 fn default_max_age() -> String {
     "168h".into()
+}
+/// The whole rollback window `status.models` can hold (`decide::MODELS_LIMIT`).
+fn default_keep() -> u32 {
+    10
 }
 fn default_deadline() -> i64 {
     3600
@@ -442,6 +533,7 @@ impl Default for TrainerSettings {
             resources: None,
             active_deadline_seconds: default_deadline(),
             retries: 0,
+            pod: PodSettings::default(),
         }
     }
 }
@@ -453,6 +545,8 @@ impl Default for PredictorSettings {
             replicas: default_replicas(),
             resources: None,
             port: default_service_port(),
+            autoscaling: None,
+            pod: PodSettings::default(),
         }
     }
 }

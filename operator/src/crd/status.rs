@@ -53,6 +53,10 @@ pub struct RecommenderModelStatus {
     /// Highest run number whose outcome has been recorded.
     #[serde(default)]
     pub last_completed_run: u32,
+    /// Runs up to this one have had the model store cleaned of what they left outside the
+    /// retention window (a cleanup Job started for them).
+    #[serde(default)]
+    pub cleaned_through_run: u32,
     /// Training-spec hash of the last run that produced a model (promoted or rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_spec_hash: Option<String>,
@@ -80,6 +84,18 @@ pub struct RecommenderModelStatus {
     pub handled_retrain_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<PredictorStatus>,
+    /// The predictor Service's in-cluster URL, once a model serves: where to call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The same endpoint as KServe's `status.address` (an Addressable), for tools that read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+}
+
+/// An endpoint other workloads call, shaped like Knative's and KServe's `Addressable`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub url: String,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -366,6 +382,9 @@ pub struct PredictorStatus {
     pub version: String,
     pub desired_replicas: i32,
     pub available_replicas: i32,
+    /// The predictor pods' label selector, for the scale subresource (and autoscalers of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// Conditions are a map keyed by `type`, so server-side apply merges them per type.

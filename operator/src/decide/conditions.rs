@@ -4,6 +4,7 @@
 use super::PlannedEvent;
 use super::freshness::{self, Freshness};
 use super::runs::RunsSeen;
+use super::scaling;
 use super::serving::{self, Serving};
 use crate::condition::{self as cond, Desired, State};
 use crate::crd::{Phase, RecommenderModelStatus, RunOutcome};
@@ -19,8 +20,8 @@ pub(super) fn desired(
     seen: &RunsSeen,
 ) -> Vec<Desired> {
     let spec = &observed.model.spec;
-    let serving_cond =
-        serving::condition(serving, observed.rollout.as_ref(), spec.predictor.replicas);
+    let replicas = scaling::desired_replicas(observed.model, observed.rollout.as_ref());
+    let serving_cond = serving::condition(serving, observed.rollout.as_ref(), replicas);
     let database = database(&observed.database);
     let workers = workers(observed, serving, seen);
     let ready = ready(&[&serving_cond, &database, &workers]);
@@ -260,6 +261,8 @@ mod tests {
                 },
                 query: "SELECT user_id, item_id, rating FROM ratings".into(),
                 probe_interval_seconds: 10,
+                ssl_mode: Default::default(),
+                ca_secret_ref: None,
             }),
             file: None,
         };

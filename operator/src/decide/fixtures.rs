@@ -30,6 +30,7 @@ pub fn defaults() -> Defaults {
     Defaults {
         trainer_image: "registry.local/recommender-trainer:test".into(),
         predictor_image: "registry.local/recommender-predictor:test".into(),
+        cluster_domain: "cluster.local".into(),
     }
 }
 
@@ -175,6 +176,7 @@ pub fn available(version: &str, desired: i32, available: i32) -> RolloutState {
         total: available,
         observed: true,
         deadline_exceeded: None,
+        replicas_released: false,
     }
 }
 

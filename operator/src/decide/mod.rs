@@ -6,7 +6,9 @@
 mod conditions;
 mod freshness;
 mod promotion;
+mod retention;
 mod runs;
+mod scaling;
 mod serving;
 
 #[cfg(test)]
@@ -14,6 +16,7 @@ pub(crate) mod fixtures;
 
 pub use promotion::{Metric, Rejection, Shortfall, Verdict, judge};
 pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
+pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
 
 use crate::children::{self, Defaults};
@@ -65,6 +68,10 @@ pub struct Plan {
     pub start_job: Option<Job>,
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
+    /// The predictor's autoscaler and disruption budget, and the replica hand-over.
+    pub scaling: ScalingPlan,
+    /// A model store cleanup to start (artifacts outside the retention window).
+    pub cleanup_job: Option<Job>,
     pub status: RecommenderModelStatus,
     pub events: Vec<PlannedEvent>,
     /// Runs whose outcome was recorded by this decision (for metrics).
@@ -113,14 +120,28 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     let spec_hash = children::training_spec_hash(&model.spec);
 
     let seen = runs::record(observed, &spec_hash, &mut draft);
-    let serving = serving::choose(&draft.status, model.spec.pinned_version.as_deref());
+    let pin = model.spec.pinned_version.as_deref();
+    retention::trim(&mut draft.status, model.spec.model_store.keep, pin);
+    let serving = serving::choose(&draft.status, pin);
     draft.status.serving = serving.model.clone();
     let freshness = freshness::assess(serving.model.as_ref(), config.max_age, &mut draft);
     let start_job = runs::start(
         observed, config, defaults, &spec_hash, &freshness, &mut draft,
     );
     let (deployment, service) = serving::children(model, &serving, defaults);
-    draft.status.predictor = serving::predictor_status(&serving, observed.rollout.as_ref());
+    let scaling = match &deployment {
+        Some(_) => scaling::plan(model, observed.rollout.as_ref()),
+        None => ScalingPlan::default(),
+    };
+    draft.status.predictor = serving::predictor_status(model, &serving, observed.rollout.as_ref());
+    let cleanup_job = retention::cleanup(
+        model,
+        &serving,
+        observed.rollout.as_ref(),
+        defaults,
+        &mut draft,
+    );
+    (draft.status.url, draft.status.address) = serving::address(model, &serving, defaults);
 
     let desired = conditions::desired(observed, &draft.status, &serving, &freshness, &seen);
     let generation = model.metadata.generation;
@@ -143,6 +164,8 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         start_job,
         deployment,
         service,
+        scaling,
+        cleanup_job,
         status: draft.status,
         events: draft.events,
         finished: draft.finished,
@@ -173,6 +196,8 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
         start_job: None,
         deployment: None,
         service: None,
+        scaling: ScalingPlan::default(),
+        cleanup_job: None,
         status,
         events: conditions::transition_events(&old.conditions, &[ready]),
         finished: Vec::new(),

@@ -3,7 +3,7 @@
 
 use crate::children::{self, Defaults};
 use crate::condition::{self as cond, Desired, State};
-use crate::crd::{ModelRecord, PredictorStatus, RecommenderModel, RecommenderModelStatus};
+use crate::crd::{Address, ModelRecord, PredictorStatus, RecommenderModel, RecommenderModelStatus};
 use crate::observe::RolloutState;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -68,7 +68,22 @@ pub(super) fn children(
     }
 }
 
+/// Where to call the model: the Service's URL once there is a model to serve (the Service is
+/// applied with it), as `status.url` and KServe's `status.address`.
+pub(super) fn address(
+    model: &RecommenderModel,
+    serving: &Serving,
+    defaults: &Defaults,
+) -> (Option<String>, Option<Address>) {
+    if serving.model.is_none() {
+        return (None, None);
+    }
+    let url = children::predictor_url(model, &defaults.cluster_domain);
+    (Some(url.clone()), Some(Address { url }))
+}
+
 pub(super) fn predictor_status(
+    model: &RecommenderModel,
     serving: &Serving,
     rollout: Option<&RolloutState>,
 ) -> Option<PredictorStatus> {
@@ -78,6 +93,7 @@ pub(super) fn predictor_status(
         version: rollout.version.clone()?,
         desired_replicas: rollout.desired,
         available_replicas: rollout.available,
+        selector: Some(children::predictor_selector(model)),
     })
 }
 
@@ -182,6 +198,26 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
 mod tests {
     use crate::decide::decide;
     use crate::decide::fixtures::*;
+
+    #[test]
+    fn the_url_appears_with_the_first_served_model() {
+        let spec = file_spec();
+        let m = model(spec.clone(), None);
+        let plan = decide_for(&m, vec![], None);
+        assert_eq!(
+            (plan.status.url.as_deref(), plan.status.address),
+            (None, None)
+        );
+
+        let m = model(
+            spec.clone(),
+            Some(serving_status(&spec, "2026-11-27T11:00:00Z")),
+        );
+        let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
+        let url = "http://movies-predictor.ml.svc.cluster.local:8080";
+        assert_eq!(plan.status.url.as_deref(), Some(url));
+        assert_eq!(plan.status.address.unwrap().url, url);
+    }
 
     #[test]
     fn pinned_version_rolls_back() {

@@ -7,7 +7,7 @@ use kube::{Api, Client};
 use std::time::Duration;
 
 /// Probes `pg` within `timeout`; every failure becomes a message for the condition, naming
-/// what failed (the Secret, the connection or the query) but never the password.
+/// what failed (a Secret, TLS, the connection or the query) but never the password.
 pub async fn probe_database(
     client: &Client,
     namespace: &str,
@@ -16,34 +16,68 @@ pub async fn probe_database(
 ) -> DatabaseProbe {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let reference = &pg.password_secret_ref;
-    let password = match secrets.get_opt(&reference.name).await {
-        Ok(Some(secret)) => match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
-            Some(bytes) => String::from_utf8_lossy(&bytes.0).into_owned(),
-            None => {
-                return DatabaseProbe::Unreachable(format!(
-                    "Secret {namespace}/{} has no key {:?}",
-                    reference.name, reference.key
-                ));
+    let field = "spec.source.postgres.passwordSecretRef";
+    let password =
+        match secret_value(&secrets, namespace, &reference.name, &reference.key, field).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(why) => return DatabaseProbe::Unreachable(why),
+        };
+    let ca = match &pg.ca_secret_ref {
+        Some(ca) => {
+            let field = "spec.source.postgres.caSecretRef";
+            match secret_value(&secrets, namespace, &ca.name, &ca.key, field).await {
+                Ok(bytes) => Some(bytes),
+                Err(why) => return DatabaseProbe::Unreachable(why),
             }
-        },
-        Ok(None) => {
-            return DatabaseProbe::Unreachable(format!(
-                "Secret {namespace}/{} (spec.source.postgres.passwordSecretRef) not found",
-                reference.name
-            ));
         }
-        Err(err) => {
-            return DatabaseProbe::Unreachable(format!(
-                "cannot read Secret {namespace}/{}: {err}",
-                reference.name
-            ));
-        }
+        None => None,
     };
-    select_one(pg, &password, timeout).await
+    select_one(pg, &password, ca.as_deref(), timeout).await
 }
 
-pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) -> DatabaseProbe {
+/// One key of a Secret, or why it cannot be had.
+async fn secret_value(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    field: &str,
+) -> Result<Vec<u8>, String> {
+    match secrets.get_opt(name).await {
+        Ok(Some(secret)) => secret
+            .data
+            .and_then(|mut d| d.remove(key))
+            .map(|bytes| bytes.0)
+            .ok_or_else(|| format!("Secret {namespace}/{name} ({field}) has no key {key:?}")),
+        Ok(None) => Err(format!("Secret {namespace}/{name} ({field}) not found")),
+        Err(err) => Err(format!(
+            "cannot read Secret {namespace}/{name} ({field}): {err}"
+        )),
+    }
+}
+
+/// Connects as the trainer would (same TLS mode and CA) and runs `SELECT 1`.
+pub async fn select_one(
+    pg: &PostgresSource,
+    password: &str,
+    ca: Option<&[u8]>,
+    timeout: Duration,
+) -> DatabaseProbe {
     let target = format!("{}:{}/{}", pg.host, pg.port, pg.database);
+    let mode = pg.ssl_mode.tls();
+    let tls = match recommender_pgtls::connector(mode, ca) {
+        Ok(tls) => tls,
+        Err(err) => {
+            let source = match &pg.ca_secret_ref {
+                Some(ca) => format!(
+                    "Secret {} key {:?} (spec.source.postgres.caSecretRef)",
+                    ca.name, ca.key
+                ),
+                None => "sslMode verify-full without caSecretRef".into(),
+            };
+            return DatabaseProbe::Unreachable(format!("{target}: {source}: {err}"));
+        }
+    };
     let mut config = tokio_postgres::Config::new();
     config
         .host(&pg.host)
@@ -51,10 +85,11 @@ pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) 
         .dbname(&pg.database)
         .user(&pg.user)
         .password(password)
+        .ssl_mode(mode.postgres())
         .connect_timeout(timeout)
         .application_name("recommender-operator-probe");
     let attempt = async {
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let (client, connection) = config.connect(tls).await?;
         let driver = tokio::spawn(connection);
         let result = client.simple_query("SELECT 1").await.map(|_| ());
         drop(client);
@@ -63,7 +98,9 @@ pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) 
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(())) => DatabaseProbe::Reachable,
-        Ok(Err(err)) => DatabaseProbe::Unreachable(format!("{target}: {}", describe(&err))),
+        Ok(Err(err)) => {
+            DatabaseProbe::Unreachable(format!("{target} (sslMode {}): {}", mode, describe(&err)))
+        }
         Err(_) => DatabaseProbe::Unreachable(format!(
             "{target}: no answer to SELECT 1 within {}s",
             timeout.as_secs_f64()
@@ -72,10 +109,15 @@ pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) 
 }
 
 fn describe(err: &tokio_postgres::Error) -> String {
-    // The top-level Display is often just "error connecting to server"; the source says why.
-    match std::error::Error::source(err) {
+    // The top-level Display is often just "error connecting to server"; the source says why,
+    // and for TLS failures `explain` says what to fix.
+    let text = match std::error::Error::source(err) {
         Some(source) => format!("{err}: {source}"),
         None => err.to_string(),
+    };
+    match recommender_pgtls::explain(err) {
+        Some(why) => format!("{why} ({text})"),
+        None => text,
     }
 }
 
@@ -100,11 +142,13 @@ mod tests {
             },
             query: "SELECT 1".into(),
             probe_interval_seconds: 15,
+            ssl_mode: Default::default(),
+            ca_secret_ref: None,
         };
-        match select_one(&pg, "secret", Duration::from_secs(2)).await {
+        match select_one(&pg, "secret", None, Duration::from_secs(2)).await {
             DatabaseProbe::Unreachable(why) => {
                 assert!(
-                    why.starts_with(&format!("127.0.0.1:{port}/ratings: ")),
+                    why.starts_with(&format!("127.0.0.1:{port}/ratings (sslMode disable): ")),
                     "{why}"
                 );
                 assert!(!why.contains("secret"), "never the password: {why}");

@@ -16,6 +16,8 @@ pub struct RolloutState {
     pub observed: bool,
     /// `Progressing=False, reason=ProgressDeadlineExceeded`, with its message.
     pub deadline_exceeded: Option<String>,
+    /// The operator's apply no longer owns `spec.replicas`: it was handed to an autoscaler.
+    pub replicas_released: bool,
 }
 
 pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
@@ -50,13 +52,62 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
         total: status.replicas.unwrap_or(0),
         observed,
         deadline_exceeded,
+        replicas_released: replicas_released(deployment),
     }
+}
+
+/// Whether the Deployment's managed fields show that the operator's server-side apply does not
+/// own `spec.replicas`. An object without managed fields (a server that does not track them)
+/// says nothing, so it counts as still owned: the operator then changes nothing it cannot see.
+fn replicas_released(deployment: &Deployment) -> bool {
+    let entries = deployment
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
+    !entries.is_empty()
+        && !entries.iter().any(|entry| {
+            entry.manager.as_deref() == Some(labels::MANAGER)
+                && entry.operation.as_deref() == Some("Apply")
+                && entry.subresource.as_deref().unwrap_or_default().is_empty()
+                && entry
+                    .fields_v1
+                    .as_ref()
+                    .is_some_and(|fields| fields.0.pointer("/f:spec/f:replicas").is_some())
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn replicas_are_released_when_the_operators_apply_no_longer_owns_them() {
+        let with_fields = |entries: serde_json::Value| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": {"name": "movies-predictor", "managedFields": entries},
+                "spec": {"replicas": 3, "selector": {}, "template": {}}
+            }))
+            .unwrap()
+        };
+        let operator = |fields: serde_json::Value| {
+            json!({"manager": "recommender-operator", "operation": "Apply", "apiVersion": "apps/v1",
+                "fieldsType": "FieldsV1", "fieldsV1": fields})
+        };
+        let owns = with_fields(json!([operator(
+            json!({"f:spec": {"f:replicas": {}, "f:template": {}}})
+        )]));
+        assert!(!observe_rollout(&owns).replicas_released);
+        let handed_over = with_fields(json!([
+            operator(json!({"f:spec": {"f:template": {}}})),
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        ]));
+        assert!(observe_rollout(&handed_over).replicas_released);
+        let untracked = with_fields(json!([]));
+        assert!(!observe_rollout(&untracked).replicas_released);
+    }
 
     #[test]
     fn rollout_states() {
@@ -86,7 +137,8 @@ mod tests {
                 updated: 2,
                 total: 3,
                 observed: true,
-                deadline_exceeded: None
+                deadline_exceeded: None,
+                replicas_released: false,
             }
         );
         let behind = observe_rollout(&deployment(
