@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         cli::Command::Train(a) => cli::train(a, true, tty),
         cli::Command::Evaluate(a) => cli::train(a, false, tty),
         cli::Command::Generate(g) => cli::generate(g),
+        cli::Command::History(h) => cli::history(h),
     }
 }
 
