@@ -19,7 +19,7 @@ pub use http::{get, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, client};
 pub use node::{NodeProcess, container_processes, tag_image};
-pub use operator::Operator;
+pub use operator::{Operator, is_ready};
 pub use wait::{wait_for, wait_status, wait_until};
 
 /// Images built from the project's Dockerfile and imported by tests/cluster/images.sh.

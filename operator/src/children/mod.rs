@@ -5,7 +5,7 @@ mod job;
 mod pod;
 mod predictor;
 
-pub use job::{trainer_args, trainer_job};
+pub use job::{NewRun, trainer_args, trainer_job};
 pub use predictor::{predictor_deployment, predictor_service};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};

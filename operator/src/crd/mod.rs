@@ -315,7 +315,7 @@ pub struct TrainerSettings {
     pub retries: i32,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictorSettings {
     /// Predictor image; the operator's `--predictor-image` when absent.
@@ -330,6 +330,13 @@ pub struct PredictorSettings {
     #[serde(default = "default_service_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Server-side p99 latency the predictors should stay under (Go duration); `Serving` says
+    /// when the replicas of the serving version miss it.
+    #[serde(default = "default_latency_objective")]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')")
+        .message("spec.predictor.latencyObjective must be a positive duration, e.g. 5ms"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub latency_objective: String,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -392,6 +399,10 @@ fn default_deadline() -> i64 {
 fn default_replicas() -> i32 {
     1
 }
+/// The old app's target: predictions in under 5 ms.
+fn default_latency_objective() -> String {
+    "5ms".into()
+}
 fn default_service_port() -> i32 {
     8080
 }
@@ -453,6 +464,7 @@ impl Default for PredictorSettings {
             replicas: default_replicas(),
             resources: None,
             port: default_service_port(),
+            latency_objective: default_latency_objective(),
         }
     }
 }

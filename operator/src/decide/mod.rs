@@ -122,7 +122,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     let (deployment, service) = serving::children(model, &serving, defaults);
     draft.status.predictor = serving::predictor_status(&serving, observed.rollout.as_ref());
 
-    let desired = conditions::desired(observed, &draft.status, &serving, &freshness, &seen);
+    let desired = conditions::desired(observed, config, &draft.status, &serving, &freshness, &seen);
     let generation = model.metadata.generation;
     draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);
     draft.status.observed_generation = generation;
