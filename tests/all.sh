@@ -16,6 +16,7 @@ stage() { printf '\n==> [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 cleanup() {
   local rc=$?
   stage "cleanup"
+  bash tests/cluster/prometheus.sh down >/dev/null 2>&1 || true
   bash tests/cluster/postgres.sh down >/dev/null 2>&1 || true
   stack_down >/dev/null 2>&1 || true
   exit "$rc"

@@ -22,6 +22,7 @@ cargo build --locked --bins
 cleanup() {
   local rc=$?
   if [ "${RECOMMENDER_E2E_KEEP:-0}" != 1 ]; then
+    bash tests/cluster/prometheus.sh down >/dev/null 2>&1 || true
     bash tests/cluster/postgres.sh down >/dev/null 2>&1 || true
     stack_down >/dev/null 2>&1 || true
   fi

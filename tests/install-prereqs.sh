@@ -44,3 +44,6 @@ for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
 command -v go >/dev/null || { echo "Go is required to build the control plane (expected on this machine kind)" >&2; exit 1; }
+# The live alert tests' Prometheus: Debian's package is built without Kubernetes service discovery,
+# so upstream's server is built from its Go module once and cached (tests/cluster/prometheus.sh).
+bash "$(dirname "$0")/cluster/prometheus.sh" build >/dev/null

@@ -19,7 +19,8 @@ RULES = HERE.parent / "recommender-operator" / "files" / "alerts.yaml"
 TESTS = HERE / "alerts_test.yaml"
 
 # (alert, text in its expr, replacement): each widens what the alert matches so that one of the
-# look-alike series in alerts_test.yaml would fire.
+# look-alike series in alerts_test.yaml would fire (or, for the quantile, watches the wrong one so
+# that the real case would not).
 WIDENINGS = [
     ("RecommenderModelStale", 'status="True"', 'status=~".+"'),
     ("RecommenderModelTrainingFailing", 'reason="TrainingFailed"', 'reason=~".+"'),
@@ -27,6 +28,26 @@ WIDENINGS = [
     ("RecommenderModelDatabaseUnreachable", 'status="False"', 'status=~".+"'),
     ("RecommenderModelPredictorUnavailable", " < max", " <= max"),
     ("RecommenderModelNotServing", 'type="Serving", ', ""),
+    ("RecommenderModelNotServing", 'status="False"', 'status=~".+"'),
+    ("RecommenderModelNotServing", ', reason!~"NoModel|ScaledToZero"', ""),
+    ("RecommenderModelNoPromotedModel", 'reason="NoModel"', 'reason=~".+"'),
+    ("RecommenderModelNoPromotedModel", 'reason="Suspended"', 'reason="NoSuchReason"'),
+    ("RecommenderModelTrainerStuck", 'reason="TrainerPodStuck"', 'reason=~".+"'),
+    (
+        "RecommenderModelTrainingPastDeadline",
+        "> max by (namespace, name) (recommender_model_active_run_deadline_seconds)",
+        "> 0",
+    ),
+    ("RecommenderModelLatencyObjectiveMissed", 'quantile="0.99"', 'quantile="0.5"'),
+    (
+        "RecommenderModelLatencyObjectiveMissed",
+        "max by (namespace, name) (recommender_model_latency_objective_seconds)",
+        "0.005",
+    ),
+    ("RecommenderModelOnlineRmseOverGate", "max by (namespace, name) (recommender_model_max_rmse)", "1"),
+    ("RecommenderModelOnlineRmseOverGate", ">= 100", ">= 0"),
+    ("RecommenderModelAcceptanceCollapsed", "< 0.5 *", "< 1 *"),
+    ("RecommenderModelAcceptanceCollapsed", ">= 100", ">= 0"),
     ("RecommenderOperatorDown", "sum by (namespace, job)", "min by (namespace, job)"),
     ("RecommenderOperatorReconcileErrors", "> 0.1", "> 0.01"),
 ]

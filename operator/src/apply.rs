@@ -169,6 +169,12 @@ impl Applier {
         let namespace = model.namespace().unwrap_or_default();
         let name = model.name_any();
         let api: Api<RecommenderModel> = Api::namespaced(self.client.clone(), &namespace);
+        // `online` belongs to the collector's field manager: leaving it out of this apply leaves
+        // it alone, where sending the value read earlier would undo the collector's newer one.
+        let status = RecommenderModelStatus {
+            online: None,
+            ..status.clone()
+        };
         let patch = serde_json::json!({
             "apiVersion": RecommenderModel::api_version(&()),
             "kind": KIND,

@@ -120,6 +120,8 @@ async fn reconcile_inner(
 
     ctx.metrics.runs_finished(namespace, name, &plan.finished);
     ctx.metrics.observe_status(namespace, name, &plan.status);
+    ctx.metrics
+        .observe_targets(namespace, name, &model.spec, &plan.status);
     for record in &plan.finished {
         info!(run = record.run, outcome = record.outcome.as_str(), reason = %record.reason, "{}", record.message);
     }
@@ -150,7 +152,7 @@ pub fn error_policy(model: Arc<RecommenderModel>, error: &Error, ctx: Arc<Contex
 }
 
 /// An API for one namespace, or for all of them.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,

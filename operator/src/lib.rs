@@ -13,6 +13,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod online;
 pub mod server;
 pub mod time;
 pub mod validate;

@@ -6,6 +6,7 @@ use recommender_operator::children::Defaults;
 use recommender_operator::controller::{self, Context};
 use recommender_operator::leader;
 use recommender_operator::metrics::Metrics;
+use recommender_operator::online::Collector;
 use recommender_operator::server::{self, Health};
 use recommender_operator::{Error, Result};
 use std::io::IsTerminal;
@@ -77,6 +78,9 @@ struct Cli {
     /// Seconds the database probe (connect + SELECT 1) may take.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
     db_probe_timeout: u64,
+    /// Seconds between reads of the predictors' stats into status.online; 0 turns it off.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    online_interval: u64,
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
 }
@@ -208,7 +212,13 @@ async fn run(cli: Cli) -> Result<()> {
         cli.identity.clone(),
     );
     ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
-    run_controllers(Arc::new(ctx), &cli.namespaces, stop_rx).await;
+    let scopes = scopes(&cli.namespaces);
+    if cli.online_interval > 0 {
+        let interval = Duration::from_secs(cli.online_interval);
+        let collector = Collector::new(ctx.client.clone(), ctx.metrics.clone(), interval);
+        tokio::spawn(collector.run(scopes.clone(), stop_rx.clone()));
+    }
+    run_controllers(Arc::new(ctx), scopes, stop_rx).await;
 
     let lost = leadership.as_ref().is_some_and(|l| l.lost());
     if let Some(held) = leadership {
@@ -221,13 +231,21 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// One controller per watched namespace (or one for all), until `stop` flips.
-async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: watch::Receiver<bool>) {
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+/// Each watched namespace, or `None` for all of them.
+fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
         vec![None]
     } else {
         namespaces.iter().cloned().map(Some).collect()
-    };
+    }
+}
+
+/// One controller per scope, until `stop` flips.
+async fn run_controllers(
+    ctx: Arc<Context>,
+    scopes: Vec<Option<String>>,
+    stop: watch::Receiver<bool>,
+) {
     let mut controllers = Vec::new();
     for scope in scopes {
         info!(

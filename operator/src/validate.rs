@@ -19,6 +19,8 @@ pub struct Config {
     pub max_age: Duration,
     /// Retrain at least this often, whatever the model's age.
     pub retrain_interval: Option<Duration>,
+    /// The p99 server latency the predictors should stay under.
+    pub latency_objective: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,13 +100,22 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
     platform::pod_settings(spec, &mut problem);
     platform::autoscaling(spec, &mut problem);
     platform::tls(spec, &mut problem);
-    match (source, max_age, retrain_interval) {
-        (Some(source), Some(max_age), interval) if problems.is_empty() => Ok(Config {
-            source,
-            training: training(spec),
-            max_age,
-            retrain_interval: interval.flatten(),
-        }),
+    let latency_objective = duration(
+        &spec.predictor.latency_objective,
+        Duration::from_nanos(1),
+        "spec.predictor.latencyObjective",
+        &mut problem,
+    );
+    match (source, max_age, retrain_interval, latency_objective) {
+        (Some(source), Some(max_age), interval, Some(latency_objective)) if problems.is_empty() => {
+            Ok(Config {
+                source,
+                training: training(spec),
+                max_age,
+                retrain_interval: interval.flatten(),
+                latency_objective,
+            })
+        }
         _ => Err(Invalid { problems }),
     }
 }
@@ -212,6 +223,7 @@ pub(crate) mod tests {
         assert_eq!(config.training.folds, defaults::FOLDS);
         assert_eq!(config.max_age, Duration::from_secs(168 * 3600));
         assert_eq!(config.retrain_interval, None);
+        assert_eq!(config.latency_objective, Duration::from_millis(5));
 
         let baseline = validate(&spec(&format!("{FILE}algorithm: baseline\n"))).unwrap();
         assert_eq!(

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use recommender_report::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
 use serde::Serialize;
 
 /// Beyond this many distinct users in the window, new users are not tracked (counts saturate)
@@ -38,11 +39,14 @@ struct ErrorSums {
     n: u64,
     sum_sq: f64,
     sum_abs: f64,
+    within_one: u64,
+    sum_predicted: f64,
+    sum_actual: f64,
 }
 
 struct UserActivity {
     last_seen: Instant,
-    last_accepted: Option<Instant>,
+    last_rated_suggestion: Option<Instant>,
 }
 
 /// One feedback event as seen by the accumulator.
@@ -103,9 +107,13 @@ impl FeedbackStats {
         let mut inner = self.lock();
         if inner.model_version.as_deref() == Some(event.model_version) {
             let err = event.actual - event.predicted;
-            inner.errors.n += 1;
-            inner.errors.sum_sq += err * err;
-            inner.errors.sum_abs += err.abs();
+            let e = &mut inner.errors;
+            e.n += 1;
+            e.sum_sq += err * err;
+            e.sum_abs += err.abs();
+            e.within_one += u64::from(err.abs() <= 1.0);
+            e.sum_predicted += event.predicted;
+            e.sum_actual += event.actual;
         }
         inner.total += 1;
         if event.suggested {
@@ -114,10 +122,11 @@ impl FeedbackStats {
         if accepted == Some(true) {
             inner.accepted += 1;
         }
-        let accepted_at = (accepted == Some(true)).then_some(now);
+        // Engaged, as the old app counted it: the user rated a suggestion, whatever the rating.
+        let rated_suggestion_at = event.suggested.then_some(now);
         if let Some(activity) = inner.users.get_mut(event.user) {
             activity.last_seen = now;
-            activity.last_accepted = accepted_at.or(activity.last_accepted);
+            activity.last_rated_suggestion = rated_suggestion_at.or(activity.last_rated_suggestion);
         } else {
             if inner.users.len() >= MAX_TRACKED_USERS {
                 self.prune(&mut inner, now);
@@ -127,7 +136,7 @@ impl FeedbackStats {
                     event.user.into(),
                     UserActivity {
                         last_seen: now,
-                        last_accepted: accepted_at,
+                        last_rated_suggestion: rated_suggestion_at,
                     },
                 );
             }
@@ -142,6 +151,44 @@ impl FeedbackStats {
             .retain(|_, a| now.saturating_duration_since(a.last_seen) <= window);
     }
 
+    /// What this replica adds to the aggregate over all replicas: sums, not ratios, and the
+    /// window's users as sketches (a user may reach several replicas).
+    pub fn stats(&self, now: Instant) -> (FeedbackSums, SuggestionCounts, UserSketches) {
+        let mut inner = self.lock();
+        self.prune(&mut inner, now);
+        let (mut active, mut engaged) = (UserSketch::default(), UserSketch::default());
+        for (user, activity) in &inner.users {
+            active.insert(user);
+            if activity
+                .last_rated_suggestion
+                .is_some_and(|t| now.saturating_duration_since(t) <= self.window)
+            {
+                engaged.insert(user);
+            }
+        }
+        let e = inner.errors;
+        let sums = FeedbackSums {
+            model_version: inner.model_version.clone(),
+            n: e.n,
+            sum_squared_error: e.sum_sq,
+            sum_absolute_error: e.sum_abs,
+            within_one: e.within_one,
+            sum_predicted: e.sum_predicted,
+            sum_actual: e.sum_actual,
+        };
+        let suggestions = SuggestionCounts {
+            shown: 0,
+            rated: inner.suggested,
+            accepted: inner.accepted,
+        };
+        let users = UserSketches {
+            window_seconds: self.window.as_secs(),
+            active,
+            engaged,
+        };
+        (sums, suggestions, users)
+    }
+
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let mut inner = self.lock();
         self.prune(&mut inner, now);
@@ -150,7 +197,7 @@ impl FeedbackStats {
             .users
             .values()
             .filter(|a| {
-                a.last_accepted
+                a.last_rated_suggestion
                     .is_some_and(|t| now.saturating_duration_since(t) <= window)
             })
             .count() as u64;
@@ -198,12 +245,26 @@ mod tests {
         assert_eq!(stats.record(event("b", 3.0, 3.0, false), t), None);
         let s = stats.snapshot(t);
         assert_eq!(s.samples, 3);
+        // Only "a" rated a suggestion; "b" rated something it found alone.
         // errors 1, -2, 0
         assert!((s.rmse.unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert!((s.mae.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!((s.suggested_total, s.accepted_total), (2, 1));
         assert_eq!(s.acceptance_rate, Some(0.5));
         assert_eq!((s.active_users, s.engaged_users), (2, 1));
+    }
+
+    #[test]
+    fn engaged_means_rated_a_suggestion_even_below_the_threshold() {
+        let stats = FeedbackStats::new(4.0, Duration::from_secs(3600));
+        stats.model_changed("v1");
+        let t = Instant::now();
+        assert_eq!(stats.record(event("c", 3.0, 2.0, true), t), Some(false));
+        stats.record(event("d", 3.0, 5.0, false), t);
+        let s = stats.snapshot(t);
+        assert_eq!((s.active_users, s.engaged_users), (2, 1));
+        let (_, _, mut users) = stats.stats(t);
+        assert_eq!((users.active.count(), users.engaged.count()), (2, 1));
     }
 
     #[test]
@@ -219,6 +280,25 @@ mod tests {
         assert_eq!(s.model_version.as_deref(), Some("v2"));
         assert_eq!((s.samples, s.rmse), (0, None));
         assert_eq!(s.feedback_total, 2);
+    }
+
+    #[test]
+    fn stats_are_sums_and_sketches() {
+        let stats = FeedbackStats::new(4.0, Duration::from_secs(3600));
+        stats.model_changed("v1");
+        let t = Instant::now();
+        stats.record(event("a", 3.0, 4.0, true), t);
+        stats.record(event("a", 3.0, 1.0, true), t);
+        stats.record(event("b", 2.5, 3.0, false), t);
+        let (sums, suggestions, mut users) = stats.stats(t);
+        assert_eq!((sums.n, sums.within_one), (3, 2));
+        assert_eq!(
+            (sums.sum_squared_error, sums.sum_absolute_error),
+            (5.25, 3.5)
+        );
+        assert_eq!((sums.sum_predicted, sums.sum_actual), (8.5, 8.0));
+        assert_eq!((suggestions.rated, suggestions.accepted), (2, 1));
+        assert_eq!((users.active.count(), users.engaged.count()), (2, 1));
     }
 
     #[test]

@@ -9,6 +9,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use prometheus::core::Metric;
+use recommender_report::stats::{Bucket, LatencyHistogram};
+
 use crate::error::Error;
 
 const NAMESPACE: &str = "recommender_predictor";
@@ -33,12 +36,13 @@ pub enum Route {
     Recommendations,
     Feedback,
     Summary,
+    Stats,
     Model,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::Livez,
         Route::Readyz,
         Route::Metrics,
@@ -47,6 +51,7 @@ impl Route {
         Route::Recommendations,
         Route::Feedback,
         Route::Summary,
+        Route::Stats,
         Route::Model,
         Route::Unmatched,
     ];
@@ -61,6 +66,7 @@ impl Route {
             Route::Recommendations => "/v1/users/{user}/recommendations",
             Route::Feedback => "/v1/feedback",
             Route::Summary => "/v1/summary",
+            Route::Stats => "/v1/stats",
             Route::Model => "/v1/model",
             Route::Unmatched => "unmatched",
         }
@@ -269,6 +275,29 @@ impl Metrics {
         &self.routes[route as usize]
     }
 
+    /// Server time of the inference endpoints (predictions, batches, suggestions) as one
+    /// cumulative histogram: what the latency objective is about.
+    pub fn inference_latency(&self) -> LatencyHistogram {
+        let mut total = LatencyHistogram::default();
+        for route in [Route::Predict, Route::PredictBatch, Route::Recommendations] {
+            let metric = self.route(route).duration.metric();
+            let h = metric.get_histogram();
+            total.add(&LatencyHistogram {
+                count: h.get_sample_count(),
+                sum_seconds: h.get_sample_sum(),
+                buckets: h
+                    .get_bucket()
+                    .iter()
+                    .map(|b| Bucket {
+                        le: b.upper_bound(),
+                        count: b.cumulative_count(),
+                    })
+                    .collect(),
+            });
+        }
+        total
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let mut buf = Vec::with_capacity(16 * 1024);
@@ -286,6 +315,24 @@ mod tests {
         for (i, route) in Route::ALL.iter().enumerate() {
             assert_eq!(*route as usize, i);
         }
+    }
+
+    #[test]
+    fn inference_latency_sums_the_inference_routes_only() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .route(Route::Predict)
+            .observe(StatusCode::OK, Duration::from_micros(30));
+        metrics
+            .route(Route::Recommendations)
+            .observe(StatusCode::OK, Duration::from_millis(3));
+        metrics
+            .route(Route::Metrics)
+            .observe(StatusCode::OK, Duration::from_secs(1));
+        let h = metrics.inference_latency();
+        assert_eq!(h.count, 2);
+        let at = |le: f64| h.buckets.iter().find(|b| b.le == le).unwrap().count;
+        assert_eq!((at(0.000_05), at(0.002_5), at(0.005)), (1, 1, 2));
     }
 
     #[test]

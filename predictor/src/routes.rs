@@ -88,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/summary",
             endpoint(get(status::summary), Route::Summary),
         )
+        .route("/v1/stats", endpoint(get(status::stats), Route::Stats))
         .route("/v1/model", endpoint(get(status::model), Route::Model))
         .fallback(not_found.layer(middleware::from_fn_with_state(
             tracked(Route::Unmatched),

@@ -11,6 +11,8 @@ mod models;
 mod namespace;
 mod node;
 mod operator;
+mod prometheus;
+mod traffic;
 mod wait;
 
 pub use command::{helm, kubectl};
@@ -19,7 +21,9 @@ pub use http::{get, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, client};
 pub use node::{NodeProcess, container_processes, tag_image};
-pub use operator::Operator;
+pub use operator::{Operator, is_ready};
+pub use prometheus::{Alert, Prometheus, Selector, selectors};
+pub use traffic::{post_json, predictor_traffic};
 pub use wait::{wait_for, wait_status, wait_until};
 
 /// Images built from the project's Dockerfile and imported by tests/cluster/images.sh.

@@ -13,6 +13,7 @@ use recommender_trainer::baseline::BaselineParams;
 use recommender_trainer::cv::CvOptions;
 use recommender_trainer::data::parse_scale;
 use recommender_trainer::generate::{GenerateOptions, generate as write_ratings};
+use recommender_trainer::history;
 use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
 use recommender_trainer::retention::PruneOptions;
@@ -59,6 +60,13 @@ pub enum Command {
     ///   recommender-trainer prune --dir /models/movies --through-run 7 --keep v5 --keep v7
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
+    /// Print the run history kept beside a model's artifacts: one line (or JSON record) per
+    /// training run, with hyperparameters, metrics mean ± std, durations, outcome and verdict.
+    ///
+    /// Example (from a pod or host that mounts the model store):
+    ///   recommender-trainer history --store /models/movies
+    #[command(verbatim_doc_comment)]
+    History(HistoryArgs),
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +112,16 @@ pub fn prune(p: PruneArgs) -> ExitCode {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The model's folder on the model store (holding `runs/`), or the `runs/` folder itself.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// One JSON record per line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Algorithm {
     /// Biased matrix factorisation by SGD (Surprise's SVD).
@@ -129,6 +147,10 @@ pub struct TrainArgs {
     /// Print the cross-validation result as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The operator's verdicts on earlier runs, for the run history:
+    /// `v3=Rejected:GateFailed,v4=Succeeded:Promoted`.
+    #[arg(long, value_name = "VERSION=OUTCOME:REASON,...")]
+    pub verdicts: Option<String>,
 
     #[command(flatten)]
     pub file: FileArgs,
@@ -333,7 +355,14 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
             .num_threads(n.max(1))
             .build_global();
     }
+    let verdicts = a
+        .verdicts
+        .as_deref()
+        .map(history::parse_verdicts)
+        .transpose()?
+        .unwrap_or_default();
     Ok(RunConfig {
+        verdicts,
         source,
         hyperparameters: a.model.hyperparameters(),
         cv: CvOptions {
@@ -417,6 +446,8 @@ fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
         version: a.version_label.clone().unwrap_or_default(),
         algorithm: a.model.hyperparameters().algorithm().to_owned(),
         artifact: None,
+        artifact_bytes: None,
+        artifact_sha256: None,
         metrics: None,
         data: None,
         durations: Default::default(),
@@ -487,6 +518,36 @@ pub fn generate(g: GenerateArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `history`: the run records of one model, as a table or JSON lines.
+pub fn history(a: HistoryArgs) -> ExitCode {
+    let dir = if a.store.ends_with(history::RUNS_DIR) {
+        a.store.clone()
+    } else {
+        a.store.join(history::RUNS_DIR)
+    };
+    let records = match history::read(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if a.json {
+        for r in &records {
+            match serde_json::to_string(r) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    } else {
+        print!("{}", history::table(&records));
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod cv;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub mod history;
 pub mod kernel;
 pub mod loaders;
 pub mod pg;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Evaluate(a) => cli::train(a, false, tty),
         cli::Command::Generate(g) => cli::generate(g),
         cli::Command::Prune(p) => cli::prune(p),
+        cli::Command::History(h) => cli::history(h),
     }
 }
 

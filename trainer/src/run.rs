@@ -11,6 +11,7 @@ use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingRe
 use crate::cv::{self, CvOptions, CvResult, Progress};
 use crate::data::Ratings;
 use crate::error::{Error, Result};
+use crate::history::{self, ArtifactFile, Verdict};
 use crate::loaders::{self, FileOptions};
 use crate::pg::{self, PgOptions};
 use crate::train;
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub out: Option<PathBuf>,
     /// Version label recorded in the artifact and the report.
     pub version: String,
+    /// The operator's verdicts on earlier runs, for their records in the run history.
+    pub verdicts: Vec<(String, Verdict)>,
 }
 
 /// The report (always) and the CV details (when CV ran).
@@ -53,14 +56,18 @@ fn now() -> String {
 }
 
 /// Runs the whole pipeline; failures are folded into a `Failed` report rather than returned.
+/// A run that writes an artifact also leaves its record in the run history beside it.
 pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
     let started = Instant::now();
+    let started_at = now();
     let mut report = TrainingReport {
         format: REPORT_FORMAT,
         outcome: Outcome::Failed,
         version: cfg.version.clone(),
         algorithm: cfg.hyperparameters.algorithm().to_owned(),
         artifact: None,
+        artifact_bytes: None,
+        artifact_sha256: None,
         metrics: None,
         data: None,
         durations: Durations::default(),
@@ -81,7 +88,51 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
             });
         }
     }
+    if let Some(out) = &cfg.out {
+        keep_history(cfg, out, &report, cv_out.as_ref(), started_at);
+    }
     RunOutput { report, cv: cv_out }
+}
+
+/// Records this run, and the verdicts on earlier ones, in the run history. The history is a
+/// record, not the run's purpose: a store that refuses it is logged, and the run stands.
+fn keep_history(
+    cfg: &RunConfig,
+    out: &std::path::Path,
+    report: &TrainingReport,
+    cv: Option<&CvResult>,
+    started_at: String,
+) {
+    let dir = history::runs_dir(out);
+    let record = history::RunRecord {
+        version: report.version.clone(),
+        algorithm: report.algorithm.clone(),
+        hyperparameters: cfg.hyperparameters.clone(),
+        started_at,
+        finished_at: report.finished_at.clone(),
+        outcome: report.outcome,
+        error: report.error.clone(),
+        data: report.data.clone(),
+        metrics: report.metrics.clone(),
+        spread: Default::default(),
+        folds: Vec::new(),
+        durations: report.durations.clone(),
+        artifact: report.artifact.as_ref().map(|path| ArtifactFile {
+            path: path.clone(),
+            bytes: report.artifact_bytes.unwrap_or_default(),
+            sha256: report.artifact_sha256.clone().unwrap_or_default(),
+        }),
+        verdict: None,
+    };
+    let record = match cv {
+        Some(cv) => record.with_cv(cv),
+        None => record,
+    };
+    let written =
+        history::record_verdicts(&dir, &cfg.verdicts).and_then(|_| history::write(&dir, &record));
+    if let Err(e) = written {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the run history");
+    }
 }
 
 fn stages(
@@ -136,8 +187,11 @@ fn stages(
         model,
     };
     artifact::save(out, &artifact)?;
-    tracing::info!(path = %out.display(), "artifact written");
-    report.artifact = Some(out.display().to_string());
+    let file = ArtifactFile::of(out)?;
+    tracing::info!(path = %out.display(), bytes = file.bytes, sha256 = %file.sha256, "artifact written");
+    report.artifact = Some(file.path);
+    report.artifact_bytes = Some(file.bytes);
+    report.artifact_sha256 = Some(file.sha256);
     Ok(())
 }
 
@@ -178,6 +232,7 @@ mod tests {
             cv: CvOptions::default(),
             out: Some(out.clone()),
             version: "v1".into(),
+            verdicts: Vec::new(),
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
@@ -190,6 +245,44 @@ mod tests {
         assert_eq!(a.meta.data.max_timestamp, Some(newest));
         assert!(a.model.predict("1", "4").user_known);
         assert!(!a.model.predict("3", "4").user_known);
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(r.report.artifact_bytes, Some(bytes.len() as u64));
+        assert_eq!(r.report.artifact_sha256.as_ref().unwrap().len(), 64);
+
+        // The run left its record beside the artifact, with every fold.
+        let records = history::read(&dir.path().join("runs")).unwrap();
+        assert_eq!(records.len(), 1);
+        let rec = &records[0];
+        assert_eq!(
+            (rec.version.as_str(), rec.outcome),
+            ("v1", Outcome::Succeeded)
+        );
+        assert_eq!(rec.folds.len(), 4);
+        assert_eq!(
+            rec.spread["rmse"].mean,
+            r.report.metrics.as_ref().unwrap().rmse
+        );
+        assert_eq!(
+            rec.artifact.as_ref().unwrap().sha256,
+            *r.report.artifact_sha256.as_ref().unwrap()
+        );
+
+        // The next run records the operator's verdict on this one, and its own failure.
+        let next = RunConfig {
+            source: Source::File(dir.path().join("gone.data"), FileOptions::default()),
+            out: Some(dir.path().join("v2.model")),
+            version: "v2".into(),
+            verdicts: history::parse_verdicts("v1=Succeeded:Promoted").unwrap(),
+            ..cfg
+        };
+        assert_eq!(run(&next, &|_| {}).report.outcome, Outcome::Failed);
+        let records = history::read(&dir.path().join("runs")).unwrap();
+        assert_eq!(records[0].verdict.as_ref().unwrap().reason, "Promoted");
+        assert_eq!(
+            (records[1].version.as_str(), records[1].outcome),
+            ("v2", Outcome::Failed)
+        );
+        assert_eq!(records[1].error.as_ref().unwrap().reason, "IoError");
     }
 
     #[test]
@@ -201,6 +294,7 @@ mod tests {
             cv: CvOptions::default(),
             out: None,
             version: "v2".into(),
+            verdicts: Vec::new(),
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Failed);

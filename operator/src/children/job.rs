@@ -8,7 +8,7 @@ use super::{
     Defaults, MODELS_MOUNT, TERMINATION_LOG, artifact_path, common_labels, job_name, meta,
 };
 use super::{training_spec_hash, version_label};
-use crate::crd::{RecommenderModel, RunTrigger};
+use crate::crd::{RecommenderModel, RunRecord, RunTrigger};
 use crate::labels;
 use crate::validate::{Config, Hyperparameters, SourceConfig, Training};
 use jiff::Timestamp;
@@ -40,10 +40,20 @@ impl Args {
     }
 }
 
+/// A training run to start.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub run: u32,
+    pub trigger: RunTrigger,
+    pub started_at: Timestamp,
+    /// The recorded runs so far, whose verdicts the trainer adds to the run history.
+    pub earlier: &'a [RunRecord],
+}
+
 /// The `recommender-trainer train` arguments for one run (docs/contracts.md, "Trainer CLI"):
 /// every hyperparameter explicit, resolved by `validate` from the one defaults table.
-pub fn trainer_args(model: &RecommenderModel, config: &Config, run: u32) -> Vec<String> {
-    let version = version_label(run);
+pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> Vec<String> {
+    let version = version_label(new.run);
     let mut args = Args(vec!["train".into()]);
     source_args(&config.source, &mut args);
     args.push("--out", artifact_path(&model.name_any(), &version));
@@ -54,6 +64,14 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, run: u32) -> Vec<
         && f.skip_bad_lines
     {
         args.0.push("--skip-bad-lines".into());
+    }
+    let verdicts: Vec<String> = new
+        .earlier
+        .iter()
+        .map(|r| format!("{}={}:{}", r.version, r.outcome.as_str(), r.reason))
+        .collect();
+    if !verdicts.is_empty() {
+        args.push("--verdicts", verdicts.join(","));
     }
     args.0
 }
@@ -120,7 +138,7 @@ fn training_args(training: &Training, args: &mut Args) {
 fn trainer_container(
     model: &RecommenderModel,
     config: &Config,
-    run: u32,
+    new: &NewRun,
     defaults: &Defaults,
 ) -> Container {
     let env = match &config.source {
@@ -147,7 +165,7 @@ fn trainer_container(
                 .clone()
                 .unwrap_or_else(|| defaults.trainer_image.clone()),
         ),
-        args: Some(trainer_args(model, config, run)),
+        args: Some(trainer_args(model, config, new)),
         env,
         resources: Some(resources(
             trainer.resources.as_ref(),
@@ -173,20 +191,19 @@ fn trainer_container(
 pub fn trainer_job(
     model: &RecommenderModel,
     config: &Config,
-    run: u32,
-    trigger: RunTrigger,
-    started_at: Timestamp,
+    new: &NewRun,
     defaults: &Defaults,
 ) -> Job {
+    let run = new.run;
     let mut labels = common_labels(model, labels::COMPONENT_TRAINER);
     labels.insert(labels::RUN.into(), run.to_string());
     labels.insert(labels::VERSION.into(), version_label(run));
     let mut metadata = meta(model, job_name(&model.name_any(), run), labels.clone());
     metadata.annotations = Some(BTreeMap::from([
-        (labels::ANNOTATION_TRIGGER.into(), trigger.to_string()),
+        (labels::ANNOTATION_TRIGGER.into(), new.trigger.to_string()),
         (
             labels::ANNOTATION_STARTED_AT.into(),
-            crate::time::whole(started_at).to_string(),
+            crate::time::whole(new.started_at).to_string(),
         ),
         (
             labels::ANNOTATION_SPEC_HASH.into(),
@@ -203,7 +220,7 @@ pub fn trainer_job(
             restart_policy: Some("Never".into()),
             security_context: Some(pod_security()),
             automount_service_account_token: Some(false),
-            containers: vec![trainer_container(model, config, run, defaults)],
+            containers: vec![trainer_container(model, config, new, defaults)],
             volumes: Some(
                 [Some(model_store_volume(model, false)), ca_volume(config)]
                     .into_iter()
@@ -282,6 +299,15 @@ mod tests {
     use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
     use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 
+    fn first(run: u32) -> NewRun<'static> {
+        NewRun {
+            run,
+            trigger: RunTrigger::NoModel,
+            started_at: at(NOW),
+            earlier: &[],
+        }
+    }
+
     fn container(job: &Job) -> &Container {
         &job.spec
             .as_ref()
@@ -310,14 +336,7 @@ mod tests {
             keep: 3,
         };
         let m = model(spec, None);
-        let job = trainer_job(
-            &m,
-            &config(&m),
-            3,
-            RunTrigger::NoModel,
-            at(NOW),
-            &defaults(),
-        );
+        let job = trainer_job(&m, &config(&m), &first(3), &defaults());
         assert_eq!(job.metadata.name.as_deref(), Some("movies-train-3"));
         let annotations = job.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations[labels::ANNOTATION_STARTED_AT], NOW);
@@ -375,7 +394,7 @@ mod tests {
             args.get(at + 1).cloned()
         };
         let m = model(file_spec(), None);
-        let args = trainer_args(&m, &config(&m), 1);
+        let args = trainer_args(&m, &config(&m), &first(1));
         for (name, want) in [
             ("--folds", FOLDS.to_string()),
             ("--factors", SVD.factors.to_string()),
@@ -391,7 +410,7 @@ mod tests {
         let mut baseline = file_spec();
         baseline.algorithm = crate::crd::Algorithm::Baseline;
         let m = model(baseline, None);
-        let args = trainer_args(&m, &config(&m), 1);
+        let args = trainer_args(&m, &config(&m), &first(1));
         for (name, want) in [
             ("--algorithm", "baseline".to_string()),
             ("--epochs", BASELINE.epochs.to_string()),
@@ -416,14 +435,7 @@ mod tests {
         )
         .unwrap();
         let m = model(spec.clone(), None);
-        let job = trainer_job(
-            &m,
-            &config(&m),
-            1,
-            RunTrigger::NoModel,
-            at(NOW),
-            &defaults(),
-        );
+        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
         let args = container(&job).args.clone().unwrap().join(" ");
         assert!(
             args.contains("--pg-sslmode verify-full --pg-ca-file /etc/recommender/pg-ca/ca.crt"),
@@ -444,27 +456,13 @@ mod tests {
         pg.ssl_mode = crate::crd::PgSslMode::Require;
         pg.ca_secret_ref = None;
         let m = model(spec.clone(), None);
-        let job = trainer_job(
-            &m,
-            &config(&m),
-            1,
-            RunTrigger::NoModel,
-            at(NOW),
-            &defaults(),
-        );
+        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
         let args = container(&job).args.clone().unwrap().join(" ");
         assert!(args.contains("--pg-sslmode require") && !args.contains("--pg-ca-file"));
         assert_eq!(container(&job).volume_mounts.as_ref().unwrap().len(), 1);
         spec.source.postgres.as_mut().unwrap().ssl_mode = crate::crd::PgSslMode::Disable;
         let m = model(spec, None);
-        let job = trainer_job(
-            &m,
-            &config(&m),
-            1,
-            RunTrigger::NoModel,
-            at(NOW),
-            &defaults(),
-        );
+        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
         assert!(
             !container(&job)
                 .args
@@ -473,6 +471,29 @@ mod tests {
                 .join(" ")
                 .contains("--pg-sslmode")
         );
+    }
+
+    #[test]
+    fn earlier_verdicts_go_to_the_run_history() {
+        let m = model(file_spec(), None);
+        let earlier: Vec<RunRecord> = serde_json::from_value(serde_json::json!([
+            {"run": 1, "version": "v1", "trigger": "NoModel", "startedAt": NOW, "finishedAt": NOW,
+             "outcome": "Succeeded", "reason": "Promoted", "message": ""},
+            {"run": 2, "version": "v2", "trigger": "Requested", "startedAt": NOW, "finishedAt": NOW,
+             "outcome": "Rejected", "reason": "GateFailed", "message": "rmse over"},
+        ]))
+        .unwrap();
+        let new = NewRun {
+            earlier: &earlier,
+            ..first(3)
+        };
+        let args = trainer_args(&m, &config(&m), &new);
+        let at = args
+            .iter()
+            .position(|a| a == "--verdicts")
+            .expect("--verdicts");
+        assert_eq!(args[at + 1], "v1=Succeeded:Promoted,v2=Rejected:GateFailed");
+        assert!(!trainer_args(&m, &config(&m), &first(1)).contains(&"--verdicts".to_string()));
     }
 
     #[test]
@@ -496,14 +517,7 @@ mod tests {
             file: None,
         };
         let m = model(spec, None);
-        let job = trainer_job(
-            &m,
-            &config(&m),
-            1,
-            RunTrigger::NoModel,
-            at(NOW),
-            &defaults(),
-        );
+        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
         let c = container(&job);
         let args = c.args.clone().unwrap().join(" ");
         assert!(

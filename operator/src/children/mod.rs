@@ -10,7 +10,7 @@ mod predictor;
 
 pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
 pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
-pub use job::{trainer_args, trainer_job};
+pub use job::{NewRun, trainer_args, trainer_job};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
 

@@ -408,6 +408,13 @@ pub struct PredictorSettings {
     /// Scheduling, identity and metadata of predictor pods.
     #[serde(flatten)]
     pub pod: PodSettings,
+    /// Server-side p99 latency the predictors should stay under (Go duration); `Serving` says
+    /// when the replicas of the serving version miss it.
+    #[serde(default = "default_latency_objective")]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')")
+        .message("spec.predictor.latencyObjective must be a positive duration, e.g. 5ms"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub latency_objective: String,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -483,6 +490,10 @@ fn default_deadline() -> i64 {
 fn default_replicas() -> i32 {
     1
 }
+/// The old app's target: predictions in under 5 ms.
+fn default_latency_objective() -> String {
+    "5ms".into()
+}
 fn default_service_port() -> i32 {
     8080
 }
@@ -547,6 +558,7 @@ impl Default for PredictorSettings {
             port: default_service_port(),
             autoscaling: None,
             pod: PodSettings::default(),
+            latency_objective: default_latency_objective(),
         }
     }
 }

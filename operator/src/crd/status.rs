@@ -84,6 +84,10 @@ pub struct RecommenderModelStatus {
     pub handled_retrain_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<PredictorStatus>,
+    /// How the serving version does in production, over all its replicas (written by the
+    /// operator's collector on its own interval, with its own field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineStatus>,
     /// The predictor Service's in-cluster URL, once a model serves: where to call it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -110,6 +114,18 @@ pub struct ModelRecord {
     pub trained_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// The artifact file on the model store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactFile>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactFile {
+    pub path: String,
+    pub bytes: u64,
+    /// Hex SHA-256 of the file, as `sha256sum` prints it.
+    pub sha256: String,
 }
 
 /// Cross-validated quality, mean (and standard deviation) over the folds, rounded to 4 decimals
@@ -385,6 +401,65 @@ pub struct PredictorStatus {
     /// The predictor pods' label selector, for the scale subresource (and autoscalers of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+}
+
+/// The serving version in production, aggregated over its replicas: counters are summed before
+/// any ratio is taken; distinct users are merged sketches (`userCountRelativeError`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineStatus {
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub observed_at: Timestamp,
+    /// The version these figures are about.
+    pub version: String,
+    /// Replicas of that version that answered.
+    pub replicas: u32,
+    /// Inference requests per second over the last collection interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// Server-side latency over the last collection interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_seconds: Option<f64>,
+    /// Feedback ratings on this version's predictions, behind the error figures.
+    pub feedback: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    /// Share of feedback ratings within one star of the prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_predicted: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_actual: Option<f64>,
+    /// Average predicted minus average actual: the model's bias in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_difference: Option<f64>,
+    pub suggestions_shown: u64,
+    /// Suggestions the user went on to rate.
+    pub suggestions_rated: u64,
+    /// Rated suggestions at or above the predictors' acceptance threshold.
+    pub suggestions_accepted: u64,
+    /// Suggestions rated ÷ suggestions shown (the old app's acceptance rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance_rate: Option<f64>,
+    /// Accepted ÷ rated suggestions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_of_rated: Option<f64>,
+    /// Distinct users with feedback in the window.
+    pub active_users: u64,
+    /// Distinct users who rated a suggestion in the window (the old app's engaged users).
+    pub engaged_users: u64,
+    /// Engaged ÷ active users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement_rate: Option<f64>,
+    pub users_window_seconds: u64,
+    /// Relative standard error of the user counts (HyperLogLog++; small counts are exact).
+    pub user_count_relative_error: f64,
 }
 
 /// Conditions are a map keyed by `type`, so server-side apply merges them per type.

@@ -10,10 +10,12 @@ use crate::condition::{self as cond, Desired, State};
 use crate::crd::{Phase, RecommenderModelStatus, RunOutcome};
 use crate::observe::{DatabaseProbe, Observed};
 use crate::time;
+use crate::validate::Config;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 pub(super) fn desired(
     observed: &Observed,
+    config: &Config,
     status: &RecommenderModelStatus,
     serving: &Serving,
     freshness: &Freshness,
@@ -21,7 +23,16 @@ pub(super) fn desired(
 ) -> Vec<Desired> {
     let spec = &observed.model.spec;
     let replicas = scaling::desired_replicas(observed.model, observed.rollout.as_ref());
-    let serving_cond = serving::condition(serving, observed.rollout.as_ref(), replicas);
+    let serving_cond = serving::inference_targets(
+        serving::condition(serving, observed.rollout.as_ref(), replicas),
+        serving,
+        status.online.as_ref(),
+        &serving::Targets {
+            latency: config.latency_objective,
+            max_rmse: spec.promotion.max_rmse,
+        },
+        observed.now,
+    );
     let database = database(&observed.database);
     let workers = workers(observed, serving, seen);
     let ready = ready(&[&serving_cond, &database, &workers]);

@@ -91,6 +91,8 @@ pub fn report(version: &str, rmse: f64, mae: f64, finished_at: &str) -> Training
         version: version.into(),
         algorithm: "svd".into(),
         artifact: Some(format!("/models/movies/{version}.model")),
+        artifact_bytes: Some(456_789),
+        artifact_sha256: Some("ef".repeat(32)),
         metrics: Some(report_metrics(rmse, mae)),
         data: Some(DataFingerprint {
             rows: 100_000,
@@ -152,6 +154,7 @@ pub fn record(version: &str, run: u32, rmse: f64, trained_at: &str) -> ModelReco
         },
         trained_at: at(trained_at),
         fingerprint: None,
+        artifact: None,
     }
 }
 

@@ -143,7 +143,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     );
     (draft.status.url, draft.status.address) = serving::address(model, &serving, defaults);
 
-    let desired = conditions::desired(observed, &draft.status, &serving, &freshness, &seen);
+    let desired = conditions::desired(observed, config, &draft.status, &serving, &freshness, &seen);
     let generation = model.metadata.generation;
     draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);
     draft.status.observed_generation = generation;

@@ -5,8 +5,8 @@ use super::freshness::Freshness;
 use super::{Draft, PlannedEvent, promotion};
 use crate::children::{self, Defaults};
 use crate::crd::{
-    ActiveRun, Fingerprint, ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec,
-    RecommenderModelStatus, RunOutcome, RunReason, RunRecord, RunTrigger,
+    ActiveRun, ArtifactFile, Fingerprint, ModelMetrics, ModelRecord, RecommenderModel,
+    RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunReason, RunRecord, RunTrigger,
 };
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::{Observed, ObservedRun, RunState};
@@ -138,7 +138,8 @@ enum Ending {
         duration: Option<f64>,
     },
     Candidate {
-        model: ModelRecord,
+        // Boxed: a model record is several times the size of a failure.
+        model: Box<ModelRecord>,
         /// Full precision, for the gate.
         metrics: recommender_report::Metrics,
         duration: f64,
@@ -206,7 +207,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
         };
     };
     Ending::Candidate {
-        model: ModelRecord {
+        model: Box::new(ModelRecord {
             version: children::version_label(run.run),
             run: run.run,
             metrics: ModelMetrics::from_report(metrics),
@@ -215,6 +216,18 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
                 .parse()
                 .map(time::whole)
                 .unwrap_or(finished_at),
+            artifact: match (
+                &report.artifact,
+                report.artifact_bytes,
+                &report.artifact_sha256,
+            ) {
+                (Some(path), Some(bytes), Some(sha256)) => Some(ArtifactFile {
+                    path: path.clone(),
+                    bytes,
+                    sha256: sha256.clone(),
+                }),
+                _ => None,
+            },
             fingerprint: report.data.as_ref().map(|d| Fingerprint {
                 rows: d.rows,
                 users: d.users,
@@ -222,7 +235,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
                 content_hash: d.content_hash.clone(),
                 max_timestamp: d.max_timestamp,
             }),
-        },
+        }),
         metrics: metrics.clone(),
         duration: report.durations.total_seconds,
     }
@@ -273,7 +286,7 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         } => {
             record.metrics = Some(model.metrics.clone());
             record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(model, &metrics, spec, &mut d.status);
+            let judged = promotion::judge_candidate(*model, &metrics, spec, &mut d.status);
             (record.outcome, record.reason, record.message) = judged;
             d.status.consecutive_failures = 0;
             d.status.retry_after = None;
@@ -324,7 +337,13 @@ pub(super) fn start(
         return None;
     }
     let run = d.status.last_run + 1;
-    let job = children::trainer_job(model, config, run, trigger, d.now, defaults);
+    let new = children::NewRun {
+        run,
+        trigger,
+        started_at: d.now,
+        earlier: &d.status.history,
+    };
+    let job = children::trainer_job(model, config, &new, defaults);
     let job_name = children::job_name(&model.name_any(), run);
     d.events.push(PlannedEvent::normal(
         "TrainingStarted",

@@ -3,13 +3,21 @@
 
 use crate::children::{self, Defaults};
 use crate::condition::{self as cond, Desired, State};
-use crate::crd::{Address, ModelRecord, PredictorStatus, RecommenderModel, RecommenderModelStatus};
+use crate::crd::{
+    Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel, RecommenderModelStatus,
+};
 use crate::observe::RolloutState;
+use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use std::time::Duration;
 
 /// Promoted models kept in `status.models`: the rollback window of `pinnedVersion`.
 pub const MODELS_LIMIT: usize = 10;
+/// Feedback ratings needed before the online RMSE is judged: fewer say more about chance.
+pub const ONLINE_MIN_FEEDBACK: u64 = 50;
+/// Online figures older than this are not judged: the collector lost sight of the predictors.
+pub const ONLINE_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// The model chosen to serve, and why the pin could not be honoured if it could not.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +132,63 @@ pub(super) fn condition(
         ),
         (Some(m), Some(r)) => rollout_condition(&m.version, r, replicas),
     }
+}
+
+/// What the serving version must achieve in production.
+pub(super) struct Targets {
+    /// p99 server latency.
+    pub latency: Duration,
+    pub max_rmse: f64,
+}
+
+/// An available rollout still serves when it misses its inference targets, and says so: the
+/// reason changes, so an alert can page on it without taking `Ready` down.
+pub(super) fn inference_targets(
+    available: Desired,
+    serving: &Serving,
+    online: Option<&OnlineStatus>,
+    targets: &Targets,
+    now: Timestamp,
+) -> Desired {
+    let (Some(model), Some(online)) = (&serving.model, online) else {
+        return available;
+    };
+    let recent = crate::time::add(online.observed_at, ONLINE_MAX_AGE) >= now;
+    if available.reason != "Available" || online.version != model.version || !recent {
+        return available;
+    }
+    if let Some(p99) = online.latency_p99_seconds
+        && p99 > targets.latency.as_secs_f64()
+    {
+        return Desired::new(
+            cond::SERVING,
+            State::True,
+            "LatencyObjectiveMissed",
+            format!(
+                "{}: p99 {:.2}ms over the latency objective {:?} ({} req/s on {} replica(s))",
+                model.version,
+                p99 * 1e3,
+                targets.latency,
+                online.requests_per_second.unwrap_or_default(),
+                online.replicas
+            ),
+        );
+    }
+    if let Some(rmse) = online.rmse
+        && online.feedback >= ONLINE_MIN_FEEDBACK
+        && rmse > targets.max_rmse
+    {
+        return Desired::new(
+            cond::SERVING,
+            State::True,
+            "OnlineRmseOverGate",
+            format!(
+                "{}: online rmse {rmse:.4} over {} feedback ratings exceeds maxRmse {:?}",
+                model.version, online.feedback, targets.max_rmse
+            ),
+        );
+    }
+    available
 }
 
 fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Desired {
@@ -322,6 +387,90 @@ mod tests {
         assert_eq!(
             condition(&plan, "WorkersHealthy").reason,
             "PredictorReplicasShort"
+        );
+    }
+
+    fn online(version: &str, p99: f64, rmse: f64, feedback: u64) -> crate::crd::OnlineStatus {
+        crate::crd::OnlineStatus {
+            observed_at: now(),
+            version: version.into(),
+            replicas: 2,
+            requests_per_second: Some(120.0),
+            latency_p50_seconds: Some(0.0004),
+            latency_p99_seconds: Some(p99),
+            feedback,
+            rmse: Some(rmse),
+            mae: None,
+            accuracy: None,
+            average_predicted: None,
+            average_actual: None,
+            average_difference: None,
+            suggestions_shown: 0,
+            suggestions_rated: 0,
+            suggestions_accepted: 0,
+            acceptance_rate: None,
+            accepted_of_rated: None,
+            active_users: 0,
+            engaged_users: 0,
+            engagement_rate: None,
+            users_window_seconds: 3600,
+            user_count_relative_error: 0.0081,
+        }
+    }
+
+    #[test]
+    fn missed_inference_targets_say_so_while_serving() {
+        let spec = file_spec();
+        let serving_with = |o: crate::crd::OnlineStatus| {
+            let mut status = serving_status(&spec, "2026-11-27T11:00:00Z");
+            status.online = Some(o);
+            decide_for(
+                &model(spec.clone(), Some(status)),
+                vec![],
+                Some(available("v1", 1, 1)),
+            )
+        };
+        let slow = serving_with(online("v1", 0.0123, 0.9, 500));
+        let serving = condition(&slow, "Serving");
+        assert_eq!(
+            (serving.status.as_str(), serving.reason.as_str()),
+            ("True", "LatencyObjectiveMissed")
+        );
+        assert_eq!(
+            serving.message,
+            "v1: p99 12.30ms over the latency objective 5ms (120 req/s on 2 replica(s))"
+        );
+        assert_eq!(condition(&slow, "Ready").status, "True", "still serving");
+
+        let wrong = serving_with(online("v1", 0.001, 1.2, 500));
+        let serving = condition(&wrong, "Serving");
+        assert_eq!(serving.reason, "OnlineRmseOverGate");
+        assert!(
+            serving
+                .message
+                .contains("online rmse 1.2000 over 500 feedback ratings exceeds maxRmse 1.0")
+        );
+
+        for (what, o) in [
+            ("too little feedback to judge", online("v1", 0.001, 1.2, 10)),
+            (
+                "figures of the previous version",
+                online("v0", 0.05, 2.0, 500),
+            ),
+            ("within the targets", online("v1", 0.0049, 0.9, 500)),
+        ] {
+            assert_eq!(
+                condition(&serving_with(o), "Serving").reason,
+                "Available",
+                "{what}"
+            );
+        }
+        let mut old = online("v1", 0.05, 0.9, 500);
+        old.observed_at = at("2026-11-27T11:49:00Z");
+        assert_eq!(
+            condition(&serving_with(old), "Serving").reason,
+            "Available",
+            "stale figures"
         );
     }
 

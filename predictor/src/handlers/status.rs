@@ -9,6 +9,7 @@ use axum::{
 };
 use jiff::Timestamp;
 use recommender_model::{ArtifactMeta, RatingScale};
+use recommender_report::stats::PredictorStats;
 use serde::Serialize;
 
 use crate::{
@@ -208,6 +209,22 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> Response {
             last_error_at: loads.last_error_at,
         },
         uptime_seconds: state.started.elapsed().as_secs_f64(),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /v1/stats`: this replica's counters, latency histogram and user sketches, for the
+/// operator to add up over all replicas (`recommender_report::stats`).
+pub async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let (feedback, mut suggestions, users) = state.feedback.stats(Instant::now());
+    suggestions.shown = state.metrics.suggestions_served.get();
+    let guard = state.model.load();
+    let body = PredictorStats {
+        model_version: guard.as_deref().map(|m| m.version().to_string()),
+        requests: state.metrics.inference_latency(),
+        feedback,
+        suggestions,
+        users,
     };
     json_response(StatusCode::OK, &body)
 }

@@ -7,6 +7,7 @@
 //! compiling the numeric code.
 
 pub mod defaults;
+pub mod stats;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,12 @@ pub struct TrainingReport {
     /// Where the artifact was written; absent when the run failed or only evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<String>,
+    /// The artifact file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_bytes: Option<u64>,
+    /// Hex SHA-256 of the artifact file (what `sha256sum` prints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_sha256: Option<String>,
     /// Cross-validated quality; absent when the run failed before evaluating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
@@ -167,6 +174,8 @@ mod tests {
             version: "v3".into(),
             algorithm: "svd".into(),
             artifact: Some("/models/movies/v3.model".into()),
+            artifact_bytes: Some(1_234_567),
+            artifact_sha256: Some("cd".repeat(32)),
             metrics: Some(Metrics {
                 folds: 4,
                 rmse: 0.9387,

@@ -50,6 +50,11 @@ fn candidate_passing_the_gate_is_promoted_and_served() {
     assert_eq!(serving.metrics.rmse, 0.94);
     assert_eq!(serving.trained_at, at("2026-11-27T11:59:00Z"));
     assert_eq!(serving.fingerprint.as_ref().unwrap().rows, 100_000);
+    let artifact = serving.artifact.as_ref().unwrap();
+    assert_eq!(
+        (artifact.path.as_str(), artifact.bytes),
+        ("/models/movies/v1.model", 456_789)
+    );
     let last = plan.status.history.last().unwrap();
     assert_eq!(last.outcome, RunOutcome::Succeeded);
     assert_eq!(

@@ -1,6 +1,10 @@
 //! Prometheus metrics, named as docs/contracts.md fixes them (the Helm chart's alerts use them).
 
-use crate::crd::{RecommenderModelStatus, RunOutcome, RunRecord};
+mod online;
+
+use crate::crd::{
+    OnlineStatus, RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunRecord,
+};
 use jiff::Timestamp;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
@@ -25,6 +29,7 @@ pub struct Metrics {
     runs: IntCounterVec,
     last_success: GaugeVec,
     replicas: GaugeVec,
+    production: online::Production,
     /// Per object: label sets last exported, so a changed reason or version replaces the old
     /// series instead of leaving it at 1, and when its serving model was trained (for age).
     exported: Mutex<HashMap<Key, Exported>>,
@@ -78,7 +83,9 @@ impl Metrics {
             &["namespace", "name", "outcome"],
         )?;
         registry.register(Box::new(runs.clone()))?;
+        let production = online::Production::new(&registry)?;
         Ok(Self {
+            production,
             condition: gauge(
                 "recommender_model_condition",
                 "1 for each condition's current status.",
@@ -207,8 +214,31 @@ impl Metrics {
         }
     }
 
+    /// Exports what the spec promises (latency objective, RMSE gate) and the run in flight.
+    pub fn observe_targets(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &RecommenderModelSpec,
+        status: &RecommenderModelStatus,
+    ) {
+        self.production
+            .observe_targets(&[namespace, name], spec, status);
+    }
+
+    /// Exports the collector's figures of the serving version.
+    pub fn observe_online(&self, namespace: &str, name: &str, online: &OnlineStatus) {
+        self.production.observe_online(&[namespace, name], online);
+    }
+
+    /// Counts a `status.online` write.
+    pub fn online_written(&self) {
+        self.production.writes.inc();
+    }
+
     /// Drops every series of a resource that no longer exists.
     pub fn forget(&self, namespace: &str, name: &str) {
+        self.production.forget(&[namespace, name]);
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = exported.remove(&(namespace.to_string(), name.to_string())) else {
             return;
@@ -312,6 +342,7 @@ mod tests {
             },
             trained_at: "2026-11-27T11:00:00Z".parse().unwrap(),
             fingerprint: None,
+            artifact: None,
         });
         metrics.observe_status("ml", "movies", &status);
         let text = metrics.render(now);
