@@ -8,6 +8,7 @@ use recommender_model::Hyperparameters;
 use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
 use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
+use crate::challenge::{self, ChallengeOptions};
 use crate::cv::{self, CvOptions, CvResult, Progress};
 use crate::data::Ratings;
 use crate::error::{Error, Result};
@@ -40,6 +41,9 @@ pub struct RunConfig {
     pub out: Option<PathBuf>,
     /// Version label recorded in the artifact and the report.
     pub version: String,
+    /// Compare with the serving model on the ratings after its snapshot; the source must then
+    /// keep timestamps ([`crate::data::Selection::timestamps`]).
+    pub challenge: Option<ChallengeOptions>,
 }
 
 /// The report (always) and the CV details (when CV ran).
@@ -66,6 +70,8 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
         durations: Durations::default(),
         finished_at: String::new(),
         error: None,
+        forward: None,
+        challenge: None,
     };
     let mut cv_out = None;
     let result = stages(cfg, progress, &mut report, &mut cv_out);
@@ -95,6 +101,19 @@ fn stages(
     let data = cfg.source.load()?;
     report.durations.load_seconds = t.elapsed().as_secs_f64();
     report.data = Some(data.fingerprint.clone());
+
+    if let Some(opts) = &cfg.challenge {
+        let t = Instant::now();
+        let result = challenge::challenge(opts, &data, &cfg.hyperparameters);
+        tracing::info!(
+            seconds = t.elapsed().as_secs_f64(),
+            champion = result.champion,
+            paired = ?result.paired,
+            fallback = ?result.fallback,
+            "champion/challenger comparison finished"
+        );
+        report.challenge = Some(result);
+    }
 
     let t = Instant::now();
     let cv = cv::cross_validate(&data, &cfg.hyperparameters, &cfg.cv, progress)?;
@@ -178,6 +197,7 @@ mod tests {
             cv: CvOptions::default(),
             out: Some(out.clone()),
             version: "v1".into(),
+            challenge: None,
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
@@ -201,6 +221,7 @@ mod tests {
             cv: CvOptions::default(),
             out: None,
             version: "v2".into(),
+            challenge: None,
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Failed);

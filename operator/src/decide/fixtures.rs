@@ -105,6 +105,8 @@ pub fn report(version: &str, rmse: f64, mae: f64, finished_at: &str) -> Training
         },
         finished_at: finished_at.into(),
         error: None,
+        forward: None,
+        challenge: None,
     }
 }
 
