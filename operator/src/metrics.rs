@@ -312,6 +312,7 @@ mod tests {
             },
             trained_at: "2026-11-27T11:00:00Z".parse().unwrap(),
             fingerprint: None,
+            forward: None,
         });
         metrics.observe_status("ml", "movies", &status);
         let text = metrics.render(now);

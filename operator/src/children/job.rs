@@ -25,10 +25,10 @@ use std::collections::BTreeMap;
 const FINISHED_JOB_TTL_SECONDS: i32 = 24 * 3600;
 
 /// Collects `--flag value` pairs.
-struct Args(Vec<String>);
+pub(super) struct Args(pub Vec<String>);
 
 impl Args {
-    fn push(&mut self, flag: &str, value: impl ToString) {
+    pub(super) fn push(&mut self, flag: &str, value: impl ToString) {
         self.0.push(flag.into());
         self.0.push(value.to_string());
     }
@@ -52,7 +52,7 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, run: u32) -> Vec<
     args.0
 }
 
-fn source_args(source: &SourceConfig, args: &mut Args) {
+pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
     match source {
         SourceConfig::Postgres(pg) => {
             args.push("--source", "postgres");
@@ -111,7 +111,35 @@ fn trainer_container(
     run: u32,
     defaults: &Defaults,
 ) -> Container {
-    let env = match &config.source {
+    let trainer = &model.spec.trainer;
+    Container {
+        name: "trainer".into(),
+        image: Some(
+            trainer
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.trainer_image.clone()),
+        ),
+        args: Some(trainer_args(model, config, run)),
+        env: password_env(config),
+        resources: Some(resources(
+            trainer.resources.as_ref(),
+            "500m",
+            "512Mi",
+            "2Gi",
+        )),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![model_store_mount(false)]),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        // The message must be the report alone: logs would corrupt the JSON.
+        termination_message_policy: Some("File".into()),
+        ..Container::default()
+    }
+}
+
+/// `PGPASSWORD` from the Secret, for a PostgreSQL source.
+pub(super) fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
+    match &config.source {
         SourceConfig::Postgres(pg) => Some(vec![EnvVar {
             name: "PGPASSWORD".into(),
             value_from: Some(EnvVarSource {
@@ -125,30 +153,6 @@ fn trainer_container(
             ..EnvVar::default()
         }]),
         SourceConfig::File(_) => None,
-    };
-    let trainer = &model.spec.trainer;
-    Container {
-        name: "trainer".into(),
-        image: Some(
-            trainer
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.trainer_image.clone()),
-        ),
-        args: Some(trainer_args(model, config, run)),
-        env,
-        resources: Some(resources(
-            trainer.resources.as_ref(),
-            "500m",
-            "512Mi",
-            "2Gi",
-        )),
-        security_context: Some(container_security()),
-        volume_mounts: Some(vec![model_store_mount(false)]),
-        termination_message_path: Some(TERMINATION_LOG.into()),
-        // The message must be the report alone: logs would corrupt the JSON.
-        termination_message_policy: Some("File".into()),
-        ..Container::default()
     }
 }
 

@@ -1,10 +1,12 @@
 //! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run and
 //! the predictor Deployment and Service. Pure builders; the apply stage applies them.
 
+mod evaluation;
 mod job;
 mod pod;
 mod predictor;
 
+pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use job::{trainer_args, trainer_job};
 pub use predictor::{predictor_deployment, predictor_service};
 

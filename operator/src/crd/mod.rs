@@ -10,6 +10,7 @@ mod status;
 pub use status::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use recommender_report::defaults::{FOLDS, SVD};
 use schemars::JsonSchema;
@@ -294,6 +295,41 @@ pub struct Freshness {
         .message("spec.freshness.retrainInterval must be a duration of at least 1m"))]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub retrain_interval: Option<String>,
+    /// The serving model is also `Stale` (reason `NewData`) once this many ratings newer than
+    /// its snapshot exist: a count (`5000`) or a share of the snapshot's ratings (`"10%"`).
+    /// Counted from a PostgreSQL source whose query returns a timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_ratings: Option<IntOrString>,
+    /// Score the serving model on the ratings that arrived after its snapshot (PostgreSQL
+    /// sources with a timestamp); absent: no forward evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_evaluation: Option<ForwardEvaluation>,
+}
+
+/// Forward accuracy: a Job of the trainer image predicts every rating newer than the serving
+/// model's snapshot and reports RMSE, MAE and accuracy (`status.serving.forward`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardEvaluation {
+    /// Evaluate once at least this many new ratings exist.
+    #[serde(default = "default_forward_min")]
+    #[schemars(range(min = 1))]
+    pub min_ratings: u64,
+    /// Evaluate at most this often (Go duration).
+    #[serde(default = "default_forward_interval")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')")
+        .message("spec.freshness.forwardEvaluation.interval must be a duration of at least 1m"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub interval: String,
+    /// `AccuracyDegraded` turns true when the forward RMSE exceeds `spec.promotion.maxRmse`,
+    /// or the model's cross-validated RMSE by more than this.
+    #[serde(default = "default_rmse_increase")]
+    #[x_kube(validation = Rule::new("self >= 0.0")
+        .message("spec.freshness.forwardEvaluation.maxRmseIncrease must not be negative"))]
+    pub max_rmse_increase: f64,
+    /// Train a new candidate when `AccuracyDegraded` turns true.
+    #[serde(default = "default_true")]
+    pub retrain_when_degraded: bool,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -386,6 +422,15 @@ fn default_min_accuracy() -> f64 {
 fn default_max_age() -> String {
     "168h".into()
 }
+fn default_forward_min() -> u64 {
+    100
+}
+fn default_forward_interval() -> String {
+    "1h".into()
+}
+fn default_rmse_increase() -> f64 {
+    0.1
+}
 fn default_deadline() -> i64 {
     3600
 }
@@ -425,12 +470,25 @@ impl Default for Promotion {
     }
 }
 
+impl Default for ForwardEvaluation {
+    fn default() -> Self {
+        Self {
+            min_ratings: default_forward_min(),
+            interval: default_forward_interval(),
+            max_rmse_increase: default_rmse_increase(),
+            retrain_when_degraded: true,
+        }
+    }
+}
+
 impl Default for Freshness {
     fn default() -> Self {
         Self {
             max_age: default_max_age(),
             retrain_when_stale: true,
             retrain_interval: None,
+            max_new_ratings: None,
+            forward_evaluation: None,
         }
     }
 }

@@ -80,6 +80,110 @@ pub struct RecommenderModelStatus {
     pub handled_retrain_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<PredictorStatus>,
+    /// Ratings newer than the serving model's snapshot, as last counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataStatus>,
+    /// Highest forward-evaluation number ever started.
+    #[serde(default)]
+    pub last_evaluation: u32,
+    /// The forward evaluation in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_evaluation: Option<ActiveEvaluation>,
+    /// Start of the last forward evaluation: the next waits `forwardEvaluation.interval`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub last_evaluation_started_at: Option<Timestamp>,
+    /// Why the last forward evaluation failed; cleared by the next that succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_error: Option<String>,
+}
+
+/// New ratings: those newer than the serving model's snapshot (its fingerprint's
+/// `maxTimestamp`), which the model has never seen.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataStatus {
+    /// The model counted against and its snapshot (epoch seconds).
+    pub version: String,
+    pub since: i64,
+    pub new_ratings: u64,
+    /// Distinct users and items of the new ratings that the snapshot does not have.
+    pub new_users: u64,
+    pub new_items: u64,
+    /// Newest rating time (epoch seconds), when there are new ratings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<i64>,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub counted_at: Timestamp,
+    /// When the count first reached `freshness.maxNewRatings` for this snapshot.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub exceeded_at: Option<Timestamp>,
+    /// Why the last count failed (the numbers are the last good count's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A forward-evaluation Job in flight.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveEvaluation {
+    pub number: u32,
+    pub job: String,
+    /// The model being scored and its snapshot.
+    pub version: String,
+    pub since: i64,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub started_at: Timestamp,
+}
+
+/// Forward accuracy: how a model predicted the ratings newer than its snapshot (rounded to 4
+/// decimals).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardRecord {
+    pub since: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    pub ratings: u64,
+    pub rmse: f64,
+    pub mae: f64,
+    pub accuracy: f64,
+    pub unknown_users: u64,
+    pub unknown_items: u64,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub evaluated_at: Timestamp,
+}
+
+impl ForwardRecord {
+    pub fn from_report(f: &recommender_report::Forward, evaluated_at: Timestamp) -> Self {
+        Self {
+            since: f.since,
+            until: f.until,
+            ratings: f.ratings,
+            rmse: round4(f.rmse),
+            mae: round4(f.mae),
+            accuracy: round4(f.accuracy),
+            unknown_users: f.unknown_users,
+            unknown_items: f.unknown_items,
+            evaluated_at: crate::time::whole(evaluated_at),
+        }
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -94,6 +198,9 @@ pub struct ModelRecord {
     pub trained_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// The latest forward evaluation of this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardRecord>,
 }
 
 /// Cross-validated quality, mean (and standard deviation) over the folds, rounded to 4 decimals
@@ -117,7 +224,7 @@ pub struct ModelMetrics {
 impl ModelMetrics {
     /// The report's metrics, rounded to 4 decimals.
     pub fn from_report(m: &recommender_report::Metrics) -> Self {
-        let r = |x: f64| (x * 1e4).round() / 1e4;
+        let r = round4;
         Self {
             folds: m.folds,
             rmse: r(m.rmse),
@@ -184,6 +291,10 @@ pub enum RunTrigger {
     SpecChanged,
     /// The serving model passed `maxAge`.
     Stale,
+    /// `freshness.maxNewRatings` new ratings arrived after the serving model's snapshot.
+    NewData,
+    /// The serving model's forward accuracy turned `AccuracyDegraded`.
+    AccuracyDegraded,
     /// `retrainInterval` elapsed.
     Interval,
     /// The retrain annotation changed.
@@ -193,10 +304,12 @@ pub enum RunTrigger {
 }
 
 impl RunTrigger {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::NoModel,
         Self::SpecChanged,
         Self::Stale,
+        Self::NewData,
+        Self::AccuracyDegraded,
         Self::Interval,
         Self::Requested,
         Self::Unknown,
@@ -207,6 +320,8 @@ impl RunTrigger {
             Self::NoModel => "NoModel",
             Self::SpecChanged => "SpecChanged",
             Self::Stale => "Stale",
+            Self::NewData => "NewData",
+            Self::AccuracyDegraded => "AccuracyDegraded",
             Self::Interval => "Interval",
             Self::Requested => "Requested",
             Self::Unknown => "Unknown",

@@ -153,6 +153,7 @@ pub fn record(version: &str, run: u32, rmse: f64, trained_at: &str) -> ModelReco
         },
         trained_at: at(trained_at),
         fingerprint: None,
+        forward: None,
     }
 }
 
@@ -190,6 +191,8 @@ pub fn observe(
         runs,
         rollout,
         database: DatabaseProbe::NotUsed,
+        new_ratings: None,
+        evaluations: Vec::new(),
         now: now(),
     }
 }

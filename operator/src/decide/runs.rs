@@ -138,7 +138,7 @@ enum Ending {
         duration: Option<f64>,
     },
     Candidate {
-        model: ModelRecord,
+        model: Box<ModelRecord>,
         /// Full precision, for the gate.
         metrics: recommender_report::Metrics,
         duration: f64,
@@ -206,7 +206,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
         };
     };
     Ending::Candidate {
-        model: ModelRecord {
+        model: Box::new(ModelRecord {
             version: children::version_label(run.run),
             run: run.run,
             metrics: ModelMetrics::from_report(metrics),
@@ -222,7 +222,8 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
                 content_hash: d.content_hash.clone(),
                 max_timestamp: d.max_timestamp,
             }),
-        },
+            forward: None,
+        }),
         metrics: metrics.clone(),
         duration: report.durations.total_seconds,
     }
@@ -273,7 +274,7 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         } => {
             record.metrics = Some(model.metrics.clone());
             record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(model, &metrics, spec, &mut d.status);
+            let judged = promotion::judge_candidate(*model, &metrics, spec, &mut d.status);
             (record.outcome, record.reason, record.message) = judged;
             d.status.consecutive_failures = 0;
             d.status.retry_after = None;
@@ -350,6 +351,8 @@ fn explain(trigger: RunTrigger) -> &'static str {
         RunTrigger::NoModel => "no model has been trained yet",
         RunTrigger::SpecChanged => "the training spec changed",
         RunTrigger::Stale => "the serving model is stale",
+        RunTrigger::NewData => "enough new ratings arrived after the serving model's snapshot",
+        RunTrigger::AccuracyDegraded => "the serving model's accuracy on new ratings degraded",
         RunTrigger::Interval => "the retraining interval elapsed",
         RunTrigger::Requested => "requested by the recommender.dev/retrain annotation",
         RunTrigger::Unknown => "for an unknown reason",
@@ -392,7 +395,14 @@ fn trigger(
         && at <= d.now
         && last_attempt.is_none_or(|attempt| attempt < at)
     {
-        return Some(RunTrigger::Stale);
+        return Some(freshness.trigger());
+    }
+    // Once per degradation, as for staleness.
+    if model.spec.pinned_version.is_none()
+        && let Some(at) = freshness.degraded_at
+        && last_attempt.is_none_or(|attempt| attempt < at)
+    {
+        return Some(RunTrigger::AccuracyDegraded);
     }
     if let Some(interval) = config.retrain_interval
         && let Some(last) = last_attempt

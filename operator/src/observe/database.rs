@@ -14,36 +14,46 @@ pub async fn probe_database(
     pg: &PostgresSource,
     timeout: Duration,
 ) -> DatabaseProbe {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let reference = &pg.password_secret_ref;
-    let password = match secrets.get_opt(&reference.name).await {
-        Ok(Some(secret)) => match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
-            Some(bytes) => String::from_utf8_lossy(&bytes.0).into_owned(),
-            None => {
-                return DatabaseProbe::Unreachable(format!(
-                    "Secret {namespace}/{} has no key {:?}",
-                    reference.name, reference.key
-                ));
-            }
-        },
-        Ok(None) => {
-            return DatabaseProbe::Unreachable(format!(
-                "Secret {namespace}/{} (spec.source.postgres.passwordSecretRef) not found",
-                reference.name
-            ));
-        }
-        Err(err) => {
-            return DatabaseProbe::Unreachable(format!(
-                "cannot read Secret {namespace}/{}: {err}",
-                reference.name
-            ));
-        }
-    };
-    select_one(pg, &password, timeout).await
+    match password(client, namespace, pg).await {
+        Ok(password) => select_one(pg, &password, timeout).await,
+        Err(why) => DatabaseProbe::Unreachable(why),
+    }
 }
 
-pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) -> DatabaseProbe {
-    let target = format!("{}:{}/{}", pg.host, pg.port, pg.database);
+/// The password from the Secret `pg` names; the error names the Secret, never its content.
+pub(super) async fn password(
+    client: &Client,
+    namespace: &str,
+    pg: &PostgresSource,
+) -> Result<String, String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let reference = &pg.password_secret_ref;
+    match secrets.get_opt(&reference.name).await {
+        Ok(Some(secret)) => match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
+            Some(bytes) => Ok(String::from_utf8_lossy(&bytes.0).into_owned()),
+            None => Err(format!(
+                "Secret {namespace}/{} has no key {:?}",
+                reference.name, reference.key
+            )),
+        },
+        Ok(None) => Err(format!(
+            "Secret {namespace}/{} (spec.source.postgres.passwordSecretRef) not found",
+            reference.name
+        )),
+        Err(err) => Err(format!(
+            "cannot read Secret {namespace}/{}: {err}",
+            reference.name
+        )),
+    }
+}
+
+/// How the operator connects to `pg` (the probe and the count of new ratings alike).
+pub(super) fn connect_config(
+    pg: &PostgresSource,
+    password: &str,
+    timeout: Duration,
+    application: &str,
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&pg.host)
@@ -52,7 +62,13 @@ pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) 
         .user(&pg.user)
         .password(password)
         .connect_timeout(timeout)
-        .application_name("recommender-operator-probe");
+        .application_name(application);
+    config
+}
+
+pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) -> DatabaseProbe {
+    let target = format!("{}:{}/{}", pg.host, pg.port, pg.database);
+    let config = connect_config(pg, password, timeout, "recommender-operator-probe");
     let attempt = async {
         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(connection);
@@ -71,7 +87,7 @@ pub async fn select_one(pg: &PostgresSource, password: &str, timeout: Duration) 
     }
 }
 
-fn describe(err: &tokio_postgres::Error) -> String {
+pub(super) fn describe(err: &tokio_postgres::Error) -> String {
     // The top-level Display is often just "error connecting to server"; the source says why.
     match std::error::Error::source(err) {
         Some(source) => format!("{err}: {source}"),
