@@ -156,6 +156,32 @@ pub(super) fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
     }
 }
 
+/// Adds the champion/challenger arguments to a trainer Job: compare with `champion` (the
+/// serving model, whose artifact is on the store) on the ratings after `since`.
+pub fn challenge_serving(
+    job: &mut Job,
+    model: &RecommenderModel,
+    champion: &str,
+    since: i64,
+    challenge: &crate::crd::Challenge,
+) {
+    let Some(container) = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    else {
+        return;
+    };
+    let mut args = Args(container.args.take().unwrap_or_default());
+    args.push("--challenge", artifact_path(&model.name_any(), champion));
+    args.push("--challenge-since", since);
+    args.push("--holdout", challenge.holdout);
+    args.push("--min-compared", challenge.min_ratings);
+    args.push("--confidence", challenge.confidence);
+    container.args = Some(args.0);
+}
+
 /// The trainer Job for `run`, named deterministically so a restarted operator adopts it.
 pub fn trainer_job(
     model: &RecommenderModel,

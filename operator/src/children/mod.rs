@@ -7,7 +7,7 @@ mod pod;
 mod predictor;
 
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
-pub use job::{trainer_args, trainer_job};
+pub use job::{challenge_serving, trainer_args, trainer_job};
 pub use predictor::{predictor_deployment, predictor_service};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};

@@ -272,9 +272,37 @@ pub struct Promotion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxRmseStd must be positive"))]
     pub max_rmse_std: Option<f64>,
-    /// Also require a lower RMSE than the model now serving.
+    /// Also require the candidate to beat the model now serving: on the newest ratings neither
+    /// was trained on when enough exist (see `challenge`), else on cross-validated RMSE.
     #[serde(default)]
     pub must_beat_serving: bool,
+    /// How `mustBeatServing` compares a candidate with the serving model.
+    #[serde(default)]
+    pub challenge: Challenge,
+}
+
+/// The champion/challenger test of `mustBeatServing`: the ratings after the serving model's
+/// snapshot are split by time; the candidate trains on the earlier part, and both models predict
+/// the newest part. The candidate wins when the paired bootstrap interval of its RMSE minus the
+/// serving model's lies below zero.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// Share of the new ratings, the newest, that both models predict.
+    #[serde(default = "default_holdout")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
+        .message("spec.promotion.challenge.holdout must be in (0, 1]"))]
+    pub holdout: f64,
+    /// Fewest ratings to compare on; with fewer, the cross-validated RMSEs are compared and the
+    /// `Promoted` condition says so.
+    #[serde(default = "default_challenge_min")]
+    #[schemars(range(min = 1))]
+    pub min_ratings: u64,
+    /// Confidence of the interval, e.g. 0.95.
+    #[serde(default = "default_confidence")]
+    #[x_kube(validation = Rule::new("self >= 0.5 && self < 1.0")
+        .message("spec.promotion.challenge.confidence must be in [0.5, 1)"))]
+    pub confidence: f64,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -422,6 +450,15 @@ fn default_min_accuracy() -> f64 {
 fn default_max_age() -> String {
     "168h".into()
 }
+fn default_holdout() -> f64 {
+    0.5
+}
+fn default_challenge_min() -> u64 {
+    1000
+}
+fn default_confidence() -> f64 {
+    0.95
+}
 fn default_forward_min() -> u64 {
     100
 }
@@ -466,6 +503,17 @@ impl Default for Promotion {
             min_accuracy: default_min_accuracy(),
             max_rmse_std: None,
             must_beat_serving: false,
+            challenge: Challenge::default(),
+        }
+    }
+}
+
+impl Default for Challenge {
+    fn default() -> Self {
+        Self {
+            holdout: default_holdout(),
+            min_ratings: default_challenge_min(),
+            confidence: default_confidence(),
         }
     }
 }

@@ -186,6 +186,47 @@ fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
+/// How a candidate was compared with the serving model under `mustBeatServing`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComparisonBasis {
+    /// Paired errors on the newest ratings, which neither model was trained on.
+    NewestRatings,
+    /// Cross-validated RMSEs (too few new ratings, or no comparison was possible).
+    CrossValidation,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComparisonVerdict {
+    Better,
+    NotBetter,
+}
+
+/// The champion/challenger comparison of a run (full precision: the numbers the gate used).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// The serving model's version.
+    pub champion: String,
+    pub basis: ComparisonBasis,
+    pub champion_rmse: f64,
+    pub challenger_rmse: f64,
+    /// challenger − champion (negative: the challenger is better).
+    pub difference: f64,
+    /// The paired bootstrap interval of `difference` at `confidence` (newest-ratings basis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Ratings both models predicted (0 for cross-validation).
+    pub ratings: u64,
+    pub verdict: ComparisonVerdict,
+    /// Why the cross-validated RMSEs were compared instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelRecord {
@@ -473,6 +514,9 @@ pub struct RunRecord {
     pub metrics: Option<ModelMetrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// The champion/challenger comparison, under `mustBeatServing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

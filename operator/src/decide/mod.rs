@@ -13,7 +13,9 @@ mod serving;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-pub use promotion::{Metric, Rejection, Shortfall, Verdict, judge};
+pub use promotion::{
+    Metric, Rejection, Shortfall, Verdict, compare, describe, judge, judge_against,
+};
 pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
 pub use serving::MODELS_LIMIT;
 

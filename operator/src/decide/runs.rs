@@ -118,6 +118,7 @@ fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
         message: format!("Job {} disappeared before it finished", active.job),
         metrics: None,
         duration_seconds: None,
+        comparison: None,
     };
     note_failure(&mut d.status, &record, d.now);
     d.events.push(PlannedEvent::warning(
@@ -141,6 +142,8 @@ enum Ending {
         model: Box<ModelRecord>,
         /// Full precision, for the gate.
         metrics: recommender_report::Metrics,
+        /// The trainer's comparison with the serving model, when asked for.
+        challenge: Option<Box<recommender_report::Challenge>>,
         duration: f64,
     },
 }
@@ -225,6 +228,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
             forward: None,
         }),
         metrics: metrics.clone(),
+        challenge: report.challenge.clone().map(Box::new),
         duration: report.durations.total_seconds,
     }
 }
@@ -249,6 +253,7 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         message: String::new(),
         metrics: None,
         duration_seconds: None,
+        comparison: None,
     };
     match ending(run, finished_at) {
         Ending::Failed {
@@ -270,12 +275,24 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         Ending::Candidate {
             model,
             metrics,
+            challenge,
             duration,
         } => {
             record.metrics = Some(model.metrics.clone());
             record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(*model, &metrics, spec, &mut d.status);
-            (record.outcome, record.reason, record.message) = judged;
+            let judged = promotion::judge_candidate(
+                *model,
+                &metrics,
+                challenge.as_deref(),
+                spec,
+                &mut d.status,
+            );
+            (
+                record.outcome,
+                record.reason,
+                record.message,
+                record.comparison,
+            ) = judged;
             d.status.consecutive_failures = 0;
             d.status.retry_after = None;
             d.status.trained_spec_hash = run.spec_hash.clone();
@@ -325,7 +342,15 @@ pub(super) fn start(
         return None;
     }
     let run = d.status.last_run + 1;
-    let job = children::trainer_job(model, config, run, trigger, d.now, defaults);
+    let mut job = children::trainer_job(model, config, run, trigger, d.now, defaults);
+    // The candidate is compared with what serves now on the ratings that came after it.
+    if model.spec.promotion.must_beat_serving
+        && let Some(serving) = &d.status.serving
+        && let Some(since) = serving.fingerprint.as_ref().and_then(|f| f.max_timestamp)
+    {
+        let challenge = &model.spec.promotion.challenge;
+        children::challenge_serving(&mut job, model, &serving.version, since, challenge);
+    }
     let job_name = children::job_name(&model.name_any(), run);
     d.events.push(PlannedEvent::normal(
         "TrainingStarted",

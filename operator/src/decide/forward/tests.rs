@@ -332,3 +332,29 @@ fn a_failed_evaluation_is_said_and_retried_after_the_interval() {
     assert!(plan.start_evaluation.is_none());
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(15)));
 }
+
+#[test]
+fn must_beat_serving_asks_the_trainer_to_challenge_the_serving_model() {
+    let spec = pg_spec(|s| {
+        s.promotion.must_beat_serving = true;
+        s.promotion.challenge.min_ratings = 500;
+    });
+    let mut status = v1_serving(&spec);
+    status.trained_spec_hash = Some("old".into());
+    let plan = decide_with(&spec, status, None, vec![]);
+    let job = plan.start_job.as_ref().expect("a training run");
+    assert!(
+        args(job).ends_with(&format!(
+            "--challenge /models/movies/v1.model --challenge-since {SNAPSHOT} --holdout 0.5 \
+             --min-compared 500 --confidence 0.95"
+        )),
+        "{}",
+        args(job)
+    );
+
+    let plain = pg_spec(|_| {});
+    let mut status = v1_serving(&plain);
+    status.trained_spec_hash = Some("old".into());
+    let plan = decide_with(&plain, status, None, vec![]);
+    assert!(!args(plan.start_job.as_ref().unwrap()).contains("--challenge"));
+}
