@@ -22,6 +22,8 @@ TESTS = HERE / "alerts_test.yaml"
 # look-alike series in alerts_test.yaml would fire.
 WIDENINGS = [
     ("RecommenderModelStale", 'status="True"', 'status=~".+"'),
+    ("RecommenderModelAccuracyDegraded", 'status="True"', 'status=~".+"'),
+    ("RecommenderModelAccuracyDegraded", 'type="AccuracyDegraded", ', ""),
     ("RecommenderModelTrainingFailing", 'reason="TrainingFailed"', 'reason=~".+"'),
     ("RecommenderModelCandidateBlocked", 'reason="GateFailed"', 'reason=~"GateFailed|NotBetter"'),
     ("RecommenderModelDatabaseUnreachable", 'status="False"', 'status=~".+"'),
