@@ -59,6 +59,6 @@ stage "chart, RBAC and alert rules (with a server-side dry run on the local clus
 bash charts/tests/run.sh
 
 stage "end-to-end tests"
-cargo test -p recommender-e2e --locked -- --test-threads=1
+cargo test -p recommender-e2e --locked --no-fail-fast -- --test-threads=1
 
 stage "all tests passed in $(($(date +%s) - started))s"

@@ -33,4 +33,4 @@ stack_up "$PWD/target/debug"
 bash tests/cluster/postgres.sh up
 eval "$(bash tests/cluster/postgres.sh env)"
 export RECOMMENDER_TEST_PG_URL RECOMMENDER_PG_POD_HOST RECOMMENDER_PG_POD_PORT
-RUST_TEST_THREADS=1 cargo test -p recommender-e2e --locked "$@"
+RUST_TEST_THREADS=1 cargo test -p recommender-e2e --locked --no-fail-fast "$@"

@@ -23,6 +23,8 @@ TESTS = HERE / "alerts_test.yaml"
 # that the real case would not).
 WIDENINGS = [
     ("RecommenderModelStale", 'status="True"', 'status=~".+"'),
+    ("RecommenderModelAccuracyDegraded", 'status="True"', 'status=~".+"'),
+    ("RecommenderModelAccuracyDegraded", 'type="AccuracyDegraded", ', ""),
     ("RecommenderModelTrainingFailing", 'reason="TrainingFailed"', 'reason=~".+"'),
     ("RecommenderModelCandidateBlocked", 'reason="GateFailed"', 'reason=~"GateFailed|NotBetter"'),
     ("RecommenderModelDatabaseUnreachable", 'status="False"', 'status=~".+"'),

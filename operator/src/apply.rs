@@ -44,6 +44,10 @@ impl Applier {
             self.child(job).await?;
             info!(job = %job.name_any(), "started training run");
         }
+        if let Some(job) = &plan.start_evaluation {
+            self.child(job).await?;
+            info!(job = %job.name_any(), "started forward evaluation");
+        }
         if let Some(service) = &plan.service {
             self.child(service).await?;
         }

@@ -11,9 +11,11 @@ pub const PROMOTED: &str = "Promoted";
 pub const STALE: &str = "Stale";
 pub const DATABASE_REACHABLE: &str = "DatabaseReachable";
 pub const WORKERS_HEALTHY: &str = "WorkersHealthy";
+/// The serving model predicts the ratings after its snapshot worse than allowed.
+pub const ACCURACY_DEGRADED: &str = "AccuracyDegraded";
 
 /// The order conditions appear in the status.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     READY,
     SERVING,
     TRAINING,
@@ -21,6 +23,7 @@ pub const ALL: [&str; 7] = [
     STALE,
     DATABASE_REACHABLE,
     WORKERS_HEALTHY,
+    ACCURACY_DEGRADED,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

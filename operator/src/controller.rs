@@ -181,14 +181,16 @@ pub async fn run(
         .owns(jobs, ours.clone())
         .owns(deployments, ours.clone())
         .owns(services, ours.clone())
-        // Trainer pods belong to Jobs, not to us; their changes (stuck Pending, image pull
-        // errors) do not always touch the Job's status, so they are watched directly.
+        // Trainer and evaluator pods belong to Jobs, not to us; their changes (stuck Pending,
+        // image pull errors) do not always touch the Job's status, so they are watched directly.
         .watches(
             pods,
             watcher::Config::default().labels(&format!(
-                "{},{}",
+                "{},{} in ({},{})",
                 labels::selector(labels::MANAGED_BY, MANAGER),
-                labels::selector(labels::COMPONENT, labels::COMPONENT_TRAINER)
+                labels::COMPONENT,
+                labels::COMPONENT_TRAINER,
+                labels::COMPONENT_EVALUATOR
             )),
             |pod: Pod| {
                 let namespace = pod.namespace();

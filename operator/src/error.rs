@@ -34,6 +34,11 @@ impl Error {
         }
     }
 
+    /// Every `error` label a reconcile can report, exported at zero from the start so that the
+    /// error series exist (and `rate()` over them works) before the first error.
+    pub const RECONCILE_LABELS: [&'static str; 5] =
+        ["conflict", "not_found", "invalid", "api", "transport"];
+
     /// The `error` label of `recommender_operator_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -15,6 +15,8 @@ pub const INSTANCE: &str = "app.kubernetes.io/instance";
 pub const MODEL: &str = "recommender.dev/model";
 /// The training run number of a trainer Job and its pods.
 pub const RUN: &str = "recommender.dev/run";
+/// The forward-evaluation number of an evaluation Job and its pods.
+pub const EVALUATION: &str = "recommender.dev/evaluation";
 /// The model version a trainer Job produces or a predictor pod serves.
 pub const VERSION: &str = "recommender.dev/version";
 
@@ -26,11 +28,15 @@ pub const COMPONENT_TRAINER: &str = "trainer";
 pub const COMPONENT_PREDICTOR: &str = "predictor";
 /// The model store cleanup Jobs (not training runs: they carry no run label).
 pub const COMPONENT_CLEANUP: &str = "cleanup";
+/// Forward-evaluation Jobs (the trainer image's `score`).
+pub const COMPONENT_EVALUATOR: &str = "evaluator";
 
 /// Job annotations that let a restarted operator adopt a run intact.
 pub const ANNOTATION_TRIGGER: &str = "recommender.dev/trigger";
 pub const ANNOTATION_STARTED_AT: &str = "recommender.dev/started-at";
 pub const ANNOTATION_SPEC_HASH: &str = "recommender.dev/spec-hash";
+/// On an evaluation Job: the scored model's snapshot (epoch seconds).
+pub const ANNOTATION_SINCE: &str = "recommender.dev/since";
 
 /// Annotation on a `RecommenderModel` whose value, when changed, requests one training run.
 pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";

@@ -7,6 +7,7 @@ mod platform;
 
 use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec};
 use crate::time::parse_go_duration;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use recommender_report::defaults::{self, BASELINE, SVD};
 use std::time::Duration;
 
@@ -21,6 +22,46 @@ pub struct Config {
     pub retrain_interval: Option<Duration>,
     /// The p99 server latency the predictors should stay under.
     pub latency_objective: Duration,
+    /// `Stale` (reason `NewData`) at this many ratings after the serving model's snapshot.
+    pub max_new_ratings: Option<NewRatingsLimit>,
+    /// Forward evaluation of the serving model, when asked for.
+    pub forward: Option<Forward>,
+}
+
+/// `freshness.maxNewRatings`: a count, or a share of the snapshot's ratings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NewRatingsLimit {
+    Count(u64),
+    /// Percent of the snapshot's rows, e.g. 10.0.
+    Percent(f64),
+}
+
+impl NewRatingsLimit {
+    /// The count that makes a snapshot of `rows` ratings stale (at least 1).
+    pub fn threshold(self, rows: u64) -> u64 {
+        match self {
+            Self::Count(n) => n.max(1),
+            Self::Percent(p) => ((rows as f64 * p / 100.0).ceil() as u64).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for NewRatingsLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `freshness.forwardEvaluation`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub min_ratings: u64,
+    pub interval: Duration,
+    pub max_rmse_increase: f64,
+    pub retrain_when_degraded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +141,25 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
     platform::pod_settings(spec, &mut problem);
     platform::autoscaling(spec, &mut problem);
     platform::tls(spec, &mut problem);
+    let max_new_ratings = spec
+        .freshness
+        .max_new_ratings
+        .as_ref()
+        .and_then(|limit| new_ratings_limit(limit, &mut problem));
+    let forward = spec.freshness.forward_evaluation.as_ref().and_then(|f| {
+        let interval = duration(
+            &f.interval,
+            Duration::from_secs(60),
+            "spec.freshness.forwardEvaluation.interval",
+            &mut problem,
+        )?;
+        Some(Forward {
+            min_ratings: f.min_ratings.max(1),
+            interval,
+            max_rmse_increase: f.max_rmse_increase,
+            retrain_when_degraded: f.retrain_when_degraded,
+        })
+    });
     let latency_objective = duration(
         &spec.predictor.latency_objective,
         Duration::from_nanos(1),
@@ -114,6 +174,8 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
                 max_age,
                 retrain_interval: interval.flatten(),
                 latency_objective,
+                max_new_ratings,
+                forward,
             })
         }
         _ => Err(Invalid { problems }),
@@ -176,6 +238,37 @@ fn duration(
                 format!("{text:?} is not a duration such as 168h or 90m"),
             );
             None
+        }
+    }
+}
+
+fn new_ratings_limit(
+    limit: &IntOrString,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<NewRatingsLimit> {
+    const FIELD: &str = "spec.freshness.maxNewRatings";
+    match limit {
+        IntOrString::Int(n) if *n >= 1 => Some(NewRatingsLimit::Count(*n as u64)),
+        IntOrString::Int(n) => {
+            problem(FIELD, format!("{n} must be at least 1"));
+            None
+        }
+        IntOrString::String(text) => {
+            let percent = text
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok())
+                .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1000.0);
+            match (percent, text.trim().parse::<u64>()) {
+                (Some(p), _) => Some(NewRatingsLimit::Percent(p)),
+                (None, Ok(n)) if n >= 1 => Some(NewRatingsLimit::Count(n)),
+                _ => {
+                    problem(
+                        FIELD,
+                        format!("{text:?} is neither a count nor a percentage such as \"10%\""),
+                    );
+                    None
+                }
+            }
         }
     }
 }
@@ -246,6 +339,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn new_ratings_limits_are_counts_or_shares_of_the_snapshot() {
+        let limit = |yaml: &str| {
+            validate(&spec(&format!(
+                "{FILE}freshness: {{maxNewRatings: {yaml}}}\n"
+            )))
+            .unwrap()
+            .max_new_ratings
+            .unwrap()
+        };
+        assert_eq!(limit("5000"), NewRatingsLimit::Count(5000));
+        assert_eq!(limit("'5000'"), NewRatingsLimit::Count(5000));
+        assert_eq!(limit("'2.5%'"), NewRatingsLimit::Percent(2.5));
+        assert_eq!(limit("'2.5%'").threshold(100_000), 2500);
+        assert_eq!(limit("'0.001%'").threshold(100), 1, "never zero");
+        assert_eq!(limit("7").threshold(100_000), 7);
+        assert_eq!(limit("'2.5%'").to_string(), "2.5%");
+        let zero = validate(&spec(&format!("{FILE}freshness: {{maxNewRatings: 0}}\n")));
+        assert_eq!(
+            zero.unwrap_err().to_string(),
+            "spec.freshness.maxNewRatings: 0 must be at least 1"
+        );
+        let forward = validate(&spec(&format!(
+            "{FILE}freshness: {{forwardEvaluation: {{}}}}\n"
+        )))
+        .unwrap()
+        .forward
+        .unwrap();
+        assert_eq!(
+            (
+                forward.min_ratings,
+                forward.interval,
+                forward.max_rmse_increase
+            ),
+            (100, Duration::from_secs(3600), 0.1)
+        );
+    }
+
+    #[test]
     fn every_problem_names_its_field() {
         let mut bad = spec(FILE);
         bad.freshness.max_age = "7d".into();
@@ -267,6 +398,22 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(text.contains("shorter than the minimum 60s"), "{text}");
+
+        let mut limits = spec(FILE);
+        limits.freshness.max_new_ratings = Some(IntOrString::String("ten percent".into()));
+        limits.freshness.forward_evaluation = Some(crate::crd::ForwardEvaluation {
+            interval: "5s".into(),
+            ..Default::default()
+        });
+        let invalid = validate(&limits).unwrap_err();
+        let fields: Vec<_> = invalid.problems.iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.freshness.maxNewRatings",
+                "spec.freshness.forwardEvaluation.interval"
+            ]
+        );
 
         let mut none = spec(FILE);
         none.source.file = None;

@@ -10,14 +10,16 @@ use recommender_pgtls::SslMode;
 use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
+use recommender_trainer::challenge::ChallengeOptions;
 use recommender_trainer::cv::CvOptions;
-use recommender_trainer::data::parse_scale;
+use recommender_trainer::data::{Selection, parse_scale};
 use recommender_trainer::generate::{GenerateOptions, generate as write_ratings};
 use recommender_trainer::history;
 use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
 use recommender_trainer::retention::PruneOptions;
 use recommender_trainer::run::{RunConfig, Source, run};
+use recommender_trainer::score::{ScoreConfig, score};
 use recommender_trainer::svd::SvdParams;
 use recommender_trainer::{Error, Hyperparameters, kernel};
 
@@ -47,6 +49,14 @@ pub enum Command {
     Train(TrainArgs),
     /// Cross-validate only and print the table (no artifact).
     Evaluate(TrainArgs),
+    /// Forward accuracy: predict every rating newer than the model's snapshot (which it never
+    /// saw) and report RMSE, MAE and accuracy with the count.
+    ///
+    /// Example:
+    ///   recommender-trainer score --model /models/movies/v3.model --source postgres \
+    ///       --pg-host db --pg-database shop --pg-user reader --pg-query "SELECT ..."
+    #[command(verbatim_doc_comment)]
+    Score(ScoreArgs),
     /// Write synthetic ratings (`user TAB item TAB rating TAB timestamp`) with a known
     /// low-rank structure, for size and speed tests.
     Generate(GenerateArgs),
@@ -158,6 +168,82 @@ pub struct TrainArgs {
     pub pg: PgArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub challenge: ChallengeArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Champion/challenger (train)")]
+pub struct ChallengeArgs {
+    /// The serving model's artifact: compare the candidate with it on the newest ratings after
+    /// its snapshot, neither having trained on them (the report's `challenge`).
+    #[arg(long, value_name = "ARTIFACT")]
+    pub challenge: Option<PathBuf>,
+    /// The champion's snapshot as epoch seconds [default: the newest rating time in its artifact].
+    #[arg(long, value_name = "EPOCH_SECONDS", requires = "challenge")]
+    pub challenge_since: Option<i64>,
+    /// Share of the ratings after the snapshot, the newest, held out for the comparison; the
+    /// challenger trains on the rest.
+    #[arg(long, default_value_t = 0.5, requires = "challenge")]
+    pub holdout: f64,
+    /// Fewest held-out ratings for a paired comparison; with fewer the report says why.
+    #[arg(long, default_value_t = 1000, requires = "challenge")]
+    pub min_compared: u64,
+    /// Confidence of the paired bootstrap interval of the RMSE difference.
+    #[arg(long, default_value_t = 0.95, requires = "challenge")]
+    pub confidence: f64,
+    #[arg(long, default_value_t = 2000, requires = "challenge")]
+    pub resamples: u32,
+}
+
+impl ChallengeArgs {
+    fn options(&self, seed: u64) -> Result<Option<ChallengeOptions>, Error> {
+        let Some(champion) = &self.challenge else {
+            return Ok(None);
+        };
+        if !(self.holdout > 0.0 && self.holdout <= 1.0) {
+            return Err(Error::Config(format!(
+                "--holdout must be in (0, 1], got {}",
+                self.holdout
+            )));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(Error::Config(format!(
+                "--confidence must be in (0, 1), got {}",
+                self.confidence
+            )));
+        }
+        Ok(Some(ChallengeOptions {
+            champion: champion.clone(),
+            since: self.challenge_since,
+            holdout: self.holdout,
+            min_ratings: self.min_compared,
+            confidence: self.confidence,
+            resamples: self.resamples,
+            seed,
+        }))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The model artifact to score.
+    #[arg(long, value_name = "ARTIFACT")]
+    pub model: PathBuf,
+    /// Score ratings newer than this (epoch seconds) [default: the newest rating time in the
+    /// artifact, i.e. everything the model never saw].
+    #[arg(long, value_name = "EPOCH_SECONDS")]
+    pub since: Option<i64>,
+    /// A ratings file (plain or gzip), or the word `postgres` to read from a database.
+    #[arg(long)]
+    pub source: String,
+    /// Where to write the JSON run report.
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub report: PathBuf,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub pg: PgArgs,
 }
 
 #[derive(Args, Debug)]
@@ -307,41 +393,48 @@ impl ModelArgs {
     }
 }
 
-fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
-    let scale = a
-        .file
-        .rating_scale
-        .as_deref()
-        .map(parse_scale)
-        .transpose()?;
-    let source = if a.source == "postgres" {
+fn source(name: &str, file: &FileArgs, pg: &PgArgs, select: Selection) -> Result<Source, Error> {
+    let scale = file.rating_scale.as_deref().map(parse_scale).transpose()?;
+    Ok(if name == "postgres" {
         Source::Postgres(PgOptions {
-            url: a.pg.pg_url.clone(),
-            host: a.pg.pg_host.clone(),
-            port: a.pg.pg_port,
-            database: a.pg.pg_database.clone(),
-            user: a.pg.pg_user.clone(),
-            password_file: a.pg.pg_password_file.clone(),
-            ssl_mode: a.pg.pg_sslmode,
-            ca_file: a.pg.pg_ca_file.clone(),
-            query: a.pg.pg_query.clone(),
-            skip_bad_rows: a.file.skip_bad_lines,
+            url: pg.pg_url.clone(),
+            host: pg.pg_host.clone(),
+            port: pg.pg_port,
+            database: pg.pg_database.clone(),
+            user: pg.pg_user.clone(),
+            password_file: pg.pg_password_file.clone(),
+            ssl_mode: pg.pg_sslmode,
+            ca_file: pg.pg_ca_file.clone(),
+            query: pg.pg_query.clone(),
+            skip_bad_rows: file.skip_bad_lines,
             scale,
+            select,
         })
     } else {
         Source::File(
-            PathBuf::from(&a.source),
+            PathBuf::from(name),
             FileOptions {
-                format: a.file.format,
+                format: file.format,
                 // A literal tab is awkward to type in a manifest, so `\t` means tab.
-                delimiter: a.file.delimiter.as_deref().map(|d| d.replace("\\t", "\t")),
-                header: a.file.header,
-                columns: a.file.columns.as_deref().map(parse_columns).transpose()?,
-                skip_bad_lines: a.file.skip_bad_lines,
+                delimiter: file.delimiter.as_deref().map(|d| d.replace("\\t", "\t")),
+                header: file.header,
+                columns: file.columns.as_deref().map(parse_columns).transpose()?,
+                skip_bad_lines: file.skip_bad_lines,
                 scale,
+                select,
             },
         )
+    })
+}
+
+fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
+    let challenge = a.challenge.options(a.model.seed)?;
+    // A comparison splits the ratings by time, so it needs their times.
+    let select = Selection {
+        after: None,
+        timestamps: challenge.is_some(),
     };
+    let source = source(&a.source, &a.file, &a.pg, select)?;
     let out = if write {
         Some(a.out.clone().ok_or_else(|| {
             Error::Config("`train` needs --out PATH for the artifact (or use `evaluate`)".into())
@@ -378,6 +471,7 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
                 .strftime("t%Y%m%dT%H%M%SZ")
                 .to_string()
         }),
+        challenge,
     })
 }
 
@@ -456,6 +550,40 @@ fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
             reason: e.reason().to_owned(),
             message: e.to_string(),
         }),
+        forward: None,
+        challenge: None,
+    }
+}
+
+/// `score`: exit 0 with a report, 1 when scoring failed (the report says why), 2 for usage.
+pub fn score_command(a: ScoreArgs) -> ExitCode {
+    let source = match source(&a.source, &a.file, &a.pg, Selection::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = score(&ScoreConfig {
+        model: a.model,
+        since: a.since,
+        source,
+    });
+    write_report(&a.report, &report);
+    match (&report.forward, &report.error) {
+        (Some(f), _) => {
+            println!(
+                "{} ratings after {}: RMSE {:.4}, MAE {:.4}, accuracy {:.4} ({} unknown users, {} unknown items)",
+                f.ratings, f.since, f.rmse, f.mae, f.accuracy, f.unknown_users, f.unknown_items
+            );
+            ExitCode::SUCCESS
+        }
+        (None, error) => {
+            if let Some(e) = error {
+                eprintln!("error: {}", e.message);
+            }
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -18,6 +18,19 @@ pub struct Ratings {
     /// Given by the user, or the smallest and largest rating in the data.
     pub scale: RatingScale,
     pub fingerprint: DataFingerprint,
+    /// Each rating's time (epoch seconds, `i64::MIN` when it has none), in load order; only
+    /// when [`Selection::timestamps`] asked for them (they cost 8 bytes a rating).
+    pub timestamps: Option<Vec<i64>>,
+}
+
+/// Which ratings a load keeps, and whether it keeps their times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Keep only ratings strictly newer than this (epoch seconds); ratings without a timestamp
+    /// are left out too. Left-out ratings are neither checked nor counted as skipped.
+    pub after: Option<i64>,
+    /// Keep every rating's timestamp in [`Ratings::timestamps`], for splits by time.
+    pub timestamps: bool,
 }
 
 /// Collects ratings one at a time from any source.
@@ -31,6 +44,8 @@ pub struct RatingsBuilder {
     max: f32,
     given_scale: Option<RatingScale>,
     skipped: u64,
+    selection: Selection,
+    timestamps: Vec<i64>,
 }
 
 impl RatingsBuilder {
@@ -45,7 +60,15 @@ impl RatingsBuilder {
             max: f32::NEG_INFINITY,
             given_scale: scale,
             skipped: 0,
+            selection: Selection::default(),
+            timestamps: Vec::new(),
         }
+    }
+
+    /// Loads only what `selection` asks for.
+    pub fn select(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self
     }
 
     /// Adds one rating; the error text describes what is wrong with it (the caller adds where).
@@ -56,6 +79,11 @@ impl RatingsBuilder {
         rating: f64,
         timestamp: Option<i64>,
     ) -> Result<(), String> {
+        if let Some(after) = self.selection.after
+            && timestamp.is_none_or(|t| t <= after)
+        {
+            return Ok(());
+        }
         if user.is_empty() {
             return Err("user id is empty".into());
         }
@@ -86,6 +114,9 @@ impl RatingsBuilder {
         });
         self.min = self.min.min(r);
         self.max = self.max.max(r);
+        if self.selection.timestamps {
+            self.timestamps.push(timestamp.unwrap_or(i64::MIN));
+        }
         if let Some(t) = timestamp {
             self.max_timestamp = Some(self.max_timestamp.map_or(t, |m| m.max(t)));
         }
@@ -143,6 +174,7 @@ impl RatingsBuilder {
             triples: self.triples,
             scale,
             fingerprint,
+            timestamps: self.selection.timestamps.then_some(self.timestamps),
         })
     }
 }
@@ -207,6 +239,28 @@ mod tests {
         assert!(b.push("u", "i", 6.0, None).unwrap_err().contains("outside"));
         assert!(b.push("u", "i", f64::NAN, None).is_err());
         assert!(b.push("", "i", 3.0, None).is_err());
+    }
+
+    #[test]
+    fn selection_keeps_newer_ratings_and_their_times() {
+        let rows = [("u1", 10), ("u2", 20), ("u3", 30)];
+        let mut b = RatingsBuilder::new(None).select(Selection {
+            after: Some(10),
+            timestamps: true,
+        });
+        for (u, t) in rows {
+            b.push(u, "i", 3.0, Some(t)).unwrap();
+        }
+        b.push("u4", "i", 3.0, None).unwrap();
+        b.push("", "i", 3.0, Some(5)).unwrap(); // older: left out before it is checked
+        let r = b.finish("t").unwrap();
+        assert_eq!(r.timestamps, Some(vec![20, 30]));
+        assert_eq!((r.fingerprint.rows, r.fingerprint.skipped), (2, 0));
+        assert_eq!(r.users.get("u1"), None);
+
+        let mut b = RatingsBuilder::new(None);
+        b.push("u", "i", 3.0, Some(1)).unwrap();
+        assert_eq!(b.finish("t").unwrap().timestamps, None, "not asked for");
     }
 
     #[test]

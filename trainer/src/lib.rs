@@ -2,6 +2,7 @@
 //! cross-validation and the model artifact the predictor serves.
 
 pub mod baseline;
+pub mod challenge;
 pub mod cv;
 pub mod data;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod loaders;
 pub mod pg;
 pub mod retention;
 pub mod run;
+pub mod score;
 pub mod svd;
 pub mod train;
 

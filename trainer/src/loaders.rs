@@ -10,7 +10,7 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 use recommender_model::RatingScale;
 
-use crate::data::{Ratings, RatingsBuilder};
+use crate::data::{Ratings, RatingsBuilder, Selection};
 use crate::error::{Error, Result};
 
 /// Which layout a file has.
@@ -69,6 +69,8 @@ pub struct FileOptions {
     pub skip_bad_lines: bool,
     /// Given rating scale; ratings outside it are bad lines. `None`: taken from the data.
     pub scale: Option<RatingScale>,
+    /// Which ratings to keep (all by default).
+    pub select: Selection,
 }
 
 impl Default for FileOptions {
@@ -80,6 +82,7 @@ impl Default for FileOptions {
             columns: None,
             skip_bad_lines: false,
             scale: None,
+            select: Selection::default(),
         }
     }
 }
@@ -248,7 +251,7 @@ fn parse_line(
 pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
     let file = path.display().to_string();
     let mut reader = open(path)?;
-    let mut b = RatingsBuilder::new(opts.scale);
+    let mut b = RatingsBuilder::new(opts.scale).select(opts.select);
     let mut buf = Vec::with_capacity(256);
     let mut line_no = 0u64;
     let mut layout: Option<(Layout, Vec<usize>)> = None;

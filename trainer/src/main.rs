@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match args.command {
         cli::Command::Train(a) => cli::train(a, true, tty),
         cli::Command::Evaluate(a) => cli::train(a, false, tty),
+        cli::Command::Score(a) => cli::score_command(a),
         cli::Command::Generate(g) => cli::generate(g),
         cli::Command::Prune(p) => cli::prune(p),
         cli::Command::History(h) => cli::history(h),

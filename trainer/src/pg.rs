@@ -15,7 +15,7 @@ use postgres::types::{ToSql, Type};
 use recommender_model::RatingScale;
 use recommender_pgtls::{SslMode, connector, explain};
 
-use crate::data::{Ratings, RatingsBuilder};
+use crate::data::{Ratings, RatingsBuilder, Selection};
 use crate::error::{Error, Result};
 
 /// The Django app's ratings table.
@@ -40,6 +40,9 @@ pub struct PgOptions {
     pub query: String,
     pub skip_bad_rows: bool,
     pub scale: Option<RatingScale>,
+    /// Which ratings to keep; `after` becomes a `WHERE` on the timestamp column, so older rows
+    /// never leave the server.
+    pub select: Selection,
 }
 
 /// Renders a postgres error with its causes; server errors show the server's message, TLS
@@ -125,9 +128,16 @@ fn config(opts: &PgOptions) -> Result<Config> {
     Ok(cfg)
 }
 
-/// Builds the casting wrapper around `query` once its result columns are known.
-fn wrap(query: &str, columns: &[Type]) -> Result<String> {
+/// Builds the casting wrapper around `query` once its result columns are known; `after` keeps
+/// only rows with a newer timestamp.
+fn wrap(query: &str, columns: &[Type], after: Option<i64>) -> Result<String> {
     let ts = match columns.len() {
+        3 if after.is_some() => {
+            return Err(Error::Config(
+                "--pg-query returns no timestamp column, so ratings cannot be selected by time"
+                    .into(),
+            ));
+        }
         3 => "",
         4 if [Type::TIMESTAMPTZ, Type::TIMESTAMP, Type::DATE].contains(&columns[3]) => {
             ", extract(epoch from q.t)::int8"
@@ -144,8 +154,12 @@ fn wrap(query: &str, columns: &[Type]) -> Result<String> {
     } else {
         "u, i, r"
     };
+    // `after` is an integer, so writing it into the text cannot change the statement.
+    let filter = after.map_or(String::new(), |t| {
+        format!(" WHERE ({}) > {t}", ts.trim_start_matches(", "))
+    });
     Ok(format!(
-        "SELECT q.u::text, q.i::text, q.r::float8{ts} FROM ({query}) AS q({aliases})"
+        "SELECT q.u::text, q.i::text, q.r::float8{ts} FROM ({query}) AS q({aliases}){filter}"
     ))
 }
 
@@ -173,13 +187,13 @@ pub fn load_postgres(opts: &PgOptions) -> Result<Ratings> {
         .prepare(inner)
         .map_err(|e| Error::Postgres(format!("query rejected: {}", describe(&e))))?;
     let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
-    let sql = wrap(inner, &types)?;
+    let sql = wrap(inner, &types, opts.select.after)?;
     let mut rows = client
         .query_raw(sql.as_str(), std::iter::empty::<&dyn ToSql>())
         .map_err(|e| Error::Postgres(format!("query failed: {}", describe(&e))))?;
 
     let source = "PostgreSQL query";
-    let mut b = RatingsBuilder::new(opts.scale);
+    let mut b = RatingsBuilder::new(opts.scale).select(opts.select);
     let mut row_no = 0u64;
     while let Some(row) = rows
         .next()
@@ -232,20 +246,20 @@ mod tests {
 
     #[test]
     fn wrapper_casts_columns() {
-        let sql = wrap(
-            "SELECT a, b, c, d FROM t",
-            &[Type::INT4, Type::INT4, Type::INT2, Type::TIMESTAMPTZ],
-        )
-        .unwrap();
+        let four = [Type::INT4, Type::INT4, Type::INT2, Type::TIMESTAMPTZ];
+        let sql = wrap("SELECT a, b, c, d FROM t", &four, None).unwrap();
         assert!(sql.contains("extract(epoch from q.t)::int8"));
-        assert!(sql.contains("AS q(u, i, r, t)"));
-        let sql = wrap(
-            "SELECT a, b, c FROM t",
-            &[Type::TEXT, Type::TEXT, Type::FLOAT8],
-        )
-        .unwrap();
+        assert!(sql.ends_with("AS q(u, i, r, t)"));
+        let sql = wrap("SELECT a, b, c, d FROM t", &four, Some(890)).unwrap();
+        assert!(
+            sql.ends_with("AS q(u, i, r, t) WHERE (extract(epoch from q.t)::int8) > 890"),
+            "{sql}"
+        );
+        let three = [Type::TEXT, Type::TEXT, Type::FLOAT8];
+        let sql = wrap("SELECT a, b, c FROM t", &three, None).unwrap();
         assert!(sql.ends_with("AS q(u, i, r)"));
-        assert!(wrap("SELECT a, b FROM t", &[Type::TEXT, Type::TEXT]).is_err());
+        assert!(wrap("SELECT a, b, c FROM t", &three, Some(1)).is_err());
+        assert!(wrap("SELECT a, b FROM t", &[Type::TEXT, Type::TEXT], None).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use recommender_model::Hyperparameters;
 use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
 use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
+use crate::challenge::{self, ChallengeOptions};
 use crate::cv::{self, CvOptions, CvResult, Progress};
 use crate::data::Ratings;
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ pub struct RunConfig {
     pub version: String,
     /// The operator's verdicts on earlier runs, for their records in the run history.
     pub verdicts: Vec<(String, Verdict)>,
+    /// Compare with the serving model on the ratings after its snapshot; the source must then
+    /// keep timestamps ([`crate::data::Selection::timestamps`]).
+    pub challenge: Option<ChallengeOptions>,
 }
 
 /// The report (always) and the CV details (when CV ran).
@@ -73,6 +77,8 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
         durations: Durations::default(),
         finished_at: String::new(),
         error: None,
+        forward: None,
+        challenge: None,
     };
     let mut cv_out = None;
     let result = stages(cfg, progress, &mut report, &mut cv_out);
@@ -146,6 +152,19 @@ fn stages(
     let data = cfg.source.load()?;
     report.durations.load_seconds = t.elapsed().as_secs_f64();
     report.data = Some(data.fingerprint.clone());
+
+    if let Some(opts) = &cfg.challenge {
+        let t = Instant::now();
+        let result = challenge::challenge(opts, &data, &cfg.hyperparameters);
+        tracing::info!(
+            seconds = t.elapsed().as_secs_f64(),
+            champion = result.champion,
+            paired = ?result.paired,
+            fallback = ?result.fallback,
+            "champion/challenger comparison finished"
+        );
+        report.challenge = Some(result);
+    }
 
     let t = Instant::now();
     let cv = cv::cross_validate(&data, &cfg.hyperparameters, &cfg.cv, progress)?;
@@ -233,6 +252,7 @@ mod tests {
             out: Some(out.clone()),
             version: "v1".into(),
             verdicts: Vec::new(),
+            challenge: None,
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
@@ -295,6 +315,7 @@ mod tests {
             out: None,
             version: "v2".into(),
             verdicts: Vec::new(),
+            challenge: None,
         };
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Failed);

@@ -31,10 +31,10 @@ const PG_CA_FILE: &str = "ca.crt";
 const FINISHED_JOB_TTL_SECONDS: i32 = 24 * 3600;
 
 /// Collects `--flag value` pairs.
-struct Args(Vec<String>);
+pub(super) struct Args(pub Vec<String>);
 
 impl Args {
-    fn push(&mut self, flag: &str, value: impl ToString) {
+    pub(super) fn push(&mut self, flag: &str, value: impl ToString) {
         self.0.push(flag.into());
         self.0.push(value.to_string());
     }
@@ -76,7 +76,7 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> 
     args.0
 }
 
-fn source_args(source: &SourceConfig, args: &mut Args) {
+pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
     match source {
         SourceConfig::Postgres(pg) => {
             args.push("--source", "postgres");
@@ -141,21 +141,6 @@ fn trainer_container(
     new: &NewRun,
     defaults: &Defaults,
 ) -> Container {
-    let env = match &config.source {
-        SourceConfig::Postgres(pg) => Some(vec![EnvVar {
-            name: "PGPASSWORD".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: pg.password_secret_ref.name.clone(),
-                    key: pg.password_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
-        SourceConfig::File(_) => None,
-    };
     let trainer = &model.spec.trainer;
     Container {
         name: "trainer".into(),
@@ -166,7 +151,7 @@ fn trainer_container(
                 .unwrap_or_else(|| defaults.trainer_image.clone()),
         ),
         args: Some(trainer_args(model, config, new)),
-        env,
+        env: password_env(config),
         resources: Some(resources(
             trainer.resources.as_ref(),
             "500m",
@@ -185,6 +170,51 @@ fn trainer_container(
         termination_message_policy: Some("File".into()),
         ..Container::default()
     }
+}
+
+/// `PGPASSWORD` from the Secret, for a PostgreSQL source.
+pub(super) fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
+    match &config.source {
+        SourceConfig::Postgres(pg) => Some(vec![EnvVar {
+            name: "PGPASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: pg.password_secret_ref.name.clone(),
+                    key: pg.password_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        SourceConfig::File(_) => None,
+    }
+}
+
+/// Adds the champion/challenger arguments to a trainer Job: compare with `champion` (the
+/// serving model, whose artifact is on the store) on the ratings after `since`.
+pub fn challenge_serving(
+    job: &mut Job,
+    model: &RecommenderModel,
+    champion: &str,
+    since: i64,
+    challenge: &crate::crd::Challenge,
+) {
+    let Some(container) = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    else {
+        return;
+    };
+    let mut args = Args(container.args.take().unwrap_or_default());
+    args.push("--challenge", artifact_path(&model.name_any(), champion));
+    args.push("--challenge-since", since);
+    args.push("--holdout", challenge.holdout);
+    args.push("--min-compared", challenge.min_ratings);
+    args.push("--confidence", challenge.confidence);
+    container.args = Some(args.0);
 }
 
 /// The trainer Job for `run`, named deterministically so a restarted operator adopts it.
@@ -246,7 +276,7 @@ pub fn trainer_job(
 }
 
 /// The database's CA bundle from its Secret, as the one file `--pg-ca-file` names.
-fn ca_volume(config: &Config) -> Option<Volume> {
+pub(super) fn ca_volume(config: &Config) -> Option<Volume> {
     let SourceConfig::Postgres(pg) = &config.source else {
         return None;
     };
@@ -267,7 +297,7 @@ fn ca_volume(config: &Config) -> Option<Volume> {
     })
 }
 
-fn ca_mount(config: &Config) -> Option<VolumeMount> {
+pub(super) fn ca_mount(config: &Config) -> Option<VolumeMount> {
     ca_volume(config).map(|v| VolumeMount {
         name: v.name,
         mount_path: PG_CA_MOUNT.into(),

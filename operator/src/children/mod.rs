@@ -4,13 +4,15 @@
 
 mod autoscaling;
 mod cleanup;
+mod evaluation;
 mod job;
 mod pod;
 mod predictor;
 
 pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
 pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
-pub use job::{NewRun, trainer_args, trainer_job};
+pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
+pub use job::{NewRun, challenge_serving, trainer_args, trainer_job};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
 

@@ -14,6 +14,7 @@ pub use pod::*;
 pub use status::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use recommender_report::defaults::{FOLDS, SVD};
 use schemars::JsonSchema;
@@ -333,9 +334,37 @@ pub struct Promotion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.promotion.maxRmseStd must be positive"))]
     pub max_rmse_std: Option<f64>,
-    /// Also require a lower RMSE than the model now serving.
+    /// Also require the candidate to beat the model now serving: on the newest ratings neither
+    /// was trained on when enough exist (see `challenge`), else on cross-validated RMSE.
     #[serde(default)]
     pub must_beat_serving: bool,
+    /// How `mustBeatServing` compares a candidate with the serving model.
+    #[serde(default)]
+    pub challenge: Challenge,
+}
+
+/// The champion/challenger test of `mustBeatServing`: the ratings after the serving model's
+/// snapshot are split by time; the candidate trains on the earlier part, and both models predict
+/// the newest part. The candidate wins when the paired bootstrap interval of its RMSE minus the
+/// serving model's lies below zero.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// Share of the new ratings, the newest, that both models predict.
+    #[serde(default = "default_holdout")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0")
+        .message("spec.promotion.challenge.holdout must be in (0, 1]"))]
+    pub holdout: f64,
+    /// Fewest ratings to compare on; with fewer, the cross-validated RMSEs are compared and the
+    /// `Promoted` condition says so.
+    #[serde(default = "default_challenge_min")]
+    #[schemars(range(min = 1))]
+    pub min_ratings: u64,
+    /// Confidence of the interval, e.g. 0.95.
+    #[serde(default = "default_confidence")]
+    #[x_kube(validation = Rule::new("self >= 0.5 && self < 1.0")
+        .message("spec.promotion.challenge.confidence must be in [0.5, 1)"))]
+    pub confidence: f64,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -356,6 +385,41 @@ pub struct Freshness {
         .message("spec.freshness.retrainInterval must be a duration of at least 1m"))]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub retrain_interval: Option<String>,
+    /// The serving model is also `Stale` (reason `NewData`) once this many ratings newer than
+    /// its snapshot exist: a count (`5000`) or a share of the snapshot's ratings (`"10%"`).
+    /// Counted from a PostgreSQL source whose query returns a timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_ratings: Option<IntOrString>,
+    /// Score the serving model on the ratings that arrived after its snapshot (PostgreSQL
+    /// sources with a timestamp); absent: no forward evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_evaluation: Option<ForwardEvaluation>,
+}
+
+/// Forward accuracy: a Job of the trainer image predicts every rating newer than the serving
+/// model's snapshot and reports RMSE, MAE and accuracy (`status.serving.forward`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardEvaluation {
+    /// Evaluate once at least this many new ratings exist.
+    #[serde(default = "default_forward_min")]
+    #[schemars(range(min = 1))]
+    pub min_ratings: u64,
+    /// Evaluate at most this often (Go duration).
+    #[serde(default = "default_forward_interval")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')")
+        .message("spec.freshness.forwardEvaluation.interval must be a duration of at least 1m"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub interval: String,
+    /// `AccuracyDegraded` turns true when the forward RMSE exceeds `spec.promotion.maxRmse`,
+    /// or the model's cross-validated RMSE by more than this.
+    #[serde(default = "default_rmse_increase")]
+    #[x_kube(validation = Rule::new("self >= 0.0")
+        .message("spec.freshness.forwardEvaluation.maxRmseIncrease must not be negative"))]
+    pub max_rmse_increase: f64,
+    /// Train a new candidate when `AccuracyDegraded` turns true.
+    #[serde(default = "default_true")]
+    pub retrain_when_degraded: bool,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -484,6 +548,24 @@ fn default_max_age() -> String {
 fn default_keep() -> u32 {
     10
 }
+fn default_holdout() -> f64 {
+    0.5
+}
+fn default_challenge_min() -> u64 {
+    1000
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_forward_min() -> u64 {
+    100
+}
+fn default_forward_interval() -> String {
+    "1h".into()
+}
+fn default_rmse_increase() -> f64 {
+    0.1
+}
 fn default_deadline() -> i64 {
     3600
 }
@@ -523,6 +605,28 @@ impl Default for Promotion {
             min_accuracy: default_min_accuracy(),
             max_rmse_std: None,
             must_beat_serving: false,
+            challenge: Challenge::default(),
+        }
+    }
+}
+
+impl Default for Challenge {
+    fn default() -> Self {
+        Self {
+            holdout: default_holdout(),
+            min_ratings: default_challenge_min(),
+            confidence: default_confidence(),
+        }
+    }
+}
+
+impl Default for ForwardEvaluation {
+    fn default() -> Self {
+        Self {
+            min_ratings: default_forward_min(),
+            interval: default_forward_interval(),
+            max_rmse_increase: default_rmse_increase(),
+            retrain_when_degraded: true,
         }
     }
 }
@@ -533,6 +637,8 @@ impl Default for Freshness {
             max_age: default_max_age(),
             retrain_when_stale: true,
             retrain_interval: None,
+            max_new_ratings: None,
+            forward_evaluation: None,
         }
     }
 }

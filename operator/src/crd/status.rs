@@ -94,6 +94,151 @@ pub struct RecommenderModelStatus {
     /// The same endpoint as KServe's `status.address` (an Addressable), for tools that read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Address>,
+    /// Ratings newer than the serving model's snapshot, as last counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataStatus>,
+    /// Highest forward-evaluation number ever started.
+    #[serde(default)]
+    pub last_evaluation: u32,
+    /// The forward evaluation in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_evaluation: Option<ActiveEvaluation>,
+    /// Start of the last forward evaluation: the next waits `forwardEvaluation.interval`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub last_evaluation_started_at: Option<Timestamp>,
+    /// Why the last forward evaluation failed; cleared by the next that succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_error: Option<String>,
+}
+
+/// New ratings: those newer than the serving model's snapshot (its fingerprint's
+/// `maxTimestamp`), which the model has never seen.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataStatus {
+    /// The model counted against and its snapshot (epoch seconds).
+    pub version: String,
+    pub since: i64,
+    pub new_ratings: u64,
+    /// Distinct users and items of the new ratings that the snapshot does not have.
+    pub new_users: u64,
+    pub new_items: u64,
+    /// Newest rating time (epoch seconds), when there are new ratings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<i64>,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub counted_at: Timestamp,
+    /// When the count first reached `freshness.maxNewRatings` for this snapshot.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub exceeded_at: Option<Timestamp>,
+    /// Why the last count failed (the numbers are the last good count's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A forward-evaluation Job in flight.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveEvaluation {
+    pub number: u32,
+    pub job: String,
+    /// The model being scored and its snapshot.
+    pub version: String,
+    pub since: i64,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub started_at: Timestamp,
+}
+
+/// Forward accuracy: how a model predicted the ratings newer than its snapshot (rounded to 4
+/// decimals).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardRecord {
+    pub since: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    pub ratings: u64,
+    pub rmse: f64,
+    pub mae: f64,
+    pub accuracy: f64,
+    pub unknown_users: u64,
+    pub unknown_items: u64,
+    #[serde(with = "whole_seconds")]
+    #[schemars(with = "Rfc3339")]
+    pub evaluated_at: Timestamp,
+}
+
+impl ForwardRecord {
+    pub fn from_report(f: &recommender_report::Forward, evaluated_at: Timestamp) -> Self {
+        Self {
+            since: f.since,
+            until: f.until,
+            ratings: f.ratings,
+            rmse: round4(f.rmse),
+            mae: round4(f.mae),
+            accuracy: round4(f.accuracy),
+            unknown_users: f.unknown_users,
+            unknown_items: f.unknown_items,
+            evaluated_at: crate::time::whole(evaluated_at),
+        }
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+/// How a candidate was compared with the serving model under `mustBeatServing`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComparisonBasis {
+    /// Paired errors on the newest ratings, which neither model was trained on.
+    NewestRatings,
+    /// Cross-validated RMSEs (too few new ratings, or no comparison was possible).
+    CrossValidation,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComparisonVerdict {
+    Better,
+    NotBetter,
+}
+
+/// The champion/challenger comparison of a run (full precision: the numbers the gate used).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// The serving model's version.
+    pub champion: String,
+    pub basis: ComparisonBasis,
+    pub champion_rmse: f64,
+    pub challenger_rmse: f64,
+    /// challenger − champion (negative: the challenger is better).
+    pub difference: f64,
+    /// The paired bootstrap interval of `difference` at `confidence` (newest-ratings basis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Ratings both models predicted (0 for cross-validation).
+    pub ratings: u64,
+    pub verdict: ComparisonVerdict,
+    /// Why the cross-validated RMSEs were compared instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// An endpoint other workloads call, shaped like Knative's and KServe's `Addressable`.
@@ -114,6 +259,9 @@ pub struct ModelRecord {
     pub trained_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// The latest forward evaluation of this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardRecord>,
     /// The artifact file on the model store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ArtifactFile>,
@@ -149,7 +297,7 @@ pub struct ModelMetrics {
 impl ModelMetrics {
     /// The report's metrics, rounded to 4 decimals.
     pub fn from_report(m: &recommender_report::Metrics) -> Self {
-        let r = |x: f64| (x * 1e4).round() / 1e4;
+        let r = round4;
         Self {
             folds: m.folds,
             rmse: r(m.rmse),
@@ -216,6 +364,10 @@ pub enum RunTrigger {
     SpecChanged,
     /// The serving model passed `maxAge`.
     Stale,
+    /// `freshness.maxNewRatings` new ratings arrived after the serving model's snapshot.
+    NewData,
+    /// The serving model's forward accuracy turned `AccuracyDegraded`.
+    AccuracyDegraded,
     /// `retrainInterval` elapsed.
     Interval,
     /// The retrain annotation changed.
@@ -225,10 +377,12 @@ pub enum RunTrigger {
 }
 
 impl RunTrigger {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::NoModel,
         Self::SpecChanged,
         Self::Stale,
+        Self::NewData,
+        Self::AccuracyDegraded,
         Self::Interval,
         Self::Requested,
         Self::Unknown,
@@ -239,6 +393,8 @@ impl RunTrigger {
             Self::NoModel => "NoModel",
             Self::SpecChanged => "SpecChanged",
             Self::Stale => "Stale",
+            Self::NewData => "NewData",
+            Self::AccuracyDegraded => "AccuracyDegraded",
             Self::Interval => "Interval",
             Self::Requested => "Requested",
             Self::Unknown => "Unknown",
@@ -390,6 +546,9 @@ pub struct RunRecord {
     pub metrics: Option<ModelMetrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// The champion/challenger comparison, under `mustBeatServing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -215,7 +215,7 @@ pub(super) fn transition_events(old: &[Condition], new: &[Desired]) -> Vec<Plann
         })
         .filter_map(|c| {
             let bad = match c.type_ {
-                cond::STALE => c.status == State::True,
+                cond::STALE | cond::ACCURACY_DEGRADED => c.status == State::True,
                 _ => c.status == State::False,
             };
             // A condition's first appearance is news only when it is bad.

@@ -108,6 +108,8 @@ pub fn report(version: &str, rmse: f64, mae: f64, finished_at: &str) -> Training
         },
         finished_at: finished_at.into(),
         error: None,
+        forward: None,
+        challenge: None,
     }
 }
 
@@ -155,6 +157,7 @@ pub fn record(version: &str, run: u32, rmse: f64, trained_at: &str) -> ModelReco
         trained_at: at(trained_at),
         fingerprint: None,
         artifact: None,
+        forward: None,
     }
 }
 
@@ -193,6 +196,8 @@ pub fn observe(
         runs,
         rollout,
         database: DatabaseProbe::NotUsed,
+        new_ratings: None,
+        evaluations: Vec::new(),
         now: now(),
     }
 }

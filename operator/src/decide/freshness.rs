@@ -1,7 +1,9 @@
 //! Freshness: the serving model turns `Stale` once it is older than `maxAge`, at exactly that
-//! moment (a timer is set for it).
+//! moment (a timer is set for it), or once `maxNewRatings` ratings arrived after its snapshot
+//! (`NewData`, from the operator's count).
 
 use super::Draft;
+use super::forward::NewData;
 use crate::condition::{self as cond, Desired, State};
 use crate::crd::ModelRecord;
 use crate::time;
@@ -13,10 +15,37 @@ pub(super) struct Freshness {
     /// When the serving model turns stale; `None` when nothing serves.
     pub stale_at: Option<Timestamp>,
     pub stale: bool,
+    /// When it passes `maxAge`.
+    pub old_at: Option<Timestamp>,
+    /// The new ratings past `maxNewRatings`, if they are.
+    pub new_data: Option<NewData>,
+    /// When the forward evaluation found it degraded (and that should retrain).
+    pub degraded_at: Option<Timestamp>,
 }
 
-pub(super) fn assess(serving: Option<&ModelRecord>, max_age: Duration, d: &mut Draft) -> Freshness {
-    let stale_at = serving.map(|m| time::add(m.trained_at, max_age));
+impl Freshness {
+    /// Why a stale model retrains: new data when that came first.
+    pub fn trigger(&self) -> crate::crd::RunTrigger {
+        match (self.new_data, self.old_at) {
+            (Some(n), Some(old)) if n.since < old => crate::crd::RunTrigger::NewData,
+            (Some(_), None) => crate::crd::RunTrigger::NewData,
+            _ => crate::crd::RunTrigger::Stale,
+        }
+    }
+}
+
+pub(super) fn assess(
+    serving: Option<&ModelRecord>,
+    max_age: Duration,
+    new_data: Option<NewData>,
+    d: &mut Draft,
+) -> Freshness {
+    let old_at = serving.map(|m| time::add(m.trained_at, max_age));
+    let new_data = new_data.filter(|_| serving.is_some());
+    let stale_at = match (old_at, new_data) {
+        (Some(old), Some(n)) => Some(old.min(n.since)),
+        (old, _) => old,
+    };
     let stale = stale_at.is_some_and(|at| at <= d.now);
     if let Some(at) = stale_at
         && !stale
@@ -24,7 +53,13 @@ pub(super) fn assess(serving: Option<&ModelRecord>, max_age: Duration, d: &mut D
         d.wake.at(d.now, at);
     }
     d.status.stale = stale;
-    Freshness { stale_at, stale }
+    Freshness {
+        stale_at,
+        stale,
+        old_at,
+        new_data,
+        degraded_at: None,
+    }
 }
 
 /// The `Stale` condition; `max_age` as the user wrote it.
@@ -33,7 +68,21 @@ pub(super) fn condition(
     freshness: &Freshness,
     max_age: &str,
 ) -> Desired {
-    match (serving, freshness.stale_at) {
+    if let (Some(m), Some(n)) = (serving, freshness.new_data)
+        && freshness.stale
+        && freshness.trigger() == crate::crd::RunTrigger::NewData
+    {
+        return Desired::new(
+            cond::STALE,
+            State::True,
+            "NewData",
+            format!(
+                "{} ratings arrived after {}'s snapshot, at least maxNewRatings ({}) since {}",
+                n.ratings, m.version, n.threshold, n.since
+            ),
+        );
+    }
+    match (serving, freshness.old_at) {
         (Some(m), Some(_)) if freshness.stale => Desired::new(
             cond::STALE,
             State::True,

@@ -4,6 +4,7 @@
 //! is a unit test. Each concern has its own module, with its tests next to it.
 
 mod conditions;
+mod forward;
 mod freshness;
 mod promotion;
 mod retention;
@@ -14,7 +15,9 @@ mod serving;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-pub use promotion::{Metric, Rejection, Shortfall, Verdict, judge};
+pub use promotion::{
+    Metric, Rejection, Shortfall, Verdict, compare, describe, judge, judge_against,
+};
 pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
 pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
@@ -66,6 +69,8 @@ impl PlannedEvent {
 pub struct Plan {
     /// A trainer Job to create (only when a new run starts; running Jobs are left alone).
     pub start_job: Option<Job>,
+    /// A forward-evaluation Job to create.
+    pub start_evaluation: Option<Job>,
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
     /// The predictor's autoscaler and disruption budget, and the replica hand-over.
@@ -119,15 +124,22 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     };
     let spec_hash = children::training_spec_hash(&model.spec);
 
+    forward::record_count(observed, config, &mut draft);
     let seen = runs::record(observed, &spec_hash, &mut draft);
+    forward::record_evaluations(observed, &mut draft);
     let pin = model.spec.pinned_version.as_deref();
     retention::trim(&mut draft.status, model.spec.model_store.keep, pin);
     let serving = serving::choose(&draft.status, pin);
     draft.status.serving = serving.model.clone();
-    let freshness = freshness::assess(serving.model.as_ref(), config.max_age, &mut draft);
+    let new_data = forward::new_data(config, serving.model.as_ref(), draft.status.data.as_ref());
+    let mut freshness =
+        freshness::assess(serving.model.as_ref(), config.max_age, new_data, &mut draft);
+    freshness.degraded_at =
+        forward::degraded_at(config, serving.model.as_ref(), &model.spec.promotion);
     let start_job = runs::start(
         observed, config, defaults, &spec_hash, &freshness, &mut draft,
     );
+    let start_evaluation = forward::start_evaluation(observed, config, defaults, &mut draft);
     let (deployment, service) = serving::children(model, &serving, defaults);
     let scaling = match &deployment {
         Some(_) => scaling::plan(model, observed.rollout.as_ref()),
@@ -143,7 +155,14 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     );
     (draft.status.url, draft.status.address) = serving::address(model, &serving, defaults);
 
-    let desired = conditions::desired(observed, config, &draft.status, &serving, &freshness, &seen);
+    let mut desired =
+        conditions::desired(observed, config, &draft.status, &serving, &freshness, &seen);
+    desired.push(forward::condition(
+        config,
+        serving.model.as_ref(),
+        &model.spec.promotion,
+        draft.status.last_evaluation_error.as_deref(),
+    ));
     let generation = model.metadata.generation;
     draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);
     draft.status.observed_generation = generation;
@@ -162,6 +181,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
 
     Plan {
         start_job,
+        start_evaluation,
         deployment,
         service,
         scaling,
@@ -194,6 +214,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
     };
     Plan {
         start_job: None,
+        start_evaluation: None,
         deployment: None,
         service: None,
         scaling: ScalingPlan::default(),

@@ -1,10 +1,14 @@
-//! The promotion gate: may a candidate replace the model now serving?
+//! The promotion gate: may a candidate replace the model now serving? Its metrics must pass the
+//! thresholds and, with `mustBeatServing`, it must beat the serving model: on the newest ratings
+//! neither was trained on when the trainer could compare them (a paired bootstrap interval of
+//! the RMSE difference entirely below zero), else on cross-validated RMSE, saying why.
 
 use super::serving::MODELS_LIMIT;
 use crate::crd::{
-    ModelRecord, Promotion, RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunReason,
+    Comparison, ComparisonBasis, ComparisonVerdict, ModelRecord, Promotion, RecommenderModelSpec,
+    RecommenderModelStatus, RunOutcome, RunReason,
 };
-use recommender_report::Metrics;
+use recommender_report::{Challenge, Metrics};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -17,12 +21,8 @@ pub enum Verdict {
 pub enum Rejection {
     /// One or more metrics missed their threshold.
     GateFailed(Vec<Shortfall>),
-    /// `mustBeatServing`, and the candidate's RMSE is not below the serving model's.
-    NotBetter {
-        rmse: f64,
-        serving_version: String,
-        serving_rmse: f64,
-    },
+    /// `mustBeatServing`, and the candidate did not beat the serving model.
+    NotBetter(Comparison),
 }
 
 /// A metric on the wrong side of its limit.
@@ -103,19 +103,126 @@ impl Rejection {
                 .map(Shortfall::describe)
                 .collect::<Vec<_>>()
                 .join("; "),
-            Self::NotBetter {
-                rmse,
-                serving_version,
-                serving_rmse,
-            } => format!(
-                "rmse {rmse:.4} does not beat the serving {serving_version}'s rmse {serving_rmse:.4}"
-            ),
+            Self::NotBetter(c) => describe(c),
         }
+    }
+}
+
+/// The comparison in words, for the run's message and the `Promoted` condition.
+pub fn describe(c: &Comparison) -> String {
+    let (ch, champ, v) = (c.challenger_rmse, c.champion_rmse, &c.champion);
+    let verb = match c.verdict {
+        ComparisonVerdict::Better => "beats",
+        ComparisonVerdict::NotBetter => "does not beat",
+    };
+    match (c.basis, c.low, c.high) {
+        (ComparisonBasis::NewestRatings, Some(low), Some(high)) => format!(
+            "on the {} newest ratings neither was trained on, rmse {ch:.4} {verb} the serving \
+             {v}'s {champ:.4}: difference {:+.4}, {}% interval [{low:+.4}, {high:+.4}]",
+            c.ratings,
+            c.difference,
+            (c.confidence.unwrap_or_default() * 1000.0).round() / 10.0
+        ),
+        _ => format!(
+            "rmse {ch:.4} {verb} the serving {v}'s rmse {champ:.4} (cross-validation: {})",
+            c.fallback
+                .as_deref()
+                .unwrap_or("no comparison on new ratings")
+        ),
+    }
+}
+
+/// How a candidate compares with `serving`: the trainer's paired comparison when it made one
+/// against this model, else the cross-validated RMSEs with the reason.
+pub fn compare(
+    candidate: &Metrics,
+    serving: &ModelRecord,
+    challenge: Option<&Challenge>,
+) -> Comparison {
+    let v = &serving.version;
+    let ours = challenge.filter(|c| &c.champion == v);
+    if let Some(p) = ours.and_then(|c| c.paired.as_ref()) {
+        return Comparison {
+            champion: v.clone(),
+            basis: ComparisonBasis::NewestRatings,
+            champion_rmse: p.champion_rmse,
+            challenger_rmse: p.challenger_rmse,
+            difference: p.difference,
+            low: Some(p.low),
+            high: Some(p.high),
+            confidence: Some(p.confidence),
+            ratings: p.ratings,
+            verdict: if p.high < 0.0 {
+                ComparisonVerdict::Better
+            } else {
+                ComparisonVerdict::NotBetter
+            },
+            fallback: None,
+        };
+    }
+    let why = match (ours, challenge) {
+        (Some(c), _) => c.fallback.clone(),
+        (None, Some(other)) => Some(format!(
+            "the trainer compared with {}, not the serving {v}",
+            other.champion
+        )),
+        (None, None) => None,
+    };
+    let why =
+        why.unwrap_or_else(
+            || match serving.fingerprint.as_ref().and_then(|f| f.max_timestamp) {
+                None => format!("{v}'s data has no timestamps to split new ratings by"),
+                Some(_) => "the trainer made no comparison on new ratings".into(),
+            },
+        );
+    Comparison {
+        champion: v.clone(),
+        basis: ComparisonBasis::CrossValidation,
+        champion_rmse: serving.metrics.rmse,
+        challenger_rmse: candidate.rmse,
+        difference: candidate.rmse - serving.metrics.rmse,
+        low: None,
+        high: None,
+        confidence: None,
+        ratings: 0,
+        verdict: if candidate.rmse < serving.metrics.rmse {
+            ComparisonVerdict::Better
+        } else {
+            ComparisonVerdict::NotBetter
+        },
+        fallback: Some(why),
     }
 }
 
 /// Judges a candidate's full-precision metrics against the gate and what serves now.
 pub fn judge(candidate: &Metrics, gate: &Promotion, serving: Option<&ModelRecord>) -> Verdict {
+    judge_against(candidate, gate, serving, None).0
+}
+
+/// [`judge`], with the trainer's champion/challenger comparison; also returns the comparison
+/// (under `mustBeatServing` with a model serving), for the run's record.
+pub fn judge_against(
+    candidate: &Metrics,
+    gate: &Promotion,
+    serving: Option<&ModelRecord>,
+    challenge: Option<&Challenge>,
+) -> (Verdict, Option<Comparison>) {
+    let comparison = serving
+        .filter(|_| gate.must_beat_serving)
+        .map(|s| compare(candidate, s, challenge));
+    let verdict = match shortfalls(candidate, gate) {
+        shortfalls if !shortfalls.is_empty() => Verdict::Reject(Rejection::GateFailed(shortfalls)),
+        _ => match &comparison {
+            Some(c) if c.verdict == ComparisonVerdict::NotBetter => {
+                Verdict::Reject(Rejection::NotBetter(c.clone()))
+            }
+            _ => Verdict::Promote,
+        },
+    };
+    (verdict, comparison)
+}
+
+fn shortfalls(candidate: &Metrics, gate: &Promotion) -> Vec<Shortfall> {
     let limits = [
         Some((Metric::Rmse, candidate.rmse, gate.max_rmse)),
         Some((Metric::Mae, candidate.mae, gate.max_mae)),
@@ -123,7 +230,7 @@ pub fn judge(candidate: &Metrics, gate: &Promotion, serving: Option<&ModelRecord
             .map(|limit| (Metric::RmseStd, candidate.rmse_std, limit)),
         Some((Metric::Accuracy, candidate.accuracy, gate.min_accuracy)),
     ];
-    let shortfalls: Vec<Shortfall> = limits
+    limits
         .into_iter()
         .flatten()
         .filter(|(metric, value, limit)| {
@@ -138,51 +245,52 @@ pub fn judge(candidate: &Metrics, gate: &Promotion, serving: Option<&ModelRecord
             value,
             limit,
         })
-        .collect();
-    if !shortfalls.is_empty() {
-        return Verdict::Reject(Rejection::GateFailed(shortfalls));
-    }
-    if gate.must_beat_serving
-        && let Some(current) = serving
-        && candidate.rmse >= current.metrics.rmse
-    {
-        return Verdict::Reject(Rejection::NotBetter {
-            rmse: candidate.rmse,
-            serving_version: current.version.clone(),
-            serving_rmse: current.metrics.rmse,
-        });
-    }
-    Verdict::Promote
+        .collect()
 }
 
+/// What the gate made of a candidate: the run's outcome, reason, message and comparison.
+pub(super) type Judged = (RunOutcome, RunReason, String, Option<Comparison>);
+
 /// Judges `candidate` against what serves now (the pin, if any, else the newest) and, if it
-/// passes, adds it to the promoted models. Returns the run's outcome, reason and message.
+/// passes, adds it to the promoted models.
 pub(super) fn judge_candidate(
     candidate: ModelRecord,
     metrics: &Metrics,
+    challenge: Option<&Challenge>,
     spec: &RecommenderModelSpec,
     status: &mut RecommenderModelStatus,
-) -> (RunOutcome, RunReason, String) {
+) -> Judged {
     let current = match &spec.pinned_version {
         Some(pin) => status.models.iter().find(|m| &m.version == pin),
         None => status.models.last(),
     };
     let version = candidate.version.clone();
-    match judge(metrics, &spec.promotion, current) {
+    let (verdict, comparison) = judge_against(metrics, &spec.promotion, current, challenge);
+    match verdict {
         Verdict::Promote => {
+            let beats = comparison
+                .as_ref()
+                .map(|c| format!("; {}", describe(c)))
+                .unwrap_or_default();
             let message = format!(
-                "{version} promoted: rmse {:.4}, mae {:.4}",
+                "{version} promoted: rmse {:.4}, mae {:.4}{beats}",
                 candidate.metrics.rmse, candidate.metrics.mae
             );
             status.models.push(candidate);
             let excess = status.models.len().saturating_sub(MODELS_LIMIT);
             status.models.drain(..excess);
-            (RunOutcome::Succeeded, RunReason::Promoted, message)
+            (
+                RunOutcome::Succeeded,
+                RunReason::Promoted,
+                message,
+                comparison,
+            )
         }
         Verdict::Reject(rejection) => (
             RunOutcome::Rejected,
             rejection.reason(),
             format!("{version} not promoted: {}", rejection.message()),
+            comparison,
         ),
     }
 }
@@ -280,7 +388,8 @@ mod tests {
                 Some(&serving),
                 reject(
                     RunReason::NotBetter,
-                    "rmse 0.9500 does not beat the serving v2's rmse 0.9400",
+                    "rmse 0.9500 does not beat the serving v2's rmse 0.9400 (cross-validation: \
+                     v2's data has no timestamps to split new ratings by)",
                 ),
             ),
             (
@@ -312,6 +421,111 @@ mod tests {
             };
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    fn challenged(
+        champion: &str,
+        paired: Option<(f64, f64, f64)>,
+        fallback: Option<&str>,
+    ) -> Challenge {
+        Challenge {
+            champion: champion.into(),
+            since: 893_286_638,
+            new_ratings: 20_000,
+            paired: paired.map(|(difference, low, high)| recommender_report::Paired {
+                split_at: 893_300_000,
+                train_ratings: 10_000,
+                ratings: 10_000,
+                champion_rmse: 1.0,
+                challenger_rmse: 1.0 + difference,
+                difference,
+                low,
+                high,
+                confidence: 0.95,
+                resamples: 2000,
+            }),
+            fallback: fallback.map(Into::into),
+        }
+    }
+
+    /// Each decision of `mustBeatServing`: the paired interval decides when the trainer compared
+    /// with the serving model on enough new ratings; otherwise the CV RMSEs, saying why.
+    #[test]
+    fn champion_challenger_decisions() {
+        let strict = Promotion {
+            must_beat_serving: true,
+            ..Promotion::default()
+        };
+        let serving = record("v2", 2, 0.94, "2026-11-27T00:00:00Z");
+        // CV says the candidate (0.93 < 0.94) is better; the newest ratings may say otherwise.
+        let candidate = metrics(0.93, 0.7);
+        let cases = [
+            (
+                "paired, interval below zero",
+                challenged("v2", Some((-0.02, -0.03, -0.01)), None),
+                true,
+                ComparisonBasis::NewestRatings,
+                "on the 10000 newest ratings neither was trained on, rmse 0.9800 beats the serving v2's 1.0000: difference -0.0200, 95% interval [-0.0300, -0.0100]",
+            ),
+            (
+                "paired, interval spans zero",
+                challenged("v2", Some((-0.005, -0.012, 0.002)), None),
+                false,
+                ComparisonBasis::NewestRatings,
+                "rmse 0.9950 does not beat the serving v2's 1.0000: difference -0.0050, 95% interval [-0.0120, +0.0020]",
+            ),
+            (
+                "paired, worse",
+                challenged("v2", Some((0.3, 0.25, 0.35)), None),
+                false,
+                ComparisonBasis::NewestRatings,
+                "difference +0.3000",
+            ),
+            (
+                "too few new ratings: CV, saying so",
+                challenged(
+                    "v2",
+                    None,
+                    Some(
+                        "only 40 of the 80 ratings after the champion's snapshot would be held out, fewer than 1000",
+                    ),
+                ),
+                true,
+                ComparisonBasis::CrossValidation,
+                "rmse 0.9300 beats the serving v2's rmse 0.9400 (cross-validation: only 40 of the 80 ratings",
+            ),
+            (
+                "compared with another model",
+                challenged("v1", Some((-0.02, -0.03, -0.01)), None),
+                true,
+                ComparisonBasis::CrossValidation,
+                "(cross-validation: the trainer compared with v1, not the serving v2)",
+            ),
+        ];
+        for (name, challenge, promote, basis, message) in cases {
+            let (verdict, comparison) =
+                judge_against(&candidate, &strict, Some(&serving), Some(&challenge));
+            let comparison = comparison.expect("a comparison is recorded");
+            assert_eq!(comparison.basis, basis, "{name}");
+            assert_eq!(matches!(verdict, Verdict::Promote), promote, "{name}");
+            let text = describe(&comparison);
+            assert!(text.contains(message), "{name}: {text}");
+            if let Verdict::Reject(r) = verdict {
+                assert_eq!(r.reason(), RunReason::NotBetter, "{name}");
+                assert_eq!(r.message(), text, "{name}");
+            }
+        }
+        // Without mustBeatServing nothing is compared; a failing gate still records it.
+        let (_, none) = judge_against(&candidate, &Promotion::default(), Some(&serving), None);
+        assert_eq!(none, None);
+        let (verdict, some) = judge_against(
+            &metrics(1.2, 0.7),
+            &strict,
+            Some(&serving),
+            Some(&challenged("v2", Some((-0.1, -0.2, -0.05)), None)),
+        );
+        assert!(matches!(verdict, Verdict::Reject(Rejection::GateFailed(_))));
+        assert_eq!(some.unwrap().verdict, ComparisonVerdict::Better);
     }
 
     #[test]

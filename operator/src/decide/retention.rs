@@ -117,6 +117,7 @@ mod tests {
             message: String::new(),
             metrics: None,
             duration_seconds: None,
+            comparison: None,
         }
     }
 

@@ -118,6 +118,7 @@ fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
         message: format!("Job {} disappeared before it finished", active.job),
         metrics: None,
         duration_seconds: None,
+        comparison: None,
     };
     note_failure(&mut d.status, &record, d.now);
     d.events.push(PlannedEvent::warning(
@@ -142,6 +143,8 @@ enum Ending {
         model: Box<ModelRecord>,
         /// Full precision, for the gate.
         metrics: recommender_report::Metrics,
+        /// The trainer's comparison with the serving model, when asked for.
+        challenge: Option<Box<recommender_report::Challenge>>,
         duration: f64,
     },
 }
@@ -235,8 +238,10 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
                 content_hash: d.content_hash.clone(),
                 max_timestamp: d.max_timestamp,
             }),
+            forward: None,
         }),
         metrics: metrics.clone(),
+        challenge: report.challenge.clone().map(Box::new),
         duration: report.durations.total_seconds,
     }
 }
@@ -261,6 +266,7 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         message: String::new(),
         metrics: None,
         duration_seconds: None,
+        comparison: None,
     };
     match ending(run, finished_at) {
         Ending::Failed {
@@ -282,12 +288,24 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         Ending::Candidate {
             model,
             metrics,
+            challenge,
             duration,
         } => {
             record.metrics = Some(model.metrics.clone());
             record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(*model, &metrics, spec, &mut d.status);
-            (record.outcome, record.reason, record.message) = judged;
+            let judged = promotion::judge_candidate(
+                *model,
+                &metrics,
+                challenge.as_deref(),
+                spec,
+                &mut d.status,
+            );
+            (
+                record.outcome,
+                record.reason,
+                record.message,
+                record.comparison,
+            ) = judged;
             d.status.consecutive_failures = 0;
             d.status.retry_after = None;
             d.status.trained_spec_hash = run.spec_hash.clone();
@@ -343,7 +361,15 @@ pub(super) fn start(
         started_at: d.now,
         earlier: &d.status.history,
     };
-    let job = children::trainer_job(model, config, &new, defaults);
+    let mut job = children::trainer_job(model, config, &new, defaults);
+    // The candidate is compared with what serves now on the ratings that came after it.
+    if model.spec.promotion.must_beat_serving
+        && let Some(serving) = &d.status.serving
+        && let Some(since) = serving.fingerprint.as_ref().and_then(|f| f.max_timestamp)
+    {
+        let challenge = &model.spec.promotion.challenge;
+        children::challenge_serving(&mut job, model, &serving.version, since, challenge);
+    }
     let job_name = children::job_name(&model.name_any(), run);
     d.events.push(PlannedEvent::normal(
         "TrainingStarted",
@@ -369,6 +395,8 @@ fn explain(trigger: RunTrigger) -> &'static str {
         RunTrigger::NoModel => "no model has been trained yet",
         RunTrigger::SpecChanged => "the training spec changed",
         RunTrigger::Stale => "the serving model is stale",
+        RunTrigger::NewData => "enough new ratings arrived after the serving model's snapshot",
+        RunTrigger::AccuracyDegraded => "the serving model's accuracy on new ratings degraded",
         RunTrigger::Interval => "the retraining interval elapsed",
         RunTrigger::Requested => "requested by the recommender.dev/retrain annotation",
         RunTrigger::Unknown => "for an unknown reason",
@@ -411,7 +439,14 @@ fn trigger(
         && at <= d.now
         && last_attempt.is_none_or(|attempt| attempt < at)
     {
-        return Some(RunTrigger::Stale);
+        return Some(freshness.trigger());
+    }
+    // Once per degradation, as for staleness.
+    if model.spec.pinned_version.is_none()
+        && let Some(at) = freshness.degraded_at
+        && last_attempt.is_none_or(|attempt| attempt < at)
+    {
+        return Some(RunTrigger::AccuracyDegraded);
     }
     if let Some(interval) = config.retrain_interval
         && let Some(last) = last_attempt

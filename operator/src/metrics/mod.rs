@@ -65,6 +65,9 @@ impl Metrics {
             &["error"],
         )?;
         registry.register(Box::new(errors.clone()))?;
+        for kind in crate::error::Error::RECONCILE_LABELS {
+            errors.with_label_values(&[kind]);
+        }
         let duration = Histogram::with_opts(
             HistogramOpts::new(
                 "recommender_operator_reconcile_duration_seconds",
@@ -302,6 +305,18 @@ mod tests {
     use crate::crd::ModelRecord;
 
     #[test]
+    fn reconcile_error_series_exist_before_any_error() {
+        let text = Metrics::new()
+            .unwrap()
+            .render("2026-11-27T12:00:00Z".parse().unwrap());
+        for kind in crate::error::Error::RECONCILE_LABELS {
+            let series =
+                format!(r#"recommender_operator_reconcile_errors_total{{error="{kind}"}} 0"#);
+            assert!(text.contains(&series), "{series} in:\n{text}");
+        }
+    }
+
+    #[test]
     fn condition_series_are_replaced_not_accumulated() {
         let metrics = Metrics::new().unwrap();
         let now: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
@@ -343,6 +358,7 @@ mod tests {
             trained_at: "2026-11-27T11:00:00Z".parse().unwrap(),
             fingerprint: None,
             artifact: None,
+            forward: None,
         });
         metrics.observe_status("ml", "movies", &status);
         let text = metrics.render(now);

@@ -1,10 +1,19 @@
-//! Database reachability: connect with the resource's credentials and run `SELECT 1`.
+//! Database reachability: connect with the resource's credentials (and TLS settings) and run
+//! `SELECT 1`. The connection settings are shared with the count of new ratings (`data`).
 
 use super::DatabaseProbe;
 use crate::crd::PostgresSource;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
+use recommender_pgtls::MakeRustlsConnect;
 use std::time::Duration;
+
+/// What the operator needs from Secrets to connect as the trainer does.
+pub struct Credentials {
+    pub password: String,
+    /// The CA of `sslMode: verify-full`, from `caSecretRef`.
+    pub ca: Option<Vec<u8>>,
+}
 
 /// Probes `pg` within `timeout`; every failure becomes a message for the condition, naming
 /// what failed (a Secret, TLS, the connection or the query) but never the password.
@@ -14,25 +23,32 @@ pub async fn probe_database(
     pg: &PostgresSource,
     timeout: Duration,
 ) -> DatabaseProbe {
+    match credentials(client, namespace, pg).await {
+        Ok(c) => select_one(pg, &c.password, c.ca.as_deref(), timeout).await,
+        Err(why) => DatabaseProbe::Unreachable(why),
+    }
+}
+
+/// The password and CA from the Secrets `pg` names; an error names the Secret, never its content.
+pub async fn credentials(
+    client: &Client,
+    namespace: &str,
+    pg: &PostgresSource,
+) -> Result<Credentials, String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let reference = &pg.password_secret_ref;
     let field = "spec.source.postgres.passwordSecretRef";
-    let password =
-        match secret_value(&secrets, namespace, &reference.name, &reference.key, field).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(why) => return DatabaseProbe::Unreachable(why),
-        };
+    let password = secret_value(&secrets, namespace, &reference.name, &reference.key, field)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())?;
     let ca = match &pg.ca_secret_ref {
         Some(ca) => {
             let field = "spec.source.postgres.caSecretRef";
-            match secret_value(&secrets, namespace, &ca.name, &ca.key, field).await {
-                Ok(bytes) => Some(bytes),
-                Err(why) => return DatabaseProbe::Unreachable(why),
-            }
+            Some(secret_value(&secrets, namespace, &ca.name, &ca.key, field).await?)
         }
         None => None,
     };
-    select_one(pg, &password, ca.as_deref(), timeout).await
+    Ok(Credentials { password, ca })
 }
 
 /// One key of a Secret, or why it cannot be had.
@@ -56,6 +72,40 @@ async fn secret_value(
     }
 }
 
+/// The TLS connector for `pg`'s `sslMode`, or why the CA cannot be used.
+pub(super) fn tls(pg: &PostgresSource, ca: Option<&[u8]>) -> Result<MakeRustlsConnect, String> {
+    recommender_pgtls::connector(pg.ssl_mode.tls(), ca).map_err(|err| {
+        let source = match &pg.ca_secret_ref {
+            Some(ca) => format!(
+                "Secret {} key {:?} (spec.source.postgres.caSecretRef)",
+                ca.name, ca.key
+            ),
+            None => "sslMode verify-full without caSecretRef".into(),
+        };
+        format!("{}:{}/{}: {source}: {err}", pg.host, pg.port, pg.database)
+    })
+}
+
+/// How the operator connects to `pg` (the probe and the count of new ratings alike).
+pub(super) fn connect_config(
+    pg: &PostgresSource,
+    password: &str,
+    timeout: Duration,
+    application: &str,
+) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&pg.host)
+        .port(pg.port)
+        .dbname(&pg.database)
+        .user(&pg.user)
+        .password(password)
+        .ssl_mode(pg.ssl_mode.tls().postgres())
+        .connect_timeout(timeout)
+        .application_name(application);
+    config
+}
+
 /// Connects as the trainer would (same TLS mode and CA) and runs `SELECT 1`.
 pub async fn select_one(
     pg: &PostgresSource,
@@ -65,29 +115,11 @@ pub async fn select_one(
 ) -> DatabaseProbe {
     let target = format!("{}:{}/{}", pg.host, pg.port, pg.database);
     let mode = pg.ssl_mode.tls();
-    let tls = match recommender_pgtls::connector(mode, ca) {
+    let tls = match tls(pg, ca) {
         Ok(tls) => tls,
-        Err(err) => {
-            let source = match &pg.ca_secret_ref {
-                Some(ca) => format!(
-                    "Secret {} key {:?} (spec.source.postgres.caSecretRef)",
-                    ca.name, ca.key
-                ),
-                None => "sslMode verify-full without caSecretRef".into(),
-            };
-            return DatabaseProbe::Unreachable(format!("{target}: {source}: {err}"));
-        }
+        Err(why) => return DatabaseProbe::Unreachable(why),
     };
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&pg.host)
-        .port(pg.port)
-        .dbname(&pg.database)
-        .user(&pg.user)
-        .password(password)
-        .ssl_mode(mode.postgres())
-        .connect_timeout(timeout)
-        .application_name("recommender-operator-probe");
+    let config = connect_config(pg, password, timeout, "recommender-operator-probe");
     let attempt = async {
         let (client, connection) = config.connect(tls).await?;
         let driver = tokio::spawn(connection);
@@ -108,7 +140,7 @@ pub async fn select_one(
     }
 }
 
-fn describe(err: &tokio_postgres::Error) -> String {
+pub(super) fn describe(err: &tokio_postgres::Error) -> String {
     // The top-level Display is often just "error connecting to server"; the source says why,
     // and for TLS failures `explain` says what to fix.
     let text = match std::error::Error::source(err) {

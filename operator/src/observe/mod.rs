@@ -1,10 +1,15 @@
 //! The observe stage: every fact the decision looks at, read from the cluster and the database
 //! into plain values (training runs, the predictor rollout, the database probe, the clock).
 
+mod data;
 mod database;
 mod rollout;
 mod runs;
 
+pub use data::{
+    EvaluationState, NewRatings, ObservedEvaluation, count_due, count_new_ratings, count_sql,
+    evaluation_of, observe_evaluation,
+};
 pub use database::{probe_database, select_one};
 pub use rollout::{RolloutState, observe_rollout};
 pub use runs::{ObservedRun, RunState, observe_run, run_of};
@@ -38,6 +43,10 @@ pub struct Observed<'a> {
     pub runs: Vec<ObservedRun>,
     pub rollout: Option<RolloutState>,
     pub database: DatabaseProbe,
+    /// The count of new ratings, when one was due: `Err` says why it failed.
+    pub new_ratings: Option<Result<NewRatings, String>>,
+    /// Forward-evaluation Jobs not yet recorded.
+    pub evaluations: Vec<ObservedEvaluation>,
     pub now: Timestamp,
 }
 
@@ -50,7 +59,7 @@ pub async fn observe<'a>(
 ) -> Result<Observed<'a>> {
     let name = model.name_any();
     let namespace = model.namespace().unwrap_or_default();
-    let runs = read_runs(client, model, &namespace, &name).await?;
+    let (runs, evaluations) = read_runs(client, model, &namespace, &name).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let rollout = deployments
         .get_opt(&children::predictor_name(&name))
@@ -62,17 +71,56 @@ pub async fn observe<'a>(
             )
         })?
         .map(|d| observe_rollout(&d));
-    let database = match &config.source {
-        SourceConfig::Postgres(pg) => probe_database(client, &namespace, pg, probe_timeout).await,
-        SourceConfig::File(_) => DatabaseProbe::NotUsed,
+    let now = Timestamp::now();
+    let (database, new_ratings) = match &config.source {
+        SourceConfig::Postgres(pg) => {
+            let due = count_due(
+                model.status.as_ref(),
+                now,
+                Duration::from_secs(pg.probe_interval_seconds.into()),
+            );
+            probe_and_count(client, &namespace, pg, due, probe_timeout).await
+        }
+        SourceConfig::File(_) => (DatabaseProbe::NotUsed, None),
     };
     Ok(Observed {
         model,
         runs,
         rollout,
         database,
-        now: Timestamp::now(),
+        new_ratings,
+        evaluations,
+        now,
     })
+}
+
+/// The probe, then, when one is due (`since`) and the database answers, the count of new
+/// ratings, which may take longer than the probe (up to ten of its timeouts).
+async fn probe_and_count(
+    client: &Client,
+    namespace: &str,
+    pg: &crate::crd::PostgresSource,
+    since: Option<i64>,
+    timeout: Duration,
+) -> (DatabaseProbe, Option<Result<NewRatings, String>>) {
+    let credentials = match database::credentials(client, namespace, pg).await {
+        Ok(c) => c,
+        Err(why) => return (DatabaseProbe::Unreachable(why), None),
+    };
+    let probe = select_one(
+        pg,
+        &credentials.password,
+        credentials.ca.as_deref(),
+        timeout,
+    )
+    .await;
+    let count = match (since, &probe) {
+        (Some(since), DatabaseProbe::Reachable) => {
+            Some(count_new_ratings(pg, &credentials, since, timeout * 10).await)
+        }
+        _ => None,
+    };
+    (probe, count)
 }
 
 async fn read_runs(
@@ -80,7 +128,7 @@ async fn read_runs(
     model: &RecommenderModel,
     namespace: &str,
     name: &str,
-) -> Result<Vec<ObservedRun>> {
+) -> Result<(Vec<ObservedRun>, Vec<ObservedEvaluation>)> {
     let selector = labels::selector(labels::MODEL, name);
     let uid = model.uid();
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), namespace);
@@ -99,10 +147,16 @@ async fn read_runs(
         })
         .collect();
     let last_completed = model.status.as_ref().map_or(0, |s| s.last_completed_run);
+    let evaluation_pending = |n: u32| {
+        model.status.as_ref().is_none_or(|s| {
+            n > s.last_evaluation || s.active_evaluation.as_ref().is_some_and(|a| a.number == n)
+        })
+    };
     // Pods are only read for runs still to be recorded: they hold the termination messages.
-    let unrecorded = jobs
-        .iter()
-        .any(|j| run_of(j).is_some_and(|run| run > last_completed));
+    let unrecorded = jobs.iter().any(|j| {
+        run_of(j).is_some_and(|run| run > last_completed)
+            || evaluation_of(j).is_some_and(evaluation_pending)
+    });
     let pods = if unrecorded {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
         pods_api
@@ -113,5 +167,13 @@ async fn read_runs(
     } else {
         Vec::new()
     };
-    Ok(jobs.iter().filter_map(|j| observe_run(j, &pods)).collect())
+    let evaluations = jobs
+        .iter()
+        .filter(|j| evaluation_of(j).is_some_and(evaluation_pending))
+        .filter_map(|j| observe_evaluation(j, &pods))
+        .collect();
+    Ok((
+        jobs.iter().filter_map(|j| observe_run(j, &pods)).collect(),
+        evaluations,
+    ))
 }

@@ -136,7 +136,7 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
 }
 
 /// The termination message of the most recently finished pod in `phase`.
-fn latest_message(pods: &[&Pod], phase: &str) -> Option<String> {
+pub(super) fn latest_message(pods: &[&Pod], phase: &str) -> Option<String> {
     pods.iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase))
         .filter_map(|p| {

@@ -56,6 +56,14 @@ pub struct TrainingReport {
     pub finished_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// A scoring run (`recommender-trainer score`): how the model predicts the ratings that
+    /// arrived after its snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+    /// A training run asked to challenge the serving model (`--challenge`): how the candidate
+    /// and the champion compare on ratings neither was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Challenge>,
 }
 
 /// Mean (and population standard deviation) over the CV folds.
@@ -108,6 +116,65 @@ pub struct RunError {
     /// A short CamelCase reason such as `InvalidData` or `SourceUnavailable`.
     pub reason: String,
     pub message: String,
+}
+
+/// Forward accuracy: a model's errors on ratings newer than its snapshot, which it never saw.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Forward {
+    /// Ratings strictly newer than this (epoch seconds): the model's `maxTimestamp`.
+    pub since: i64,
+    /// Newest rating scored (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    pub ratings: u64,
+    pub rmse: f64,
+    pub mae: f64,
+    /// Share within one star of the actual rating.
+    pub accuracy: f64,
+    /// Distinct users and items of those ratings the model does not know.
+    pub unknown_users: u64,
+    pub unknown_items: u64,
+}
+
+/// The champion/challenger comparison of a training run.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// The serving model's version label.
+    pub champion: String,
+    /// The champion's snapshot (its `maxTimestamp`): only newer ratings are compared.
+    pub since: i64,
+    /// Ratings newer than `since`.
+    pub new_ratings: u64,
+    /// Present when the paired comparison ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<Paired>,
+    /// Why no paired comparison ran (too few new ratings, champion unreadable, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+/// Both models' errors on the newest ratings, paired rating by rating.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Paired {
+    /// Ratings at or before this time (and after the champion's snapshot) were the challenger's
+    /// to train on; newer ones were held out and predicted by both.
+    pub split_at: i64,
+    /// New ratings the challenger trained on.
+    pub train_ratings: u64,
+    /// Held-out ratings both models predicted.
+    pub ratings: u64,
+    pub champion_rmse: f64,
+    pub challenger_rmse: f64,
+    /// challenger RMSE − champion RMSE (negative: the challenger is better).
+    pub difference: f64,
+    /// Paired bootstrap percentile interval of `difference` at `confidence`.
+    pub low: f64,
+    pub high: f64,
+    pub confidence: f64,
+    pub resamples: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +270,8 @@ mod tests {
             },
             finished_at: "2026-11-27T23:00:00Z".into(),
             error: None,
+            forward: None,
+            challenge: None,
         }
     }
 
@@ -233,6 +302,49 @@ mod tests {
         let msg = back.error.unwrap().message;
         assert!(msg.ends_with('…'));
         assert!(msg.len() > 3000, "cut no more than needed: {}", msg.len());
+    }
+
+    /// The largest report a challenging run writes still fits, and one without the new fields
+    /// (an older trainer's) still parses.
+    #[test]
+    fn challenge_and_forward_fit_and_are_optional() {
+        let mut report = sample();
+        report.forward = Some(Forward {
+            since: i64::MAX,
+            until: Some(i64::MAX),
+            ratings: u64::MAX,
+            rmse: -1.234_567_890_123_4e-300,
+            mae: -1.234_567_890_123_4e-300,
+            accuracy: -1.234_567_890_123_4e-300,
+            unknown_users: u64::MAX,
+            unknown_items: u64::MAX,
+        });
+        let long = -1.234_567_890_123_4e-300;
+        report.challenge = Some(Challenge {
+            champion: "v4294967295".into(),
+            since: i64::MIN,
+            new_ratings: u64::MAX,
+            paired: Some(Paired {
+                split_at: i64::MIN,
+                train_ratings: u64::MAX,
+                ratings: u64::MAX,
+                champion_rmse: long,
+                challenger_rmse: long,
+                difference: long,
+                low: long,
+                high: long,
+                confidence: long,
+                resamples: u32::MAX,
+            }),
+            fallback: Some("x".repeat(200)),
+        });
+        let json = report.to_json().unwrap();
+        assert!(json.len() < 2048, "{} bytes", json.len());
+        assert_eq!(TrainingReport::parse(&json).unwrap(), report);
+
+        let old = serde_json::to_string(&sample()).unwrap();
+        assert!(!old.contains("forward") && !old.contains("challenge"));
+        assert_eq!(TrainingReport::parse(&old).unwrap().challenge, None);
     }
 
     #[test]
