@@ -173,6 +173,26 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
+/// A PostgreSQL error as one line a person can act on: the server's own words for a database
+/// error, otherwise the whole cause chain (the top level alone is often just "error connecting to
+/// server"), with a TLS failure explained first. Shared by the trainer and the operator, so both
+/// report the same failure the same way.
+pub fn describe_error(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    match explain(err) {
+        Some(why) => format!("{why} ({text})"),
+        None => text,
+    }
+}
+
 /// A sentence for a TLS failure somewhere in `err`'s chain (rustls' own words name an enum
 /// variant), or `None` when the failure was not TLS.
 pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {

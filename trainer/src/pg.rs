@@ -13,7 +13,7 @@ use postgres::Config;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use recommender_model::RatingScale;
-use recommender_pgtls::{SslMode, connector, explain};
+use recommender_pgtls::{SslMode, connector, describe_error as describe};
 
 use crate::data::{Ratings, RatingsBuilder, Selection};
 use crate::error::{Error, Result};
@@ -47,22 +47,6 @@ pub struct PgOptions {
 
 /// Renders a postgres error with its causes; server errors show the server's message, TLS
 /// failures say what to fix first.
-fn describe(e: &postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{}: {}", db.severity(), db.message());
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text += &format!(": {s}");
-        source = s.source();
-    }
-    match explain(e) {
-        Some(why) => format!("{why} ({text})"),
-        None => text,
-    }
-}
-
 /// The TLS mode asked for, and the connector that does it.
 fn tls(opts: &PgOptions, cfg: &mut Config) -> Result<recommender_pgtls::MakeRustlsConnect> {
     let mode = opts.ssl_mode.unwrap_or(

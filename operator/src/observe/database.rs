@@ -6,6 +6,7 @@ use crate::crd::PostgresSource;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use recommender_pgtls::MakeRustlsConnect;
+pub(super) use recommender_pgtls::describe_error as describe;
 use std::time::Duration;
 
 /// What the operator needs from Secrets to connect as the trainer does.
@@ -137,19 +138,6 @@ pub async fn select_one(
             "{target}: no answer to SELECT 1 within {}s",
             timeout.as_secs_f64()
         )),
-    }
-}
-
-pub(super) fn describe(err: &tokio_postgres::Error) -> String {
-    // The top-level Display is often just "error connecting to server"; the source says why,
-    // and for TLS failures `explain` says what to fix.
-    let text = match std::error::Error::source(err) {
-        Some(source) => format!("{err}: {source}"),
-        None => err.to_string(),
-    };
-    match recommender_pgtls::explain(err) {
-        Some(why) => format!("{why} ({text})"),
-        None => text,
     }
 }
 
