@@ -141,7 +141,13 @@ mkdir -p "$WORK"
 ctr_() { ctr --address "$RECOMMENDER_CONTAINERD_ADDRESS" -n k8s.io "$@"; }
 
 kubectl apply --server-side -f "$REPO/crds/recommendermodels.yaml" >/dev/null
-kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=60s >/dev/null
+# kubectl wait fails outright while a new CRD has no conditions yet, so it is retried.
+for _ in $(seq 1 60); do
+  kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=60s \
+    >/dev/null 2>&1 && break
+  sleep 1
+done
+kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=5s >/dev/null
 kubectl create namespace "$NS" >/dev/null
 
 # The model store: a `local` PersistentVolume pre-bound to the claim, as the e2e harness does
