@@ -574,7 +574,7 @@ pub struct OnlineStatus {
     pub version: String,
     /// Replicas of that version that answered.
     pub replicas: u32,
-    /// Inference requests per second over the last collection interval.
+    /// Inference requests per second over the last collection interval (absent without requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<f64>,
     /// Server-side latency over the last collection interval.

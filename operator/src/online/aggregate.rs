@@ -71,7 +71,9 @@ pub fn aggregate(
         observed_at: crate::time::whole(now),
         version: version.to_string(),
         replicas: samples.len() as u32,
-        requests_per_second: rate.map(|r| round(r, 2)),
+        // No requests and not yet measured read alike: a model at rest is not rewritten when its
+        // second reading turns "unknown" into "zero".
+        requests_per_second: rate.map(|r| round(r, 2)).filter(|r| *r > 0.0),
         latency_p50_seconds: window
             .as_ref()
             .and_then(|w| w.quantile(0.5))
@@ -270,10 +272,10 @@ mod tests {
             p99 > 0.001 && p99 <= 0.01,
             "only the slow requests since t0: {p99}"
         );
-        // Nothing since: zero requests per second and no latency to speak of.
+        // Nothing since: no request rate and no latency to speak of, as before any reading.
         let t2 = at("2026-12-01T10:00:20Z");
         let idle = aggregate("v1", &[first("a", 1300, 1000)], &mut readings, t2);
-        assert_eq!(idle.requests_per_second, Some(0.0));
+        assert_eq!(idle.requests_per_second, None);
         assert_eq!(idle.latency_p99_seconds, None);
         assert!(same_figures(
             &idle,
