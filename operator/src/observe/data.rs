@@ -6,7 +6,7 @@
 //! user's query as the trainer does (docs/benchmarks-data.md gives its cost).
 
 use super::database::{Credentials, connect_config, describe, tls};
-use super::runs::latest_message;
+use super::runs::{latest_message, pods_of_job, true_condition};
 use crate::crd::{PostgresSource, RecommenderModelStatus};
 use crate::labels;
 use jiff::Timestamp;
@@ -184,24 +184,9 @@ pub fn observe_evaluation(job: &Job, pods: &[Pod]) -> Option<ObservedEvaluation>
     let job_name = job.metadata.name.clone()?;
     let meta_labels = job.metadata.labels.clone().unwrap_or_default();
     let annotations = job.metadata.annotations.clone().unwrap_or_default();
-    let pods: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            p.metadata.labels.as_ref().and_then(|l| {
-                l.get(labels::JOB_NAME_LEGACY)
-                    .or_else(|| l.get(labels::JOB_NAME))
-            }) == Some(&job_name)
-        })
-        .collect();
+    let pods = pods_of_job(&job_name, pods);
     let status = job.status.clone().unwrap_or_default();
-    let finished = |type_: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-            .cloned()
-    };
+    let finished = |type_: &str| true_condition(&status, type_);
     let state = if finished("Complete").is_some() {
         EvaluationState::Succeeded {
             report: match latest_message(&pods, "Succeeded") {

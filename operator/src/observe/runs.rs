@@ -54,29 +54,42 @@ pub fn run_of(job: &Job) -> Option<u32> {
     job.metadata.labels.as_ref()?.get(labels::RUN)?.parse().ok()
 }
 
+/// The pods a Job created (by either of its job-name labels).
+pub(super) fn pods_of_job<'a>(job_name: &str, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    pods.iter()
+        .filter(|p| {
+            let own = p.metadata.labels.as_ref();
+            own.and_then(|l| {
+                l.get(labels::JOB_NAME_LEGACY)
+                    .or_else(|| l.get(labels::JOB_NAME))
+            })
+            .map(String::as_str)
+                == Some(job_name)
+        })
+        .collect()
+}
+
+/// The Job's condition `type_` when it is True.
+pub(super) fn true_condition(
+    status: &k8s_openapi::api::batch::v1::JobStatus,
+    type_: &str,
+) -> Option<k8s_openapi::api::batch::v1::JobCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .cloned()
+}
+
 /// `None` for Jobs that are not ours to read (no run label).
 pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
     let run = run_of(job)?;
     let job_name = job.metadata.name.clone()?;
     let annotations = job.metadata.annotations.clone().unwrap_or_default();
-    let pods: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            p.metadata.labels.as_ref().and_then(|l| {
-                l.get(labels::JOB_NAME_LEGACY)
-                    .or_else(|| l.get(labels::JOB_NAME))
-            }) == Some(&job_name)
-        })
-        .collect();
+    let pods = pods_of_job(&job_name, pods);
     let status = job.status.clone().unwrap_or_default();
-    let condition = |type_: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-            .cloned()
-    };
+    let condition = |type_: &str| true_condition(&status, type_);
     let finished_at = status.completion_time.as_ref().map(|t| t.0);
     let state = if condition("Complete").is_some() {
         let report = match latest_message(&pods, "Succeeded") {
