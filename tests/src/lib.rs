@@ -5,6 +5,7 @@
 //! reason; it never passes vacuously.
 
 mod command;
+mod dns;
 mod env;
 mod http;
 mod models;
@@ -16,10 +17,11 @@ mod traffic;
 mod wait;
 
 pub use command::{helm, kubectl};
+pub use dns::resolve;
 pub use env::{Env, PgParams};
 pub use http::{get, get_json};
 pub use models::*;
-pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, client};
+pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
 pub use node::{NodeProcess, container_processes, tag_image};
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};

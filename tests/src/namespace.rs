@@ -85,6 +85,13 @@ pub struct TestNamespace {
 impl TestNamespace {
     pub async fn create(client: &Client, env: &Env, prefix: &str) -> Self {
         let name = format!("{prefix}-{}", std::process::id() % 100_000);
+        Self::create_named(client, env, &name).await
+    }
+
+    /// A namespace of exactly this name: for what must know it in advance (a database
+    /// certificate naming `postgres.<namespace>.svc.cluster.local`).
+    pub async fn create_named(client: &Client, env: &Env, name: &str) -> Self {
+        let name = name.to_string();
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         let _ = namespaces
             .delete(&name, &DeleteParams::default().grace_period(0))

@@ -29,6 +29,17 @@ impl Operator {
         extra: &[&str],
     ) -> Self {
         let chart = repo.join("charts/recommender-operator");
+        Self::install_chart(client, &chart, namespace, watch, extra).await
+    }
+
+    /// `install` from the chart in the folder `chart` (another version of it, say).
+    pub async fn install_chart(
+        client: &Client,
+        chart: &Path,
+        namespace: &str,
+        watch: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut sets = vec![
             "image.repository=local/recommender-operator".to_string(),
             "image.tag=dev".into(),
