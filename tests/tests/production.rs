@@ -692,6 +692,52 @@ fn previous_chart(repo: &Path, into: &Path) -> (String, PathBuf) {
     (commit, into.join("charts/recommender-operator"))
 }
 
+/// The installed CRD's schema of `.spec`.
+fn installed_spec_schema() -> Value {
+    let (ok, out) = kubectl(&[
+        "get",
+        "crd",
+        "recommendermodels.recommender.dev",
+        "-o",
+        "json",
+    ]);
+    assert!(ok, "{out}");
+    let crd: Value = serde_json::from_str(&out).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+}
+
+/// Removes from `value` what `schema` does not declare, the way the API server would refuse
+/// it; returns the removed fields' paths.
+fn prune_to_schema(value: &mut Value, schema: &Value, path: &str) -> Vec<String> {
+    let mut dropped = Vec::new();
+    match value {
+        Value::Object(map) if schema.get("properties").is_some() => {
+            let props = &schema["properties"];
+            map.retain(|key, _| {
+                let known = props.get(key).is_some();
+                if !known {
+                    dropped.push(format!("{path}.{key}"));
+                }
+                known
+            });
+            for (key, v) in map.iter_mut() {
+                dropped.extend(prune_to_schema(v, &props[key], &format!("{path}.{key}")));
+            }
+        }
+        Value::Array(items) if schema.get("items").is_some() => {
+            for (i, v) in items.iter_mut().enumerate() {
+                dropped.extend(prune_to_schema(
+                    v,
+                    &schema["items"],
+                    &format!("{path}[{i}]"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    dropped
+}
+
 fn crd_has_scale() -> bool {
     let (_, out) = kubectl(&[
         "get",
@@ -725,12 +771,13 @@ async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep
     assert!(ok, "{out}");
     assert!(!crd_has_scale(), "the previous CRD is installed");
     Operator::install_chart(&client, &old_chart, &ns.name, &ns.name, &[]).await;
+    // A manifest written for the previous version: today's spec less every field its schema
+    // did not declare yet.
     let mut manifest = serde_json::to_value(postgres_model(&env, &ns, "movies", |_| {})).unwrap();
-    manifest["spec"]["modelStore"]
-        .as_object_mut()
-        .unwrap()
-        .remove("keep");
     manifest.as_object_mut().unwrap().remove("status");
+    let dropped = prune_to_schema(&mut manifest["spec"], &installed_spec_schema(), ".spec");
+    println!("fields the previous CRD does not declare: {dropped:?}");
+    assert!(!dropped.is_empty(), "the CRD changed between the versions");
     apply_json(&client, &manifest).await;
     serving(&client, &ns.name, "movies", "v1").await;
 
