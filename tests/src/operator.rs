@@ -32,7 +32,8 @@ impl Operator {
         Self::install_chart(client, &chart, namespace, watch, extra).await
     }
 
-    /// `install` from the chart in the folder `chart` (another version of it, say).
+    /// `install` from the chart in the folder `chart` (another version of it, say). With
+    /// `replicaCount=0` in `extra` it does not wait for a pod.
     pub async fn install_chart(
         client: &Client,
         chart: &Path,
@@ -72,7 +73,10 @@ impl Operator {
             namespace: namespace.into(),
             client: client.clone(),
         };
-        operator.ready_pod().await;
+        // `replicaCount=0` installs the chart's objects with no operator running.
+        if !extra.contains(&"replicaCount=0") {
+            operator.ready_pod().await;
+        }
         operator
     }
 

@@ -749,6 +749,57 @@ fn crd_has_scale() -> bool {
     out.trim() == ".spec.predictor.replicas"
 }
 
+/// Every property path of `old` with its type, to compare two versions of the schema.
+fn schema_paths(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    let kind = schema["type"].as_str().unwrap_or("").to_string();
+    out.push((path.to_string(), kind));
+    if let Some(props) = schema["properties"].as_object() {
+        for (key, sub) in props {
+            schema_paths(sub, &format!("{path}.{key}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        schema_paths(items, &format!("{path}[]"), out);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        schema_paths(values, &format!("{path}{{}}"), out);
+    }
+}
+
+/// The `required` lists of `schema`, by path.
+fn required_fields(schema: &Value, path: &str, out: &mut Vec<String>) {
+    for r in schema["required"].as_array().into_iter().flatten() {
+        out.push(format!("{path}.{}", r.as_str().unwrap()));
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        for (key, sub) in props {
+            required_fields(sub, &format!("{path}.{key}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        required_fields(items, &format!("{path}[]"), out);
+    }
+}
+
+fn crd_schema(file: &Path) -> Value {
+    let (ok, out) = kubectl(&[
+        "create",
+        "--dry-run=client",
+        "-o",
+        "json",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let crd: Value = serde_json::from_str(&out).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// The upgrade path of the chart README: the previous chart's CRD and templates installed and a
+/// model stored under its schema, then the new CRD applied over it, then `helm upgrade` of that
+/// release to this chart. The previous operator binary is not built here (only its manifests
+/// are), so the old release runs with `replicaCount=0`; what the old operator needs between the
+/// two steps, a new CRD that only adds optional fields, is checked on the two schemas.
 #[tokio::test]
 async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep_working() {
     let env = Env::load();
@@ -758,60 +809,106 @@ async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep
     std::fs::create_dir_all(&work).unwrap();
     let (commit, old_chart) = previous_chart(&env.repo, &work);
     println!("previous chart: {commit}");
+    let crd_file = |chart: &Path| chart.join("crds/recommendermodels.yaml");
+    let new_chart = env.repo.join("charts/recommender-operator");
 
-    // The previous version as it was installed: its CRD, its templates (the project's current
-    // image: the older binary is not built here).
+    // The new schema only adds: every old path is still there with its type, and nothing the
+    // old operator or an old manifest leaves out became required.
+    let (old_schema, new_schema) = (
+        crd_schema(&crd_file(&old_chart)),
+        crd_schema(&crd_file(&new_chart)),
+    );
+    let (mut old_paths, mut new_paths) = (Vec::new(), Vec::new());
+    schema_paths(&old_schema, "", &mut old_paths);
+    schema_paths(&new_schema, "", &mut new_paths);
+    let lost: Vec<_> = old_paths
+        .iter()
+        .filter(|p| !new_paths.contains(p))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "paths the new CRD dropped or retyped: {lost:?}"
+    );
+    assert!(
+        new_paths.len() > old_paths.len(),
+        "the CRD changed between the versions"
+    );
+    let (mut old_required, mut new_required) = (Vec::new(), Vec::new());
+    required_fields(&old_schema, "", &mut old_required);
+    required_fields(&new_schema, "", &mut new_required);
+    let newly: Vec<_> = new_required
+        .iter()
+        .filter(|r| {
+            // A field required inside an object the old schema had: an old manifest lacks it.
+            let parent = &r[..r.rfind('.').unwrap()];
+            !old_required.contains(r) && old_paths.iter().any(|(p, _)| p == parent)
+        })
+        .collect();
+    assert!(newly.is_empty(), "fields that became required: {newly:?}");
+
+    // The previous version as it was installed: its CRD and its templates.
     let (ok, out) = kubectl(&[
         "apply",
         "--server-side",
         "--force-conflicts",
         "-f",
-        old_chart.join("crds").to_str().unwrap(),
+        crd_file(&old_chart).to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
     assert!(!crd_has_scale(), "the previous CRD is installed");
-    Operator::install_chart(&client, &old_chart, &ns.name, &ns.name, &[]).await;
+    Operator::install_chart(&client, &old_chart, &ns.name, &ns.name, &["replicaCount=0"]).await;
     // A manifest written for the previous version: today's spec less every field its schema
-    // did not declare yet.
+    // did not declare yet; the API server stores it under the old schema.
     let mut manifest = serde_json::to_value(postgres_model(&env, &ns, "movies", |_| {})).unwrap();
     manifest.as_object_mut().unwrap().remove("status");
     let dropped = prune_to_schema(&mut manifest["spec"], &installed_spec_schema(), ".spec");
     println!("fields the previous CRD does not declare: {dropped:?}");
     assert!(!dropped.is_empty(), "the CRD changed between the versions");
     apply_json(&client, &manifest).await;
-    serving(&client, &ns.name, "movies", "v1").await;
 
     // The documented path (charts/recommender-operator/README.md, "Upgrading"): the new CRD
-    // first, which the running operator and the stored model take as they are ...
-    let new_crds = env.repo.join("charts/recommender-operator/crds");
+    // first ...
     let (ok, out) = kubectl(&[
         "apply",
         "--server-side",
         "--force-conflicts",
         "-f",
-        new_crds.to_str().unwrap(),
+        crd_file(&new_chart).to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
     assert!(crd_has_scale(), "the new CRD is installed");
-    serving(&client, &ns.name, "movies", "v1").await;
-    // ... then `helm upgrade`, which replaces the operator's pod and RBAC (never crds/).
+    // ... then `helm upgrade` of the old release, which replaces the operator's Deployment and
+    // RBAC (never crds/).
     Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
     let (ok, values) = helm(&["get", "manifest", "rec", "-n", &ns.name]);
     assert!(
         ok && values.contains("horizontalpodautoscalers"),
         "the new RBAC: {values}"
     );
+    let (ok, history) = helm(&["history", "rec", "-n", &ns.name, "-o", "json"]);
+    let history: Value = serde_json::from_str(&history).unwrap_or(Value::Null);
+    let charts: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["chart"].as_str())
+        .collect();
+    assert!(
+        ok && charts.len() == 2 && charts[0] != charts[1],
+        "helm history: {history}"
+    );
 
-    // The existing model keeps serving, gains the new status fields and trains again.
+    // The model stored under the old schema is trained, served and gets the new status fields;
+    // a retrain after the upgrade works and runs one Job.
     let status = wait_status(
         &models(&client, &ns.name),
         "movies",
-        Duration::from_secs(120),
-        "status.url",
+        TRAIN,
+        "v1 served with status.url",
         |s| s.url.is_some() && serves(s, "v1"),
     )
     .await;
-    assert_eq!(status.last_run, 1, "the upgrade started no run");
+    assert_eq!(status.last_run, 1);
     assert_served_by(&client, &ns.name, "movies", "v1").await;
     request_retrain(&client, &ns.name, "movies", "after-upgrade").await;
     serving(&client, &ns.name, "movies", "v2").await;
