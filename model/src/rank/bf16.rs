@@ -70,14 +70,15 @@ impl Bf16Panels {
         self.n_items.div_ceil(WIDTH)
     }
 
-    /// Panel `p`'s sums for [`USERS`] users whose factor pairs are `queries[u * h..]` (rows past
-    /// the real users are zeros).
-    pub fn block(&self, queries: &[u32], p: usize, out: &mut PanelSums) {
+    /// Panel `p`'s sums for `G` groups of [`USERS`] users whose factor pairs are
+    /// `queries[u * h..]` (rows past the real users are zeros). Two groups at once keep sixteen
+    /// independent sums in flight, enough to cover the instruction's latency on both ports.
+    pub fn block<const G: usize>(&self, queries: &[u32], p: usize, out: &mut [PanelSums]) {
         let panel = &self.data[p * self.h * WIDTH..][..self.h * WIDTH];
         // SAFETY: only built when `available()` said the CPU has AVX-512 BF16.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            x86::block(&queries[..USERS * self.h], self.h, panel, out)
+            x86::block::<G>(&queries[..G * USERS * self.h], self.h, panel, &mut out[..G])
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (queries, panel, out);
@@ -118,23 +119,41 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn block(queries: &[u32], h: usize, panel: &[u32], out: &mut PanelSums) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; USERS];
-        for (p, words) in panel.chunks_exact(WIDTH).enumerate() {
+    pub unsafe fn block<const G: usize>(
+        queries: &[u32],
+        h: usize,
+        panel: &[u32],
+        out: &mut [PanelSums],
+    ) {
+        const { assert!(G * USERS <= 8) };
+        // One row of query words per user, checked once here so the loop has no bounds checks.
+        let rows: [&[u32]; 8] = std::array::from_fn(|u| {
+            if u < G * USERS {
+                &queries[u * h..][..h]
+            } else {
+                &[]
+            }
+        });
+        let mut acc = [[[_mm512_setzero_ps(); 2]; USERS]; G];
+        for (p, words) in panel.chunks_exact(WIDTH).enumerate().take(h) {
             // SAFETY: a chunk is WIDTH = 32 words, two loads of 16.
             let (a, b) = unsafe { (load(words), load(&words[16..])) };
-            for (u, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: reinterpretation only.
-                let q = unsafe { splat(queries[u * h + p]) };
-                acc[0] = _mm512_dpbf16_ps(acc[0], q, a);
-                acc[1] = _mm512_dpbf16_ps(acc[1], q, b);
+            for (g, acc) in acc.iter_mut().enumerate() {
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: reinterpretation only; `p < h` is each row's length.
+                    let q = unsafe { splat(*rows[g * USERS + u].get_unchecked(p)) };
+                    acc[0] = _mm512_dpbf16_ps(acc[0], q, a);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], q, b);
+                }
             }
         }
-        for (o, acc) in out.iter_mut().zip(&acc) {
-            // SAFETY: `o` is 32 floats.
-            unsafe {
-                _mm512_storeu_ps(o.as_mut_ptr(), acc[0]);
-                _mm512_storeu_ps(o.as_mut_ptr().add(16), acc[1]);
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            for (o, acc) in out.iter_mut().zip(acc) {
+                // SAFETY: `o` is 32 floats.
+                unsafe {
+                    _mm512_storeu_ps(o.as_mut_ptr(), acc[0]);
+                    _mm512_storeu_ps(o.as_mut_ptr().add(16), acc[1]);
+                }
             }
         }
     }
@@ -220,7 +239,7 @@ mod tests {
         };
         for p in 0..panels.count() {
             let mut out = [[f32::NAN; WIDTH]; USERS];
-            panels.block(&words, p, &mut out);
+            panels.block::<1>(&words, p, std::slice::from_mut(&mut out));
             for (u, row) in out.iter().enumerate() {
                 for (l, &s) in row.iter().enumerate().filter(|(l, _)| p * WIDTH + l < n) {
                     let j = p * WIDTH + l;

@@ -173,24 +173,33 @@ impl Ranker {
         let mut sels: Vec<Selector> = chunk.iter().map(|q| self.selector(f, q, n)).collect();
         let bases: Vec<f32> = chunk.iter().map(|q| f.score_base(q.user)).collect();
         let mut sums = [[[0f32; WIDTH]; USERS]; BLOCK / USERS];
+        let groups = chunk.len().div_ceil(USERS);
         for p in 0..self.panel_count() {
             let start = p * WIDTH;
             let len = WIDTH.min(self.n_items - start);
-            for (g, sums) in sums.iter_mut().enumerate() {
-                let users = chunk.len().saturating_sub(g * USERS).min(USERS);
-                if users == 0 || k == 0 {
-                    continue;
-                }
-                match (&rows, &self.items) {
-                    (Rows::F32(r), Items::F32(panels)) => {
+            match (&rows, &self.items) {
+                _ if k == 0 => {}
+                (Rows::F32(r), Items::F32(panels)) => {
+                    for (g, sums) in sums.iter_mut().enumerate().take(groups) {
+                        let users = (chunk.len() - g * USERS).min(USERS);
                         panels.block(&r[g * USERS * k..], users, p, sums)
                     }
-                    (Rows::Bf16(r), Items::Bf16(panels)) => {
-                        let h = panels.pairs_per_item();
-                        panels.block(&r[g * USERS * h..], p, sums)
-                    }
-                    _ => unreachable!("rows are made for the ranker's panels"),
                 }
+                (Rows::Bf16(r), Items::Bf16(panels)) => {
+                    let h = panels.pairs_per_item();
+                    let mut g = 0;
+                    while g < groups {
+                        let (q, out) = (&r[g * USERS * h..], &mut sums[g..]);
+                        if groups - g >= 2 {
+                            panels.block::<2>(q, p, out);
+                            g += 2;
+                        } else {
+                            panels.block::<1>(q, p, out);
+                            g += 1;
+                        }
+                    }
+                }
+                _ => unreachable!("rows are made for the ranker's panels"),
             }
             for (u, sel) in sels.iter_mut().enumerate() {
                 let sums: &PanelSums = &sums[u / USERS];
@@ -257,12 +266,15 @@ fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], b
         .enumerate()
     {
         let mut scores = [f32::NEG_INFINITY; WIDTH];
-        let mut best = f32::NEG_INFINITY;
+        let cut = sel.cut;
+        // An or of comparisons rather than a running maximum: the maximum's order of
+        // comparisons is fixed (NaN rules), so the compiler could only do it one item at a time.
+        let mut contender = false;
         for ((s, &g), &b) in scores.iter_mut().zip(sums).zip(bias) {
             *s = base + b + g;
-            best = if *s > best { *s } else { best };
+            contender |= *s >= cut;
         }
-        if best < sel.cut {
+        if !contender {
             continue;
         }
         let first = start + at * WIDTH;
