@@ -145,11 +145,13 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
-    let precision = Ranker::new(&model(WIDTH_PROBE).factors).precision();
+    let probe = Ranker::new(&model(WIDTH_PROBE).factors);
     println!(
-        "SIMD level: {}, block product in {precision}; {K} factors, {USERS} users, {RATED} rated \
-         items each.\n",
-        simd::simd_level()
+        "SIMD level: {}, block product in {} ({}; RECOMMENDER_RANK_AMX=0 turns AMX off); {K} \
+         factors, {USERS} users, {RATED} rated items each.\n",
+        simd::simd_level(),
+        probe.precision(),
+        probe.kernel()
     );
     println!("### Live top-10 for one user ({requests} requests per size)\n");
     live_curve(requests);

@@ -44,26 +44,41 @@ pub struct Bf16Panels {
     data: Vec<u32>,
     /// Factor pairs per item.
     h: usize,
+    /// Pairs stored per item and per user row: `h` padded with zero pairs to a multiple of
+    /// `pad` (the AMX tiles' depth), which add nothing to the sums.
+    stride: usize,
     n_items: usize,
 }
 
 impl Bf16Panels {
-    pub fn pack(rows: &[f32], n_items: usize, k: usize) -> Self {
+    pub fn pack(rows: &[f32], n_items: usize, k: usize, pad: usize) -> Self {
         let h = k.div_ceil(2);
-        let mut data = vec![0u32; n_items.div_ceil(WIDTH) * h * WIDTH];
+        let stride = h.div_ceil(pad.max(1)) * pad.max(1);
+        let mut data = vec![0u32; n_items.div_ceil(WIDTH) * stride * WIDTH];
         let mut words = vec![0u32; h];
         for (j, row) in rows.chunks_exact(k.max(1)).take(n_items).enumerate() {
             pairs(row, &mut words);
-            let panel = &mut data[(j / WIDTH) * h * WIDTH..][..h * WIDTH];
+            let panel = &mut data[(j / WIDTH) * stride * WIDTH..][..stride * WIDTH];
             for (p, &w) in words.iter().enumerate() {
                 panel[p * WIDTH + j % WIDTH] = w;
             }
         }
-        Bf16Panels { data, h, n_items }
+        Bf16Panels {
+            data,
+            h,
+            stride,
+            n_items,
+        }
     }
 
+    /// Words per user row ([`pairs`] fills the padding with zeros).
     pub fn pairs_per_item(&self) -> usize {
-        self.h
+        self.stride
+    }
+
+    /// Panel `p`: `stride` pairs × [`WIDTH`] item words.
+    pub fn panel(&self, p: usize) -> &[u32] {
+        &self.data[p * self.stride * WIDTH..][..self.stride * WIDTH]
     }
 
     pub fn count(&self) -> usize {
@@ -74,11 +89,18 @@ impl Bf16Panels {
     /// `queries[u * h..]` (rows past the real users are zeros). Two groups at once keep sixteen
     /// independent sums in flight, enough to cover the instruction's latency on both ports.
     pub fn block<const G: usize>(&self, queries: &[u32], p: usize, out: &mut [PanelSums]) {
-        let panel = &self.data[p * self.h * WIDTH..][..self.h * WIDTH];
+        let panel = self.panel(p);
+        let (h, stride) = (self.h, self.stride);
         // SAFETY: only built when `available()` said the CPU has AVX-512 BF16.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            x86::block::<G>(&queries[..G * USERS * self.h], self.h, panel, &mut out[..G])
+            x86::block::<G>(
+                &queries[..G * USERS * stride],
+                h,
+                stride,
+                panel,
+                &mut out[..G],
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (queries, panel, out);
@@ -87,11 +109,11 @@ impl Bf16Panels {
     /// One user's sums over the [`SOLO_SPAN`] panels from `first` (fewer at the end).
     pub fn solo(&self, query: &[u32], first: usize, out: &mut [f32; WIDTH * SOLO_SPAN]) {
         let span = SOLO_SPAN.min(self.count() - first);
-        let panels = &self.data[first * self.h * WIDTH..][..span * self.h * WIDTH];
+        let panels = &self.data[first * self.stride * WIDTH..][..span * self.stride * WIDTH];
         // SAFETY: as in `block`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            x86::solo(&query[..self.h], self.h, panels, span, out)
+            x86::solo(&query[..self.h], self.stride, panels, span, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (query, panels, span, out);
@@ -122,6 +144,7 @@ mod x86 {
     pub unsafe fn block<const G: usize>(
         queries: &[u32],
         h: usize,
+        stride: usize,
         panel: &[u32],
         out: &mut [PanelSums],
     ) {
@@ -129,7 +152,7 @@ mod x86 {
         // One row of query words per user, checked once here so the loop has no bounds checks.
         let rows: [&[u32]; 8] = std::array::from_fn(|u| {
             if u < G * USERS {
-                &queries[u * h..][..h]
+                &queries[u * stride..][..h]
             } else {
                 &[]
             }
@@ -161,7 +184,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn solo(
         query: &[u32],
-        h: usize,
+        stride: usize,
         panels: &[u32],
         span: usize,
         out: &mut [f32; WIDTH * SOLO_SPAN],
@@ -173,7 +196,7 @@ mod x86 {
                 // SAFETY: reinterpretation only.
                 let q = unsafe { splat(word) };
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    let at = &panels[(p * h + f) * WIDTH..][..WIDTH];
+                    let at = &panels[(p * stride + f) * WIDTH..][..WIDTH];
                     // SAFETY: `at` is 32 words.
                     let (a, b) = unsafe { (load(at), load(&at[16..])) };
                     acc[0] = _mm512_dpbf16_ps(acc[0], q, a);
@@ -183,7 +206,7 @@ mod x86 {
         } else {
             for (p, acc) in acc.iter_mut().enumerate().take(span) {
                 for (f, &word) in query.iter().enumerate() {
-                    let at = &panels[(p * h + f) * WIDTH..][..WIDTH];
+                    let at = &panels[(p * stride + f) * WIDTH..][..WIDTH];
                     // SAFETY: as above.
                     let (q, a, b) = unsafe { (splat(word), load(at), load(&at[16..])) };
                     acc[0] = _mm512_dpbf16_ps(acc[0], q, a);
@@ -226,7 +249,7 @@ mod tests {
         let (n, k) = (70usize, 37usize);
         let rows: Vec<f32> = (0..n * k).map(|x| (x as f32 * 0.37).sin()).collect();
         let q: Vec<f32> = (0..USERS * k).map(|x| (x as f32 * 0.11).cos()).collect();
-        let panels = Bf16Panels::pack(&rows, n, k);
+        let panels = Bf16Panels::pack(&rows, n, k, 1);
         let h = panels.pairs_per_item();
         let mut words = vec![0u32; USERS * h];
         for (row, w) in q.chunks_exact(k).zip(words.chunks_exact_mut(h)) {

@@ -3,11 +3,13 @@
 //! ranking metrics.
 //!
 //! [`Ranker`] scores users against the item matrix packed in panels (`panels`; in bfloat16 pairs,
-//! `bf16`, where the CPU has AVX-512 BF16), several users per pass when it is given several,
-//! skips the items each user rated and keeps the top n with a bounded heap. `select` makes the
+//! `bf16`, where the CPU has AVX-512 BF16), several users per pass when it is given several (on
+//! AMX tiles, `amx`, where the CPU and the kernel allow them), skips the items each user rated
+//! and keeps the top n with a bounded heap. `select` makes the
 //! result identical to the reference ranking ([`simd::scores`] then [`best_of`], what
 //! [`Factors::estimate`] orders by), ties and all.
 
+mod amx;
 mod bf16;
 mod panels;
 mod select;
@@ -31,11 +33,31 @@ pub struct Query<'e> {
 }
 
 /// The item matrix packed for the block product: bfloat16 pairs where the CPU multiplies them
-/// natively, else f32.
+/// natively (on AMX tiles for blocks of users where it has them), else f32.
 #[derive(Clone, Debug)]
 enum Items {
     F32(Panels),
-    Bf16(Bf16Panels),
+    Bf16 { panels: Bf16Panels, amx: bool },
+}
+
+/// Which block product a ranker uses; [`Ranker::new`] takes the fastest this machine allows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    F32,
+    Bf16,
+    Amx,
+}
+
+impl Kernel {
+    fn best() -> Self {
+        if amx::available() {
+            Kernel::Amx
+        } else if bf16::available() {
+            Kernel::Bf16
+        } else {
+            Kernel::F32
+        }
+    }
 }
 
 /// A block's user rows in the form the panels multiply.
@@ -57,10 +79,10 @@ pub struct Ranker {
 
 impl Ranker {
     pub fn new(f: &Factors) -> Self {
-        Self::build(f, bf16::available())
+        Self::build(f, Kernel::best())
     }
 
-    fn build(f: &Factors, use_bf16: bool) -> Self {
+    fn build(f: &Factors, kernel: Kernel) -> Self {
         let (k, n) = (f.n_factors(), f.n_items());
         let rows = f
             .item_factors
@@ -68,12 +90,22 @@ impl Ranker {
             .expect("validated standard layout");
         let item_norm = max_row_norm(rows, k);
         // bfloat16 keeps f32's range, but a sum near it could overflow where f32's would not.
-        let use_bf16 = use_bf16 && item_norm < 1e18;
+        let kernel = if item_norm < 1e18 {
+            kernel
+        } else {
+            Kernel::F32
+        };
         Ranker {
-            items: if use_bf16 {
-                Items::Bf16(Bf16Panels::pack(rows, n, k))
-            } else {
-                Items::F32(Panels::pack(rows, n, k))
+            items: match kernel {
+                Kernel::F32 => Items::F32(Panels::pack(rows, n, k)),
+                Kernel::Bf16 => Items::Bf16 {
+                    panels: Bf16Panels::pack(rows, n, k, 1),
+                    amx: false,
+                },
+                Kernel::Amx => Items::Bf16 {
+                    panels: Bf16Panels::pack(rows, n, k, amx::PAIRS),
+                    amx: true,
+                },
             },
             k,
             n_items: n,
@@ -86,7 +118,16 @@ impl Ranker {
     pub fn precision(&self) -> &'static str {
         match self.items {
             Items::F32(_) => "f32",
-            Items::Bf16(_) => "bf16",
+            Items::Bf16 { .. } => "bf16",
+        }
+    }
+
+    /// The block product for many users: `amx`, `avx512-bf16` or the SIMD level's f32 kernel.
+    pub fn kernel(&self) -> &'static str {
+        match self.items {
+            Items::F32(_) => "f32",
+            Items::Bf16 { amx: true, .. } => "amx-bf16",
+            Items::Bf16 { amx: false, .. } => "avx512-bf16",
         }
     }
 
@@ -105,7 +146,7 @@ impl Ranker {
     fn rows(&self, rows: &[f32], users: usize) -> Rows {
         match &self.items {
             Items::F32(_) => Rows::F32(rows.to_vec()),
-            Items::Bf16(p) => {
+            Items::Bf16 { panels: p, .. } => {
                 let h = p.pairs_per_item();
                 let mut words = vec![0u32; users * h];
                 for (row, w) in rows
@@ -140,7 +181,7 @@ impl Ranker {
         for first in (0..self.panel_count()).step_by(SOLO_SPAN) {
             match (&query, &self.items) {
                 (Some(Rows::F32(q)), Items::F32(p)) => p.solo(q, first, &mut sums),
-                (Some(Rows::Bf16(q)), Items::Bf16(p)) => p.solo(q, first, &mut sums),
+                (Some(Rows::Bf16(q)), Items::Bf16 { panels: p, .. }) => p.solo(q, first, &mut sums),
                 _ => {}
             }
             let start = first * WIDTH;
@@ -174,6 +215,10 @@ impl Ranker {
         let bases: Vec<f32> = chunk.iter().map(|q| f.score_base(q.user)).collect();
         let mut sums = [[[0f32; WIDTH]; USERS]; BLOCK / USERS];
         let groups = chunk.len().div_ceil(USERS);
+        let mut tiles = match self.items {
+            Items::Bf16 { amx: true, .. } if k > 0 => amx::Tiles::new(),
+            _ => None,
+        };
         for p in 0..self.panel_count() {
             let start = p * WIDTH;
             let len = WIDTH.min(self.n_items - start);
@@ -185,7 +230,16 @@ impl Ranker {
                         panels.block(&r[g * USERS * k..], users, p, sums)
                     }
                 }
-                (Rows::Bf16(r), Items::Bf16(panels)) => {
+                (Rows::Bf16(r), Items::Bf16 { panels, .. }) if tiles.is_some() => {
+                    let (stride, panel) = (panels.pairs_per_item(), panels.panel(p));
+                    let tiles = tiles.as_mut().expect("checked");
+                    let flat = sums.as_flattened_mut();
+                    for pass in 0..chunk.len().div_ceil(amx::PASS) {
+                        let rows = &r[pass * amx::PASS * stride..];
+                        tiles.pass(rows, stride, panel, &mut flat[pass * amx::PASS..]);
+                    }
+                }
+                (Rows::Bf16(r), Items::Bf16 { panels, .. }) => {
                     let h = panels.pairs_per_item();
                     let mut g = 0;
                     while g < groups {
@@ -234,7 +288,7 @@ impl Ranker {
         let gamma = k * unit / (1.0 - k * unit);
         let (quant, widen) = match self.items {
             Items::F32(_) => (0.0, 1.0),
-            Items::Bf16(_) => (
+            Items::Bf16 { .. } => (
                 2.0 * bf16::UNIT + bf16::UNIT.powi(2),
                 (1.0 + bf16::UNIT).powi(2),
             ),
@@ -260,6 +314,11 @@ fn max_row_norm(rows: &[f32], k: usize) -> f64 {
 /// contender is walked item by item.
 #[inline(always)]
 fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], base: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::level() == simd::Level::Avx512 {
+        // SAFETY: the CPU has AVX-512F (run-time detection).
+        return unsafe { wide::offer_all(sel, start, sums, bias, base) };
+    }
     for (at, (sums, bias)) in sums
         .chunks(WIDTH)
         .zip(bias[start..].chunks(WIDTH))
@@ -281,6 +340,54 @@ fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], b
         for (j, &score) in scores.iter().enumerate().take(sums.len()) {
             if score >= sel.cut {
                 sel.offer((first + j) as u32, score);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::arch::x86_64::*;
+
+    use super::Selector;
+
+    /// `offer_all` on AVX-512: the same scores (`(base + bias) + sum`, the same two roundings)
+    /// sixteen at a time, and a mask of those at the bar, so only set bits are visited.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn offer_all(
+        sel: &mut Selector<'_>,
+        start: usize,
+        sums: &[f32],
+        bias: &[f32],
+        base: f32,
+    ) {
+        let bias = &bias[start..][..sums.len()];
+        let splat = _mm512_set1_ps(base);
+        let mut scores = [0f32; 16];
+        for (at, (sums, bias)) in sums.chunks(16).zip(bias.chunks(16)).enumerate() {
+            let lanes = (1u32 << sums.len()) - 1;
+            // SAFETY: masked loads read only the chunk's `sums.len()` lanes.
+            let s = unsafe {
+                let (g, b) = (
+                    _mm512_maskz_loadu_ps(lanes as u16, sums.as_ptr()),
+                    _mm512_maskz_loadu_ps(lanes as u16, bias.as_ptr()),
+                );
+                _mm512_add_ps(_mm512_add_ps(splat, b), g)
+            };
+            let bar = _mm512_set1_ps(sel.cut);
+            let mut hits = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(lanes as u16, s, bar) as u32;
+            if hits == 0 {
+                continue;
+            }
+            // SAFETY: `scores` is 16 floats.
+            unsafe { _mm512_storeu_ps(scores.as_mut_ptr(), s) };
+            let first = start + at * 16;
+            while hits != 0 {
+                let j = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                if scores[j] >= sel.cut {
+                    sel.offer((first + j) as u32, scores[j]);
+                }
             }
         }
     }
@@ -416,11 +523,16 @@ mod tests {
         }
     }
 
-    /// The ranker this CPU gets, and the f32 one when that is bfloat16, so both are checked.
+    /// Every kernel this CPU can run, so each is checked against the reference.
     fn rankers(f: &Factors) -> Vec<Ranker> {
-        let mut all = vec![Ranker::build(f, false)];
+        let mut all = vec![Ranker::build(f, Kernel::F32)];
         if bf16::available() {
-            all.push(Ranker::build(f, true));
+            all.push(Ranker::build(f, Kernel::Bf16));
+        }
+        if amx::available() {
+            let amx = Ranker::build(f, Kernel::Amx);
+            assert_eq!(amx.kernel(), "amx-bf16");
+            all.push(amx);
         }
         all
     }
@@ -433,6 +545,8 @@ mod tests {
         for (nu, ni, k, biased) in [
             (7usize, 300usize, 37usize, true),
             (21, 1000, 100, true),
+            // Two AMX passes in a block, and a second block.
+            (70, 500, 100, true),
             (5, 33, 3, false),
             (6, 50, 0, true),
             (3, 1, 8, true),
