@@ -21,10 +21,15 @@ fn bf16(x: f32) -> u32 {
 
 /// `k` factors as `ceil(k / 2)` words of bfloat16 pairs.
 pub fn pairs(row: &[f32], out: &mut [u32]) {
-    for (h, w) in out.iter_mut().enumerate() {
+    // Whole pairs in a loop without branches (the compiler vectorises it), then an odd last
+    // factor and the zero padding.
+    let whole = (row.len() / 2).min(out.len());
+    for (w, pair) in out[..whole].iter_mut().zip(row.chunks_exact(2)) {
+        *w = bf16(pair[0]) | (bf16(pair[1]) << 16);
+    }
+    for (h, w) in out.iter_mut().enumerate().skip(whole) {
         let lo = row.get(2 * h).copied().unwrap_or(0.0);
-        let hi = row.get(2 * h + 1).copied().unwrap_or(0.0);
-        *w = bf16(lo) | (bf16(hi) << 16);
+        *w = bf16(lo);
     }
 }
 
