@@ -646,50 +646,45 @@ async fn retention_keeps_the_serving_model_and_the_window_and_nothing_else() {
     assert_eq!(store(&ns), ["v3.model", "v4.model"]);
 }
 
-/// The chart as the previous version shipped it: the parent of the oldest commit (walking back
-/// from HEAD) whose Chart.yaml carries the working tree's version, i.e. of the version bump (HEAD
-/// itself when the bump is not committed yet).
-fn previous_chart_commit(repo: &Path) -> String {
-    let version = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("version:"))
-            .map(|v| v.trim().to_string())
-    };
-    let chart = "charts/recommender-operator/Chart.yaml";
-    let current = version(&std::fs::read_to_string(repo.join(chart)).unwrap());
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let mut previous = "HEAD".to_string();
-    for commit in git(&["log", "--format=%H", "HEAD", "--", chart]).lines() {
-        if version(&git(&["show", &format!("{commit}:{chart}")])) != current {
-            return previous;
-        }
-        previous = format!("{commit}^");
-    }
-    panic!("no earlier chart version than {current:?} in the history");
+/// The previous release of the chart, as `helm package` made it (tests/fixtures; replace it with
+/// the outgoing version's package when the chart's version is bumped). A package rather than git
+/// history, so a shallow clone runs the test too.
+const PREVIOUS_CHART: &str = "tests/fixtures/recommender-operator-0.1.0.tgz";
+
+fn chart_version(chart: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("version:"))
+        .expect("Chart.yaml has a version");
+    version
+        .trim()
+        .split('.')
+        .map(|n| n.parse().expect("a numeric version"))
+        .collect()
 }
 
-/// `git archive` of the previous chart into a temporary folder; returns the chart's folder.
-fn previous_chart(repo: &Path, into: &Path) -> (String, PathBuf) {
-    let commit = previous_chart_commit(repo);
-    let archive = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "git -C '{}' archive {commit} charts/recommender-operator | tar -x -C '{}'",
-            repo.display(),
-            into.display()
-        ))
+/// The previous chart unpacked into `into`; returns its version and folder, after checking that
+/// it is older than the chart in the tree.
+fn previous_chart(repo: &Path, into: &Path) -> (Vec<u64>, PathBuf) {
+    let untar = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(repo.join(PREVIOUS_CHART))
+        .arg("-C")
+        .arg(into)
         .status()
         .unwrap();
-    assert!(archive.success(), "git archive {commit}");
-    (commit, into.join("charts/recommender-operator"))
+    assert!(untar.success(), "unpacking {PREVIOUS_CHART}");
+    let chart = into.join("recommender-operator");
+    let (old, new) = (
+        chart_version(&chart),
+        chart_version(&repo.join("charts/recommender-operator")),
+    );
+    assert!(
+        old < new,
+        "{PREVIOUS_CHART} ({old:?}) is not older than the chart ({new:?})"
+    );
+    (old, chart)
 }
 
 /// The installed CRD's schema of `.spec`.
@@ -795,10 +790,10 @@ fn crd_schema(file: &Path) -> Value {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
-/// The upgrade path of the chart README: the previous chart's CRD and templates installed and a
+/// The upgrade path of the chart README: the previous release's CRD and templates installed and a
 /// model stored under its schema, then the new CRD applied over it, then `helm upgrade` of that
-/// release to this chart. The previous operator binary is not built here (only its manifests
-/// are), so the old release runs with `replicaCount=0`; what the old operator needs between the
+/// release to this chart. The previous operator binary is not built here (only its chart is
+/// kept), so the old release runs with `replicaCount=0`; what the old operator needs between the
 /// two steps, a new CRD that only adds optional fields, is checked on the two schemas.
 #[tokio::test]
 async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep_working() {
@@ -807,8 +802,8 @@ async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep
     let ns = TestNamespace::create(&client, &env, "e2e-upgrade").await;
     let work = std::env::temp_dir().join(format!("e2e-upgrade-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let (commit, old_chart) = previous_chart(&env.repo, &work);
-    println!("previous chart: {commit}");
+    let (version, old_chart) = previous_chart(&env.repo, &work);
+    println!("previous chart: {version:?}");
     let crd_file = |chart: &Path| chart.join("crds/recommendermodels.yaml");
     let new_chart = env.repo.join("charts/recommender-operator");
 
