@@ -7,6 +7,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -579,6 +580,49 @@ async fn retrain(client: &Client, ns: &str, token: &str, outcome: RunOutcome, ru
     .await;
 }
 
+/// The logs of every pod of Job `name` once it has succeeded, each with its pod's name and, for
+/// a pod that did not succeed, how it ended. A retry may find the work already done, so what a
+/// Job did is in all its pods' logs, not only in the last one's.
+async fn finished_job_logs(client: &Client, ns: &str, name: &str) -> String {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    wait_until(
+        Duration::from_secs(120),
+        &format!("{name} succeeded"),
+        || async {
+            jobs.get(name)
+                .await
+                .ok()
+                .and_then(|j| j.status?.succeeded)
+                .is_some_and(|n| n >= 1)
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("job-name={name}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    let mut all = String::new();
+    for pod in list.items {
+        let pod_name = pod.name_any();
+        let status = pod.status.unwrap_or_default();
+        if status.phase.as_deref() != Some("Succeeded") {
+            let ended = status
+                .container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.state?.terminated)
+                .map(|t| format!("exit {} {:?} {:?}", t.exit_code, t.reason, t.message))
+                .collect::<Vec<_>>();
+            println!("{pod_name}: phase {:?}, ended {ended:?}", status.phase);
+        }
+        let (_, logs) = kubectl(&["logs", "-n", ns, &pod_name]);
+        all.push_str(&format!("--- {pod_name}\n{logs}\n"));
+    }
+    all
+}
+
 #[tokio::test]
 async fn retention_keeps_the_serving_model_and_the_window_and_nothing_else() {
     let env = Env::load();
@@ -594,8 +638,8 @@ async fn retention_keeps_the_serving_model_and_the_window_and_nothing_else() {
     update_spec(&client, &ns.name, "movies", |s| s.promotion.max_rmse = 0.5).await;
     retrain(&client, &ns.name, "r2", RunOutcome::Rejected, 2).await;
     store_holds(&ns, &["v1.model"], "v2 rejected").await;
-    let (ok, logs) = kubectl(&["logs", "-n", &ns.name, "job/movies-cleanup-2"]);
-    assert!(ok && logs.contains("deleted v2.model"), "{logs}");
+    let logs = finished_job_logs(&client, &ns.name, "movies-cleanup-2").await;
+    assert!(logs.contains("deleted v2.model"), "{logs}");
 
     update_spec(&client, &ns.name, "movies", |s| s.promotion.max_rmse = 1.0).await;
     retrain(&client, &ns.name, "r3", RunOutcome::Succeeded, 3).await;
