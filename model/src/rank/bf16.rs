@@ -91,7 +91,7 @@ impl Bf16Panels {
     }
 
     /// Panel `p`'s sums for `G` groups of [`USERS`] users whose factor pairs are
-    /// `queries[u * h..]` (rows past the real users are zeros). Two groups at once keep sixteen
+    /// `queries[u * stride..]` (rows past the real users are zeros). Two groups at once keep sixteen
     /// independent sums in flight, enough to cover the instruction's latency on both ports.
     pub fn block<const G: usize>(&self, queries: &[u32], p: usize, out: &mut [PanelSums]) {
         let panel = self.panel(p);

@@ -240,10 +240,10 @@ impl Ranker {
                     }
                 }
                 (Rows::Bf16(r), Items::Bf16 { panels, .. }) => {
-                    let h = panels.pairs_per_item();
+                    let stride = panels.pairs_per_item();
                     let mut g = 0;
                     while g < groups {
-                        let (q, out) = (&r[g * USERS * h..], &mut sums[g..]);
+                        let (q, out) = (&r[g * USERS * stride..], &mut sums[g..]);
                         if groups - g >= 2 {
                             panels.block::<2>(q, p, out);
                             g += 2;
@@ -330,6 +330,12 @@ fn offer_all(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], b
         // SAFETY: the CPU has AVX-512F (run-time detection).
         return unsafe { wide::offer_all(sel, start, sums, bias, base) };
     }
+    offer_all_portable(sel, start, sums, bias, base)
+}
+
+/// [`offer_all`] without AVX-512.
+#[inline(always)]
+fn offer_all_portable(sel: &mut Selector<'_>, start: usize, sums: &[f32], bias: &[f32], base: f32) {
     for (at, (sums, bias)) in sums
         .chunks(WIDTH)
         .zip(bias[start..].chunks(WIDTH))
@@ -620,6 +626,33 @@ mod tests {
                 ids.windows(2).all(|w| w[0] % 7 != w[1] % 7 || w[0] < w[1]),
                 "{ids:?}"
             );
+        }
+    }
+
+    /// The AVX-512 bar test offers the same items as the portable one, so both give the same
+    /// list (the portable one is what machines without AVX-512 run).
+    #[test]
+    fn both_bar_tests_give_the_same_list() {
+        #[cfg(target_arch = "x86_64")]
+        if simd::level() == simd::Level::Avx512 {
+            let bias: Vec<f32> = (0..300).map(|j| ((j * 13) % 17) as f32 * 0.05).collect();
+            let sums: Vec<f32> = (0..270).map(|j| ((j as f32) * 0.37).sin()).collect();
+            let exclude: Vec<u32> = (0..300).filter(|j| j % 11 == 0).collect();
+            for (start, n) in [(0, 10), (30, 1), (30, 40), (0, 300)] {
+                let (mut a, mut b) = (
+                    Selector::new(n, 0.01, &exclude),
+                    Selector::new(n, 0.01, &exclude),
+                );
+                for (c, span) in sums.chunks(WIDTH * SOLO_SPAN).enumerate() {
+                    let at = start + c * WIDTH * SOLO_SPAN;
+                    offer_all_portable(&mut a, at, span, &bias, 3.5);
+                    // SAFETY: checked above.
+                    unsafe { wide::offer_all(&mut b, at, span, &bias, 3.5) };
+                }
+                assert_eq!(a.cut.to_bits(), b.cut.to_bits(), "start {start} n {n}");
+                let exact = |j: u32| 3.5 + bias[j as usize] + sums[j as usize - start];
+                assert_eq!(a.finish(exact), b.finish(exact), "start {start} n {n}");
+            }
         }
     }
 
