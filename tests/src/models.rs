@@ -66,6 +66,17 @@ pub fn postgres_model(
     model
 }
 
+/// Long enough (tens of seconds) to still be training when the operator or the API server is
+/// replaced or comes back; the gate is not what such tests are about, and this many epochs
+/// overfit.
+pub fn slow_training(spec: &mut RecommenderModelSpec) {
+    spec.hyperparameters.factors = 50;
+    spec.hyperparameters.epochs = Some(800);
+    spec.promotion.max_rmse = 3.0;
+    spec.promotion.max_mae = 3.0;
+    spec.promotion.min_accuracy = 0.0;
+}
+
 /// Server-side apply of `model`, owning every field it sets (as `kubectl apply --server-side`).
 pub async fn apply_model(client: &Client, model: &RecommenderModel) {
     let api = models(client, &model.namespace().expect("a namespace"));

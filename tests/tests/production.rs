@@ -731,20 +731,6 @@ fn previous_chart(repo: &Path, into: &Path) -> (Vec<u64>, PathBuf) {
     (old, chart)
 }
 
-/// The installed CRD's schema of `.spec`.
-fn installed_spec_schema() -> Value {
-    let (ok, out) = kubectl(&[
-        "get",
-        "crd",
-        "recommendermodels.recommender.dev",
-        "-o",
-        "json",
-    ]);
-    assert!(ok, "{out}");
-    let crd: Value = serde_json::from_str(&out).unwrap();
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
-}
-
 /// Removes from `value` what `schema` does not declare, the way the API server would refuse
 /// it; returns the removed fields' paths.
 fn prune_to_schema(value: &mut Value, schema: &Value, path: &str) -> Vec<String> {
@@ -900,7 +886,8 @@ async fn upgrading_from_the_previous_chart_applies_the_crd_first_and_models_keep
     // did not declare yet; the API server stores it under the old schema.
     let mut manifest = serde_json::to_value(postgres_model(&env, &ns, "movies", |_| {})).unwrap();
     manifest.as_object_mut().unwrap().remove("status");
-    let dropped = prune_to_schema(&mut manifest["spec"], &installed_spec_schema(), ".spec");
+    let old_spec = &old_schema["properties"]["spec"];
+    let dropped = prune_to_schema(&mut manifest["spec"], old_spec, ".spec");
     println!("fields the previous CRD does not declare: {dropped:?}");
     assert!(!dropped.is_empty(), "the CRD changed between the versions");
     apply_json(&client, &manifest).await;
@@ -970,15 +957,6 @@ async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
         .holder_identity
 }
 
-/// Long enough to still be training while the operator's pods are replaced.
-fn slow(spec: &mut RecommenderModelSpec) {
-    spec.hyperparameters.factors = 50;
-    spec.hyperparameters.epochs = Some(800);
-    spec.promotion.max_rmse = 3.0;
-    spec.promotion.max_mae = 3.0;
-    spec.promotion.min_accuracy = 0.0;
-}
-
 #[tokio::test]
 async fn a_rolling_update_of_two_operators_hands_the_lease_over_without_a_second_job() {
     let env = Env::load();
@@ -1004,7 +982,7 @@ async fn a_rolling_update_of_two_operators_hands_the_lease_over_without_a_second
     .await;
     assert!(before.contains(&leader), "{leader} among {before:?}");
 
-    apply_model(&client, &postgres_model(&env, &ns, "movies", slow)).await;
+    apply_model(&client, &postgres_model(&env, &ns, "movies", slow_training)).await;
     wait_status(
         &models(&client, &ns.name),
         "movies",

@@ -4,18 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use recommender_e2e::*;
-use recommender_operator::crd::{RecommenderModelSpec, RunOutcome};
+use recommender_operator::crd::RunOutcome;
 use std::time::Duration;
-
-/// Long enough (tens of seconds) to still be training when the operator or the API server comes
-/// back; the gate is not what these tests are about, and this many epochs overfit.
-fn slow(spec: &mut RecommenderModelSpec) {
-    spec.hyperparameters.factors = 50;
-    spec.hyperparameters.epochs = Some(800);
-    spec.promotion.max_rmse = 3.0;
-    spec.promotion.max_mae = 3.0;
-    spec.promotion.min_accuracy = 0.0;
-}
 
 /// Waits until a trainer container of `ns` is running.
 async fn trainer_running(client: &kube::Client, ns: &str) {
@@ -41,7 +31,7 @@ async fn operator_killed_during_training_adopts_the_same_job() {
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-adopt").await;
     let operator = Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
-    apply_model(&client, &postgres_model(&env, &ns, "movies", slow)).await;
+    apply_model(&client, &postgres_model(&env, &ns, "movies", slow_training)).await;
     trainer_running(&client, &ns.name).await;
     let before = job_names(&client, &ns.name).await;
     assert_eq!(before.len(), 1, "{before:?}");
@@ -79,7 +69,7 @@ async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
     })
     .await;
 
-    update_spec(&client, &ns.name, "movies", slow).await;
+    update_spec(&client, &ns.name, "movies", slow_training).await;
     wait_status(
         &api,
         "movies",
