@@ -155,7 +155,7 @@ step "Dockerfile ($("$HADOLINT" --version))"
 "$HADOLINT" "$HERE/../../Dockerfile"
 ok "hadolint Dockerfile: no findings"
 "$PYTHON" "$HERE/dockerfile_stages.py" "$HERE/../../Dockerfile"
-ok "Dockerfile: a distroless, non-root stage per binary, from cargo build --release or the host-binaries stage"
+ok "Dockerfile: a distroless, non-root stage per binary, from cargo build --release or the host-binaries stage; base images are ARGs (pinnable by digest); every workspace member is copied"
 
 if [ -z "${KUBECONFIG:-}" ]; then
   printf '\n%d checks passed. KUBECONFIG not set: server-side dry run and RBAC checks skipped.\n' "$passed"
