@@ -32,6 +32,9 @@ cargo fmt --all -- --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+stage "cargo deny: licences, bans and sources (offline; tests/deny/run.sh)"
+bash tests/deny/run.sh
+
 stage "build upstream control plane and node (cached by version)"
 BIN_DIR=$(bash tests/cluster/build.sh)
 export PATH="$BIN_DIR:$PATH"
