@@ -37,9 +37,14 @@ pub struct Config {
     #[arg(long, env = "PRECOMPUTE_MAX_BYTES", default_value_t = 16 << 20)]
     pub precompute_max_bytes: usize,
 
-    /// Largest request body in bytes.
+    /// Largest /v1/predict/batch body in bytes. Bodies of one pair (predict, feedback) are held
+    /// to what two ids of --max-id-bytes need.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+
+    /// Longest user or item id in bytes; a longer one is refused with 400.
+    #[arg(long, env = "MAX_ID_BYTES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_id_bytes: u32,
 
     /// Time allowed for one request, including reading its body.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

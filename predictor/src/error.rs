@@ -26,6 +26,12 @@ pub enum Error {
     PayloadTooLarge(String),
     #[error("batch holds {got} pairs; the limit is {max}")]
     BatchTooLarge { got: usize, max: usize },
+    #[error("{field} is {len} bytes long; ids may be at most {max} bytes")]
+    IdTooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method {0} is not allowed here")]
@@ -59,7 +65,9 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) | Error::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::InvalidJson(_) | Error::IdTooLong { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) | Error::BatchTooLarge { .. } => {
@@ -87,6 +95,7 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::BatchTooLarge { .. } => "batch_too_large",
+            Error::IdTooLong { .. } => "id_too_long",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Timeout(_) => "timeout",

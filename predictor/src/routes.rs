@@ -1,5 +1,5 @@
-//! The HTTP surface: paths, per-route metrics and timeouts, and JSON answers for requests that
-//! match nothing.
+//! The HTTP surface: paths, per-route metrics, timeouts and body limits, and JSON answers for
+//! requests that match nothing.
 
 use std::{sync::Arc, time::Instant};
 
@@ -52,6 +52,7 @@ async fn not_found(method: Method, uri: Uri) -> Error {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let limits = &state.limits;
     let tracked = |route: Route| Tracked {
         state: state.clone(),
         route,
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(tracked(route), track))
     };
+    let pair_body = DefaultBodyLimit::max(limits.pair_body_bytes);
     Router::new()
         .route("/livez", endpoint(get(status::livez), Route::Livez))
         .route("/readyz", endpoint(get(status::readyz), Route::Readyz))
@@ -68,13 +70,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/predict",
             endpoint(
-                get(predict::predict_get).post(predict::predict_post),
+                get(predict::predict_get).post(predict::predict_post.layer(pair_body)),
                 Route::Predict,
             ),
         )
         .route(
             "/v1/predict/batch",
-            endpoint(post(predict::predict_batch), Route::PredictBatch),
+            endpoint(
+                post(predict::predict_batch.layer(DefaultBodyLimit::max(limits.max_body_bytes))),
+                Route::PredictBatch,
+            ),
         )
         .route(
             "/v1/users/{user}/recommendations",
@@ -82,7 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/feedback",
-            endpoint(post(feedback::feedback), Route::Feedback),
+            endpoint(post(feedback::feedback.layer(pair_body)), Route::Feedback),
         )
         .route(
             "/v1/summary",
@@ -94,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             tracked(Route::Unmatched),
             track,
         )))
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        // Any body read without a limit of its own gets the smallest.
+        .layer(pair_body)
         .with_state(state)
 }

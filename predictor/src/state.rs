@@ -67,10 +67,37 @@ impl ServedModel {
 pub struct Limits {
     pub max_batch: usize,
     pub max_recommendations: usize,
+    /// Body of /v1/predict/batch.
     pub max_body_bytes: usize,
+    /// Body of one pair (predict, feedback): see [`Limits::pair_body_bytes`].
+    pub pair_body_bytes: usize,
+    pub max_id_bytes: usize,
     pub request_timeout: Duration,
     pub precompute_depth: usize,
     pub precompute_max_bytes: usize,
+}
+
+impl Limits {
+    pub fn of(config: &Config) -> Self {
+        let max_id_bytes = config.max_id_bytes as usize;
+        Limits {
+            max_batch: config.max_batch as usize,
+            max_recommendations: config.max_recommendations as usize,
+            max_body_bytes: config.max_body_bytes,
+            pair_body_bytes: Limits::pair_body_bytes(max_id_bytes),
+            max_id_bytes,
+            request_timeout: config.request_timeout,
+            precompute_depth: config.precompute_depth,
+            precompute_max_bytes: config.precompute_max_bytes,
+        }
+    }
+
+    /// A body holding one user and one item id: JSON may spell each byte of an id as a 6-byte
+    /// `\u00XX` escape, and 1 KiB covers the field names, the rating and whitespace. 4 KiB for
+    /// the default 256-byte ids.
+    pub fn pair_body_bytes(max_id_bytes: usize) -> usize {
+        2 * 6 * max_id_bytes + 1024
+    }
 }
 
 /// Outcome of the last load attempts, for the summary endpoint.
@@ -97,14 +124,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             model_path: config.model.clone(),
             model: ArcSwapOption::empty(),
-            limits: Limits {
-                max_batch: config.max_batch as usize,
-                max_recommendations: config.max_recommendations as usize,
-                max_body_bytes: config.max_body_bytes,
-                request_timeout: config.request_timeout,
-                precompute_depth: config.precompute_depth,
-                precompute_max_bytes: config.precompute_max_bytes,
-            },
+            limits: Limits::of(config),
             metrics: Metrics::new()?,
             feedback: FeedbackStats::new(config.accept_threshold, config.active_window),
             load_status: Mutex::new(LoadStatus::default()),
