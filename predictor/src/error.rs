@@ -12,6 +12,10 @@ use axum::{
 use recommender_model::ArtifactError;
 use serde::Serialize;
 
+/// What a shed request's `Retry-After` says: by then the requests ahead of it are long done
+/// (they answer in microseconds), or a load balancer has picked another replica.
+pub const RETRY_AFTER_SECONDS: u16 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -32,6 +36,8 @@ pub enum Error {
         len: usize,
         max: usize,
     },
+    #[error("more than {0} requests in progress; retry in {RETRY_AFTER_SECONDS} s")]
+    Overloaded(usize),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method {0} is not allowed here")]
@@ -48,6 +54,8 @@ pub enum Error {
     },
     #[error("loading model {path}: {message}")]
     LoadPanicked { path: PathBuf, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -68,6 +76,7 @@ impl Error {
             Error::BadRequest(_) | Error::InvalidJson(_) | Error::IdTooLong { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) | Error::BatchTooLarge { .. } => {
@@ -79,6 +88,7 @@ impl Error {
             Error::ModelNotLoaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Load { .. }
             | Error::LoadPanicked { .. }
+            | Error::Config(_)
             | Error::Bind { .. }
             | Error::Signal(_)
             | Error::Serve(_)
@@ -96,6 +106,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::BatchTooLarge { .. } => "batch_too_large",
             Error::IdTooLong { .. } => "id_too_long",
+            Error::Overloaded(_) => "overloaded",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Timeout(_) => "timeout",
@@ -121,7 +132,12 @@ impl IntoResponse for Error {
             error: self.code(),
             message: &message,
         };
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        if let Error::Overloaded(_) = self {
+            let value = HeaderValue::from(RETRY_AFTER_SECONDS);
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

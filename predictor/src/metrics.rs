@@ -73,6 +73,24 @@ impl Route {
     }
 }
 
+/// Which timeout closed a connection, as it appears in the `timeout` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    Header,
+    Idle,
+}
+
+impl ConnectionTimeout {
+    pub const ALL: [ConnectionTimeout; 2] = [ConnectionTimeout::Header, ConnectionTimeout::Idle];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionTimeout::Header => "header",
+            ConnectionTimeout::Idle => "idle",
+        }
+    }
+}
+
 /// Pre-resolved request metrics of one route.
 pub struct RouteMetrics {
     duration: Histogram,
@@ -246,6 +264,16 @@ metrics! {
     pub active_users: IntGauge = "active_users";
     /// Active users who accepted at least one suggestion within the active window.
     pub engaged_users: IntGauge = "engaged_users";
+    /// Client connections open.
+    pub connections: IntGauge = "connections";
+    /// Connections closed as soon as accepted because --max-connections were open.
+    pub connections_rejected: IntCounter = "connections_rejected_total";
+    /// Connections closed by a timeout: header (a request's headers begun but not complete
+    /// within --header-read-timeout) or idle (a read or write without progress for
+    /// --idle-timeout).
+    pub connection_timeouts: IntCounterVec = "connection_timeouts_total" ["timeout"];
+    /// /v1 requests answered 503 because --max-in-flight requests were in progress.
+    pub requests_shed: IntCounter = "requests_shed_total";
 }
 
 impl Metrics {
@@ -260,7 +288,15 @@ impl Metrics {
         for suggested in ["true", "false"] {
             metrics.feedback.with_label_values(&[suggested]);
         }
+        for timeout in ConnectionTimeout::ALL {
+            metrics.connection_timeout(timeout);
+        }
         Ok(metrics)
+    }
+
+    pub fn connection_timeout(&self, timeout: ConnectionTimeout) -> IntCounter {
+        self.connection_timeouts
+            .with_label_values(&[timeout.label()])
     }
 
     pub fn route(&self, route: Route) -> &RouteMetrics {

@@ -62,7 +62,7 @@ impl ServedModel {
     }
 }
 
-/// Request limits, copied out of [`Config`] so handlers read plain fields.
+/// Request and connection limits, copied out of [`Config`] so handlers read plain fields.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_batch: usize,
@@ -73,6 +73,11 @@ pub struct Limits {
     pub pair_body_bytes: usize,
     pub max_id_bytes: usize,
     pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
     pub precompute_depth: usize,
     pub precompute_max_bytes: usize,
 }
@@ -87,6 +92,11 @@ impl Limits {
             pair_body_bytes: Limits::pair_body_bytes(max_id_bytes),
             max_id_bytes,
             request_timeout: config.request_timeout,
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+            max_connections: config.max_connections as usize,
+            max_in_flight: config.max_in_flight as usize,
             precompute_depth: config.precompute_depth,
             precompute_max_bytes: config.precompute_max_bytes,
         }
@@ -121,6 +131,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: &Config) -> Result<Arc<Self>, Error> {
+        config.validate().map_err(Error::Config)?;
         Ok(Arc::new(AppState {
             model_path: config.model.clone(),
             model: ArcSwapOption::empty(),
