@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// File holding the bearer token that write endpoints (POST /v1/feedback) require
+    /// (trailing whitespace ignored). Without a token, writes are open to any client.
+    #[arg(long, env = "WRITE_TOKEN_FILE", conflicts_with = "write_token_env")]
+    pub write_token_file: Option<PathBuf>,
+
+    /// Name of an environment variable holding the write token, as an alternative to
+    /// --write-token-file.
+    #[arg(long, env = "WRITE_TOKEN_ENV")]
+    pub write_token_env: Option<String>,
+
     /// A suggested item rated at least this high counts as an accepted suggestion.
     #[arg(long, env = "ACCEPT_THRESHOLD", default_value_t = 4.0)]
     pub accept_threshold: f64,
@@ -194,5 +204,6 @@ mod tests {
         assert!(parse(&["--max-in-flight", "0"]).is_err());
         assert!(parse(&["--max-connections", "0"]).is_err());
         assert!(parse(&["--max-id-bytes", "0"]).is_err());
+        assert!(parse(&["--write-token-file", "/t", "--write-token-env", "T"]).is_err());
     }
 }

@@ -36,6 +36,8 @@ pub enum Error {
         len: usize,
         max: usize,
     },
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("more than {0} requests in progress; retry in {RETRY_AFTER_SECONDS} s")]
     Overloaded(usize),
     #[error("no route for {0}")]
@@ -56,6 +58,11 @@ pub enum Error {
     LoadPanicked { path: PathBuf, message: String },
     #[error("configuration: {0}")]
     Config(String),
+    #[error("write token {source_name}: {message}")]
+    WriteToken {
+        source_name: String,
+        message: String,
+    },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -76,6 +83,7 @@ impl Error {
             Error::BadRequest(_) | Error::InvalidJson(_) | Error::IdTooLong { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -89,6 +97,7 @@ impl Error {
             Error::Load { .. }
             | Error::LoadPanicked { .. }
             | Error::Config(_)
+            | Error::WriteToken { .. }
             | Error::Bind { .. }
             | Error::Signal(_)
             | Error::Serve(_)
@@ -106,6 +115,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::BatchTooLarge { .. } => "batch_too_large",
             Error::IdTooLong { .. } => "id_too_long",
+            Error::Unauthorized(_) => "unauthorized",
             Error::Overloaded(_) => "overloaded",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
@@ -133,9 +143,15 @@ impl IntoResponse for Error {
             message: &message,
         };
         let mut response = json_response(self.status(), &body);
-        if let Error::Overloaded(_) = self {
-            let value = HeaderValue::from(RETRY_AFTER_SECONDS);
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+        let extra = match &self {
+            Error::Overloaded(_) => Some((header::RETRY_AFTER, RETRY_AFTER_SECONDS.into())),
+            Error::Unauthorized(_) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            response.headers_mut().insert(name, value);
         }
         response
     }

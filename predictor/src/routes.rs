@@ -1,5 +1,5 @@
-//! The HTTP surface: paths, per-route metrics, timeouts and body limits, load shedding, and JSON
-//! answers for requests that match nothing.
+//! The HTTP surface: paths, per-route metrics, timeouts and body limits, load shedding, the
+//! write token, and JSON answers for requests that match nothing.
 
 use std::{sync::Arc, time::Instant};
 
@@ -17,6 +17,7 @@ use axum::{
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer, load_shed::error::Overloaded};
 
 use crate::{
+    auth,
     error::Error,
     handlers::{feedback, predict, recommend, status},
     metrics::Route,
@@ -64,8 +65,8 @@ async fn shed(state: Arc<AppState>, error: BoxError) -> Error {
     }
 }
 
-/// Layers, outermost first: metrics and the request timeout (so refusals are counted too), load
-/// shedding beyond `--max-in-flight` /v1 requests (one
+/// Layers, outermost first: metrics and the request timeout (so refusals are counted too), the
+/// write token on write endpoints, load shedding beyond `--max-in-flight` /v1 requests (one
 /// semaphore shared by all routes; probes and /metrics are never shed, so an overloaded replica
 /// is not also killed by its liveness probe), the body limit, the handler.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -89,6 +90,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     let v1 = |methods: MethodRouter<Arc<AppState>>, route: Route| {
         endpoint(methods.layer(shedding.clone()), route)
+    };
+    let write = |methods: MethodRouter<Arc<AppState>>, route: Route| {
+        let guarded = methods
+            .layer(shedding.clone())
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_write_token,
+            ));
+        endpoint(guarded, route)
     };
     let pair_body = DefaultBodyLimit::max(limits.pair_body_bytes);
     Router::new()
@@ -115,7 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/feedback",
-            v1(post(feedback::feedback.layer(pair_body)), Route::Feedback),
+            write(post(feedback::feedback.layer(pair_body)), Route::Feedback),
         )
         .route("/v1/summary", v1(get(status::summary), Route::Summary))
         .route("/v1/stats", v1(get(status::stats), Route::Stats))

@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use recommender_model::{Artifact, Model, Ranker};
 
 use crate::{
-    config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics, top_index::TopIndex,
+    auth::WriteToken, config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics,
+    top_index::TopIndex,
 };
 
 /// A verified artifact and where and when it was loaded.
@@ -125,6 +126,8 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Metrics,
     pub feedback: FeedbackStats,
+    /// Required by the write endpoints when set.
+    pub write_token: Option<WriteToken>,
     pub load_status: Mutex<LoadStatus>,
     pub started: Instant,
 }
@@ -138,6 +141,7 @@ impl AppState {
             limits: Limits::of(config),
             metrics: Metrics::new()?,
             feedback: FeedbackStats::new(config.accept_threshold, config.active_window),
+            write_token: WriteToken::from_config(config)?,
             load_status: Mutex::new(LoadStatus::default()),
             started: Instant::now(),
         }))

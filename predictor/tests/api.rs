@@ -8,6 +8,7 @@ use axum::{
 };
 use common::*;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn not_ready_until_a_model_is_loaded() {
@@ -673,6 +674,113 @@ async fn an_over_long_id_is_refused_with_its_own_code_and_place() {
     assert_eq!(
         s["online"]["feedback_total"], 0,
         "refused feedback is not counted"
+    );
+}
+
+const TOKEN: &str = "write-token-0123456789abcdef";
+
+/// An app serving `v1` that requires [`TOKEN`] for writes.
+async fn guarded_app() -> (App, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let app = app_with(|c| c.write_token_file = Some(token));
+    write(&app.path, "v1", 1);
+    recommender_predictor::reload::reload(&app.state)
+        .await
+        .unwrap();
+    (app, secrets)
+}
+
+fn feedback_with(authorization: Option<&str>) -> Request<Body> {
+    let mut request =
+        Request::post("/v1/feedback").header(header::CONTENT_TYPE, "application/json");
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    request
+        .body(Body::from(r#"{"user":"u1","item":"i1","rating":4}"#))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn writes_need_the_token_and_reads_do_not() {
+    let (app, _secrets) = guarded_app().await;
+    let r = &app.router;
+    for (authorization, needle) in [
+        (None, "Authorization: Bearer"),
+        (
+            Some("Bearer wrong-token-0123456789abcdef"),
+            "not this predictor's write token",
+        ),
+        (Some(&format!("Basic {TOKEN}")[..]), "Authorization: Bearer"),
+        (Some(TOKEN), "Authorization: Bearer"),
+    ] {
+        let response = r
+            .clone()
+            .oneshot(feedback_with(authorization))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let (status, body, text) = send(r, feedback_with(authorization)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"], "unauthorized", "{text}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{text}");
+    }
+    let (_, s) = get(r, "/v1/summary").await;
+    assert_eq!(
+        s["online"]["feedback_total"], 0,
+        "refused writes changed nothing"
+    );
+
+    let (status, body, text) = send(r, feedback_with(Some(&format!("Bearer {TOKEN}")))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(body["model_version"], "v1");
+    let (status, _, _) = send(r, feedback_with(Some(&format!("bearer {TOKEN}")))).await;
+    assert_eq!(status, StatusCode::OK, "the scheme is case-insensitive");
+
+    for uri in [
+        "/v1/predict?user=u1&item=i1",
+        "/v1/users/u1/recommendations",
+        "/v1/summary",
+        "/v1/stats",
+        "/v1/model",
+        "/metrics",
+        "/readyz",
+    ] {
+        let (status, _) = get(r, uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri} is a read and stays open");
+    }
+    let (status, _) = post_json(r, "/v1/predict", r#"{"user":"u1","item":"i1"}"#).await;
+    assert_eq!(status, StatusCode::OK, "POST /v1/predict is a read");
+    let (_, _, metrics) = send(r, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        metrics.contains(
+            r#"recommender_predictor_http_requests_total{code="401",route="/v1/feedback"} 8"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_token_source_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let mut config = recommender_predictor::Config::with_model(dir.path().join("m"));
+    config.write_token_file = Some(short.clone());
+    let err = recommender_predictor::AppState::new(&config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&short.display().to_string()) && err.contains("3 bytes"),
+        "{err}"
     );
 }
 
