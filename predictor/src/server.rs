@@ -7,7 +7,7 @@
 //! wrapped in read and write timeouts (`--idle-timeout`) for clients that stop sending a body or
 //! reading an answer; at most `--max-connections` are open, and one beyond is closed at accept.
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::server::conn::http1;
 use hyper_util::{
@@ -16,7 +16,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     signal::unix::{SignalKind, signal},
     sync::{Semaphore, watch},
 };
@@ -34,12 +34,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let state = AppState::new(&config)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen, config.max_connections).map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
     tracing::info!(addr = %config.listen, model = %config.model.display(), "listening");
 
     let (stop_watcher, stopped) = watch::channel(false);
@@ -62,6 +60,19 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// Binds with a listen queue as long as the connection bound: a burst of new connections waits
+/// in the kernel's queue (capped by `net.core.somaxconn`) instead of overflowing a short one
+/// into a one-second SYN retry.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, then closes the listener, lets
