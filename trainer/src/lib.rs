@@ -9,6 +9,7 @@ pub mod error;
 pub mod generate;
 pub mod history;
 pub mod kernel;
+mod lanes;
 pub mod loaders;
 pub mod pg;
 pub mod retention;

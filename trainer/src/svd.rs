@@ -195,18 +195,25 @@ mod tests {
         Triple { user, item, rating }
     }
 
+    /// One factor row padded with zeros to a whole chunk, as `fit` pads them.
+    fn row(v: &[f32]) -> [f32; kernel::ROW_ALIGN] {
+        let mut out = [0f32; kernel::ROW_ALIGN];
+        out[..v.len()].copy_from_slice(v);
+        out
+    }
+
     /// One step worked out by hand (see the numbers in the comments), checking that both factor
     /// updates use the values from before the step.
     #[test]
     fn single_sgd_step_matches_hand_computation() {
         let mut bu = [0.1f32];
         let mut bi = [-0.2f32];
-        let mut pu = [0.5f32, -0.1];
-        let mut qi = [0.2f32, 0.3];
+        let mut pu = row(&[0.5, -0.1]);
+        let mut qi = row(&[0.2, 0.3]);
         let rates = rates(&SvdParams::default());
         let mut p = Params {
             mu: 3.0,
-            k: 2,
+            k: kernel::ROW_ALIGN,
             bu: &mut bu,
             bi: &mut bi,
             pu: &mut pu,
@@ -221,21 +228,23 @@ mod tests {
         assert!(close(pu[1], -0.098445), "{}", pu[1]); // -0.1 + 0.005 (0.309 + 0.002)
         assert!(close(qi[0], 0.202555), "{}", qi[0]); // 0.2 + 0.005 (0.515 - 0.004)
         assert!(close(qi[1], 0.299455), "{}", qi[1]); // 0.3 + 0.005 (-0.103 - 0.006)
+        // The padding stays zero, so it never reaches a dot product.
+        assert!(pu[2..].iter().chain(&qi[2..]).all(|&x| x == 0.0));
     }
 
     #[test]
     fn unbiased_step_ignores_mean_and_biases() {
         let mut bu = [0f32];
         let mut bi = [0f32];
-        let mut pu = [1.0f32];
-        let mut qi = [2.0f32];
+        let mut pu = row(&[1.0]);
+        let mut qi = row(&[2.0]);
         let rates = rates(&SvdParams {
             biased: false,
             ..SvdParams::default()
         });
         let mut p = Params {
             mu: 3.0,
-            k: 1,
+            k: kernel::ROW_ALIGN,
             bu: &mut bu,
             bi: &mut bi,
             pu: &mut pu,
