@@ -2,6 +2,7 @@
 //! cross-validation and the model artifact the predictor serves.
 
 pub mod baseline;
+pub mod blocked;
 pub mod challenge;
 pub mod cv;
 pub mod data;

@@ -73,6 +73,33 @@ fn generate_then_train_writes_artifact_and_report() {
     assert_eq!(a.meta.version, "v1");
     assert_eq!(a.meta.algorithm, "svd");
     assert_eq!(a.model.factors.n_factors(), 8);
+
+    // The same run with each fit on two threads, in blocks.
+    let out = bin()
+        .args(["evaluate", "--json", "--factors", "8", "--epochs", "10"])
+        .args(["--folds", "3", "--fit-threads", "2", "--source"])
+        .arg(&data)
+        .arg("--report")
+        .arg(dir.path().join("blocked.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let folds = v["folds"].as_array().unwrap();
+    let rmse = folds
+        .iter()
+        .map(|f| f["rmse"].as_f64().unwrap())
+        .sum::<f64>()
+        / 3.0;
+    assert!(
+        (rmse - m.rmse).abs() < 0.05,
+        "blocked {rmse} vs serial {}",
+        m.rmse
+    );
 }
 
 #[test]
@@ -160,4 +187,16 @@ fn usage_errors_exit_2() {
         bin().args(["train", "--bogus"]).status().unwrap().code(),
         Some(2)
     );
+    for n in ["0", "257"] {
+        let out = bin()
+            .args(["evaluate", "--source", "x.csv", "--fit-threads", n])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--fit-threads") && err.contains("1..=256"),
+            "{err}"
+        );
+    }
 }
