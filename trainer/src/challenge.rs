@@ -157,7 +157,7 @@ fn compare(
         user_known[t.user as usize] = true;
         item_known[t.item as usize] = true;
     }
-    let factors = fit_ordered(hp, nu, ni, group_by_user(train, nu), &mut |_| {})?;
+    let factors = fit_ordered(hp, nu, ni, group_by_user(train, nu), 1, &mut |_| {})?;
     let mut champion_se = Vec::with_capacity(split.held.len());
     let mut challenger_se = Vec::with_capacity(split.held.len());
     for &j in &split.held {

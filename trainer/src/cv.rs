@@ -36,6 +36,9 @@ pub struct CvOptions {
     pub ranking_users: usize,
     /// Train folds concurrently (rayon's pool).
     pub parallel: bool,
+    /// Threads of each fit (see [`crate::svd::fit`]). Above 1, folds are trained one after
+    /// another, each fit on the pool's threads, instead of one fold per thread.
+    pub fit_threads: usize,
 }
 
 impl Default for CvOptions {
@@ -46,6 +49,7 @@ impl Default for CvOptions {
             relevance_threshold: 4.0,
             ranking_users: 2000,
             parallel: true,
+            fit_threads: 1,
         }
     }
 }
@@ -198,7 +202,7 @@ pub fn cross_validate(
     }
     let perm = permutation(n, opts.seed);
     let bounds = fold_bounds(n, opts.folds);
-    let fit = |fold: usize| fit_fold(data, hp, &perm, fold, &bounds[fold], progress);
+    let fit = |fold: usize| fit_fold(data, hp, opts, &perm, fold, &bounds[fold], progress);
     let evaluate = |fold: usize, (factors, fit_seconds): (Factors, f64)| {
         let test = bounds[fold].clone();
         evaluate_fold(
@@ -214,7 +218,9 @@ pub fn cross_validate(
     };
     // One thread gains nothing from queueing fits ahead, and fitted models waiting for their
     // evaluation cost memory (88 MB each at 10M ratings): fit and evaluate fold by fold.
-    if !opts.parallel || rayon::current_num_threads() == 1 {
+    // Likewise when each fit spreads over the threads itself: two at once would share the cores
+    // for nothing and hold two folds' ratings.
+    if !opts.parallel || rayon::current_num_threads() == 1 || opts.fit_threads > 1 {
         let folds = (0..opts.folds)
             .map(|f| fit(f).and_then(|fitted| evaluate(f, fitted)))
             .collect::<Result<Vec<_>>>()?;
@@ -263,6 +269,7 @@ fn train_of<'a>(
 fn fit_fold(
     data: &Ratings,
     hp: &Hyperparameters,
+    opts: &CvOptions,
     perm: &[u32],
     fold: usize,
     test: &Range<usize>,
@@ -271,7 +278,7 @@ fn fit_fold(
     let (nu, ni) = (data.users.len(), data.items.len());
     let t0 = Instant::now();
     let ordered = group_by_user(train_of(data, perm, test), nu);
-    let factors = fit_ordered(hp, nu, ni, ordered, &mut |epoch| {
+    let factors = fit_ordered(hp, nu, ni, ordered, opts.fit_threads, &mut |epoch| {
         progress(Progress::Epoch { fold, epoch })
     })?;
     Ok((factors, t0.elapsed().as_secs_f64()))

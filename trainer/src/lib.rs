@@ -2,6 +2,7 @@
 //! cross-validation and the model artifact the predictor serves.
 
 pub mod baseline;
+pub mod blocked;
 pub mod challenge;
 pub mod cv;
 pub mod data;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod history;
 pub mod kernel;
+mod lanes;
 pub mod loaders;
 pub mod pg;
 pub mod retention;

@@ -184,9 +184,12 @@ fn stages(
         return Ok(());
     };
     let t = Instant::now();
-    let model = train::fit_model(&data, &cfg.hyperparameters, &mut |epoch| {
-        progress(Progress::FinalEpoch { epoch })
-    })?;
+    let model = train::fit_model(
+        &data,
+        &cfg.hyperparameters,
+        cfg.cv.fit_threads,
+        &mut |epoch| progress(Progress::FinalEpoch { epoch }),
+    )?;
     report.durations.fit_seconds = t.elapsed().as_secs_f64();
     drop(data);
     let artifact = Artifact {
