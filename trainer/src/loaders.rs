@@ -4,7 +4,7 @@
 //! one parser serves all of them and reports errors the same way: file, 1-based line, problem.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -194,17 +194,15 @@ impl Layout {
     }
 }
 
-/// Opens `path`, decompressing gzip when the file starts with gzip's magic bytes.
-fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+/// Buffers `input`, decompressing gzip when it starts with gzip's magic bytes.
+fn decompressed<'a>(input: impl Read + 'a, file: &str) -> Result<Box<dyn BufRead + 'a>> {
     const BUF: usize = 1 << 16;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(f)))
+    let mut buffered = BufReader::with_capacity(BUF, input);
+    let head = buffered.fill_buf().map_err(|e| Error::io(file, e))?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(buffered)))
     } else {
-        Box::new(BufReader::with_capacity(BUF, f))
+        Box::new(buffered)
     })
 }
 
@@ -249,8 +247,14 @@ fn parse_line(
 
 /// Loads a rating file.
 pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
-    let file = path.display().to_string();
-    let mut reader = open(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    load_reader(file, &path.display().to_string(), opts)
+}
+
+/// Loads ratings from `input`, plain or gzip; `file` names it in errors.
+pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<Ratings> {
+    let file = file.to_owned();
+    let mut reader = decompressed(input, &file)?;
     let mut b = RatingsBuilder::new(opts.scale).select(opts.select);
     let mut buf = Vec::with_capacity(256);
     let mut line_no = 0u64;
@@ -259,7 +263,7 @@ pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::io(&file, e))?;
         if n == 0 {
             break;
         }
