@@ -544,6 +544,27 @@ mod tests {
         assert!(problem.contains("outside"));
     }
 
+    /// Found by the fuzzer (fuzz/corpus): a finite rating beyond f32 became an infinite one.
+    #[test]
+    fn rating_beyond_f32_is_a_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "r.csv", "1,2,3,5\n1,2,31e193,5\n");
+        let (_, line, problem) = bad_line(load_file(&p, &FileOptions::default()).unwrap_err());
+        assert_eq!(line, 2);
+        assert!(problem.contains("3.1e194 is too large"), "{problem}");
+        let p = write(&d, "r.csv", "1,2,-1e39\n");
+        let opts = FileOptions {
+            skip_bad_lines: true,
+            ..Default::default()
+        };
+        assert!(
+            load_file(&p, &opts)
+                .unwrap_err()
+                .to_string()
+                .contains("1 malformed")
+        );
+    }
+
     #[test]
     fn missing_file_is_an_io_error_naming_it() {
         let err =
