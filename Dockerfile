@@ -24,6 +24,7 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Only the workspace (every member must be present for cargo to load it), never a local target/.
 COPY Cargo.toml Cargo.lock ./
+COPY contract ./contract
 COPY model ./model
 COPY pgtls ./pgtls
 COPY trainer ./trainer

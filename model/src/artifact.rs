@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use recommender_report::{DataFingerprint, Metrics};
+use recommender_contract::report::{DataFingerprint, Metrics};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

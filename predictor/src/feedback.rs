@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recommender_report::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
+use recommender_contract::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
 use serde::Serialize;
 
 /// Beyond this many distinct users in the window, new users are not tracked (counts saturate)

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_pgtls::SslMode;
-use recommender_report::defaults::{BASELINE, FOLDS, SVD};
-use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
 use recommender_trainer::challenge::ChallengeOptions;
 use recommender_trainer::cv::CvOptions;
@@ -535,7 +535,7 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
 
 fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
     TrainingReport {
-        format: recommender_report::REPORT_FORMAT,
+        format: recommender_contract::report::REPORT_FORMAT,
         outcome: Outcome::Failed,
         version: a.version_label.clone().unwrap_or_default(),
         algorithm: a.model.hyperparameters().algorithm().to_owned(),
@@ -546,7 +546,7 @@ fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
         data: None,
         durations: Default::default(),
         finished_at: jiff::Timestamp::now().to_string(),
-        error: Some(recommender_report::RunError {
+        error: Some(recommender_contract::report::RunError {
             reason: e.reason().to_owned(),
             message: e.to_string(),
         }),

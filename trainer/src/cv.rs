@@ -9,8 +9,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
+use recommender_contract::report::Metrics;
 use recommender_model::{Factors, Hyperparameters, Query, Ranker, RatedItems};
-use recommender_report::Metrics;
 use serde::Serialize;
 
 use crate::data::Ratings;

@@ -39,7 +39,7 @@ pub enum Error {
     Artifact(#[from] ArtifactError),
 
     #[error("cannot write the report: {0}")]
-    Report(#[from] recommender_report::ReportError),
+    Report(#[from] recommender_contract::report::ReportError),
 }
 
 impl Error {

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use recommender_contract::report::{DataFingerprint, Durations, Metrics, Outcome, RunError};
 use recommender_model::Hyperparameters;
-use recommender_report::{DataFingerprint, Durations, Metrics, Outcome, RunError};
 use serde::{Deserialize, Serialize};
 
 use crate::cv::{CvResult, FoldResult, mean_std};

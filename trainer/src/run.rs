@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use recommender_contract::report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 use recommender_model::Hyperparameters;
 use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
-use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
 use crate::challenge::{self, ChallengeOptions};
 use crate::cv::{self, CvOptions, CvResult, Progress};
@@ -257,7 +257,7 @@ mod tests {
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
         let json = r.report.to_json().unwrap();
-        assert!(json.len() <= recommender_report::MAX_REPORT_BYTES);
+        assert!(json.len() <= recommender_contract::report::MAX_REPORT_BYTES);
         let a = artifact::load(&out).unwrap();
         assert_eq!(a.meta.version, "v1");
         assert_eq!(Some(&a.meta.metrics), r.report.metrics.as_ref());

@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use recommender_contract::report::{
+    Durations, Forward, Outcome, REPORT_FORMAT, RunError, TrainingReport,
+};
 use recommender_model::artifact;
-use recommender_report::{Durations, Forward, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
 use crate::data::{Ratings, Selection};
 use crate::error::{Error, Result};

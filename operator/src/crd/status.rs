@@ -181,7 +181,7 @@ pub struct ForwardRecord {
 }
 
 impl ForwardRecord {
-    pub fn from_report(f: &recommender_report::Forward, evaluated_at: Timestamp) -> Self {
+    pub fn from_report(f: &recommender_contract::report::Forward, evaluated_at: Timestamp) -> Self {
         Self {
             since: f.since,
             until: f.until,
@@ -296,7 +296,7 @@ pub struct ModelMetrics {
 
 impl ModelMetrics {
     /// The report's metrics, rounded to 4 decimals.
-    pub fn from_report(m: &recommender_report::Metrics) -> Self {
+    pub fn from_report(m: &recommender_contract::report::Metrics) -> Self {
         let r = round4;
         Self {
             folds: m.folds,

@@ -11,7 +11,7 @@ use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunStat
 use crate::validate::{Config, validate};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use recommender_report::{
+use recommender_contract::report::{
     DataFingerprint, Durations, Metrics, Outcome, REPORT_FORMAT, TrainingReport,
 };
 use std::collections::BTreeMap;

@@ -15,7 +15,7 @@ use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use recommender_report::{Outcome, TrainingReport};
+use recommender_contract::report::{Outcome, TrainingReport};
 use std::time::Duration;
 
 /// Runs kept in `status.history`.
@@ -142,9 +142,9 @@ enum Ending {
         // Boxed: a model record is several times the size of a failure.
         model: Box<ModelRecord>,
         /// Full precision, for the gate.
-        metrics: recommender_report::Metrics,
+        metrics: recommender_contract::report::Metrics,
         /// The trainer's comparison with the serving model, when asked for.
-        challenge: Option<Box<recommender_report::Challenge>>,
+        challenge: Option<Box<recommender_contract::report::Challenge>>,
         duration: f64,
     },
 }

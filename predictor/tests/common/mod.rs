@@ -13,12 +13,12 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use http_body_util::BodyExt;
+use recommender_contract::report::{DataFingerprint, Metrics};
 use recommender_model::{
     Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters, Model, SvdParams, artifact,
     fixtures::{self, Shape},
 };
 use recommender_predictor::{AppState, Config, reload, router};
-use recommender_report::{DataFingerprint, Metrics};
 use serde_json::Value;
 use tower::ServiceExt;
 

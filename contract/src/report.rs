@@ -3,11 +3,7 @@
 //!
 //! The trainer writes it as compact JSON to the container's termination-message path, which
 //! Kubernetes caps at 4096 bytes, so the type is kept small and [`TrainingReport::to_json`]
-//! guarantees the bound. It lives in its own crate so the operator can read reports without
-//! compiling the numeric code.
-
-pub mod defaults;
-pub mod stats;
+//! guarantees the bound.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
