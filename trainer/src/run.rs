@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use recommender_contract::report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 use recommender_model::Hyperparameters;
-use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
+use recommender_model::artifact::{
+    self, Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
+};
 
 use crate::challenge::{self, ChallengeOptions};
 use crate::cv::{self, CvOptions, CvResult, Progress};
@@ -198,9 +200,10 @@ fn stages(
             hyperparameters: cfg.hyperparameters.clone(),
             data: report
                 .data
-                .clone()
+                .as_ref()
+                .map(TrainingData::from)
                 .ok_or_else(|| Error::InvalidData("no data".into()))?,
-            metrics,
+            metrics: CvMetrics::from(&metrics),
             trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         model,
@@ -260,8 +263,14 @@ mod tests {
         assert!(json.len() <= recommender_contract::report::MAX_REPORT_BYTES);
         let a = artifact::load(&out).unwrap();
         assert_eq!(a.meta.version, "v1");
-        assert_eq!(Some(&a.meta.metrics), r.report.metrics.as_ref());
-        assert_eq!(Some(&a.meta.data), r.report.data.as_ref());
+        assert_eq!(
+            a.meta.metrics,
+            CvMetrics::from(r.report.metrics.as_ref().unwrap())
+        );
+        assert_eq!(
+            a.meta.data,
+            TrainingData::from(r.report.data.as_ref().unwrap())
+        );
         assert_eq!(a.meta.data.max_timestamp, Some(newest));
         assert!(a.model.predict("1", "4").user_known);
         assert!(!a.model.predict("3", "4").user_known);
