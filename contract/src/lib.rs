@@ -4,6 +4,8 @@
 //!
 //! - [`report`]: the trainer's run report, which the operator reads from the Job's
 //!   termination message;
+//! - [`metrics`]: the quality measures, per test fold and cross-validated, which the report, the
+//!   trainer's folds and the `RecommenderModel` status carry;
 //! - [`stats`]: what a predictor replica answers on `GET /v1/stats` for the operator's collector;
 //! - [`defaults`]: the hyperparameter defaults the CRD, the trainer CLI and the operator's Job
 //!   arguments share.
@@ -12,5 +14,6 @@
 //! it (docs/contracts.md).
 
 pub mod defaults;
+pub mod metrics;
 pub mod report;
 pub mod stats;

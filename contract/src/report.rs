@@ -8,6 +8,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::Metrics;
+
 /// Bumped when a field changes meaning or a required field is added.
 pub const REPORT_FORMAT: u32 = 1;
 
@@ -60,22 +62,6 @@ pub struct TrainingReport {
     /// and the champion compare on ratings neither was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Challenge>,
-}
-
-/// Mean (and population standard deviation) over the CV folds.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Metrics {
-    pub folds: u32,
-    pub rmse: f64,
-    pub rmse_std: f64,
-    pub mae: f64,
-    pub mae_std: f64,
-    /// Share of test predictions within one star of the actual rating.
-    pub accuracy: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
 }
 
 /// Identifies the data a model was trained on, so two runs can be told apart.

@@ -7,7 +7,8 @@
 //! keep these types as the reader of format 1 (converting to the new ones), and commit the new
 //! version's golden file (`model/tests/artifact_format.rs` fails until then).
 
-use recommender_contract::report::{DataFingerprint, Metrics};
+use recommender_contract::metrics::Metrics;
+use recommender_contract::report::DataFingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::params::Hyperparameters;

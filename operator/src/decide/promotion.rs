@@ -8,7 +8,8 @@ use crate::crd::{
     Comparison, ComparisonBasis, ComparisonVerdict, ModelRecord, Promotion, RecommenderModelSpec,
     RecommenderModelStatus, RunOutcome, RunReason,
 };
-use recommender_contract::report::{Challenge, Metrics};
+use recommender_contract::metrics::Metrics;
+use recommender_contract::report::Challenge;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

@@ -5,8 +5,8 @@ use super::freshness::Freshness;
 use super::{Draft, PlannedEvent, promotion};
 use crate::children::{self, Defaults};
 use crate::crd::{
-    ActiveRun, ArtifactFile, Fingerprint, ModelMetrics, ModelRecord, RecommenderModel,
-    RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunReason, RunRecord, RunTrigger,
+    ActiveRun, ArtifactFile, Fingerprint, ModelRecord, RecommenderModel, RecommenderModelSpec,
+    RecommenderModelStatus, RunOutcome, RunReason, RunRecord, RunTrigger,
 };
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::{Observed, ObservedRun, RunState};
@@ -142,7 +142,7 @@ enum Ending {
         // Boxed: a model record is several times the size of a failure.
         model: Box<ModelRecord>,
         /// Full precision, for the gate.
-        metrics: recommender_contract::report::Metrics,
+        metrics: recommender_contract::metrics::Metrics,
         /// The trainer's comparison with the serving model, when asked for.
         challenge: Option<Box<recommender_contract::report::Challenge>>,
         duration: f64,
@@ -213,7 +213,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
         model: Box::new(ModelRecord {
             version: children::version_label(run.run),
             run: run.run,
-            metrics: ModelMetrics::from_report(metrics),
+            metrics: metrics.rounded(),
             trained_at: report
                 .finished_at
                 .parse()
