@@ -170,6 +170,27 @@ pub enum ReportError {
 }
 
 impl TrainingReport {
+    /// A report that says the run failed until the run marks it `Succeeded`: a run fills it in
+    /// stage by stage, so one that stops early still reports what it got to.
+    pub fn failed(version: String, algorithm: String) -> Self {
+        Self {
+            format: REPORT_FORMAT,
+            outcome: Outcome::Failed,
+            version,
+            algorithm,
+            artifact: None,
+            artifact_bytes: None,
+            artifact_sha256: None,
+            metrics: None,
+            data: None,
+            durations: Durations::default(),
+            finished_at: String::new(),
+            error: None,
+            forward: None,
+            challenge: None,
+        }
+    }
+
     /// Compact JSON of at most [`MAX_REPORT_BYTES`]; an over-long error message is cut (on a
     /// character boundary) rather than letting Kubernetes truncate the JSON itself.
     pub fn to_json(&self) -> Result<String, ReportError> {

@@ -535,23 +535,12 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
 
 fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
     TrainingReport {
-        format: recommender_contract::report::REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: a.version_label.clone().unwrap_or_default(),
-        algorithm: a.model.hyperparameters().algorithm().to_owned(),
-        artifact: None,
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Default::default(),
         finished_at: jiff::Timestamp::now().to_string(),
-        error: Some(recommender_contract::report::RunError {
-            reason: e.reason().to_owned(),
-            message: e.to_string(),
-        }),
-        forward: None,
-        challenge: None,
+        error: Some(e.to_run_error()),
+        ..TrainingReport::failed(
+            a.version_label.clone().unwrap_or_default(),
+            a.model.hyperparameters().algorithm().to_owned(),
+        )
     }
 }
 

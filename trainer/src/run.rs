@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use recommender_contract::report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_model::Hyperparameters;
 use recommender_model::artifact::{
     self, Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
@@ -66,22 +66,10 @@ fn now() -> String {
 pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
     let started = Instant::now();
     let started_at = now();
-    let mut report = TrainingReport {
-        format: REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: cfg.version.clone(),
-        algorithm: cfg.hyperparameters.algorithm().to_owned(),
-        artifact: None,
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Durations::default(),
-        finished_at: String::new(),
-        error: None,
-        forward: None,
-        challenge: None,
-    };
+    let mut report = TrainingReport::failed(
+        cfg.version.clone(),
+        cfg.hyperparameters.algorithm().to_owned(),
+    );
     let mut cv_out = None;
     let result = stages(cfg, progress, &mut report, &mut cv_out);
     report.durations.total_seconds = started.elapsed().as_secs_f64();
@@ -90,10 +78,7 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
         Ok(()) => report.outcome = Outcome::Succeeded,
         Err(e) => {
             tracing::error!(error = %e, "training run failed");
-            report.error = Some(RunError {
-                reason: e.reason().to_owned(),
-                message: e.to_string(),
-            });
+            report.error = Some(e.to_run_error());
         }
     }
     if let Some(out) = &cfg.out {
