@@ -1,7 +1,6 @@
 //! `status.online` on the local cluster: feedback sent to each of two predictor replicas is summed
 //! by the operator's collector into one status, and the figures match what this test computes
 //! from the same requests; a model below `promotion.minAccuracy` never serves, and says why.
-//! Run by `tests/all.sh`, one test at a time.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
