@@ -27,7 +27,7 @@ pub use http::{get, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
 pub use nettools::{NETTOOLS_IMAGE, NetTools};
-pub use node::{NodeProcess, container_processes, dropped_by, tag_image};
+pub use node::{NodeProcess, container_processes, dropped_by, predictor_process, tag_image};
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};

@@ -117,6 +117,16 @@ pub async fn wait_serving(
     .await
 }
 
+/// The model's status as it is now; panics when it has none yet.
+pub async fn model_status(client: &Client, ns: &str, name: &str) -> RecommenderModelStatus {
+    models(client, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading {ns}/{name}: {e}"))
+        .status
+        .unwrap_or_else(|| panic!("{ns}/{name} has no status yet"))
+}
+
 /// Server-side apply of `model`, owning every field it sets (as `kubectl apply --server-side`).
 pub async fn apply_model(client: &Client, model: &RecommenderModel) {
     let api = models(client, &model.namespace().expect("a namespace"));

@@ -3,6 +3,8 @@
 
 use crate::env::Env;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams};
 use std::process::Command;
 
 fn ctr(env: &Env, args: &[&str]) -> (bool, String) {
@@ -139,6 +141,23 @@ impl NodeProcess {
             .expect("run kill");
         assert!(status.success(), "kill -KILL {}", self.pid);
     }
+}
+
+/// A predictor pod of the namespace and its container's host process.
+pub async fn predictor_process(env: &Env, client: &Client, ns: &str) -> (Pod, NodeProcess) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let predictor = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
+        .await
+        .unwrap_or_else(|e| panic!("listing the predictor pods of {ns}: {e}"))
+        .items
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no predictor pod in {ns}"));
+    let process = container_processes(env, &predictor, "predictor")
+        .pop()
+        .expect("the predictor's host process");
+    (predictor, process)
 }
 
 /// The host processes of `pod`'s running containers named `container`.

@@ -194,15 +194,7 @@ async fn a_crashed_predictor_is_restarted_and_the_conditions_follow() {
     let (env, client, ns) = setup("e2e-crash").await;
     let api = models(&client, &ns.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let predictor = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let process = container_processes(&env, &predictor, "predictor")
-        .pop()
-        .expect("the predictor's host process");
+    let (predictor, process) = predictor_process(&env, &client, &ns.name).await;
     process.kill();
 
     let status = wait_status(

@@ -4,8 +4,8 @@
 //! anonymous requests; pods resolve cluster names, and only those, and reach Services by them;
 //! and nothing a pod or a Service sends leaves this machine.
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
 use recommender_e2e::*;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
@@ -43,16 +43,7 @@ async fn containers_run_hardened_and_answer_logs_exec_and_port_forward() {
     // The predictor as the node runs it: UID and GID 65532 with the fsGroup, no capabilities at
     // all, a seccomp filter, no way to gain privileges, read-only root and store, and the
     // memory limit of its pod's spec on its cgroup.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let predictor = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let process = container_processes(&env, &predictor, "predictor")
-        .pop()
-        .expect("the predictor's host process");
+    let (predictor, process) = predictor_process(&env, &client, &ns.name).await;
     assert_eq!(process.uids(), [NONROOT; 4]);
     assert_eq!(process.gids(), [NONROOT; 4]);
     assert!(

@@ -123,12 +123,7 @@ async fn retention_keeps_the_serving_model_and_the_window_and_nothing_else() {
         "v4 promoted (v1 superseded)",
     )
     .await;
-    let status = models(&client, &ns.name)
-        .get("movies")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    let status = model_status(&client, &ns.name, "movies").await;
     let window: Vec<&str> = status.models.iter().map(|m| m.version.as_str()).collect();
     assert_eq!(window, ["v3", "v4"], "what pinnedVersion can name");
 

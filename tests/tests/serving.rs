@@ -22,12 +22,7 @@ async fn status_url_is_the_predictors_dns_name_and_ready_is_a_column() {
     Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
     apply_model(&client, &postgres_model(&env, &ns, "movies", |_| {})).await;
     wait_serving(&client, &ns.name, "movies", "v1").await;
-    let status = models(&client, &ns.name)
-        .get("movies")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    let status = model_status(&client, &ns.name, "movies").await;
 
     let host = format!("movies-predictor.{}.svc.cluster.local", ns.name);
     let url = format!("http://{host}:8080");
@@ -232,12 +227,7 @@ async fn autoscale_then_scale_by_hand(client: &Client, ns: &str) {
         "not reverted"
     );
     assert!(!operator_owns_replicas(&d));
-    let status = models(client, ns)
-        .get("movies")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    let status = model_status(client, ns, "movies").await;
     assert_eq!(
         status.predictor.unwrap().desired_replicas,
         3,
