@@ -55,7 +55,7 @@ check_clean() {
     [ ! -s "$RECOMMENDER_STATE/pids/$c.pid" ] || fail "$what: $c still recorded as running"
   done
   for p in /proc/[0-9]*; do
-    case $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null || true) in
+    case $(tr '\0' ' ' 2>/dev/null <"$p/cmdline" || true) in
       *"$RECOMMENDER_STATE/"*) fail "$what: a process of the cluster is left: $(tr '\0' ' ' <"$p/cmdline")" ;;
     esac
   done
