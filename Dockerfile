@@ -29,6 +29,7 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Only the workspace (every member must be present for cargo to load it), never a local target/.
 COPY Cargo.toml Cargo.lock ./
+COPY contract ./contract
 COPY model ./model
 COPY pgtls ./pgtls
 COPY store ./store

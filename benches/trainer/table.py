@@ -50,10 +50,10 @@ def quality(tag):
 def rank_share(tag):
     """Ranking's share of our folds' stage times (None for Surprise, which does not rank)."""
     folds = json.load(open(os.path.join(results, tag + ".out"))).get("folds")
-    if not folds or "rank_seconds" not in folds[0]:
+    if not folds or "rankSeconds" not in folds[0]:
         return None
-    rank = sum(f["rank_seconds"] for f in folds)
-    return rank / sum(f["fit_seconds"] + f["test_seconds"] + f["rank_seconds"] for f in folds)
+    rank = sum(f["rankSeconds"] for f in folds)
+    return rank / sum(f["fitSeconds"] + f["testSeconds"] + f["rankSeconds"] for f in folds)
 
 
 def cpu_model():
@@ -84,7 +84,7 @@ print("  the 5k items of the 1M set, 20k users per million ratings).")
 print("- Rows of the 100k-rating sets are the median of several runs (all wall times in the last")
 print("  column); the others are single runs.")
 print("- Ranking share: our folds' time ranking every sampled test user's top-10 over all items, as a")
-print("  share of their fit + test + ranking time (`rank_seconds` etc. of `--json`).\n")
+print("  share of their fit + test + ranking time (`rankSeconds` etc. of `--json`).\n")
 print("| data | implementation | threads | RMSE | MAE | wall s | peak RSS MiB | speed-up vs Surprise | ranking share | load avg before | runs (s) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, impl, threads in rows:

@@ -34,7 +34,7 @@ def stages(text):
 
 
 def workspace_dirs(cargo_toml):
-    """The top-level folders of the workspace's members (trainer/report is in trainer)."""
+    """The top-level folders of the workspace's members."""
     members = re.search(r"^members\s*=\s*\[(.*?)\]", cargo_toml, re.MULTILINE | re.DOTALL)
     return sorted({m.split("/")[0] for m in re.findall(r'"([^"]+)"', members.group(1))}) if members else []
 

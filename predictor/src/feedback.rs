@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recommender_report::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
+use recommender_contract::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
 use serde::Serialize;
 
 /// Slices per active window. A user counts as active from their feedback until the end of the

@@ -10,7 +10,7 @@ use prometheus::{
     core::{Collector, Metric},
 };
 
-use recommender_report::stats::{Bucket, LatencyHistogram};
+use recommender_contract::stats::{Bucket, LatencyHistogram};
 
 use crate::error::Error;
 

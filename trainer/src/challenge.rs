@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use recommender_contract::report::{Challenge, Paired};
 use recommender_model::{Artifact, Hyperparameters, artifact};
-use recommender_report::{Challenge, Paired};
 
 use crate::data::Ratings;
 use crate::error::Result;

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_pgtls::SslMode;
-use recommender_report::defaults::{BASELINE, FOLDS, SVD};
-use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
 use recommender_trainer::blocked::MAX_FIT_THREADS;
 use recommender_trainer::challenge::ChallengeOptions;
@@ -544,23 +544,12 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
 
 fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
     TrainingReport {
-        format: recommender_report::REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: a.version_label.clone().unwrap_or_default(),
-        algorithm: a.model.hyperparameters().algorithm().to_owned(),
-        artifact: None,
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Default::default(),
         finished_at: jiff::Timestamp::now().to_string(),
-        error: Some(recommender_report::RunError {
-            reason: e.reason().to_owned(),
-            message: e.to_string(),
-        }),
-        forward: None,
-        challenge: None,
+        error: Some(e.to_run_error()),
+        ..TrainingReport::failed(
+            a.version_label.clone().unwrap_or_default(),
+            a.model.hyperparameters().algorithm().to_owned(),
+        )
     }
 }
 

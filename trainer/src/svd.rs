@@ -1,6 +1,6 @@
 //! Surprise's `SVD`: biased matrix factorisation trained by plain SGD.
 //!
-//! Same defaults (the table in `recommender_report::defaults`), initialisation order (every user's factors, then every item's), rating order
+//! Same defaults (the table in `recommender_contract::defaults`), initialisation order (every user's factors, then every item's), rating order
 //! (grouped by user in order of first appearance, no reshuffle between epochs), update rule and
 //! `biased=false` behaviour as Surprise; the arithmetic is f32 with a vectorised inner loop.
 //! A fit on several threads keeps all of that but the rating order ([`crate::blocked`]).

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use recommender_report::{Outcome, TrainingReport};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_trainer::artifact;
 
 fn bin() -> Command {

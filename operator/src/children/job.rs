@@ -327,7 +327,7 @@ mod tests {
     use super::*;
     use crate::crd::{FileFormat, FileSource, ModelStore, PostgresSource, SecretKeyRef, Source};
     use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
-    use recommender_report::defaults::{BASELINE, FOLDS, SVD};
+    use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
 
     fn first(run: u32) -> NewRun<'static> {
         NewRun {
