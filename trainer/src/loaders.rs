@@ -259,6 +259,7 @@ pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<R
     let mut buf = Vec::with_capacity(256);
     let mut line_no = 0u64;
     let mut layout: Option<(Layout, Vec<usize>)> = None;
+    let mut saw_text = false;
     loop {
         buf.clear();
         let n = reader
@@ -287,6 +288,8 @@ pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<R
         if text.trim().is_empty() {
             continue;
         }
+        saw_text = true;
+        let decides_layout = layout.is_none();
         let (lay, cols) = match &layout {
             Some(l) => l,
             None => {
@@ -303,12 +306,17 @@ pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<R
         if let Err(problem) = parse_line(text, &lay.delimiter, cols, &mut b) {
             if opts.skip_bad_lines {
                 skipped(&mut b, &file, line_no, &problem);
+                // A skipped line must not decide the layout (the format `auto` guesses, the
+                // columns `delimited` counts): a short first line would drop every timestamp.
+                if decides_layout {
+                    layout = None;
+                }
             } else {
                 return Err(bad(problem));
             }
         }
     }
-    if b.is_empty() && layout.is_none() {
+    if !saw_text {
         return Err(Error::InvalidData(format!("{file} is empty")));
     }
     let ratings = b.finish(&file)?;
@@ -542,6 +550,28 @@ mod tests {
         let (_, line, problem) = bad_line(load_file(&p, &opts).unwrap_err());
         assert_eq!(line, 2);
         assert!(problem.contains("outside"));
+    }
+
+    /// Found by the loaders' property test (trainer/tests/loader_props.rs): a short first line,
+    /// skipped, still decided that the delimited file had three columns, so every timestamp
+    /// after it was dropped.
+    #[test]
+    fn a_skipped_first_line_does_not_decide_the_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "r.csv", "1,2\n1,2,3,100\n2,2,4,200\n");
+        let opts = FileOptions {
+            format: Format::Delimited,
+            skip_bad_lines: true,
+            select: Selection {
+                after: None,
+                timestamps: true,
+            },
+            ..Default::default()
+        };
+        let r = load_file(&p, &opts).unwrap();
+        assert_eq!(r.fingerprint.skipped, 1);
+        assert_eq!(r.timestamps, Some(vec![100, 200]));
+        assert_eq!(r.fingerprint.max_timestamp, Some(200));
     }
 
     /// Found by the fuzzer (fuzz/corpus): a finite rating beyond f32 became an infinite one.
