@@ -5,7 +5,7 @@
 #
 # 1. `cargo deny --offline check licenses bans sources` for each Linux target the images are built
 #    for (x86_64 from deny.toml, aarch64 by --target): allowed licences only, no banned crate, no
-#    new duplicate version, crates.io as the only source.
+#    new duplicate version, crates.io as the only source; and the fuzz workspace by fuzz/deny.toml.
 # 2. mutants.py: the same checks on the workspace's metadata with one bad dependency added each
 #    time (OpenSSL, aws-lc-rs, a git source, another registry, GPL, a second version) must fail.
 #
@@ -45,6 +45,12 @@ for target in "${TARGETS[@]}"; do
   "$CARGO_DENY" --offline --locked --color never --target "$target" check licenses bans sources
   echo "ok   licences, bans and sources for $target"
 done
+# The fuzz targets' own workspace (fuzz/, built into no image) under fuzz/deny.toml: crates.io only
+# and the same licences plus libFuzzer's.
+cargo fetch --locked --manifest-path fuzz/Cargo.toml --target "${TARGETS[0]}" --quiet
+"$CARGO_DENY" --offline --locked --color never --manifest-path fuzz/Cargo.toml \
+  check licenses bans sources
+echo "ok   licences, bans and sources for fuzz/"
 
 meta="$(mktemp)"
 trap 'rm -f "$meta"' EXIT
