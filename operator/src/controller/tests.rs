@@ -8,12 +8,22 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
+use std::sync::LazyLock;
 use tower_test::mock::{self, Handle, SendResponse};
 
 const NS: &str = "ml";
 const APPLY: &str = "?&force=true&fieldManager=recommender-operator";
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+/// `minutes` before the test started, as the status writes times. The controller reads the real
+/// clock, so the fixtures' times follow it (a fixed date would, as days pass, make the models
+/// stale and the tests start runs they do not expect).
+fn minutes_ago(minutes: i64) -> String {
+    static START: LazyLock<jiff::Timestamp> =
+        LazyLock::new(|| crate::time::whole(jiff::Timestamp::now()));
+    (*START - jiff::SignedDuration::from_mins(minutes)).to_string()
+}
 
 fn model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
     let spec: RecommenderModelSpec = serde_yaml::from_str(
@@ -194,12 +204,12 @@ fn finished_job() -> Value {
             "ownerReferences": [{"apiVersion": "recommender.dev/v1alpha1", "kind": "RecommenderModel",
                 "name": "movies", "uid": "uid-1", "controller": true}],
             "labels": {"recommender.dev/model": "movies", "recommender.dev/run": "1"},
-            "annotations": {"recommender.dev/trigger": "NoModel", "recommender.dev/started-at": "2026-11-27T11:50:00Z",
+            "annotations": {"recommender.dev/trigger": "NoModel", "recommender.dev/started-at": minutes_ago(10),
                 "recommender.dev/spec-hash": children::training_spec_hash(&model(None).spec)}
         },
         "spec": {"template": {"spec": {"containers": [{"name": "trainer"}]}}},
         "status": {
-            "completionTime": "2026-11-27T11:59:01Z",
+            "completionTime": minutes_ago(1),
             "conditions": [{"type": "Complete", "status": "True"}]
         }
     })
@@ -212,7 +222,7 @@ fn trainer_pod(phase: &str, message: &str) -> Value {
             "labels": {"recommender.dev/model": "movies", "job-name": "movies-train-1"}},
         "status": {"phase": phase, "containerStatuses": [{
             "name": "trainer", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": "2026-11-27T11:59:00Z"}}
+            "state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": minutes_ago(1)}}
         }]}
     })
 }
@@ -225,7 +235,7 @@ fn report_json(rmse: f64, mae: f64) -> String {
             "precisionAt10": 0.5, "recallAt10": 0.4, "ndcgAt10": 0.6},
         "data": {"rows": 100000, "users": 943, "items": 1682, "contentHash": "ab", "skipped": 0},
         "durations": {"loadSeconds": 1.0, "cvSeconds": 5.0, "fitSeconds": 2.0, "totalSeconds": 8.0},
-        "finishedAt": "2026-11-27T11:59:00Z"
+        "finishedAt": minutes_ago(1)
     })
     .to_string()
 }
@@ -237,7 +247,7 @@ fn training_status() -> RecommenderModelStatus {
             run: 1,
             job: "movies-train-1".into(),
             trigger: RunTrigger::NoModel,
-            started_at: "2026-11-27T11:50:00Z".parse().unwrap(),
+            started_at: minutes_ago(10).parse().unwrap(),
             spec_hash: children::training_spec_hash(&model(None).spec),
         }),
         ..RecommenderModelStatus::default()
@@ -495,11 +505,11 @@ fn serving_model(predictor: Value) -> RecommenderModel {
     m.spec.predictor = serde_json::from_value(predictor).unwrap();
     let spec_hash = children::training_spec_hash(&m.spec);
     let status: RecommenderModelStatus = serde_json::from_value(json!({
-        "models": [{"version": "v1", "run": 1, "trainedAt": "2026-11-27T11:00:00Z",
+        "models": [{"version": "v1", "run": 1, "trainedAt": minutes_ago(60),
             "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
                 "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}],
         "lastRun": 1, "lastCompletedRun": 1, "trainedSpecHash": spec_hash,
-        "lastAttemptStartedAt": "2026-11-27T11:00:00Z",
+        "lastAttemptStartedAt": minutes_ago(60),
     }))
     .unwrap();
     m.status = Some(status);
