@@ -196,13 +196,13 @@ impl Applier {
         for planned in events {
             let event = Event {
                 type_: planned.type_,
-                reason: planned.reason.clone(),
+                reason: planned.reason.as_str().into(),
                 note: Some(planned.note.clone()),
-                action: planned.action.clone(),
+                action: planned.action.into(),
                 secondary: None,
             };
             if let Err(err) = self.recorder.publish(&event, &reference).await {
-                warn!(reason = %planned.reason, error = %err, "cannot publish event");
+                warn!(reason = planned.reason.as_str(), error = %err, "cannot publish event");
             }
         }
     }

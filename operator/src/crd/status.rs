@@ -459,7 +459,8 @@ pub enum RunReason {
 }
 
 impl RunReason {
-    const OWN: [Self; 7] = [
+    /// The operator's own reasons.
+    pub const OWN: [Self; 7] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,

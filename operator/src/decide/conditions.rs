@@ -6,8 +6,11 @@ use super::freshness::{self, Freshness};
 use super::runs::RunsSeen;
 use super::scaling;
 use super::serving::{self, Serving};
-use crate::condition::{self as cond, Desired, State};
-use crate::crd::{Phase, RecommenderModelStatus, RunOutcome};
+use crate::condition::{
+    self as cond, ConditionType, DatabaseReachableReason, Desired, PromotedReason, ReadyReason,
+    State, TrainingReason, WorkersHealthyReason,
+};
+use crate::crd::{Phase, RecommenderModelStatus, RunOutcome, RunReason};
 use crate::observe::{DatabaseProbe, Observed};
 use crate::time;
 use crate::validate::Config;
@@ -50,9 +53,8 @@ pub(super) fn desired(
 fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
     if let Some(active) = &status.active_run {
         return Desired::new(
-            cond::TRAINING,
+            TrainingReason::Running,
             State::True,
-            "Running",
             format!(
                 "run {} ({}) started at {} ({})",
                 active.run, active.job, active.started_at, active.trigger
@@ -61,9 +63,8 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
     }
     if observed.model.spec.suspend {
         return Desired::new(
-            cond::TRAINING,
+            TrainingReason::Suspended,
             State::False,
-            "Suspended",
             "spec.suspend is true",
         );
     }
@@ -77,9 +78,8 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
                 .map(|r| format!(", the last ({}) {}: {}", r.version, r.reason, r.message))
                 .unwrap_or_default();
             Desired::new(
-                cond::TRAINING,
+                TrainingReason::BackingOff,
                 State::False,
-                "BackingOff",
                 format!(
                     "{} consecutive failed run(s){last}; next attempt not before {}",
                     status.consecutive_failures,
@@ -88,9 +88,8 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
             )
         }
         None => Desired::new(
-            cond::TRAINING,
+            TrainingReason::Idle,
             State::False,
-            "Idle",
             "no training run in progress",
         ),
     }
@@ -99,38 +98,36 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
 fn promoted(status: &RecommenderModelStatus) -> Desired {
     let Some(last) = status.history.last() else {
         return Desired::new(
-            cond::PROMOTED,
+            PromotedReason::NoCandidate,
             State::Unknown,
-            "NoCandidate",
             "no training run has finished yet",
         );
     };
-    let (state, reason) = match last.outcome {
-        RunOutcome::Succeeded => (State::True, "Promoted".to_string()),
-        RunOutcome::Rejected => (State::False, last.reason.to_string()),
-        RunOutcome::Failed => (State::False, "TrainingFailed".to_string()),
+    let (reason, state) = match (last.outcome, &last.reason) {
+        (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
+        (RunOutcome::Rejected, RunReason::NotBetter) => (PromotedReason::NotBetter, State::False),
+        // The gate rejects for one other reason only.
+        (RunOutcome::Rejected, _) => (PromotedReason::GateFailed, State::False),
+        (RunOutcome::Failed, _) => (PromotedReason::TrainingFailed, State::False),
     };
-    Desired::new(cond::PROMOTED, state, reason, last.message.clone())
+    Desired::new(reason, state, last.message.clone())
 }
 
 fn database(probe: &DatabaseProbe) -> Desired {
     match probe {
         DatabaseProbe::NotUsed => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::FileSource,
             State::True,
-            "FileSource",
             "the ratings come from a file on the model store",
         ),
         DatabaseProbe::Reachable => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::Reachable,
             State::True,
-            "Reachable",
             "SELECT 1 succeeded",
         ),
         DatabaseProbe::Unreachable(why) => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::Unreachable,
             State::False,
-            "Unreachable",
             why.clone(),
         ),
     }
@@ -143,9 +140,8 @@ fn workers(observed: &Observed, serving: &Serving, seen: &RunsSeen) -> Desired {
         .filter(|_| serving.model.is_some());
     if let Some(why) = &seen.stuck_trainer {
         return Desired::new(
-            cond::WORKERS_HEALTHY,
+            WorkersHealthyReason::TrainerPodStuck,
             State::False,
-            "TrainerPodStuck",
             why.clone(),
         );
     }
@@ -157,15 +153,13 @@ fn workers(observed: &Observed, serving: &Serving, seen: &RunsSeen) -> Desired {
     });
     match (rollout, replicas) {
         (Some(r), Some(text)) if r.available < r.desired => Desired::new(
-            cond::WORKERS_HEALTHY,
+            WorkersHealthyReason::PredictorReplicasShort,
             State::False,
-            "PredictorReplicasShort",
             text,
         ),
         (_, replicas) => Desired::new(
-            cond::WORKERS_HEALTHY,
+            WorkersHealthyReason::Healthy,
             State::True,
-            "Healthy",
             replicas.unwrap_or_else(|| "no worker reports a problem".into()),
         ),
     }
@@ -176,17 +170,16 @@ fn ready(parts: &[&Desired]) -> Desired {
     let failing: Vec<String> = parts
         .iter()
         .filter(|c| c.status != State::True)
-        .map(|c| format!("{} is {} ({})", c.type_, c.status.as_str(), c.reason))
+        .map(|c| format!("{} is {} ({})", c.type_(), c.status, c.reason))
         .collect();
     if failing.is_empty() {
         Desired::new(
-            cond::READY,
+            ReadyReason::Ready,
             State::True,
-            "Ready",
             "serving, database reachable, workers healthy",
         )
     } else {
-        Desired::new(cond::READY, State::False, "NotReady", failing.join("; "))
+        Desired::new(ReadyReason::NotReady, State::False, failing.join("; "))
     }
 }
 
@@ -200,33 +193,39 @@ pub(super) fn phase(suspend: bool, status: &RecommenderModelStatus) -> Phase {
     match &status.serving {
         None if status.consecutive_failures > 0 => Phase::Failed,
         None => Phase::Pending,
-        Some(_) if cond::is_true(&status.conditions, cond::READY) => Phase::Serving,
+        Some(_) if cond::is_true(&status.conditions, ConditionType::Ready) => Phase::Serving,
         Some(_) => Phase::Degraded,
     }
+}
+
+/// Whether a change of this condition is published as an event: `Training` and `Promoted`
+/// changes are announced by the run events.
+pub(super) fn announced(type_: ConditionType) -> bool {
+    !matches!(type_, ConditionType::Training | ConditionType::Promoted)
 }
 
 /// Events for condition changes not already announced by a run event.
 pub(super) fn transition_events(old: &[Condition], new: &[Desired]) -> Vec<PlannedEvent> {
     new.iter()
-        .filter(|c| c.type_ != cond::TRAINING && c.type_ != cond::PROMOTED)
+        .filter(|c| announced(c.type_()))
         .filter(|c| {
-            cond::find(old, c.type_)
-                .is_none_or(|o| o.status != c.status.as_str() || o.reason != c.reason)
+            cond::find(old, c.type_())
+                .is_none_or(|o| o.status != c.status.as_str() || o.reason != c.reason.as_str())
         })
         .filter_map(|c| {
-            let bad = match c.type_ {
-                cond::STALE | cond::ACCURACY_DEGRADED => c.status == State::True,
+            let bad = match c.type_() {
+                ConditionType::Stale | ConditionType::AccuracyDegraded => c.status == State::True,
                 _ => c.status == State::False,
             };
             // A condition's first appearance is news only when it is bad.
-            (bad || cond::find(old, c.type_).is_some()).then_some((c, bad))
+            (bad || cond::find(old, c.type_()).is_some()).then_some((c, bad))
         })
         .map(|(c, bad)| {
-            let note = format!("{} {}: {}", c.type_, c.status.as_str(), c.message);
+            let note = format!("{} {}: {}", c.type_(), c.status, c.message);
             if bad {
-                PlannedEvent::warning(&c.reason, "Observe", &note)
+                PlannedEvent::warning(c.reason, "Observe", &note)
             } else {
-                PlannedEvent::normal(&c.reason, "Observe", &note)
+                PlannedEvent::normal(c.reason, "Observe", &note)
             }
         })
         .collect()

@@ -2,7 +2,6 @@
 
 use super::{Plan, decide};
 use crate::children::{self, Defaults};
-use crate::condition as cond;
 use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
     RunTrigger,
@@ -212,7 +211,11 @@ pub fn decide_for(
 }
 
 pub fn condition<'a>(plan: &'a Plan, type_: &str) -> &'a Condition {
-    cond::find(&plan.status.conditions, type_).unwrap_or_else(|| panic!("no {type_} condition"))
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 pub fn job_name(plan: &Plan) -> Option<String> {

@@ -2,9 +2,9 @@
 //! the `NewData` side of `Stale`), and how well the model predicts them (forward evaluations,
 //! `status.serving.forward` and `AccuracyDegraded`).
 
-use super::{Draft, PlannedEvent};
+use super::{Decided, Draft, PlannedEvent};
 use crate::children::{self, Defaults};
-use crate::condition::{self as cond, Desired, State};
+use crate::condition::{AccuracyDegradedReason as Accuracy, Desired, State};
 use crate::crd::{ActiveEvaluation, DataStatus, ForwardRecord, ModelRecord, Promotion};
 use crate::observe::{EvaluationState, Observed};
 use crate::time;
@@ -124,7 +124,7 @@ pub(super) fn record_evaluations(observed: &Observed, d: &mut Draft) {
                 let forward = report.forward.as_ref().expect("checked above");
                 let record = ForwardRecord::from_report(forward, finished_at.unwrap_or(d.now));
                 d.events.push(PlannedEvent::normal(
-                    "ForwardEvaluated",
+                    Decided::ForwardEvaluated,
                     "Evaluate",
                     &format!(
                         "{} on the {} ratings after its snapshot: rmse {:.4}, mae {:.4}, accuracy {:.4}",
@@ -159,7 +159,7 @@ pub(super) fn record_evaluations(observed: &Observed, d: &mut Draft) {
 fn evaluation_failed(d: &mut Draft, job: &str, why: &str) {
     let message = format!("forward evaluation {job} failed: {why}");
     d.events.push(PlannedEvent::warning(
-        "ForwardEvaluationFailed",
+        Decided::ForwardEvaluationFailed,
         "Evaluate",
         &message,
     ));
@@ -216,7 +216,7 @@ pub(super) fn start_evaluation(
     );
     let name = children::evaluation_job_name(&model.name_any(), number);
     d.events.push(PlannedEvent::normal(
-        "ForwardEvaluationStarted",
+        Decided::ForwardEvaluationStarted,
         "Evaluate",
         &format!(
             "{name} scores {} on the {} ratings after its snapshot",
@@ -240,12 +240,12 @@ pub(super) fn degradation(
     serving: &ModelRecord,
     forward: &Forward,
     gate: &Promotion,
-) -> Option<(&'static str, String)> {
+) -> Option<(Accuracy, String)> {
     let f = serving.forward.as_ref()?;
     let v = &serving.version;
     if f.rmse > gate.max_rmse {
         return Some((
-            "AboveMaxRmse",
+            Accuracy::AboveMaxRmse,
             format!(
                 "{v}'s rmse on the {} ratings after its snapshot is {:.4}, above maxRmse {:?}",
                 f.ratings, f.rmse, gate.max_rmse
@@ -255,7 +255,7 @@ pub(super) fn degradation(
     let limit = serving.metrics.rmse + forward.max_rmse_increase;
     (f.rmse > limit).then(|| {
         (
-            "AboveCvRmse",
+            Accuracy::AboveCvRmse,
             format!(
                 "{v}'s rmse on the {} ratings after its snapshot is {:.4}, more than maxRmseIncrease {:?} above its cross-validated {:.4}",
                 f.ratings, f.rmse, forward.max_rmse_increase, serving.metrics.rmse
@@ -287,23 +287,21 @@ pub(super) fn condition(
     gate: &Promotion,
     last_error: Option<&str>,
 ) -> Desired {
-    let unknown = |reason: &str, message: String| {
-        Desired::new(cond::ACCURACY_DEGRADED, State::Unknown, reason, message)
-    };
+    let unknown = |reason: Accuracy, message: String| Desired::new(reason, State::Unknown, message);
     let Some(forward) = &config.forward else {
         return unknown(
-            "NotEvaluated",
+            Accuracy::NotEvaluated,
             "spec.freshness.forwardEvaluation is not set".into(),
         );
     };
     let Some(serving) = serving else {
-        return unknown("NoModel", "no model is serving".into());
+        return unknown(Accuracy::NoModel, "no model is serving".into());
     };
     let Some(f) = &serving.forward else {
         return match last_error {
-            Some(why) => unknown("EvaluationFailed", why.to_string()),
+            Some(why) => unknown(Accuracy::EvaluationFailed, why.to_string()),
             None => unknown(
-                "NotEvaluated",
+                Accuracy::NotEvaluated,
                 format!(
                     "{} has not been evaluated on new ratings yet (at least {} needed)",
                     serving.version, forward.min_ratings
@@ -312,13 +310,10 @@ pub(super) fn condition(
         };
     };
     match degradation(serving, forward, gate) {
-        Some((reason, message)) => {
-            Desired::new(cond::ACCURACY_DEGRADED, State::True, reason, message)
-        }
+        Some((reason, message)) => Desired::new(reason, State::True, message),
         None => Desired::new(
-            cond::ACCURACY_DEGRADED,
+            Accuracy::WithinLimits,
             State::False,
-            "WithinLimits",
             format!(
                 "{}'s rmse on the {} ratings after its snapshot is {:.4} (cross-validated {:.4})",
                 serving.version, f.ratings, f.rmse, serving.metrics.rmse

@@ -4,7 +4,7 @@
 
 use super::Draft;
 use super::forward::NewData;
-use crate::condition::{self as cond, Desired, State};
+use crate::condition::{Desired, StaleReason, State};
 use crate::crd::ModelRecord;
 use crate::time;
 use jiff::Timestamp;
@@ -73,9 +73,8 @@ pub(super) fn condition(
         && freshness.trigger() == crate::crd::RunTrigger::NewData
     {
         return Desired::new(
-            cond::STALE,
+            StaleReason::NewData,
             State::True,
-            "NewData",
             format!(
                 "{} ratings arrived after {}'s snapshot, at least maxNewRatings ({}) since {}",
                 n.ratings, m.version, n.threshold, n.since
@@ -84,26 +83,19 @@ pub(super) fn condition(
     }
     match (serving, freshness.old_at) {
         (Some(m), Some(_)) if freshness.stale => Desired::new(
-            cond::STALE,
+            StaleReason::MaxAgeExceeded,
             State::True,
-            "MaxAgeExceeded",
             format!(
                 "{} was trained at {} and is older than maxAge {max_age}",
                 m.version, m.trained_at
             ),
         ),
         (Some(m), Some(at)) => Desired::new(
-            cond::STALE,
+            StaleReason::Fresh,
             State::False,
-            "Fresh",
             format!("{} turns stale at {}", m.version, time::whole(at)),
         ),
-        _ => Desired::new(
-            cond::STALE,
-            State::Unknown,
-            "NoModel",
-            "no model is serving",
-        ),
+        _ => Desired::new(StaleReason::NoModel, State::Unknown, "no model is serving"),
     }
 }
 

@@ -23,7 +23,7 @@ pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
 
 use crate::children::{self, Defaults};
-use crate::condition::{self, Desired, State};
+use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
 use crate::crd::{Phase, RecommenderModel, RecommenderModelStatus, RunRecord};
 use crate::observe::{DatabaseProbe, Observed};
 use crate::time;
@@ -35,30 +35,94 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::EventType;
 use std::time::Duration;
 
+crate::condition::words! {
+    /// The reason of an event about something the decision did or recorded (a changed condition
+    /// is published under its own reason instead).
+    pub enum Decided {
+        TrainingStarted,
+        TrainingFailed,
+        Promoted,
+        /// A candidate missed a threshold of the gate.
+        GateFailed,
+        /// A candidate did not beat the serving model under `mustBeatServing`.
+        NotBetter,
+        ForwardEvaluationStarted,
+        ForwardEvaluated,
+        ForwardEvaluationFailed,
+        CleanupStarted,
+    }
+}
+
+/// Why an event was published: something decided, or a condition that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    Decided(Decided),
+    Condition(Reason),
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decided(d) => d.as_str(),
+            Self::Condition(r) => r.as_str(),
+        }
+    }
+}
+
+impl From<Decided> for EventReason {
+    fn from(decided: Decided) -> Self {
+        Self::Decided(decided)
+    }
+}
+
+impl From<Reason> for EventReason {
+    fn from(reason: Reason) -> Self {
+        Self::Condition(reason)
+    }
+}
+
+/// Compares the word as published.
+impl PartialEq<&str> for EventReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Every reason an event of the operator can carry.
+pub fn event_reasons() -> Vec<EventReason> {
+    let decided = Decided::ALL.iter().map(|d| EventReason::from(*d));
+    let changed = ConditionType::ALL
+        .iter()
+        .filter(|t| conditions::announced(**t))
+        .flat_map(|t| t.reasons())
+        .map(EventReason::from);
+    decided.chain(changed).collect()
+}
+
 /// An event to publish about the resource (kube's `Event` minus the parts the decision does
 /// not choose, and comparable in tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedEvent {
     pub type_: EventType,
-    pub reason: String,
-    pub action: String,
+    pub reason: EventReason,
+    pub action: &'static str,
     pub note: String,
 }
 
 impl PlannedEvent {
-    pub fn normal(reason: &str, action: &str, note: &str) -> Self {
-        Self::new(EventType::Normal, reason, action, note)
+    pub fn normal(reason: impl Into<EventReason>, action: &'static str, note: &str) -> Self {
+        Self::new(EventType::Normal, reason.into(), action, note)
     }
 
-    pub fn warning(reason: &str, action: &str, note: &str) -> Self {
-        Self::new(EventType::Warning, reason, action, note)
+    pub fn warning(reason: impl Into<EventReason>, action: &'static str, note: &str) -> Self {
+        Self::new(EventType::Warning, reason.into(), action, note)
     }
 
-    fn new(type_: EventType, reason: &str, action: &str, note: &str) -> Self {
+    fn new(type_: EventType, reason: EventReason, action: &'static str, note: &str) -> Self {
         Self {
             type_,
-            reason: reason.into(),
-            action: action.into(),
+            reason,
+            action,
             note: note.into(),
         }
     }
@@ -198,12 +262,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
 pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> Plan {
     let old = model.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let ready = Desired::new(
-        condition::READY,
-        State::False,
-        "InvalidSpec",
-        invalid.to_string(),
-    );
+    let ready = Desired::new(ReadyReason::InvalidSpec, State::False, invalid.to_string());
     let generation = model.metadata.generation;
     status.conditions = condition::set(&old.conditions, &ready, now, generation);
     status.observed_generation = generation;

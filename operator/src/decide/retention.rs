@@ -5,7 +5,7 @@
 //! load a version being deleted.
 
 use super::serving::Serving;
-use super::{Draft, PlannedEvent};
+use super::{Decided, Draft, PlannedEvent};
 use crate::children::{self, Defaults};
 use crate::crd::{RecommenderModel, RecommenderModelStatus, RunOutcome};
 use crate::observe::RolloutState;
@@ -51,7 +51,7 @@ pub(super) fn cleanup(
     let keep = kept_versions(status, model.spec.pinned_version.as_deref(), rollout);
     let job = children::cleanup_job(model, &keep, through, defaults);
     d.events.push(PlannedEvent::normal(
-        "CleanupStarted",
+        Decided::CleanupStarted,
         "Cleanup",
         &format!(
             "{} deletes the artifacts of runs up to {through} except {}",

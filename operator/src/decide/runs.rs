@@ -2,7 +2,7 @@
 //! the run in flight, and starting a new one when something calls for it.
 
 use super::freshness::Freshness;
-use super::{Draft, PlannedEvent, promotion};
+use super::{Decided, Draft, PlannedEvent, promotion};
 use crate::children::{self, Defaults};
 use crate::crd::{
     ActiveRun, ArtifactFile, Fingerprint, ModelMetrics, ModelRecord, RecommenderModel,
@@ -122,7 +122,7 @@ fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
     };
     note_failure(&mut d.status, &record, d.now);
     d.events.push(PlannedEvent::warning(
-        "TrainingFailed",
+        Decided::TrainingFailed,
         "Train",
         &record.message,
     ));
@@ -277,7 +277,7 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
             (record.reason, record.message, record.duration_seconds) = (reason, message, duration);
             note_failure(&mut d.status, &record, d.now);
             d.events.push(PlannedEvent::warning(
-                "TrainingFailed",
+                Decided::TrainingFailed,
                 "Train",
                 &format!(
                     "run {} failed ({}): {}",
@@ -310,11 +310,14 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
             d.status.retry_after = None;
             d.status.trained_spec_hash = run.spec_hash.clone();
             d.status.last_attempt_started_at = Some(started_at);
-            d.events.push(match record.outcome {
-                RunOutcome::Succeeded => {
-                    PlannedEvent::normal("Promoted", "Promote", &record.message)
+            d.events.push(match (record.outcome, &record.reason) {
+                (RunOutcome::Succeeded, _) => {
+                    PlannedEvent::normal(Decided::Promoted, "Promote", &record.message)
                 }
-                _ => PlannedEvent::warning(record.reason.as_str(), "Promote", &record.message),
+                (_, RunReason::NotBetter) => {
+                    PlannedEvent::warning(Decided::NotBetter, "Promote", &record.message)
+                }
+                _ => PlannedEvent::warning(Decided::GateFailed, "Promote", &record.message),
             });
         }
     }
@@ -372,7 +375,7 @@ pub(super) fn start(
     }
     let job_name = children::job_name(&model.name_any(), run);
     d.events.push(PlannedEvent::normal(
-        "TrainingStarted",
+        Decided::TrainingStarted,
         "Train",
         &format!("run {run} ({job_name}) started: {}", explain(trigger)),
     ));

@@ -2,7 +2,7 @@
 //! children, and whether its rollout is done.
 
 use crate::children::{self, Defaults};
-use crate::condition::{self as cond, Desired, State};
+use crate::condition::{Desired, ServingReason, State};
 use crate::crd::{
     Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel, RecommenderModelStatus,
 };
@@ -113,21 +113,18 @@ pub(super) fn condition(
 ) -> Desired {
     match (&serving.model, rollout) {
         (None, _) => Desired::new(
-            cond::SERVING,
+            ServingReason::NoModel,
             State::False,
-            "NoModel",
             "no model has been promoted yet",
         ),
         (Some(_), _) if serving.pin_problem.is_some() => Desired::new(
-            cond::SERVING,
+            ServingReason::PinnedVersionUnknown,
             State::False,
-            "PinnedVersionUnknown",
             serving.pin_problem.clone().unwrap_or_default(),
         ),
         (Some(m), None) => Desired::new(
-            cond::SERVING,
+            ServingReason::RollingOut,
             State::False,
-            "RollingOut",
             format!("creating the predictor for {}", m.version),
         ),
         (Some(m), Some(r)) => rollout_condition(&m.version, r, replicas),
@@ -154,16 +151,18 @@ pub(super) fn inference_targets(
         return available;
     };
     let recent = crate::time::add(online.observed_at, ONLINE_MAX_AGE) >= now;
-    if available.reason != "Available" || online.version != model.version || !recent {
+    if available.reason != ServingReason::Available.into()
+        || online.version != model.version
+        || !recent
+    {
         return available;
     }
     if let Some(p99) = online.latency_p99_seconds
         && p99 > targets.latency.as_secs_f64()
     {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::LatencyObjectiveMissed,
             State::True,
-            "LatencyObjectiveMissed",
             format!(
                 "{}: p99 {:.2}ms over the latency objective {:?} ({} req/s on {} replica(s))",
                 model.version,
@@ -179,9 +178,8 @@ pub(super) fn inference_targets(
         && rmse > targets.max_rmse
     {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::OnlineRmseOverGate,
             State::True,
-            "OnlineRmseOverGate",
             format!(
                 "{}: online rmse {rmse:.4} over {} feedback ratings exceeds maxRmse {:?}",
                 model.version, online.feedback, targets.max_rmse
@@ -194,17 +192,15 @@ pub(super) fn inference_targets(
 fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Desired {
     if let Some(why) = &rollout.deadline_exceeded {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::RolloutStuck,
             State::False,
-            "RolloutStuck",
             format!("the rollout of {version} did not become available: {why}"),
         );
     }
     if desired == 0 {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::ScaledToZero,
             State::False,
-            "ScaledToZero",
             "spec.predictor.replicas is 0",
         );
     }
@@ -217,9 +213,8 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
         && rollout.total <= rollout.updated;
     if current {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::Available,
             State::True,
-            "Available",
             format!(
                 "{version} available on {} of {desired} replicas",
                 rollout.available
@@ -233,14 +228,13 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
     if rolled_out {
         // Every pod runs this version, yet not all are available: crashed or failing probes.
         let (reason, what) = if rollout.available > 0 {
-            ("PartiallyAvailable", "available on only")
+            (ServingReason::PartiallyAvailable, "available on only")
         } else {
-            ("Unavailable", "available on")
+            (ServingReason::Unavailable, "available on")
         };
         return Desired::new(
-            cond::SERVING,
-            State::from_bool(rollout.available > 0),
             reason,
+            State::from_bool(rollout.available > 0),
             format!(
                 "{version} {what} {} of {desired} replicas",
                 rollout.available
@@ -249,9 +243,8 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
     }
     // An older version still answering counts as serving while the new one rolls out.
     Desired::new(
-        cond::SERVING,
+        ServingReason::RollingOut,
         State::from_bool(rollout.available > 0),
-        "RollingOut",
         format!(
             "rolling out {version}: {} updated, {} of {desired} available",
             rollout.updated, rollout.available

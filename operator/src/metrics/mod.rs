@@ -301,7 +301,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::condition::{self as conditions, Desired, State};
+    use crate::condition::{self as conditions, Desired, ReadyReason, State};
     use crate::crd::ModelRecord;
 
     #[test]
@@ -323,12 +323,7 @@ mod tests {
         let mut status = RecommenderModelStatus {
             conditions: conditions::merge(
                 &[],
-                &[Desired::new(
-                    conditions::READY,
-                    State::False,
-                    "NotReady",
-                    "",
-                )],
+                &[Desired::new(ReadyReason::NotReady, State::False, "")],
                 now,
                 None,
             ),
@@ -337,7 +332,7 @@ mod tests {
         metrics.observe_status("ml", "movies", &status);
         status.conditions = conditions::merge(
             &[],
-            &[Desired::new(conditions::READY, State::True, "Ready", "")],
+            &[Desired::new(ReadyReason::Ready, State::True, "")],
             now,
             None,
         );
