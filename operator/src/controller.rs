@@ -93,13 +93,17 @@ async fn reconcile_inner(
     // interrupted (an API server restart) the cache can lag behind the status this operator
     // last wrote, and a decision on an old status would start a run that was already started.
     let models: Api<RecommenderModel> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(model) = models
+    let Some(mut model) = models
         .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading {namespace}/{name}"), e))?
     else {
         return Ok(Action::await_change());
     };
+    // The one place a status written by an operator version before the ledgers is read.
+    if let Some(status) = model.status.as_mut() {
+        status.adopt_previous();
+    }
     // A resource being deleted (foreground deletion waits for its children) gets nothing new:
     // the garbage collector is removing what it owns.
     if model.uid() != cached.uid() || model.metadata.deletion_timestamp.is_some() {

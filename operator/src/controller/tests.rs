@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::children;
-use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus, RunTrigger};
+use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus, RunLedger, RunTrigger};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -178,8 +178,8 @@ async fn no_model_creates_the_first_trainer_job() {
         assert_eq!(patch["kind"], "RecommenderModel");
         let status = &patch["status"];
         assert_eq!(status["phase"], "Training");
-        assert_eq!(status["lastRun"], 1);
-        assert_eq!(status["activeRun"]["job"], "movies-train-1");
+        assert_eq!(status["runs"]["last"], 1);
+        assert_eq!(status["runs"]["active"]["job"], "movies-train-1");
         assert_eq!(status["observedGeneration"], 1);
         respond_with_status(send, &patch);
 
@@ -242,14 +242,17 @@ fn report_json(rmse: f64, mae: f64) -> String {
 
 fn training_status() -> RecommenderModelStatus {
     RecommenderModelStatus {
-        last_run: 1,
-        active_run: Some(ActiveRun {
-            run: 1,
-            job: "movies-train-1".into(),
-            trigger: RunTrigger::NoModel,
-            started_at: minutes_ago(10).parse().unwrap(),
-            spec_hash: children::training_spec_hash(&model(None).spec),
-        }),
+        runs: RunLedger {
+            last: 1,
+            active: Some(ActiveRun {
+                run: 1,
+                job: "movies-train-1".into(),
+                trigger: RunTrigger::NoModel,
+                started_at: minutes_ago(10).parse().unwrap(),
+                spec_hash: children::training_spec_hash(&model(None).spec),
+            }),
+            ..RunLedger::default()
+        },
         ..RecommenderModelStatus::default()
     }
 }
@@ -310,8 +313,8 @@ async fn succeeded_job_is_promoted_and_served() {
         assert_eq!(status["serving"]["version"], "v1");
         assert_eq!(status["serving"]["metrics"]["rmse"], 0.9387);
         assert_eq!(status["history"][0]["outcome"], "Succeeded");
-        assert_eq!(status["lastCompletedRun"], 1);
-        assert!(status.get("activeRun").is_none());
+        assert_eq!(status["runs"]["lastCompleted"], 1);
+        assert!(status["runs"].get("active").is_none());
         let promoted = status["conditions"]
             .as_array()
             .unwrap()
@@ -374,7 +377,7 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
         let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
         let status = &patch["status"];
         assert!(status.get("serving").is_none());
-        assert_eq!(status["cleanedThroughRun"], 1);
+        assert_eq!(status["runs"]["cleanedThrough"], 1);
         let promoted = status["conditions"]
             .as_array()
             .unwrap()
@@ -499,20 +502,24 @@ async fn an_invalid_spec_is_reported_without_touching_children() {
     expect_no_more(verifier.await.unwrap()).await;
 }
 
-/// A model serving v1 on 3 replicas, at rest, with the given predictor settings.
+/// A model serving v1, at rest, with the given predictor settings.
 fn serving_model(predictor: Value) -> RecommenderModel {
+    serving_model_with(predictor, |spec_hash| {
+        json!({"runs": {"last": 1, "lastCompleted": 1, "trainedSpecHash": spec_hash,
+            "lastAttemptStartedAt": minutes_ago(60)}})
+    })
+}
+
+/// A model serving v1 whose status has, beside the model, the `bookkeeping` fields made from the
+/// training-spec hash.
+fn serving_model_with(predictor: Value, bookkeeping: impl Fn(&str) -> Value) -> RecommenderModel {
     let mut m = model(None);
     m.spec.predictor = serde_json::from_value(predictor).unwrap();
-    let spec_hash = children::training_spec_hash(&m.spec);
-    let status: RecommenderModelStatus = serde_json::from_value(json!({
-        "models": [{"version": "v1", "run": 1, "trainedAt": minutes_ago(60),
-            "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
-                "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}],
-        "lastRun": 1, "lastCompletedRun": 1, "trainedSpecHash": spec_hash,
-        "lastAttemptStartedAt": minutes_ago(60),
-    }))
-    .unwrap();
-    m.status = Some(status);
+    let mut status = bookkeeping(&children::training_spec_hash(&m.spec));
+    status["models"] = json!([{"version": "v1", "run": 1, "trainedAt": minutes_ago(60),
+        "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
+            "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}]);
+    m.status = Some(serde_json::from_value(status).unwrap());
     m
 }
 
@@ -641,6 +648,83 @@ async fn turning_autoscaling_off_deletes_the_autoscaler_then_takes_the_replicas_
         );
 
         let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        respond_with_status(send, &patch);
+        handle
+    });
+    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
+    drop(ctx);
+    drain_events(verifier.await.unwrap()).await;
+}
+
+/// An object whose status an operator version before the ledgers wrote: the bookkeeping is read
+/// from the old top-level fields, and the status apply names none of them (so server-side apply
+/// removes them: this field manager wrote them) and carries the ledgers instead.
+#[tokio::test]
+async fn a_status_from_before_the_ledgers_is_applied_in_the_new_shape() {
+    let m = serving_model_with(json!({"replicas": 3}), |spec_hash| {
+        json!({"lastRun": 2, "lastCompletedRun": 2, "cleanedThroughRun": 2,
+            "trainedSpecHash": spec_hash, "lastAttemptStartedAt": minutes_ago(60),
+            "handledRetrainRequest": "monday", "lastEvaluation": 3,
+            "lastEvaluationStartedAt": minutes_ago(30),
+            "lastEvaluationError": "forward evaluation movies-eval-3 failed: no report"})
+    });
+    assert_eq!(m.status.as_ref().unwrap().previous.last_run, Some(2));
+    let (ctx, mut handle) = context();
+    let served = m.clone();
+    let verifier = tokio::spawn(async move {
+        expect_fresh_read(&mut handle, &served).await;
+        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", vec![]));
+        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
+        respond(send, StatusCode::OK, &existing_deployment(true));
+        let service = format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}");
+        let (body, send) = expect(&mut handle, Method::PATCH, &service).await;
+        respond(send, StatusCode::OK, &body);
+        let (_, send) = expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        respond(send, StatusCode::OK, &existing_deployment(true));
+        let pdb = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor";
+        let (body, send) = expect(&mut handle, Method::PATCH, &format!("{pdb}{APPLY}")).await;
+        respond(send, StatusCode::OK, &body);
+
+        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
+        let status = &patch["status"];
+        assert_eq!(
+            (&status["runs"], &status["evaluations"]),
+            (
+                &json!({"last": 2, "lastCompleted": 2, "cleanedThrough": 2,
+                    "trainedSpecHash": children::training_spec_hash(&model(None).spec),
+                    "lastAttemptStartedAt": minutes_ago(60), "consecutiveFailures": 0,
+                    "handledRetrainRequest": "monday"}),
+                &json!({"last": 3, "lastStartedAt": minutes_ago(30),
+                    "lastError": "forward evaluation movies-eval-3 failed: no report"})
+            )
+        );
+        let mut keys: Vec<&str> = status
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "address",
+                "conditions",
+                "evaluations",
+                "history",
+                "models",
+                "observedGeneration",
+                "phase",
+                "predictor",
+                "runCounts",
+                "runs",
+                "serving",
+                "stale",
+                "url"
+            ],
+            "the user-facing fields and the two ledgers, nothing of the old shape"
+        );
         respond_with_status(send, &patch);
         handle
     });

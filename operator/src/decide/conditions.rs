@@ -51,7 +51,7 @@ pub(super) fn desired(
 }
 
 fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
-    if let Some(active) = &status.active_run {
+    if let Some(active) = &status.runs.active {
         return Desired::new(
             TrainingReason::Running,
             State::True,
@@ -68,7 +68,7 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
             "spec.suspend is true",
         );
     }
-    match status.retry_after.filter(|at| *at > observed.now) {
+    match status.runs.retry_after.filter(|at| *at > observed.now) {
         Some(at) => {
             let last = status
                 .history
@@ -82,7 +82,7 @@ fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
                 State::False,
                 format!(
                     "{} consecutive failed run(s){last}; next attempt not before {}",
-                    status.consecutive_failures,
+                    status.runs.consecutive_failures,
                     time::whole(at)
                 ),
             )
@@ -187,11 +187,11 @@ pub(super) fn phase(suspend: bool, status: &RecommenderModelStatus) -> Phase {
     if suspend {
         return Phase::Suspended;
     }
-    if status.active_run.is_some() {
+    if status.runs.active.is_some() {
         return Phase::Training;
     }
     match &status.serving {
-        None if status.consecutive_failures > 0 => Phase::Failed,
+        None if status.runs.consecutive_failures > 0 => Phase::Failed,
         None => Phase::Pending,
         Some(_) if cond::is_true(&status.conditions, ConditionType::Ready) => Phase::Serving,
         Some(_) => Phase::Degraded,

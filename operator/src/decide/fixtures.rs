@@ -4,7 +4,7 @@ use super::{Plan, decide};
 use crate::children::{self, Defaults};
 use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
-    RunTrigger,
+    RunLedger, RunTrigger,
 };
 use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState};
 use crate::validate::{Config, validate};
@@ -164,10 +164,13 @@ pub fn record(version: &str, run: u32, rmse: f64, trained_at: &str) -> ModelReco
 pub fn serving_status(spec: &RecommenderModelSpec, trained_at: &str) -> RecommenderModelStatus {
     RecommenderModelStatus {
         models: vec![record("v1", 1, 0.94, trained_at)],
-        last_run: 1,
-        last_completed_run: 1,
-        trained_spec_hash: Some(children::training_spec_hash(spec)),
-        last_attempt_started_at: Some(at(trained_at)),
+        runs: RunLedger {
+            last: 1,
+            last_completed: 1,
+            trained_spec_hash: Some(children::training_spec_hash(spec)),
+            last_attempt_started_at: Some(at(trained_at)),
+            ..RunLedger::default()
+        },
         ..RecommenderModelStatus::default()
     }
 }

@@ -103,18 +103,18 @@ pub(super) fn record_evaluations(observed: &Observed, d: &mut Draft) {
     let mut evaluations = observed.evaluations.clone();
     evaluations.sort_by_key(|e| e.number);
     for e in evaluations {
-        d.status.last_evaluation = d.status.last_evaluation.max(e.number);
+        d.status.evaluations.last = d.status.evaluations.last.max(e.number);
         let started_at = e.started_at.unwrap_or(d.now);
         match e.state {
             EvaluationState::Running => {
-                d.status.active_evaluation = Some(ActiveEvaluation {
+                d.status.evaluations.active = Some(ActiveEvaluation {
                     number: e.number,
                     job: e.job_name.clone(),
                     version: e.version.clone(),
                     since: e.since,
                     started_at,
                 });
-                d.status.last_evaluation_started_at = Some(started_at);
+                d.status.evaluations.last_started_at = Some(started_at);
                 continue;
             }
             EvaluationState::Succeeded {
@@ -134,7 +134,7 @@ pub(super) fn record_evaluations(observed: &Observed, d: &mut Draft) {
                 if let Some(m) = d.status.models.iter_mut().find(|m| m.version == e.version) {
                     m.forward = Some(record);
                 }
-                d.status.last_evaluation_error = None;
+                d.status.evaluations.last_error = None;
             }
             EvaluationState::Succeeded { report, .. } => {
                 let why = report
@@ -147,11 +147,12 @@ pub(super) fn record_evaluations(observed: &Observed, d: &mut Draft) {
             }
         }
         if d.status
-            .active_evaluation
+            .evaluations
+            .active
             .as_ref()
             .is_some_and(|a| a.number == e.number)
         {
-            d.status.active_evaluation = None;
+            d.status.evaluations.active = None;
         }
     }
 }
@@ -163,7 +164,7 @@ fn evaluation_failed(d: &mut Draft, job: &str, why: &str) {
         "Evaluate",
         &message,
     ));
-    d.status.last_evaluation_error = Some(message);
+    d.status.evaluations.last_error = Some(message);
 }
 
 /// Starts a forward evaluation of the serving model when enough new ratings exist, the last
@@ -176,7 +177,7 @@ pub(super) fn start_evaluation(
 ) -> Option<Job> {
     let forward = config.forward.as_ref()?;
     let model = observed.model;
-    if model.spec.suspend || d.status.active_evaluation.is_some() {
+    if model.spec.suspend || d.status.evaluations.active.is_some() {
         return None;
     }
     let serving = d.status.serving.clone()?;
@@ -197,14 +198,15 @@ pub(super) fn start_evaluation(
     }
     if let Some(due) = d
         .status
-        .last_evaluation_started_at
+        .evaluations
+        .last_started_at
         .map(|last| time::add(last, forward.interval))
         .filter(|due| *due > d.now)
     {
         d.wake.at(d.now, due);
         return None;
     }
-    let number = d.status.last_evaluation + 1;
+    let number = d.status.evaluations.last + 1;
     let job = children::evaluation_job(
         model,
         config,
@@ -223,9 +225,9 @@ pub(super) fn start_evaluation(
             serving.version, data.new_ratings
         ),
     ));
-    d.status.last_evaluation = number;
-    d.status.last_evaluation_started_at = Some(time::whole(d.now));
-    d.status.active_evaluation = Some(ActiveEvaluation {
+    d.status.evaluations.last = number;
+    d.status.evaluations.last_started_at = Some(time::whole(d.now));
+    d.status.evaluations.active = Some(ActiveEvaluation {
         number,
         job: name,
         version: serving.version,

@@ -145,7 +145,7 @@ mod tests {
         );
         let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
         assert_eq!(
-            plan.status.active_run.as_ref().unwrap().trigger,
+            plan.status.runs.active.as_ref().unwrap().trigger,
             crate::crd::RunTrigger::Stale
         );
         assert_eq!(job_name(&plan).as_deref(), Some("movies-train-2"));
@@ -157,7 +157,7 @@ mod tests {
 
         // An attempt after the model turned stale was rejected: no new attempt in a loop.
         let mut status = serving_status(&spec, "2026-11-27T10:00:00Z");
-        status.last_attempt_started_at = Some(at("2026-11-27T11:30:00Z"));
+        status.runs.last_attempt_started_at = Some(at("2026-11-27T11:30:00Z"));
         let m = model(spec.clone(), Some(status));
         let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
         assert!(plan.start_job.is_none());

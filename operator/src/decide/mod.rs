@@ -225,7 +225,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         config,
         serving.model.as_ref(),
         &model.spec.promotion,
-        draft.status.last_evaluation_error.as_deref(),
+        draft.status.evaluations.last_error.as_deref(),
     ));
     let generation = model.metadata.generation;
     draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);

@@ -33,7 +33,7 @@ pub(super) fn cleanup(
     d: &mut Draft,
 ) -> Option<Job> {
     let status = &d.status;
-    let (since, through) = (status.cleaned_through_run, status.last_completed_run);
+    let (since, through) = (status.runs.cleaned_through, status.runs.last_completed);
     let produced = status
         .history
         .iter()
@@ -63,7 +63,7 @@ pub(super) fn cleanup(
             }
         ),
     ));
-    d.status.cleaned_through_run = through;
+    d.status.runs.cleaned_through = through;
     Some(job)
 }
 
@@ -135,8 +135,8 @@ mod tests {
             .collect();
         status.run_counts.succeeded = promoted.into();
         status.run_counts.rejected = rejected.into();
-        status.last_run = promoted + rejected;
-        status.last_completed_run = promoted + rejected;
+        status.runs.last = promoted + rejected;
+        status.runs.last_completed = promoted + rejected;
         model(spec, Some(status))
     }
 
@@ -186,7 +186,7 @@ mod tests {
             cleanup_args(&plan).as_deref(),
             Some("prune --dir /models/movies --through-run 3 --keep v1 --keep v2")
         );
-        assert_eq!(plan.status.cleaned_through_run, 3);
+        assert_eq!(plan.status.runs.cleaned_through, 3);
         assert!(plan.events.iter().any(|e| e.reason == "CleanupStarted"
             && e.note == "movies-cleanup-3 deletes the artifacts of runs up to 3 except v1, v2"));
 

@@ -46,8 +46,8 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, d: &mut Draft) -> Run
     let mut running: Option<&ObservedRun> = None;
     let mut seen = RunsSeen::default();
     for run in &runs {
-        d.status.last_run = d.status.last_run.max(run.run);
-        if run.run <= d.status.last_completed_run {
+        d.status.runs.last = d.status.runs.last.max(run.run);
+        if run.run <= d.status.runs.last_completed {
             continue;
         }
         match &run.state {
@@ -67,7 +67,7 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, d: &mut Draft) -> Run
         }
     }
     record_missing_job(&runs, d);
-    d.status.active_run = running.map(|r| ActiveRun {
+    d.status.runs.active = running.map(|r| ActiveRun {
         run: r.run,
         job: r.job_name.clone(),
         trigger: r.trigger,
@@ -101,10 +101,10 @@ fn stuck_reason(
 
 /// A run we started whose Job vanished (deleted by hand, or TTL'd while we were away).
 fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
-    let Some(active) = d.status.active_run.clone() else {
+    let Some(active) = d.status.runs.active.clone() else {
         return;
     };
-    if active.run <= d.status.last_completed_run || runs.iter().any(|r| r.run == active.run) {
+    if active.run <= d.status.runs.last_completed || runs.iter().any(|r| r.run == active.run) {
         return;
     }
     let record = RunRecord {
@@ -127,7 +127,7 @@ fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
         &record.message,
     ));
     push_history(&mut d.status, record.clone());
-    d.status.last_completed_run = d.status.last_completed_run.max(active.run);
+    d.status.runs.last_completed = d.status.runs.last_completed.max(active.run);
     d.finished.push(record);
 }
 
@@ -306,10 +306,10 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
                 record.message,
                 record.comparison,
             ) = judged;
-            d.status.consecutive_failures = 0;
-            d.status.retry_after = None;
-            d.status.trained_spec_hash = run.spec_hash.clone();
-            d.status.last_attempt_started_at = Some(started_at);
+            d.status.runs.consecutive_failures = 0;
+            d.status.runs.retry_after = None;
+            d.status.runs.trained_spec_hash = run.spec_hash.clone();
+            d.status.runs.last_attempt_started_at = Some(started_at);
             d.events.push(match (record.outcome, &record.reason) {
                 (RunOutcome::Succeeded, _) => {
                     PlannedEvent::normal(Decided::Promoted, "Promote", &record.message)
@@ -322,14 +322,17 @@ fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> Ru
         }
     }
     push_history(&mut d.status, record.clone());
-    d.status.last_completed_run = d.status.last_completed_run.max(run.run);
+    d.status.runs.last_completed = d.status.runs.last_completed.max(run.run);
     record
 }
 
 fn note_failure(status: &mut RecommenderModelStatus, record: &RunRecord, now: Timestamp) {
-    status.consecutive_failures += 1;
+    status.runs.consecutive_failures += 1;
     let failed_at = record.finished_at.max(now);
-    status.retry_after = Some(time::add(failed_at, backoff(status.consecutive_failures)));
+    status.runs.retry_after = Some(time::add(
+        failed_at,
+        backoff(status.runs.consecutive_failures),
+    ));
 }
 
 fn push_history(status: &mut RecommenderModelStatus, record: RunRecord) {
@@ -349,15 +352,15 @@ pub(super) fn start(
     d: &mut Draft,
 ) -> Option<Job> {
     let model = observed.model;
-    if d.status.active_run.is_some() || model.spec.suspend {
+    if d.status.runs.active.is_some() || model.spec.suspend {
         return None;
     }
     let trigger = trigger(model, config, spec_hash, freshness, d)?;
-    if let Some(at) = d.status.retry_after.filter(|at| *at > d.now) {
+    if let Some(at) = d.status.runs.retry_after.filter(|at| *at > d.now) {
         d.wake.at(d.now, at);
         return None;
     }
-    let run = d.status.last_run + 1;
+    let run = d.status.runs.last + 1;
     let new = children::NewRun {
         run,
         trigger,
@@ -380,10 +383,10 @@ pub(super) fn start(
         &format!("run {run} ({job_name}) started: {}", explain(trigger)),
     ));
     if trigger == RunTrigger::Requested {
-        d.status.handled_retrain_request = retrain_request(model);
+        d.status.runs.handled_retrain_request = retrain_request(model);
     }
-    d.status.last_run = run;
-    d.status.active_run = Some(ActiveRun {
+    d.status.runs.last = run;
+    d.status.runs.active = Some(ActiveRun {
         run,
         job: job_name,
         trigger,
@@ -419,21 +422,21 @@ fn trigger(
 ) -> Option<RunTrigger> {
     let status = &d.status;
     if let Some(request) = retrain_request(model)
-        && status.handled_retrain_request.as_ref() != Some(&request)
+        && status.runs.handled_retrain_request.as_ref() != Some(&request)
     {
         return Some(RunTrigger::Requested);
     }
     // A spec whose last run was rejected is not retried on its own: it would only be
     // rejected again. Failed runs do not set the hash, so they are retried with backoff.
-    if status.trained_spec_hash.as_deref() != Some(spec_hash) {
-        let first = status.models.is_empty() && status.trained_spec_hash.is_none();
+    if status.runs.trained_spec_hash.as_deref() != Some(spec_hash) {
+        let first = status.models.is_empty() && status.runs.trained_spec_hash.is_none();
         return Some(if first {
             RunTrigger::NoModel
         } else {
             RunTrigger::SpecChanged
         });
     }
-    let last_attempt = status.last_attempt_started_at;
+    let last_attempt = status.runs.last_attempt_started_at;
     // Retrain once per staleness, not in a loop when the new candidate is also rejected; a
     // pinned model is stale by choice.
     if model.spec.freshness.retrain_when_stale

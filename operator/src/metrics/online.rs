@@ -115,7 +115,7 @@ impl Production {
             parse_go_duration(&spec.predictor.latency_objective).map(|d| d.as_secs_f64());
         set(&self.objective, labels, objective);
         set(&self.max_rmse, labels, Some(spec.promotion.max_rmse));
-        let run = status.active_run.as_ref();
+        let run = status.runs.active.as_ref();
         set(
             &self.run_started,
             labels,
