@@ -1,116 +1,82 @@
-//! The conditions a person (and an alert) reads, the phase that sums them up, and events for the
-//! transitions that matter.
+//! The conditions a person (and an alert) reads, put together: each concern computes its own
+//! (`Serving`, `Training`, `Promoted`, `Stale`, `AccuracyDegraded`); here are the ones about
+//! the workers and the database, `Ready` over them, the phase that sums them up, and events for
+//! the transitions that matter.
 
-use super::PlannedEvent;
-use super::freshness::{self, Freshness};
-use super::runs::RunsSeen;
-use super::scaling;
-use super::serving::{self, Serving};
+use super::{PlannedEvent, Said};
 use crate::condition::{
-    self as cond, ConditionType, DatabaseReachableReason, Desired, PromotedReason, ReadyReason,
-    State, TrainingReason, WorkersHealthyReason,
+    self as cond, ConditionType, DatabaseReachableReason, Desired, ReadyReason, State,
+    WorkersHealthyReason,
 };
-use crate::crd::{Phase, RecommenderModelStatus, RunOutcome, RunReason};
+use crate::crd::{Phase, RunLedger};
 use crate::observe::{DatabaseProbe, Observed};
-use crate::time;
-use crate::validate::Config;
+use crate::validate::{Config, SourceConfig};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::time::Duration;
 
-pub(super) fn desired(
+/// The conditions the concerns computed.
+pub(super) struct Reported {
+    /// Whether a model serves.
+    pub serves: bool,
+    pub serving: Desired,
+    pub training: Desired,
+    pub promoted: Desired,
+    pub stale: Desired,
+    pub accuracy: Desired,
+    /// Why the running trainer cannot make progress.
+    pub stuck_trainer: Option<String>,
+}
+
+/// The conditions as written, the phase, the events for what changed, and when to probe the
+/// database again.
+pub(super) struct Summary {
+    pub conditions: Vec<Condition>,
+    pub phase: Phase,
+    pub said: Said,
+}
+
+/// Adds the database and workers conditions and `Ready` to what the concerns `reported`, merges
+/// them into the `old` conditions and sums them up; `runs` says whether a run is in flight or
+/// failing.
+pub(super) fn report(
     observed: &Observed,
     config: &Config,
-    status: &RecommenderModelStatus,
-    serving: &Serving,
-    freshness: &Freshness,
-    seen: &RunsSeen,
-) -> Vec<Desired> {
-    let spec = &observed.model.spec;
-    let replicas = scaling::desired_replicas(observed.model, observed.rollout.as_ref());
-    let serving_cond = serving::inference_targets(
-        serving::condition(serving, observed.rollout.as_ref(), replicas),
-        serving,
-        status.online.as_ref(),
-        &serving::Targets {
-            latency: config.latency_objective,
-            max_rmse: spec.promotion.max_rmse,
-        },
-        observed.now,
-    );
+    old: &[Condition],
+    reported: Reported,
+    runs: &RunLedger,
+) -> Summary {
+    let model = observed.model;
+    let serves = reported.serves;
     let database = database(&observed.database);
-    let workers = workers(observed, serving, seen);
-    let ready = ready(&[&serving_cond, &database, &workers]);
-    vec![
+    let workers = workers(observed, serves, reported.stuck_trainer);
+    let ready = ready(&[&reported.serving, &database, &workers]);
+    let is_ready = ready.status == State::True;
+    let desired = [
         ready,
-        serving_cond,
-        training(observed, status),
-        promoted(status),
-        freshness::condition(serving.model.as_ref(), freshness, &spec.freshness.max_age),
+        reported.serving,
+        reported.training,
+        reported.promoted,
+        reported.stale,
         database,
         workers,
-    ]
-}
-
-fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
-    if let Some(active) = &status.runs.active {
-        return Desired::new(
-            TrainingReason::Running,
-            State::True,
-            format!(
-                "run {} ({}) started at {} ({})",
-                active.run, active.job, active.started_at, active.trigger
-            ),
-        );
-    }
-    if observed.model.spec.suspend {
-        return Desired::new(
-            TrainingReason::Suspended,
-            State::False,
-            "spec.suspend is true",
-        );
-    }
-    match status.runs.retry_after.filter(|at| *at > observed.now) {
-        Some(at) => {
-            let last = status
-                .history
-                .iter()
-                .rev()
-                .find(|r| r.outcome == RunOutcome::Failed)
-                .map(|r| format!(", the last ({}) {}: {}", r.version, r.reason, r.message))
-                .unwrap_or_default();
-            Desired::new(
-                TrainingReason::BackingOff,
-                State::False,
-                format!(
-                    "{} consecutive failed run(s){last}; next attempt not before {}",
-                    status.runs.consecutive_failures,
-                    time::whole(at)
-                ),
-            )
-        }
-        None => Desired::new(
-            TrainingReason::Idle,
-            State::False,
-            "no training run in progress",
-        ),
-    }
-}
-
-fn promoted(status: &RecommenderModelStatus) -> Desired {
-    let Some(last) = status.history.last() else {
-        return Desired::new(
-            PromotedReason::NoCandidate,
-            State::Unknown,
-            "no training run has finished yet",
-        );
+        reported.accuracy,
+    ];
+    let mut said = Said {
+        events: transition_events(old, &desired),
+        ..Said::default()
     };
-    let (reason, state) = match (last.outcome, &last.reason) {
-        (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
-        (RunOutcome::Rejected, RunReason::NotBetter) => (PromotedReason::NotBetter, State::False),
-        // The gate rejects for one other reason only.
-        (RunOutcome::Rejected, _) => (PromotedReason::GateFailed, State::False),
-        (RunOutcome::Failed, _) => (PromotedReason::TrainingFailed, State::False),
-    };
-    Desired::new(reason, state, last.message.clone())
+    // The probe runs on its interval whatever else happens.
+    if let (DatabaseProbe::Reachable | DatabaseProbe::Unreachable(_), SourceConfig::Postgres(pg)) =
+        (&observed.database, &config.source)
+    {
+        said.wake
+            .after(Duration::from_secs(pg.probe_interval_seconds.into()));
+    }
+    Summary {
+        conditions: cond::merge(old, &desired, observed.now, model.metadata.generation),
+        phase: phase(model.spec.suspend, runs, serves, is_ready),
+        said,
+    }
 }
 
 fn database(probe: &DatabaseProbe) -> Desired {
@@ -133,18 +99,11 @@ fn database(probe: &DatabaseProbe) -> Desired {
     }
 }
 
-fn workers(observed: &Observed, serving: &Serving, seen: &RunsSeen) -> Desired {
-    let rollout = observed
-        .rollout
-        .as_ref()
-        .filter(|_| serving.model.is_some());
-    if let Some(why) = &seen.stuck_trainer {
-        return Desired::new(
-            WorkersHealthyReason::TrainerPodStuck,
-            State::False,
-            why.clone(),
-        );
+fn workers(observed: &Observed, serves: bool, stuck_trainer: Option<String>) -> Desired {
+    if let Some(why) = stuck_trainer {
+        return Desired::new(WorkersHealthyReason::TrainerPodStuck, State::False, why);
     }
+    let rollout = observed.rollout.as_ref().filter(|_| serves);
     let replicas = rollout.map(|r| {
         format!(
             "{} of {} predictor replicas available",
@@ -183,18 +142,18 @@ fn ready(parts: &[&Desired]) -> Desired {
     }
 }
 
-pub(super) fn phase(suspend: bool, status: &RecommenderModelStatus) -> Phase {
+fn phase(suspend: bool, runs: &RunLedger, serves: bool, ready: bool) -> Phase {
     if suspend {
         return Phase::Suspended;
     }
-    if status.runs.active.is_some() {
+    if runs.active.is_some() {
         return Phase::Training;
     }
-    match &status.serving {
-        None if status.runs.consecutive_failures > 0 => Phase::Failed,
-        None => Phase::Pending,
-        Some(_) if cond::is_true(&status.conditions, ConditionType::Ready) => Phase::Serving,
-        Some(_) => Phase::Degraded,
+    match (serves, ready) {
+        (false, _) if runs.consecutive_failures > 0 => Phase::Failed,
+        (false, _) => Phase::Pending,
+        (true, true) => Phase::Serving,
+        (true, false) => Phase::Degraded,
     }
 }
 

@@ -1,12 +1,13 @@
 //! Serving: which promoted model the predictor serves (the pin, or the newest), the predictor's
-//! children, and whether its rollout is done.
+//! children and scale, where to call it, and whether its rollout is done and meets its targets
+//! (the `Serving` condition).
 
+use super::scaling::{self, ScalingPlan};
 use crate::children::{self, Defaults};
 use crate::condition::{Desired, ServingReason, State};
-use crate::crd::{
-    Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel, RecommenderModelStatus,
-};
-use crate::observe::RolloutState;
+use crate::crd::{Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel};
+use crate::observe::{Observed, RolloutState};
+use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -26,16 +27,73 @@ pub(super) struct Serving {
     pub pin_problem: Option<String>,
 }
 
+/// Everything about serving the chosen model.
+pub(super) struct Served {
+    pub chosen: Serving,
+    /// The predictor's children, once there is a model to serve.
+    pub deployment: Option<Deployment>,
+    pub service: Option<Service>,
+    pub scaling: ScalingPlan,
+    /// `status.predictor`, `status.url` and `status.address`.
+    pub predictor: Option<PredictorStatus>,
+    pub url: Option<String>,
+    pub address: Option<Address>,
+    /// The `Serving` condition.
+    pub condition: Desired,
+}
+
+/// Chooses the model to serve among the promoted `models` and plans its predictor; `online` is
+/// what the collector last saw of it in production.
+pub(super) fn plan(
+    observed: &Observed,
+    config: &Config,
+    defaults: &Defaults,
+    models: &[ModelRecord],
+    online: Option<&OnlineStatus>,
+) -> Served {
+    let model = observed.model;
+    let rollout = observed.rollout.as_ref();
+    let chosen = choose(models, model.spec.pinned_version.as_deref());
+    let (deployment, service) = children(model, &chosen, defaults);
+    let scaling = match &deployment {
+        Some(_) => scaling::plan(model, rollout),
+        None => ScalingPlan::default(),
+    };
+    let replicas = scaling::desired_replicas(model, rollout);
+    let targets = Targets {
+        latency: config.latency_objective,
+        max_rmse: model.spec.promotion.max_rmse,
+    };
+    let condition = inference_targets(
+        condition(&chosen, rollout, replicas),
+        &chosen,
+        online,
+        &targets,
+        observed.now,
+    );
+    let (url, address) = address(model, &chosen, defaults);
+    Served {
+        predictor: predictor_status(model, &chosen, rollout),
+        chosen,
+        deployment,
+        service,
+        scaling,
+        url,
+        address,
+        condition,
+    }
+}
+
 /// The pinned model if it names a promoted one, else the newest.
-pub(super) fn choose(status: &RecommenderModelStatus, pin: Option<&str>) -> Serving {
-    let newest = status.models.last().cloned();
+fn choose(models: &[ModelRecord], pin: Option<&str>) -> Serving {
+    let newest = models.last().cloned();
     let Some(pin) = pin else {
         return Serving {
             model: newest,
             pin_problem: None,
         };
     };
-    match status.models.iter().find(|m| m.version == pin) {
+    match models.iter().find(|m| m.version == pin) {
         Some(found) => Serving {
             model: Some(found.clone()),
             pin_problem: None,
@@ -44,7 +102,7 @@ pub(super) fn choose(status: &RecommenderModelStatus, pin: Option<&str>) -> Serv
             model: newest,
             pin_problem: Some(format!(
                 "pinnedVersion {pin} is not a promoted model (known: {})",
-                known_versions(&status.models)
+                known_versions(models)
             )),
         },
     }
@@ -62,7 +120,7 @@ fn known_versions(models: &[ModelRecord]) -> String {
 }
 
 /// The predictor Deployment and Service, once there is a model to serve.
-pub(super) fn children(
+fn children(
     model: &RecommenderModel,
     serving: &Serving,
     defaults: &Defaults,
@@ -78,7 +136,7 @@ pub(super) fn children(
 
 /// Where to call the model: the Service's URL once there is a model to serve (the Service is
 /// applied with it), as `status.url` and KServe's `status.address`.
-pub(super) fn address(
+fn address(
     model: &RecommenderModel,
     serving: &Serving,
     defaults: &Defaults,
@@ -90,7 +148,7 @@ pub(super) fn address(
     (Some(url.clone()), Some(Address { url }))
 }
 
-pub(super) fn predictor_status(
+fn predictor_status(
     model: &RecommenderModel,
     serving: &Serving,
     rollout: Option<&RolloutState>,
@@ -106,11 +164,7 @@ pub(super) fn predictor_status(
 }
 
 /// The `Serving` condition.
-pub(super) fn condition(
-    serving: &Serving,
-    rollout: Option<&RolloutState>,
-    replicas: i32,
-) -> Desired {
+fn condition(serving: &Serving, rollout: Option<&RolloutState>, replicas: i32) -> Desired {
     match (&serving.model, rollout) {
         (None, _) => Desired::new(
             ServingReason::NoModel,
@@ -132,7 +186,7 @@ pub(super) fn condition(
 }
 
 /// What the serving version must achieve in production.
-pub(super) struct Targets {
+struct Targets {
     /// p99 server latency.
     pub latency: Duration,
     pub max_rmse: f64,
@@ -140,7 +194,7 @@ pub(super) struct Targets {
 
 /// An available rollout still serves when it misses its inference targets, and says so: the
 /// reason changes, so an alert can page on it without taking `Ready` down.
-pub(super) fn inference_targets(
+fn inference_targets(
     available: Desired,
     serving: &Serving,
     online: Option<&OnlineStatus>,

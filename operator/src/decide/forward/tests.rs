@@ -1,3 +1,6 @@
+//! The forward side of `decide`: counts of new ratings, forward evaluations started and recorded,
+//! `Stale` by new data and `AccuracyDegraded`, each through the whole decision.
+
 use crate::crd::{
     Fingerprint, PostgresSource, RecommenderModelSpec, RecommenderModelStatus, RunTrigger,
     SecretKeyRef, Source,

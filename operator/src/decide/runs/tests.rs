@@ -1,3 +1,6 @@
+//! Training runs through the whole decision: started, adopted, promoted or rejected, failed and
+//! retried with backoff, retrained on each trigger, recorded in a bounded history.
+
 use super::*;
 use crate::crd::{Phase, RunOutcome, RunReason, RunTrigger};
 use crate::decide::fixtures::*;
