@@ -160,20 +160,9 @@ mod tests {
     }
 
     fn cleanup_args(plan: &crate::decide::Plan) -> Option<String> {
-        plan.cleanup_job.as_ref().map(|job| {
-            job.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .containers[0]
-                .args
-                .clone()
-                .unwrap()
-                .join(" ")
-        })
+        plan.cleanup_job
+            .as_ref()
+            .map(crate::children::testing::args)
     }
 
     #[test]
