@@ -204,27 +204,11 @@ pub async fn run(
                     .map(|(model, ns)| ObjectRef::new(model).within(&ns))
             },
         );
-    let store = controller.store();
-    let metrics = ctx.metrics.clone();
-    let watched = namespace.clone();
-    // Deleted resources are never reconciled again (owner references clean up the children);
-    // their metric series are dropped here.
-    let pruner = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            let known = metrics.known().into_iter();
-            for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
-                let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
-                if store.get(&key).is_none()
-                    && store.wait_until_ready().await.is_ok()
-                    && store.get(&key).is_none()
-                {
-                    metrics.forget(&ns, &name);
-                }
-            }
-        }
-    });
+    let pruner = tokio::spawn(prune_metrics(
+        controller.store(),
+        ctx.metrics.clone(),
+        namespace.clone(),
+    ));
     let ctx_metrics = ctx.metrics.clone();
     controller
         .graceful_shutdown_on(shutdown)
@@ -247,6 +231,30 @@ pub async fn run(
         })
         .await;
     pruner.abort();
+}
+
+/// Deleted resources are never reconciled again (owner references clean up the children):
+/// every 30 s, the metric series of those gone from the watch cache (of the `watched` namespace)
+/// are dropped.
+async fn prune_metrics(
+    store: kube::runtime::reflector::Store<RecommenderModel>,
+    metrics: Arc<Metrics>,
+    watched: Option<String>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let known = metrics.known().into_iter();
+        for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
+            let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
+            if store.get(&key).is_none()
+                && store.wait_until_ready().await.is_ok()
+                && store.get(&key).is_none()
+            {
+                metrics.forget(&ns, &name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
