@@ -67,8 +67,9 @@ pub struct RecommenderModelStatus {
     /// The forward evaluations' ledger.
     #[serde(default)]
     pub evaluations: EvaluationLedger,
-    /// The same bookkeeping where operator versions before the ledgers wrote it.
-    #[serde(default, flatten)]
+    /// The same bookkeeping where operator versions before the ledgers wrote it: read, never
+    /// written.
+    #[serde(default, flatten, skip_serializing)]
     pub previous: PreviousLedger,
 }
 
@@ -177,62 +178,40 @@ pub struct EvaluationLedger {
 /// The ledgers' fields where operator versions before them wrote them, at the top of the status.
 /// Still in the schema, so that an object stored by such a version keeps them until this version
 /// has read them ([`RecommenderModelStatus::adopt_previous`]); never written.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(JsonSchema, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PreviousLedger {
     /// Replaced by `runs.last`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<u32>,
     /// Replaced by `runs.lastCompleted`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_completed_run: Option<u32>,
     /// Replaced by `runs.cleanedThrough`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleaned_through_run: Option<u32>,
     /// Replaced by `runs.active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_run: Option<ActiveRun>,
     /// Replaced by `runs.trainedSpecHash`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_spec_hash: Option<String>,
     /// Replaced by `runs.lastAttemptStartedAt`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "whole_seconds_opt"
-    )]
+    #[serde(with = "whole_seconds_opt")]
     #[schemars(with = "Option<Rfc3339>")]
     pub last_attempt_started_at: Option<Timestamp>,
     /// Replaced by `runs.consecutiveFailures`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<u32>,
     /// Replaced by `runs.retryAfter`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "whole_seconds_opt"
-    )]
+    #[serde(with = "whole_seconds_opt")]
     #[schemars(with = "Option<Rfc3339>")]
     pub retry_after: Option<Timestamp>,
     /// Replaced by `runs.handledRetrainRequest`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_retrain_request: Option<String>,
     /// Replaced by `evaluations.last`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation: Option<u32>,
     /// Replaced by `evaluations.active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_evaluation: Option<ActiveEvaluation>,
     /// Replaced by `evaluations.lastStartedAt`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "whole_seconds_opt"
-    )]
+    #[serde(with = "whole_seconds_opt")]
     #[schemars(with = "Option<Rfc3339>")]
     pub last_evaluation_started_at: Option<Timestamp>,
     /// Replaced by `evaluations.lastError`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation_error: Option<String>,
 }
 
