@@ -198,7 +198,16 @@ pub(super) fn plan(
     Judged {
         new_data: new_data(config, serving, data),
         degraded_at: degraded_at(config, serving, gate),
-        job: start_evaluation(observed, config, defaults, serving, data, ledger, &mut said),
+        job: serving.zip(data).and_then(|(serving, data)| {
+            start_evaluation(
+                observed,
+                config,
+                defaults,
+                (serving, data),
+                ledger,
+                &mut said,
+            )
+        }),
         condition,
         said,
     }
@@ -222,14 +231,13 @@ fn new_data(
     })
 }
 
-/// Starts a forward evaluation of the serving model when enough new ratings exist, the last
-/// evaluation is at least `interval` old and something changed since it.
+/// Starts a forward evaluation of the serving model when enough new ratings exist (`data`, the
+/// last count), the last evaluation is at least `interval` old and something changed since it.
 fn start_evaluation(
     observed: &Observed,
     config: &Config,
     defaults: &Defaults,
-    serving: Option<&ModelRecord>,
-    data: Option<&DataStatus>,
+    (serving, data): (&ModelRecord, &DataStatus),
     ledger: &mut EvaluationLedger,
     said: &mut Said,
 ) -> Option<Job> {
@@ -237,7 +245,6 @@ fn start_evaluation(
     if model.spec.suspend || ledger.active.is_some() {
         return None;
     }
-    let (serving, data) = (serving?, data?);
     let since = serving.fingerprint.as_ref()?.max_timestamp?;
     let enough = data.version == serving.version
         && data.since == since
