@@ -79,7 +79,7 @@ pub fn evaluation_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::children::testing::{args, assert_locked_down, container, pod};
+    use crate::children::testing::{args, assert_locked_down, container, pod, pod_meta};
     use crate::crd::{PostgresSource, SecretKeyRef, Source};
     use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
 
@@ -154,14 +154,7 @@ mod tests {
         assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
         assert_eq!(pod.service_account_name.as_deref(), Some("trainer"));
         assert_eq!(pod.priority_class_name.as_deref(), Some("batch-low"));
-        let meta = job
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .metadata
-            .as_ref()
-            .unwrap();
+        let meta = pod_meta(&job);
         assert_eq!(meta.labels.as_ref().unwrap()["team"], "recs");
         assert_eq!(
             meta.labels.as_ref().unwrap()[labels::COMPONENT],

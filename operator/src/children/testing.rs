@@ -1,14 +1,23 @@
-//! What the builders' tests read back from a Job: its pod, its container, the container's
-//! arguments, and the identity every operator container gets.
+//! What the builders' tests read back from a Job: its pod and the pod's metadata, its container,
+//! the container's arguments, and the identity every operator container gets.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub fn pod(job: &Job) -> &PodSpec {
     job.spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
         .expect("a Job with a pod template")
+}
+
+/// The pod template's metadata.
+pub fn pod_meta(job: &Job) -> &ObjectMeta {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .expect("a Job with pod metadata")
 }
 
 pub fn container(job: &Job) -> &Container {

@@ -88,8 +88,14 @@ impl Server {
 
     /// Every reconcile starts by reading the resource afresh; answered with `model`.
     async fn fresh_read(&mut self, model: &RecommenderModel) {
+        self.fresh_read_stored(&serde_json::to_value(model).unwrap())
+            .await;
+    }
+
+    /// The fresh read, answered with the object as stored (fields the types no longer write).
+    async fn fresh_read_stored(&mut self, object: &Value) {
         let (_, send) = self.expect(Method::GET, MODEL).await;
-        respond(send, StatusCode::OK, &serde_json::to_value(model).unwrap());
+        respond(send, StatusCode::OK, object);
     }
 
     /// The model's Jobs are listed; these exist.
@@ -111,6 +117,16 @@ impl Server {
             Some(deployment) => respond(send, StatusCode::OK, &deployment),
             None => not_found(send),
         }
+    }
+
+    /// The reads of a reconcile that finds run 1 of `model` succeeded with a report of
+    /// `(rmse, mae)`, and no predictor yet.
+    async fn finished_run(&mut self, model: &RecommenderModel, (rmse, mae): (f64, f64)) {
+        self.fresh_read(model).await;
+        self.jobs(vec![finished_job()]).await;
+        let pod = trainer_pod("Succeeded", &report_json(rmse, mae));
+        self.pods(vec![pod]).await;
+        self.deployment(None).await;
     }
 
     /// A server-side apply to `path`, answered with what was applied; returns it.
@@ -336,12 +352,7 @@ fn training_status() -> RecommenderModelStatus {
 async fn succeeded_job_is_promoted_and_served() {
     let training = model(Some(training_status()));
     let (action, server) = reconcile_with(training.clone(), |mut server| async move {
-        server.fresh_read(&training).await;
-        server.jobs(vec![finished_job()]).await;
-        server
-            .pods(vec![trainer_pod("Succeeded", &report_json(0.9387, 0.7403))])
-            .await;
-        server.deployment(None).await;
+        server.finished_run(&training, (0.9387, 0.7403)).await;
 
         let service = server.apply(SERVICE).await;
         assert_eq!(service["spec"]["ports"][0]["port"], 8080);
@@ -390,12 +401,7 @@ async fn succeeded_job_is_promoted_and_served() {
 async fn rejected_candidate_is_kept_out_with_the_reason() {
     let training = model(Some(training_status()));
     let (_, server) = reconcile_with(training.clone(), |mut server| async move {
-        server.fresh_read(&training).await;
-        server.jobs(vec![finished_job()]).await;
-        server
-            .pods(vec![trainer_pod("Succeeded", &report_json(1.0312, 0.7))])
-            .await;
-        server.deployment(None).await;
+        server.finished_run(&training, (1.0312, 0.7)).await;
         // No model passed the gate: no Service or Deployment. Nothing serves, so nothing can
         // load the rejected artifact: a cleanup Job deletes it at once.
         let job = server
@@ -512,23 +518,25 @@ async fn an_invalid_spec_is_reported_without_touching_children() {
 
 /// A model serving v1, at rest, with the given predictor settings.
 fn serving_model(predictor: Value) -> RecommenderModel {
-    serving_model_with(predictor, |spec_hash| {
+    let stored = serving_object(predictor, |spec_hash| {
         json!({"runs": {"last": 1, "lastCompleted": 1, "trainedSpecHash": spec_hash,
             "lastAttemptStartedAt": minutes_ago(60)}})
-    })
+    });
+    serde_json::from_value(stored).unwrap()
 }
 
-/// A model serving v1 whose status has, beside the model, the `bookkeeping` fields made from the
-/// training-spec hash.
-fn serving_model_with(predictor: Value, bookkeeping: impl Fn(&str) -> Value) -> RecommenderModel {
+/// A model serving v1 as the API server stores it: beside the model, its status has the
+/// `bookkeeping` fields made from the training-spec hash.
+fn serving_object(predictor: Value, bookkeeping: impl Fn(&str) -> Value) -> Value {
     let mut m = model(None);
     m.spec.predictor = serde_json::from_value(predictor).unwrap();
     let mut status = bookkeeping(&children::training_spec_hash(&m.spec));
     status["models"] = json!([{"version": "v1", "run": 1, "trainedAt": minutes_ago(60),
         "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
             "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}]);
-    m.status = Some(serde_json::from_value(status).unwrap());
-    m
+    let mut object = serde_json::to_value(m).unwrap();
+    object["status"] = status;
+    object
 }
 
 /// The predictor Deployment as the API server returns it: 3 replicas of v1, all available,
@@ -634,17 +642,17 @@ async fn turning_autoscaling_off_deletes_the_autoscaler_then_takes_the_replicas_
 /// removes them: this field manager wrote them) and carries the ledgers instead.
 #[tokio::test]
 async fn a_status_from_before_the_ledgers_is_applied_in_the_new_shape() {
-    let m = serving_model_with(json!({"replicas": 3}), |spec_hash| {
+    let stored = serving_object(json!({"replicas": 3}), |spec_hash| {
         json!({"lastRun": 2, "lastCompletedRun": 2, "cleanedThroughRun": 2,
             "trainedSpecHash": spec_hash, "lastAttemptStartedAt": minutes_ago(60),
             "handledRetrainRequest": "monday", "lastEvaluation": 3,
             "lastEvaluationStartedAt": minutes_ago(30),
             "lastEvaluationError": "forward evaluation movies-eval-3 failed: no report"})
     });
+    let m: RecommenderModel = serde_json::from_value(stored.clone()).unwrap();
     assert_eq!(m.status.as_ref().unwrap().previous.last_run, Some(2));
-    let served = m.clone();
     let (_, server) = reconcile_with(m, |mut server| async move {
-        server.fresh_read(&served).await;
+        server.fresh_read_stored(&stored).await;
         server.jobs(vec![]).await;
         server.deployment(Some(existing_deployment(true))).await;
         server.apply(SERVICE).await;
