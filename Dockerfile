@@ -15,17 +15,24 @@
 # below) or `host-binaries`, binaries compiled outside on Debian 12 and passed as the build
 # context (tests/cluster/images.sh does that with buildah for the local cluster's node).
 
+# The base images, each a full reference so that a release pipeline pins it by digest without
+# editing this file (docs/images.md, "Pinning the base images by digest"):
+#   --build-arg RUST_IMAGE=docker.io/library/rust:1.95-bookworm@sha256:<digest>
+#   --build-arg DISTROLESS=gcr.io/distroless/cc-debian12:nonroot@sha256:<digest>
+# With both a tag and a digest the digest is what is pulled; the tag stays for people to read.
 # The build image and the runtime image must share a glibc: both are Debian 12 (bookworm).
-ARG RUST_VERSION=1.95
+ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG DISTROLESS=gcr.io/distroless/cc-debian12:nonroot
 ARG BINARIES=build
 
-FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Only the workspace (every member must be present for cargo to load it), never a local target/.
 COPY Cargo.toml Cargo.lock ./
+COPY contract ./contract
 COPY model ./model
 COPY pgtls ./pgtls
+COPY store ./store
 COPY trainer ./trainer
 COPY predictor ./predictor
 COPY operator ./operator

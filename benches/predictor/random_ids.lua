@@ -1,13 +1,7 @@
 -- wrk script: every request picks a random known user (and item) from the id files named by
 -- BENCH_USERS / BENCH_ITEMS; BENCH_MODE is `predict` or `recommend`.
-local function read_lines(path)
-  local t = {}
-  for line in io.lines(path) do t[#t + 1] = line end
-  return t
-end
-
-local users = read_lines(os.getenv("BENCH_USERS"))
-local items = read_lines(os.getenv("BENCH_ITEMS"))
+local ids = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "ids.lua")
+local users, items = ids.users, ids.items
 local mode = os.getenv("BENCH_MODE")
 -- Each wrk thread has its own Lua state; seed them apart.
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)

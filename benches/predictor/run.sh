@@ -10,30 +10,19 @@
 # Prints a Markdown report and keeps it in ~/.cache/recommender-operator/predictor-bench/.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator
+source "$(dirname "$0")/lib.sh"
 VENV=$CACHE/predictor-bench-venv
 OHA=$CACHE/tools/oha/bin/oha
-WORK=$CACHE/predictor-bench
-DATA=${ML100K:-$ROOT/../shared/datasets/ml-100k/u.data}
 DURATION=${DURATION:-10}
 CONNS=${CONNECTIONS:-64}
 # Fixed rates for the latency runs; the last of each list is the issue's target (3x Starlette's
 # 19,231 req/s single, 5x its 9,476 req/s top-10).
 RATES_SINGLE=${RATES_SINGLE:-20000 40000 57700}
 RATES_TOP10=${RATES_TOP10:-20000 47400}
-# Four free loopback ports, so a busy port (another run, another engineer) cannot mix results.
-read -r PORT_RS PORT_DJ PORT_ST PORT_LIVE PORT_BARE < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
-mkdir -p "$WORK"
-log() { echo "[bench] $*" >&2; }
+read -r PORT_RS PORT_DJ PORT_ST PORT_LIVE PORT_BARE < <(free_ports 5)
 
 # --- tools -------------------------------------------------------------------------------------
-command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
+ensure_wrk
 if [[ ! -x $OHA ]]; then
   log "installing oha into $CACHE/tools/oha"
   cargo install oha --version 1.16.0 --locked --root "$CACHE/tools/oha" >&2
@@ -43,25 +32,16 @@ if [[ ! -x $VENV/bin/gunicorn ]]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q scikit-surprise numpy django gunicorn starlette 'uvicorn[standard]' >&2
 fi
-[[ -f $DATA ]] || { log "ml-100k u.data not found at $DATA (set ML100K)"; exit 1; }
 
 # --- models ------------------------------------------------------------------------------------
-log "building release binaries"
-(cd "$ROOT" && cargo build --release -q -p recommender-predictor -p recommender-trainer &&
-  cargo build --release -q -p recommender-predictor --example bare_axum &&
+build_release
+(cd "$ROOT" && cargo build --release -q -p recommender-predictor --example bare_axum &&
   cargo build --release -q -p recommender-model --features fixtures --example rank_bench)
-BIN=$ROOT/target/release
-if [[ ! -f $WORK/ml-100k.model ]]; then
-  log "training our SVD on ml-100k"
-  "$BIN/recommender-trainer" train --source "$DATA" --format ml-100k --out "$WORK/ml-100k.model" \
-    --version ml100k-bench --folds 2 --report "$WORK/train-report.json" >&2
-fi
+ensure_model
 if [[ ! -f $WORK/surprise-svd.dump ]]; then
   log "training Surprise SVD on ml-100k"
   "$VENV/bin/python" "$HERE/reference/svd_model.py" "$DATA" "$WORK/surprise-svd.dump"
 fi
-cut -f1 "$DATA" | sort -u > "$WORK/users.txt"
-cut -f2 "$DATA" | sort -u > "$WORK/items.txt"
 # oha takes a fixed list of URLs; 50k random known pairs are far from one cached pair.
 "$VENV/bin/python" - "$WORK" "$PORT_RS" <<'PY'
 import random, sys
@@ -81,10 +61,6 @@ json.dump({"pairs": pairs}, open(f"{work}/batch-1000.json", "w"))
 PY
 
 # --- servers -----------------------------------------------------------------------------------
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
 "$BIN/recommender-predictor" --model "$WORK/ml-100k.model" --listen "127.0.0.1:$PORT_RS" \
   > "$WORK/predictor.log" 2>&1 &
 PIDS+=($!); PID_RS=$!
@@ -104,13 +80,6 @@ PIDS+=($!)
   --log-level warning --no-access-log starlette_app:app) > "$WORK/starlette.log" 2>&1 &
 PIDS+=($!)
 
-wait_ready() {
-  for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  log "$1 never answered"; exit 1
-}
 wait_ready "http://127.0.0.1:$PORT_RS/readyz"
 wait_ready "http://127.0.0.1:$PORT_LIVE/readyz"
 wait_ready "http://127.0.0.1:$PORT_BARE/"
@@ -142,7 +111,6 @@ fixed_rate() {
   "$VENV/bin/python" "$HERE/oha_summary.py" <<<"$json"
 }
 
-MACHINE="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB"
 {
   echo "## Run of $(date -u +%Y-%m-%dT%H:%MZ)"
   echo

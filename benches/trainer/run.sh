@@ -2,7 +2,8 @@
 # Surprise's SVD() against recommender-trainer, side by side on this machine.
 #
 #   benches/trainer/run.sh            # ml-100k and synthetic 100k x 10k items 5-fold, synthetic 1M
-#                                     # (both), synthetic 10M (ours)
+#                                     # (both), synthetic 10M (ours); the SGD step alone
+#                                     # (trainer/examples/sgd_bench.rs)
 #   SURPRISE_10M=1 benches/trainer/run.sh   # also run Surprise on 10M (slow: tens of minutes, GBs)
 #
 # Installs scikit-surprise from PyPI into a venv outside the repository
@@ -30,8 +31,9 @@ fi
 "$venv/bin/python" -c 'import surprise' 2>/dev/null || "$venv/bin/pip" install -q scikit-surprise
 surprise_version=$("$venv/bin/python" -c 'import surprise; print(surprise.__version__)')
 
-(cd "$repo" && cargo build --release -q -p recommender-trainer)
+(cd "$repo" && cargo build --release -q -p recommender-trainer --bins --example sgd_bench)
 bin=$repo/target/release/recommender-trainer
+sgd_bench=$repo/target/release/examples/sgd_bench
 
 mkdir -p "$data"
 gen() { # name ratings users items
@@ -72,6 +74,16 @@ for set in ml-100k synthetic-100k-10k synthetic-1m synthetic-10m; do
     measure "$set" ours 2 "$reps" -- "${ours[@]}"
     measure "$set" ours 1 "$reps" -- "${ours[@]}"
 done
+# Each fit on both threads (in blocks), the folds one after another.
+measure synthetic-10m ours-fit2 2 1 -- "$bin" evaluate --source "$data/synthetic-10m.tsv" --format ml-100k \
+    --folds $folds --seed "$seed" --fit-threads 2 --json --report /dev/null
+
+# The SGD step alone: ns per update at 50/100/200 factors on ml-100k, one thread; then one fit of
+# the 10M set on one and on two threads.
+echo ">> SGD step: ml-100k" >&2
+"$sgd_bench" "$ml100k" --reps "${REPS_SGD:-5}" > "$results/sgd-ml-100k.md"
+echo ">> SGD step: synthetic-10m, 1 and 2 threads" >&2
+"$sgd_bench" "$data/synthetic-10m.tsv" --reps 1 --factors 100 --fit-threads 1,2 > "$results/sgd-10m.md"
 
 # Growth with the number of ratings alone: the same 5k-item catalogue, users growing with the
 # ratings (the 10M set above also has 4x the items, which adds cache misses).

@@ -50,10 +50,10 @@ def quality(tag):
 def rank_share(tag):
     """Ranking's share of our folds' stage times (None for Surprise, which does not rank)."""
     folds = json.load(open(os.path.join(results, tag + ".out"))).get("folds")
-    if not folds or "rank_seconds" not in folds[0]:
+    if not folds or "rankSeconds" not in folds[0]:
         return None
-    rank = sum(f["rank_seconds"] for f in folds)
-    return rank / sum(f["fit_seconds"] + f["test_seconds"] + f["rank_seconds"] for f in folds)
+    rank = sum(f["rankSeconds"] for f in folds)
+    return rank / sum(f["fitSeconds"] + f["testSeconds"] + f["rankSeconds"] for f in folds)
 
 
 def cpu_model():
@@ -84,14 +84,15 @@ print("  the 5k items of the 1M set, 20k users per million ratings).")
 print("- Rows of the 100k-rating sets are the median of several runs (all wall times in the last")
 print("  column); the others are single runs.")
 print("- Ranking share: our folds' time ranking every sampled test user's top-10 over all items, as a")
-print("  share of their fit + test + ranking time (`rank_seconds` etc. of `--json`).\n")
+print("  share of their fit + test + ranking time (`rankSeconds` etc. of `--json`).\n")
 print("| data | implementation | threads | RMSE | MAE | wall s | peak RSS MiB | speed-up vs Surprise | ranking share | load avg before | runs (s) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, impl, threads in rows:
     tag = f"{name}.{impl}.{threads}"
     wall, rss = time_file(tag)
     rmse, mae = quality(tag)
-    label = f"Surprise {surprise_version}" if impl == "surprise" else "recommender-trainer"
+    label = {"surprise": f"Surprise {surprise_version}", "ours": "recommender-trainer",
+             "ours-fit2": "recommender-trainer, `--fit-threads 2`"}[impl]
     ratio = surprise_wall.get(name)
     speed = "1.0x" if impl == "surprise" else (f"{ratio / wall:.1f}x" if ratio else "n/a")
     load = " / ".join(open(p).read().strip() for p in runs(tag, "load")) or "?"
@@ -100,9 +101,35 @@ for name, impl, threads in rows:
     share = f"{100 * share:.1f}%" if share is not None else "n/a"
     print(f"| {name} | {label} | {threads} | {rmse:.4f} | {mae:.4f} | {wall:.2f} | {rss:.0f} | {speed} | {share} | {load} | {all_walls} |")
 print()
-print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`. The load average column is the")
-print("1-minute load just before each run; it includes the benchmark's own previous runs, and above 2 on this")
-print("2-core machine other processes were competing for the cores.")
+print("Surprise is single-threaded; `threads` for ours is `RAYON_NUM_THREADS`: the folds are trained one per")
+print("thread, except with `--fit-threads 2`, where each fit uses both threads (in blocks of ratings) and the")
+print("folds run one after another. The load average column is the 1-minute load just before each run; it")
+print("includes the benchmark's own previous runs, and above 2 on this 2-core machine other processes were")
+print("competing for the cores.")
+
+
+def sgd_table(name):
+    """The example's header line, its table, and its rows as dicts."""
+    path = os.path.join(results, name)
+    if not os.path.exists(path):
+        return None
+    lines = open(path).read().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    head = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+    return lines[0], "\n".join(table), rows
+
+
+sgd_100k, sgd_10m = sgd_table("sgd-ml-100k.md"), sgd_table("sgd-10m.md")
+if sgd_100k or sgd_10m:
+    print("\n## The SGD step (`trainer/examples/sgd_bench.rs`)\n")
+    print("Nanoseconds per update (one rating of one epoch) of the training loop alone, timed epoch by epoch;")
+    print("the minimum over all epochs is the least disturbed by other processes, the on-CPU figure leaves out")
+    print("the time they held the cores. The checksum is of the model's bits: the same on every vector unit")
+    print("(`RECOMMENDER_NO_SIMD=1`) and the same as the kernel before issue 24 for one thread.\n")
+    for table in (sgd_100k, sgd_10m):
+        if table:
+            print(f"{table[0]}\n\n{table[1]}\n")
 
 
 def row(name, impl, threads):
@@ -113,6 +140,17 @@ def row(name, impl, threads):
 
 
 print("\n## Against the targets\n")
+if sgd_100k:
+    at100 = [r for r in sgd_100k[2] if r["factors"] == "100" and r["fit threads"] == "1"]
+    if at100:
+        ns = float(at100[0]["ns per update (min)"])
+        print(f"- SGD update at 100 factors, one thread, ml-100k: {ns:.1f} ns (target at most 30 ns): "
+              f"{'met' if ns <= 30 else 'NOT met on this run'}")
+if sgd_10m:
+    two = [r for r in sgd_10m[2] if r["fit threads"] == "2"]
+    if two:
+        print(f"- One fit of 10M ratings (100 factors) on 2 threads: {two[0]['speed-up (min)']} the speed of 1 thread "
+              "(reported, no target)")
 s100, o100_2, o100_1 = row("ml-100k", "surprise", 1), row("ml-100k", "ours", 2), row("ml-100k", "ours", 1)
 if s100 and o100_2 and o100_1:
     print(f"- ml-100k RMSE: ours {o100_2[2]:.4f} vs Surprise {s100[2]:.4f} (target: within 0.005 or better): "

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks the manifests `helm template` rendered for the properties that matter: least-privilege
 RBAC (no verb beyond what the operator uses, namespaced mode really namespaced), hardened pods
-with resources, the standard labels, wiring between Service, Deployment and ServiceMonitor, and
+with resources, the standard labels, the operator and workload images the values name (by digest
+when one is given), wiring between Service, Deployment and ServiceMonitor, and
 that the PrometheusRule and dashboard are exactly the files the promtool tests and the docs cover.
 
 Usage: check_rendered.py RENDERED.yaml RELEASE_NAMESPACE [VALUES.yaml]
@@ -45,6 +46,14 @@ STANDARD_LABELS = [
     "app.kubernetes.io/part-of",
     "helm.sh/chart",
 ]
+
+
+def image_ref(image, app_version):
+    """The reference the chart must render for an image's values: repository@digest when a digest is
+    set (no tag then), else repository:tag with appVersion for an empty tag."""
+    if image.get("digest"):
+        return f"{image['repository']}@{image['digest']}"
+    return f"{image['repository']}:{image.get('tag') or app_version}"
 
 
 def deep_merge(base, override):
@@ -127,6 +136,9 @@ class Checker:
                 for r in ("cpu", "memory"):
                     if not (res.get(kind) or {}).get(r):
                         self.fail(dep, f"{name}: no {kind}.{r}")
+            want = image_ref(self.values["image"], self.app_version())
+            if c["name"] == "operator" and c.get("image") != want:
+                self.fail(dep, f"{name}: image {c.get('image')!r}, expected {want!r}")
             for probe in ("livenessProbe", "readinessProbe"):
                 if not c.get(probe):
                     self.fail(dep, f"{name}: no {probe}")
@@ -153,8 +165,7 @@ class Checker:
         if not namespaces and ns_args:
             self.fail(dep, f"watching all namespaces but args restrict them: {ns_args}")
         for workload in ("trainer", "predictor"):
-            image = self.values["workloadImages"][workload]
-            want = f"--{workload}-image={image['repository']}:{image['tag'] or self.app_version()}"
+            want = f"--{workload}-image={image_ref(self.values['workloadImages'][workload], self.app_version())}"
             if want not in args:
                 self.fail(dep, f"args lack {want}")
         env = {e["name"]: e.get("value") for e in c.get("env") or []}

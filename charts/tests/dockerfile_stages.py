@@ -5,7 +5,8 @@ as its entrypoint (the operator passes only args to trainer and predictor contai
 from the `binaries` stage. `binaries` is FROM ${BINARIES}, which defaults to the `build` stage
 (cargo build --release); the `host-binaries` stage (FROM scratch, the three binaries from the
 build context and nothing else) is what tests/cluster/images.sh selects with
-BINARIES=host-binaries.
+BINARIES=host-binaries. Every registry base image is an ARG (so it can be pinned by digest with
+--build-arg), and the build stage copies every workspace member of the Cargo.toml beside it.
 
 Usage: dockerfile_stages.py DOCKERFILE
 """
@@ -15,6 +16,8 @@ import re
 import sys
 
 BINARIES = ("recommender-operator", "recommender-trainer", "recommender-predictor")
+# What a FROM may name besides an ARG: the empty image, or an earlier stage.
+LOCAL_BASES = {"scratch"}
 
 
 def stages(text):
@@ -30,13 +33,34 @@ def stages(text):
     return out
 
 
+def workspace_dirs(cargo_toml):
+    """The top-level folders of the workspace's members."""
+    members = re.search(r"^members\s*=\s*\[(.*?)\]", cargo_toml, re.MULTILINE | re.DOTALL)
+    return sorted({m.split("/")[0] for m in re.findall(r'"([^"]+)"', members.group(1))}) if members else []
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
-    text = pathlib.Path(sys.argv[1]).read_text()
+    dockerfile = pathlib.Path(sys.argv[1])
+    text = dockerfile.read_text()
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.MULTILINE))
     found = stages(text)
     problems = []
+    # Every base image is an ARG (a full reference), so a release pipeline pins it by digest with
+    # --build-arg and no edit of this file (docs/images.md).
+    for base in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE):
+        arg = re.fullmatch(r"\$\{(\w+)\}", base)
+        if arg is None and base not in LOCAL_BASES and base not in found:
+            problems.append(f"FROM {base}: a registry image named in place, not through an ARG")
+        elif arg and arg.group(1) not in args:
+            problems.append(f"FROM {base}: no ARG {arg.group(1)} with a default")
+    # cargo loads the whole workspace: a member not copied into the build stage fails the build.
+    build_body = found.get("build", ("", ""))[1]
+    cargo_toml = dockerfile.with_name("Cargo.toml")
+    for d in workspace_dirs(cargo_toml.read_text()) if cargo_toml.exists() else []:
+        if not re.search(rf"^COPY\s+{re.escape(d)}\s+\./{re.escape(d)}\s*$", build_body, re.MULTILINE):
+            problems.append(f"build stage: workspace member {d}/ is not copied (COPY {d} ./{d})")
     if args.get("BINARIES") != "build":
         problems.append("ARG BINARIES must default to build (the release build stage)")
     if found.get("binaries", ("",))[0] != "${BINARIES}":

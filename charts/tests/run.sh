@@ -99,6 +99,11 @@ expect_failure "negative replicas" "replicaCount" "${tmpl[@]}" --set replicaCoun
 expect_failure "privileged metrics port" "metrics/port" "${tmpl[@]}" --set metrics.port=80
 expect_failure "memory limit not a quantity" "resources/limits/memory" "${tmpl[@]}" --set resources.limits.memory=lots
 expect_failure "existing ServiceAccount without a name" "serviceAccount.name is required" "${tmpl[@]}" --set serviceAccount.create=false
+sha="$(printf '0f%.0s' {1..32})"
+expect_failure "digest too short" "/image/digest" "${tmpl[@]}" --set image.digest=sha256:0f0f
+expect_failure "digest not sha256" "/workloadImages/trainer/digest" "${tmpl[@]}" --set "workloadImages.trainer.digest=sha512:$sha"
+expect_failure "digest in the repository" "/workloadImages/predictor/repository" "${tmpl[@]}" --set "workloadImages.predictor.repository=registry.example.invalid/p@sha256:$sha"
+expect_failure "tag in the repository" "/image/repository" "${tmpl[@]}" --set image.repository=registry.example.invalid/op:1.0
 expect_failure "Kubernetes older than 1.30" "kubeVersion" "$HELM" template rec "$CHART" --kube-version 1.29.9
 
 step "promtool: rules, unit tests, mutants, dashboard queries ($("$PROMTOOL" --version 2>&1 | head -1))"
@@ -164,7 +169,7 @@ step "Dockerfile ($("$HADOLINT" --version))"
 "$HADOLINT" "$HERE/../../Dockerfile"
 ok "hadolint Dockerfile: no findings"
 "$PYTHON" "$HERE/dockerfile_stages.py" "$HERE/../../Dockerfile"
-ok "Dockerfile: a distroless, non-root stage per binary, from cargo build --release or the host-binaries stage"
+ok "Dockerfile: a distroless, non-root stage per binary, from cargo build --release or the host-binaries stage; base images are ARGs (pinnable by digest); every workspace member is copied"
 
 if [ -z "${KUBECONFIG:-}" ]; then
   printf '\n%d checks passed. KUBECONFIG not set: server-side dry run and RBAC checks skipped.\n' "$passed"

@@ -51,6 +51,7 @@ DEFAULT_CASES = {
     "rolling update without lease": lambda docs: first(docs, "Deployment")["spec"].update(
         strategy={"type": "RollingUpdate"}
     ),
+    "operator image of another tag": lambda docs: container(docs).update(image=container(docs)["image"] + "-dirty"),
 }
 NAMESPACED_CASES = {
     "cluster role in namespaced mode": lambda docs: docs.append(
@@ -74,6 +75,18 @@ NAMESPACED_CASES = {
     "dashboard edited": lambda docs: first(docs, "ConfigMap")["data"].update({"recommender-operator.json": "{}"}),
     "namespace arg missing": lambda docs: container(docs).update(
         args=[a for a in container(docs)["args"] if not a.startswith("--namespace=")]
+    ),
+    "operator digest replaced by the tag": lambda docs: container(docs).update(
+        image=container(docs)["image"].split("@")[0] + ":0.1.0-rc1"
+    ),
+    "operator tag kept beside the digest": lambda docs: container(docs).update(
+        image=container(docs)["image"].replace("@", ":0.1.0-rc1@")
+    ),
+    "trainer digest dropped": lambda docs: container(docs).update(
+        args=[
+            a.split("@")[0] + ":0.1.0-rc1" if a.startswith("--trainer-image=") else a
+            for a in container(docs)["args"]
+        ]
     ),
 }
 

@@ -7,10 +7,18 @@
 //! | 8 | magic `RECMODEL` |
 //! | 4 | format version ([`FORMAT_VERSION`]) |
 //! | 8 | length of the metadata |
-//! | … | metadata as JSON ([`ArtifactMeta`]), readable with `strings` |
+//! | … | metadata as JSON ([`ArtifactMeta`], the artifact's own types), readable with `strings` |
 //! | 8 | length of the model |
 //! | … | the [`Model`] in postcard |
 //! | 32 | SHA-256 of every byte before it |
+//!
+//! Format versions, each pinned by a golden file in `model/testdata/` that the writer of that
+//! version reproduces byte for byte and every later reader still loads
+//! (`model/tests/artifact_format.rs`):
+//!
+//! | version | what changed |
+//! |---|---|
+//! | 1 | the first format: the layout above, [`ArtifactMeta`] and [`Model`] as they are |
 //!
 //! [`load`] checks the magic, version, lengths and checksum before decoding anything, so a
 //! truncated or corrupted file is refused as a whole; [`save`] writes a temp file in the target
@@ -19,38 +27,21 @@
 use std::io::Write;
 use std::path::Path;
 
-use recommender_report::{DataFingerprint, Metrics};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ArtifactError;
 use crate::model::Model;
-use crate::params::Hyperparameters;
+
+mod meta;
+pub use meta::{ArtifactMeta, CvMetrics, TrainingData};
 
 pub const MAGIC: [u8; 8] = *b"RECMODEL";
-/// Bumped whenever the layout or the encoding of [`ArtifactMeta`] / [`Model`] changes.
+/// Bumped whenever the layout or the encoding of [`ArtifactMeta`] / [`Model`] changes; the
+/// golden file of each version (`model/testdata/artifact-v<N>.model`) pins its bytes.
 pub const FORMAT_VERSION: u32 = 1;
 
 const HEADER: usize = 8 + 4 + 8;
 const CHECKSUM: usize = 32;
-
-/// What the artifact says about itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ArtifactMeta {
-    pub format_version: u32,
-    /// Version label given to the run (e.g. `v3`).
-    pub version: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// `svd` or `baseline`.
-    pub algorithm: String,
-    pub hyperparameters: Hyperparameters,
-    pub data: DataFingerprint,
-    /// Cross-validated quality of this configuration on `data`.
-    pub metrics: Metrics,
-    /// Version of the trainer that wrote the file.
-    pub trainer_version: String,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Artifact {
@@ -207,7 +198,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Artifact, ArtifactError> {
 mod tests {
     use super::*;
     use crate::model::tests::tiny_model;
-    use crate::params::SvdParams;
+    use crate::params::{Hyperparameters, SvdParams};
 
     fn sample() -> Artifact {
         Artifact {
@@ -217,7 +208,7 @@ mod tests {
                 created_at: "2026-11-27T23:00:00Z".into(),
                 algorithm: "svd".into(),
                 hyperparameters: Hyperparameters::Svd(SvdParams::default()),
-                data: DataFingerprint {
+                data: TrainingData {
                     rows: 1,
                     users: 2,
                     items: 3,
@@ -225,7 +216,7 @@ mod tests {
                     content_hash: "00".repeat(32),
                     skipped: 0,
                 },
-                metrics: Metrics {
+                metrics: CvMetrics {
                     folds: 4,
                     rmse: 0.93,
                     rmse_std: 0.01,

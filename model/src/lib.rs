@@ -1,5 +1,6 @@
 //! The trained recommender model, shared by the trainer that writes it and the predictor that
-//! serves it: the artifact file, id maps, factors, predictions and ranking.
+//! serves it: the artifact file (its versioned format and its own metadata types), id maps,
+//! factors, predictions and ranking, and the hyperparameters a model records.
 //!
 //! Nothing here trains or loads ratings, so serving pulls in none of the trainer's dependencies.
 

@@ -1,10 +1,10 @@
 //! The hyperparameters an artifact records, with the defaults of the one table in
-//! [`recommender_report::defaults`] (Surprise's).
+//! [`recommender_contract::defaults`] (Surprise's).
 //!
 //! Checking them against what training can do is the trainer's business; this is only what the
 //! artifact stores and the predictor reports.
 
-use recommender_report::defaults;
+use recommender_contract::defaults;
 use serde::{Deserialize, Serialize};
 
 /// SVD hyperparameters.

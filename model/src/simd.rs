@@ -4,7 +4,7 @@
 //! Each loop is written once as an `#[inline(always)]` body and instantiated inside functions
 //! compiled for wider vector units; the widest one the CPU supports is chosen at run time, so a
 //! binary built for baseline x86-64 still uses AVX2/AVX-512 where the node has them. The
-//! trainer's SGD step builds on [`dot_body`] and [`level`] the same way.
+//! trainer's SGD step dispatches on [`level`] the same way and sums in [`dot_body`]'s order.
 
 /// Width of one accumulator: a full AVX-512 register, two AVX2 or four SSE registers.
 pub const LANES: usize = 16;

@@ -8,7 +8,7 @@ mod platform;
 use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec};
 use crate::time::parse_go_duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use recommender_report::defaults::{self, BASELINE, SVD};
+use recommender_contract::defaults::{self, BASELINE, SVD};
 use std::time::Duration;
 
 /// A spec that passed validation, with every default resolved.
@@ -79,7 +79,7 @@ pub struct Training {
     pub rating_scale: Option<RatingScale>,
 }
 
-/// Hyperparameters resolved against `recommender_report::defaults`, per algorithm.
+/// Hyperparameters resolved against `recommender_contract::defaults`, per algorithm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Hyperparameters {
     Svd(defaults::Svd),

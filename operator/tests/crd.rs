@@ -4,8 +4,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 use kube::CustomResourceExt;
+use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
 use recommender_operator::crd::{RecommenderModel, RecommenderModelSpec};
-use recommender_report::defaults::{BASELINE, FOLDS, SVD};
 use std::path::Path;
 
 const REGENERATE: &str = "cargo run -q -p recommender-operator --bin crdgen > crds/recommendermodels.yaml && cp crds/recommendermodels.yaml charts/recommender-operator/crds/recommendermodels.yaml";

@@ -37,13 +37,52 @@ pub struct Config {
     #[arg(long, env = "PRECOMPUTE_MAX_BYTES", default_value_t = 16 << 20)]
     pub precompute_max_bytes: usize,
 
-    /// Largest request body in bytes.
+    /// Largest /v1/predict/batch body in bytes. Bodies of one pair (predict, feedback) are held
+    /// to what two ids of --max-id-bytes need.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+
+    /// Longest user or item id in bytes; a longer one is refused with 400.
+    #[arg(long, env = "MAX_ID_BYTES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_id_bytes: u32,
 
     /// Time allowed for one request, including reading its body.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Time a client has to send a request's headers, counted from the connection's start or the
+    /// end of its previous response; so also how long a keep-alive connection may sit idle.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A connection whose socket read or write waits this long without progress is closed (a
+    /// client that stopped sending its body or reading its answer). Must exceed
+    /// --request-timeout.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Largest request line and headers in bytes; beyond it the answer is 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(8_192..=1_048_576))]
+    pub max_header_bytes: u32,
+
+    /// Connections open at once; a connection beyond it is closed as soon as it is accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// /v1 requests in progress at once; beyond it they are answered 503 with Retry-After.
+    /// Health probes and /metrics are never shed.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// File holding the bearer token that write endpoints (POST /v1/feedback) require
+    /// (trailing whitespace ignored). Without a token, writes are open to any client.
+    #[arg(long, env = "WRITE_TOKEN_FILE", conflicts_with = "write_token_env")]
+    pub write_token_file: Option<PathBuf>,
+
+    /// Name of an environment variable holding the write token, as an alternative to
+    /// --write-token-file.
+    #[arg(long, env = "WRITE_TOKEN_ENV")]
+    pub write_token_env: Option<String>,
 
     /// A suggested item rated at least this high counts as an accepted suggestion.
     #[arg(long, env = "ACCEPT_THRESHOLD", default_value_t = 4.0)]
@@ -66,6 +105,30 @@ impl Config {
             "--model".as_ref(),
             model.into().as_os_str(),
         ])
+    }
+}
+
+impl Config {
+    /// Settings clap cannot check one at a time.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, value) in [
+            ("--request-timeout", self.request_timeout),
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--active-window", self.active_window),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{flag} must be longer than zero"));
+            }
+        }
+        // A handler computing for its whole request timeout leaves the socket without progress.
+        if self.idle_timeout <= self.request_timeout {
+            return Err(format!(
+                "--idle-timeout ({:?}) must exceed --request-timeout ({:?})",
+                self.idle_timeout, self.request_timeout
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -112,5 +175,35 @@ mod tests {
         let config = Config::with_model("/models/m/v1.model");
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.model, PathBuf::from("/models/m/v1.model"));
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let base = ["recommender-predictor", "--model", "m"];
+        Config::try_parse_from(base.iter().chain(args))
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        let idle = parse(&["--idle-timeout", "5s"]).unwrap();
+        let err = idle.validate().unwrap_err();
+        assert!(
+            err.contains("--idle-timeout") && err.contains("--request-timeout"),
+            "{err}"
+        );
+        let zero = parse(&["--header-read-timeout", "0s"]).unwrap();
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .contains("--header-read-timeout")
+        );
+        assert!(
+            parse(&["--max-header-bytes", "4096"]).is_err(),
+            "below hyper's minimum"
+        );
+        assert!(parse(&["--max-in-flight", "0"]).is_err());
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--max-id-bytes", "0"]).is_err());
+        assert!(parse(&["--write-token-file", "/t", "--write-token-env", "T"]).is_err());
     }
 }

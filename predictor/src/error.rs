@@ -12,6 +12,10 @@ use axum::{
 use recommender_model::ArtifactError;
 use serde::Serialize;
 
+/// What a shed request's `Retry-After` says: by then the requests ahead of it are long done
+/// (they answer in microseconds), or a load balancer has picked another replica.
+pub const RETRY_AFTER_SECONDS: u16 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -26,6 +30,16 @@ pub enum Error {
     PayloadTooLarge(String),
     #[error("batch holds {got} pairs; the limit is {max}")]
     BatchTooLarge { got: usize, max: usize },
+    #[error("{field} is {len} bytes long; ids may be at most {max} bytes")]
+    IdTooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("more than {0} requests in progress; retry in {RETRY_AFTER_SECONDS} s")]
+    Overloaded(usize),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method {0} is not allowed here")]
@@ -42,6 +56,13 @@ pub enum Error {
     },
     #[error("loading model {path}: {message}")]
     LoadPanicked { path: PathBuf, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("write token {source_name}: {message}")]
+    WriteToken {
+        source_name: String,
+        message: String,
+    },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -59,7 +80,11 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) | Error::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::InvalidJson(_) | Error::IdTooLong { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) | Error::BatchTooLarge { .. } => {
@@ -71,6 +96,8 @@ impl Error {
             Error::ModelNotLoaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Load { .. }
             | Error::LoadPanicked { .. }
+            | Error::Config(_)
+            | Error::WriteToken { .. }
             | Error::Bind { .. }
             | Error::Signal(_)
             | Error::Serve(_)
@@ -87,6 +114,9 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::BatchTooLarge { .. } => "batch_too_large",
+            Error::IdTooLong { .. } => "id_too_long",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Overloaded(_) => "overloaded",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Timeout(_) => "timeout",
@@ -112,7 +142,18 @@ impl IntoResponse for Error {
             error: self.code(),
             message: &message,
         };
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        let extra = match &self {
+            Error::Overloaded(_) => Some((header::RETRY_AFTER, RETRY_AFTER_SECONDS.into())),
+            Error::Unauthorized(_) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

@@ -1,37 +1,41 @@
 //! What users actually did, compared with what the model predicted: online error of the served
 //! model, acceptance of suggestions, and active/engaged user counts.
 //!
-//! Feedback is far rarer than predictions, so one mutex is cheaper to reason about than a set of
-//! atomics that would have to stay consistent with each other.
+//! Memory does not grow with the number of users. The window's users live only in HyperLogLog
+//! sketches (the ones `/v1/stats` sends anyway), one pair per slice of the window in a fixed
+//! ring of slots: an event inserts into the current slice's pair, a slot whose slice has left
+//! the window is reset when its turn comes round again (amortised O(1) eviction), and a count
+//! merges the slots still in the window. The sums have one lock and each slot its own, each held
+//! for a bounded amount of work (one insert, one reset, one sketch merge): stats never scan
+//! users, and feedback never waits for more than one merge.
 
 use std::{
-    collections::HashMap,
-    sync::Mutex,
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use recommender_report::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
+use recommender_contract::stats::{FeedbackSums, SuggestionCounts, UserSketch, UserSketches};
 use serde::Serialize;
 
-/// Beyond this many distinct users in the window, new users are not tracked (counts saturate)
-/// so a flood of made-up ids cannot exhaust memory.
-const MAX_TRACKED_USERS: usize = 1_000_000;
+/// Slices per active window. A user counts as active from their feedback until the end of the
+/// slice one window later: between one window and 1/24 more (up to 25 h for a 24 h window).
+pub const WINDOW_SLICES: u64 = 24;
 
 pub struct FeedbackStats {
-    inner: Mutex<Inner>,
+    sums: Mutex<Sums>,
+    users: UserWindow,
     accept_threshold: f64,
     window: Duration,
 }
 
-#[derive(Default)]
-struct Inner {
+#[derive(Default, Clone)]
+struct Sums {
     /// Version the error sums refer to; feedback predicted by another version is not mixed in.
     model_version: Option<String>,
     errors: ErrorSums,
     total: u64,
     suggested: u64,
     accepted: u64,
-    users: HashMap<Box<str>, UserActivity>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -44,9 +48,76 @@ struct ErrorSums {
     sum_actual: f64,
 }
 
-struct UserActivity {
-    last_seen: Instant,
-    last_rated_suggestion: Option<Instant>,
+/// The window's users as a ring of `WINDOW_SLICES + 1` slots of sketches: the current slice and
+/// the whole slices of one window before it.
+struct UserWindow {
+    origin: Instant,
+    slice: Duration,
+    slots: Box<[Mutex<Slot>]>,
+}
+
+/// The users of one slice: `index` counts slices since `origin`.
+#[derive(Default)]
+struct Slot {
+    index: u64,
+    active: UserSketch,
+    engaged: UserSketch,
+}
+
+/// Poisoning only means another request panicked mid-update; sums and sketches stay usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl UserWindow {
+    fn new(window: Duration, origin: Instant) -> Self {
+        let slice = (window / WINDOW_SLICES as u32).max(Duration::from_nanos(1));
+        UserWindow {
+            origin,
+            slice,
+            slots: (0..=WINDOW_SLICES).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn slice_of(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since / self.slice.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn insert(&self, user: &str, rated_suggestion: bool, now: Instant) {
+        let index = self.slice_of(now);
+        let mut slot = lock(&self.slots[(index % self.slots.len() as u64) as usize]);
+        if slot.index < index {
+            // The slot still holds a slice that left the window one ring ago.
+            *slot = Slot {
+                index,
+                ..Slot::default()
+            };
+        }
+        slot.active.insert(user);
+        if rated_suggestion {
+            slot.engaged.insert(user);
+        }
+    }
+
+    /// The union of the slices still in the window, merged one slot lock at a time.
+    fn sketches(&self, now: Instant) -> (UserSketch, UserSketch) {
+        let current = self.slice_of(now);
+        let (mut active, mut engaged) = (UserSketch::default(), UserSketch::default());
+        for slot in &self.slots {
+            let slot = lock(slot);
+            if current.saturating_sub(slot.index) > WINDOW_SLICES {
+                continue;
+            }
+            for (into, from) in [(&mut active, &slot.active), (&mut engaged, &slot.engaged)] {
+                // Our own sketches share one precision, so a merge cannot be refused.
+                if let Err(e) = into.merge(from) {
+                    tracing::error!(error = %e, "merging user sketches");
+                }
+            }
+        }
+        (active, engaged)
+    }
 }
 
 /// One feedback event as seen by the accumulator.
@@ -70,6 +141,7 @@ pub struct Snapshot {
     pub accepted_total: u64,
     pub acceptance_rate: Option<f64>,
     pub accept_threshold: f64,
+    /// Distinct users, estimated by the sketches (exact for small counts, 0.81% beyond).
     pub active_users: u64,
     pub engaged_users: u64,
     pub active_window_seconds: u64,
@@ -78,23 +150,19 @@ pub struct Snapshot {
 impl FeedbackStats {
     pub fn new(accept_threshold: f64, window: Duration) -> Self {
         FeedbackStats {
-            inner: Mutex::new(Inner::default()),
+            sums: Mutex::default(),
+            users: UserWindow::new(window, Instant::now()),
             accept_threshold,
             window,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // Poisoning only means another request panicked mid-update; the sums stay usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Starts a fresh online error for a newly served model version.
     pub fn model_changed(&self, version: &str) {
-        let mut inner = self.lock();
-        if inner.model_version.as_deref() != Some(version) {
-            inner.model_version = Some(version.to_owned());
-            inner.errors = ErrorSums::default();
+        let mut sums = lock(&self.sums);
+        if sums.model_version.as_deref() != Some(version) {
+            sums.model_version = Some(version.to_owned());
+            sums.errors = ErrorSums::default();
         }
     }
 
@@ -104,71 +172,34 @@ impl FeedbackStats {
         let accepted = event
             .suggested
             .then_some(event.actual >= self.accept_threshold);
-        let mut inner = self.lock();
-        if inner.model_version.as_deref() == Some(event.model_version) {
-            let err = event.actual - event.predicted;
-            let e = &mut inner.errors;
-            e.n += 1;
-            e.sum_sq += err * err;
-            e.sum_abs += err.abs();
-            e.within_one += u64::from(err.abs() <= 1.0);
-            e.sum_predicted += event.predicted;
-            e.sum_actual += event.actual;
-        }
-        inner.total += 1;
-        if event.suggested {
-            inner.suggested += 1;
-        }
-        if accepted == Some(true) {
-            inner.accepted += 1;
+        {
+            let mut sums = lock(&self.sums);
+            if sums.model_version.as_deref() == Some(event.model_version) {
+                let err = event.actual - event.predicted;
+                let e = &mut sums.errors;
+                e.n += 1;
+                e.sum_sq += err * err;
+                e.sum_abs += err.abs();
+                e.within_one += u64::from(err.abs() <= 1.0);
+                e.sum_predicted += event.predicted;
+                e.sum_actual += event.actual;
+            }
+            sums.total += 1;
+            sums.suggested += u64::from(event.suggested);
+            sums.accepted += u64::from(accepted == Some(true));
         }
         // Engaged, as the old app counted it: the user rated a suggestion, whatever the rating.
-        let rated_suggestion_at = event.suggested.then_some(now);
-        if let Some(activity) = inner.users.get_mut(event.user) {
-            activity.last_seen = now;
-            activity.last_rated_suggestion = rated_suggestion_at.or(activity.last_rated_suggestion);
-        } else {
-            if inner.users.len() >= MAX_TRACKED_USERS {
-                self.prune(&mut inner, now);
-            }
-            if inner.users.len() < MAX_TRACKED_USERS {
-                inner.users.insert(
-                    event.user.into(),
-                    UserActivity {
-                        last_seen: now,
-                        last_rated_suggestion: rated_suggestion_at,
-                    },
-                );
-            }
-        }
+        self.users.insert(event.user, event.suggested, now);
         accepted
-    }
-
-    fn prune(&self, inner: &mut Inner, now: Instant) {
-        let window = self.window;
-        inner
-            .users
-            .retain(|_, a| now.saturating_duration_since(a.last_seen) <= window);
     }
 
     /// What this replica adds to the aggregate over all replicas: sums, not ratios, and the
     /// window's users as sketches (a user may reach several replicas).
     pub fn stats(&self, now: Instant) -> (FeedbackSums, SuggestionCounts, UserSketches) {
-        let mut inner = self.lock();
-        self.prune(&mut inner, now);
-        let (mut active, mut engaged) = (UserSketch::default(), UserSketch::default());
-        for (user, activity) in &inner.users {
-            active.insert(user);
-            if activity
-                .last_rated_suggestion
-                .is_some_and(|t| now.saturating_duration_since(t) <= self.window)
-            {
-                engaged.insert(user);
-            }
-        }
-        let e = inner.errors;
-        let sums = FeedbackSums {
-            model_version: inner.model_version.clone(),
+        let sums = lock(&self.sums).clone();
+        let e = sums.errors;
+        let feedback = FeedbackSums {
+            model_version: sums.model_version,
             n: e.n,
             sum_squared_error: e.sum_sq,
             sum_absolute_error: e.sum_abs,
@@ -178,45 +209,37 @@ impl FeedbackStats {
         };
         let suggestions = SuggestionCounts {
             shown: 0,
-            rated: inner.suggested,
-            accepted: inner.accepted,
+            rated: sums.suggested,
+            accepted: sums.accepted,
         };
+        let (active, engaged) = self.users.sketches(now);
         let users = UserSketches {
             window_seconds: self.window.as_secs(),
             active,
             engaged,
         };
-        (sums, suggestions, users)
+        (feedback, suggestions, users)
     }
 
     pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let mut inner = self.lock();
-        self.prune(&mut inner, now);
-        let window = self.window;
-        let engaged = inner
-            .users
-            .values()
-            .filter(|a| {
-                a.last_rated_suggestion
-                    .is_some_and(|t| now.saturating_duration_since(t) <= window)
-            })
-            .count() as u64;
-        let e = inner.errors;
+        let sums = lock(&self.sums).clone();
+        let (mut active, mut engaged) = self.users.sketches(now);
+        let e = sums.errors;
         let n = e.n as f64;
         Snapshot {
-            model_version: inner.model_version.clone(),
+            model_version: sums.model_version,
             samples: e.n,
             rmse: (e.n > 0).then(|| (e.sum_sq / n).sqrt()),
             mae: (e.n > 0).then(|| e.sum_abs / n),
-            feedback_total: inner.total,
-            suggested_total: inner.suggested,
-            accepted_total: inner.accepted,
-            acceptance_rate: (inner.suggested > 0)
-                .then(|| inner.accepted as f64 / inner.suggested as f64),
+            feedback_total: sums.total,
+            suggested_total: sums.suggested,
+            accepted_total: sums.accepted,
+            acceptance_rate: (sums.suggested > 0)
+                .then(|| sums.accepted as f64 / sums.suggested as f64),
             accept_threshold: self.accept_threshold,
-            active_users: inner.users.len() as u64,
-            engaged_users: engaged,
-            active_window_seconds: window.as_secs(),
+            active_users: active.count(),
+            engaged_users: engaged.count(),
+            active_window_seconds: self.window.as_secs(),
         }
     }
 }
@@ -310,5 +333,45 @@ mod tests {
         let s = stats.snapshot(t0 + Duration::from_secs(90));
         assert_eq!((s.active_users, s.engaged_users), (1, 0));
         assert_eq!(s.rmse, None, "no model version yet, so no online error");
+    }
+
+    #[test]
+    fn a_user_counts_for_one_window_and_at_most_one_slice_more() {
+        let window = Duration::from_secs(240);
+        let slice = window / WINDOW_SLICES as u32;
+        let stats = FeedbackStats::new(4.0, window);
+        let t0 = stats.users.origin;
+        stats.record(event("a", 3.0, 5.0, true), t0);
+        let at = |t| stats.snapshot(t).active_users;
+        assert_eq!(at(t0 + window), 1, "still inside its window");
+        assert_eq!(at(t0 + window + slice - Duration::from_nanos(1)), 1);
+        assert_eq!(at(t0 + window + slice), 0, "one slice past the window");
+    }
+
+    #[test]
+    fn slots_are_reused_round_the_ring_and_only_the_window_counts() {
+        let window = Duration::from_secs(240);
+        let slice = window / WINDOW_SLICES as u32;
+        let stats = FeedbackStats::new(4.0, window);
+        let t0 = stats.users.origin;
+        // Three windows of ten new users per slice: every slot is overwritten twice.
+        let slices = 3 * WINDOW_SLICES;
+        for s in 0..slices {
+            for u in 0..10 {
+                let user = format!("user-{s}-{u}");
+                stats.record(event(&user, 3.0, 4.0, u == 0), t0 + slice * s as u32);
+            }
+        }
+        let now = t0 + slice * (slices - 1) as u32;
+        let s = stats.snapshot(now);
+        // The current slice and the whole window before it: 25 slices.
+        let in_window = (WINDOW_SLICES + 1) as f64;
+        assert!(
+            (s.active_users as f64 - 10.0 * in_window).abs() <= 2.0,
+            "{}",
+            s.active_users
+        );
+        assert_eq!(s.engaged_users, in_window as u64);
+        assert_eq!(s.feedback_total, 10 * slices);
     }
 }

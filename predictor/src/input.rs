@@ -24,6 +24,24 @@ impl Id<'_> {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Refuses an id longer than `max` bytes; `field` names where it was, for the message.
+    pub fn check_len(&self, field: impl FnOnce() -> String, max: usize) -> Result<(), Error> {
+        check_id_len(&self.0, field, max)
+    }
+}
+
+/// Ids are bounded so that nothing a client sends can make one large: every answer echoes them,
+/// and feedback hashes them into the user sketches.
+pub fn check_id_len(id: &str, field: impl FnOnce() -> String, max: usize) -> Result<(), Error> {
+    if id.len() > max {
+        return Err(Error::IdTooLong {
+            field: field(),
+            len: id.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {

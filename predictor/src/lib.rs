@@ -1,6 +1,7 @@
 //! `recommender-predictor`: serves a trainer artifact over HTTP with predictions, suggestions,
 //! a feedback loop, Prometheus metrics and hot reload. See `docs/predictor-api.md`.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod feedback;

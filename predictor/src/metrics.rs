@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+    core::{Collector, Metric},
 };
 
-use prometheus::core::Metric;
-use recommender_report::stats::{Bucket, LatencyHistogram};
+use recommender_contract::stats::{Bucket, LatencyHistogram};
 
 use crate::error::Error;
 
@@ -73,6 +73,24 @@ impl Route {
     }
 }
 
+/// Which timeout closed a connection, as it appears in the `timeout` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    Header,
+    Idle,
+}
+
+impl ConnectionTimeout {
+    pub const ALL: [ConnectionTimeout; 2] = [ConnectionTimeout::Header, ConnectionTimeout::Idle];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionTimeout::Header => "header",
+            ConnectionTimeout::Idle => "idle",
+        }
+    }
+}
+
 /// Pre-resolved request metrics of one route.
 pub struct RouteMetrics {
     duration: Histogram,
@@ -82,6 +100,17 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    fn new(route: Route, duration: &HistogramVec, requests: &IntCounterVec) -> Self {
+        let label = route.label();
+        RouteMetrics {
+            duration: duration.with_label_values(&[label]),
+            by_code: COMMON_CODES
+                .map(|code| requests.with_label_values(&[label, &code.to_string()])),
+            requests: requests.clone(),
+            label,
+        }
+    }
+
     pub fn observe(&self, status: StatusCode, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
         let code = status.as_u16();
@@ -95,183 +124,182 @@ impl RouteMetrics {
     }
 }
 
-pub struct Metrics {
-    pub registry: Registry,
-    routes: Vec<RouteMetrics>,
-    pub model_info: GaugeVec,
-    pub model_loaded: IntGauge,
-    pub model_age_seconds: Gauge,
-    pub model_load_timestamp_seconds: Gauge,
-    pub model_reloads: IntCounter,
-    pub model_load_failures: IntCounter,
-    pub online_rmse: Gauge,
-    pub online_mae: Gauge,
-    pub online_predictions: IntGauge,
-    pub acceptance_ratio: Gauge,
-    pub feedback: IntCounterVec,
-    pub suggestions_accepted: IntCounter,
-    pub suggestions_served: IntCounter,
-    pub cold_start_recommendations: IntCounter,
-    pub active_users: IntGauge,
-    pub engaged_users: IntGauge,
+/// What one line of the [`metrics!`] table says about a metric.
+struct Spec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    buckets: Option<&'static [f64]>,
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NAMESPACE)
+impl Spec {
+    fn opts(&self) -> Opts {
+        Opts::new(self.name, self.help.trim()).namespace(NAMESPACE)
+    }
+
+    /// A label or bucket list on a metric that cannot take it is a mistake in the table.
+    fn refuse(&self, what: &str) -> prometheus::Error {
+        prometheus::Error::Msg(format!("metric {}: {what}", self.name))
+    }
+}
+
+/// The metric types the table uses, each built from its [`Spec`].
+trait Declare: Collector + Clone + 'static {
+    fn declare(spec: &Spec) -> prometheus::Result<Self>;
+}
+
+macro_rules! scalar {
+    ($($kind:ty),+) => {$(
+        impl Declare for $kind {
+            fn declare(spec: &Spec) -> prometheus::Result<Self> {
+                if !spec.labels.is_empty() || spec.buckets.is_some() {
+                    return Err(spec.refuse("a single value takes no labels or buckets"));
+                }
+                <$kind>::with_opts(spec.opts())
+            }
+        }
+    )+};
+}
+scalar!(IntGauge, Gauge, IntCounter);
+
+macro_rules! labelled {
+    ($($kind:ty),+) => {$(
+        impl Declare for $kind {
+            fn declare(spec: &Spec) -> prometheus::Result<Self> {
+                if spec.labels.is_empty() || spec.buckets.is_some() {
+                    return Err(spec.refuse("a labelled family takes labels and no buckets"));
+                }
+                <$kind>::new(spec.opts(), spec.labels)
+            }
+        }
+    )+};
+}
+labelled!(GaugeVec, IntCounterVec);
+
+impl Declare for HistogramVec {
+    fn declare(spec: &Spec) -> prometheus::Result<Self> {
+        let buckets = spec
+            .buckets
+            .ok_or_else(|| spec.refuse("a histogram needs its buckets"))?;
+        HistogramVec::new(
+            HistogramOpts::from(spec.opts()).buckets(buckets.to_vec()),
+            spec.labels,
+        )
+    }
+}
+
+fn register<M: Declare>(registry: &Registry, spec: &Spec) -> Result<M, Error> {
+    let metric = M::declare(spec)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// Declares every metric once: its doc comment is its help text, then field, type, name (after
+/// the namespace), labels in brackets and, for a histogram, its buckets. Generates the
+/// [`Metrics`] struct and the constructor that registers each metric.
+macro_rules! metrics {
+    (@buckets) => { None };
+    (@buckets $buckets:expr) => { Some($buckets) };
+    ($(
+        $(#[doc = $help:literal])+
+        $vis:vis $field:ident: $kind:ty = $name:literal $([$($label:literal),+])? $(buckets $buckets:expr)?;
+    )+) => {
+        pub struct Metrics {
+            pub registry: Registry,
+            routes: Vec<RouteMetrics>,
+            $($(#[doc = $help])+ $vis $field: $kind,)+
+        }
+
+        impl Metrics {
+            fn declare(registry: Registry) -> Result<Self, Error> {
+                $(
+                    let $field: $kind = register(&registry, &Spec {
+                        name: $name,
+                        help: concat!($($help),+),
+                        labels: &[$($($label),+)?],
+                        buckets: metrics!(@buckets $($buckets)?),
+                    })?;
+                )+
+                Ok(Metrics { registry, routes: Vec::new(), $($field,)+ })
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Time from routing a request to its response being ready.
+    request_duration: HistogramVec = "http_request_duration_seconds" ["route"] buckets LATENCY_BUCKETS;
+    /// Requests answered, by route and status code.
+    requests: IntCounterVec = "http_requests_total" ["route", "code"];
+    /// The served model: 1 for its version and algorithm.
+    pub model_info: GaugeVec = "model_info" ["version", "algorithm"];
+    /// 1 when a verified model is loaded and served.
+    pub model_loaded: IntGauge = "model_loaded";
+    /// Seconds since the served model was trained.
+    pub model_age_seconds: Gauge = "model_age_seconds";
+    /// Unix time the served model was loaded.
+    pub model_load_timestamp_seconds: Gauge = "model_load_timestamp_seconds";
+    /// Models loaded and swapped in, including the first.
+    pub model_reloads: IntCounter = "model_reloads_total";
+    /// Model loads refused (missing, unreadable or corrupt artifact); the previous model kept
+    /// serving.
+    pub model_load_failures: IntCounter = "model_load_failures_total";
+    /// RMSE of the served model's predictions against ratings reported as feedback.
+    pub online_rmse: Gauge = "online_rmse";
+    /// MAE of the served model's predictions against ratings reported as feedback.
+    pub online_mae: Gauge = "online_mae";
+    /// Feedback ratings behind online_rmse and online_mae (since the served model was loaded).
+    pub online_predictions: IntGauge = "online_error_samples";
+    /// Share of suggested items that users rated at or above the acceptance threshold.
+    pub acceptance_ratio: Gauge = "suggestion_acceptance_ratio";
+    /// Feedback events received, by whether the item had been suggested.
+    pub feedback: IntCounterVec = "feedback_total" ["suggested"];
+    /// Suggested items rated at or above the acceptance threshold.
+    pub suggestions_accepted: IntCounter = "suggestions_accepted_total";
+    /// Items returned by the recommendations endpoint.
+    pub suggestions_served: IntCounter = "suggestions_served_total";
+    /// Recommendation requests for users the model does not know.
+    pub cold_start_recommendations: IntCounter = "cold_start_recommendations_total";
+    /// Distinct users who sent feedback within the active window.
+    pub active_users: IntGauge = "active_users";
+    /// Active users who accepted at least one suggestion within the active window.
+    pub engaged_users: IntGauge = "engaged_users";
+    /// Client connections open.
+    pub connections: IntGauge = "connections";
+    /// Connections closed as soon as accepted because --max-connections were open.
+    pub connections_rejected: IntCounter = "connections_rejected_total";
+    /// Connections closed by a timeout: header (a request's headers begun but not complete
+    /// within --header-read-timeout) or idle (a read or write without progress for
+    /// --idle-timeout).
+    pub connection_timeouts: IntCounterVec = "connection_timeouts_total" ["timeout"];
+    /// /v1 requests answered 503 because --max-in-flight requests were in progress.
+    pub requests_shed: IntCounter = "requests_shed_total";
 }
 
 impl Metrics {
     pub fn new() -> Result<Self, Error> {
-        let registry = Registry::new();
-        let duration = prometheus::HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time from routing a request to its response being ready.",
-            )
-            .namespace(NAMESPACE)
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let requests = IntCounterVec::new(
-            opts(
-                "http_requests_total",
-                "Requests answered, by route and status code.",
-            ),
-            &["route", "code"],
-        )?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        let routes = Route::ALL
+        let mut metrics = Metrics::declare(Registry::new())?;
+        // Route::ALL fixes the order `route()` indexes in.
+        metrics.routes = Route::ALL
             .iter()
-            .map(|route| {
-                let label = route.label();
-                RouteMetrics {
-                    duration: duration.with_label_values(&[label]),
-                    by_code: COMMON_CODES
-                        .map(|code| requests.with_label_values(&[label, &code.to_string()])),
-                    requests: requests.clone(),
-                    label,
-                }
-            })
+            .map(|&route| RouteMetrics::new(route, &metrics.request_duration, &metrics.requests))
             .collect();
-
-        let model_info = GaugeVec::new(
-            opts(
-                "model_info",
-                "The served model: 1 for its version and algorithm.",
-            ),
-            &["version", "algorithm"],
-        )?;
-        let model_loaded = IntGauge::with_opts(opts(
-            "model_loaded",
-            "1 when a verified model is loaded and served.",
-        ))?;
-        let model_age_seconds = Gauge::with_opts(opts(
-            "model_age_seconds",
-            "Seconds since the served model was trained.",
-        ))?;
-        let model_load_timestamp_seconds = Gauge::with_opts(opts(
-            "model_load_timestamp_seconds",
-            "Unix time the served model was loaded.",
-        ))?;
-        let model_reloads = IntCounter::with_opts(opts(
-            "model_reloads_total",
-            "Models loaded and swapped in, including the first.",
-        ))?;
-        let model_load_failures = IntCounter::with_opts(opts(
-            "model_load_failures_total",
-            "Model loads refused (missing, unreadable or corrupt artifact); the previous model kept serving.",
-        ))?;
-        let online_rmse = Gauge::with_opts(opts(
-            "online_rmse",
-            "RMSE of the served model's predictions against ratings reported as feedback.",
-        ))?;
-        let online_mae = Gauge::with_opts(opts(
-            "online_mae",
-            "MAE of the served model's predictions against ratings reported as feedback.",
-        ))?;
-        let online_predictions = IntGauge::with_opts(opts(
-            "online_error_samples",
-            "Feedback ratings behind online_rmse and online_mae (since the served model was loaded).",
-        ))?;
-        let acceptance_ratio = Gauge::with_opts(opts(
-            "suggestion_acceptance_ratio",
-            "Share of suggested items that users rated at or above the acceptance threshold.",
-        ))?;
-        let feedback = IntCounterVec::new(
-            opts(
-                "feedback_total",
-                "Feedback events received, by whether the item had been suggested.",
-            ),
-            &["suggested"],
-        )?;
-        let suggestions_accepted = IntCounter::with_opts(opts(
-            "suggestions_accepted_total",
-            "Suggested items rated at or above the acceptance threshold.",
-        ))?;
-        let suggestions_served = IntCounter::with_opts(opts(
-            "suggestions_served_total",
-            "Items returned by the recommendations endpoint.",
-        ))?;
-        let cold_start_recommendations = IntCounter::with_opts(opts(
-            "cold_start_recommendations_total",
-            "Recommendation requests for users the model does not know.",
-        ))?;
-        let active_users = IntGauge::with_opts(opts(
-            "active_users",
-            "Distinct users who sent feedback within the active window.",
-        ))?;
-        let engaged_users = IntGauge::with_opts(opts(
-            "engaged_users",
-            "Active users who accepted at least one suggestion within the active window.",
-        ))?;
-        for collector in [
-            Box::new(model_info.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(model_loaded.clone()),
-            Box::new(model_age_seconds.clone()),
-            Box::new(model_load_timestamp_seconds.clone()),
-            Box::new(model_reloads.clone()),
-            Box::new(model_load_failures.clone()),
-            Box::new(online_rmse.clone()),
-            Box::new(online_mae.clone()),
-            Box::new(online_predictions.clone()),
-            Box::new(acceptance_ratio.clone()),
-            Box::new(feedback.clone()),
-            Box::new(suggestions_accepted.clone()),
-            Box::new(suggestions_served.clone()),
-            Box::new(cold_start_recommendations.clone()),
-            Box::new(active_users.clone()),
-            Box::new(engaged_users.clone()),
-        ] {
-            registry.register(collector)?;
-        }
+        // Both series exist from the start, so a rate over them is never "no data".
         for suggested in ["true", "false"] {
-            feedback.with_label_values(&[suggested]);
+            metrics.feedback.with_label_values(&[suggested]);
         }
-        Ok(Metrics {
-            registry,
-            routes,
-            model_info,
-            model_loaded,
-            model_age_seconds,
-            model_load_timestamp_seconds,
-            model_reloads,
-            model_load_failures,
-            online_rmse,
-            online_mae,
-            online_predictions,
-            acceptance_ratio,
-            feedback,
-            suggestions_accepted,
-            suggestions_served,
-            cold_start_recommendations,
-            active_users,
-            engaged_users,
-        })
+        for timeout in ConnectionTimeout::ALL {
+            metrics.connection_timeout(timeout);
+        }
+        Ok(metrics)
+    }
+
+    pub fn connection_timeout(&self, timeout: ConnectionTimeout) -> IntCounter {
+        self.connection_timeouts
+            .with_label_values(&[timeout.label()])
     }
 
     pub fn route(&self, route: Route) -> &RouteMetrics {
-        // Route::ALL fixes the order `routes` was built in.
         &self.routes[route as usize]
     }
 
@@ -354,5 +382,60 @@ mod tests {
         assert!(text.contains(
             r#"recommender_predictor_http_request_duration_seconds_count{route="/v1/predict"} 2"#
         ));
+    }
+}
+
+#[cfg(test)]
+mod schema {
+    use std::collections::BTreeSet;
+
+    use prometheus::proto::MetricType;
+
+    use super::*;
+
+    /// Name, type, label names and buckets of every metric, one line each: what alert rules and
+    /// dashboards rely on (`model_info` set once so that its family shows).
+    fn schema(metrics: &Metrics) -> String {
+        metrics
+            .model_info
+            .with_label_values(&["v1", "svd"])
+            .set(1.0);
+        let mut lines = Vec::new();
+        for family in metrics.registry.gather() {
+            let labels: BTreeSet<&str> = family
+                .get_metric()
+                .iter()
+                .flat_map(|m| m.get_label().iter().map(|l| l.name()))
+                .collect();
+            let mut line = format!(
+                "{} {:?} [{}]",
+                family.name(),
+                family.get_field_type(),
+                labels.into_iter().collect::<Vec<_>>().join(",")
+            );
+            if family.get_field_type() == MetricType::HISTOGRAM {
+                let buckets: Vec<String> = family.get_metric()[0]
+                    .get_histogram()
+                    .get_bucket()
+                    .iter()
+                    .map(|b| b.upper_bound().to_string())
+                    .collect();
+                line += &format!(" le={}", buckets.join(","));
+            }
+            lines.push(line);
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// Changing `tests/metrics-schema.txt` changes what alert rules and dashboards may match:
+    /// only additions are compatible.
+    #[test]
+    fn names_labels_and_buckets_are_the_contract() {
+        let actual = schema(&Metrics::new().unwrap());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/metrics-schema.txt");
+        if std::env::var_os("UPDATE_METRICS_SCHEMA").is_some() {
+            std::fs::write(path, &actual).unwrap();
+        }
+        assert_eq!(actual, include_str!("../tests/metrics-schema.txt"));
     }
 }

@@ -1,10 +1,11 @@
-//! The HTTP surface: paths, per-route metrics and timeouts, and JSON answers for requests that
-//! match nothing.
+//! The HTTP surface: paths, per-route metrics, timeouts and body limits, load shedding, the
+//! write token, and JSON answers for requests that match nothing.
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
-    Router,
+    BoxError, Router,
+    error_handling::HandleErrorLayer,
     extract::{DefaultBodyLimit, Request, State},
     handler::Handler,
     http::{Method, Uri},
@@ -13,7 +14,10 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 
+use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer, load_shed::error::Overloaded};
+
 use crate::{
+    auth,
     error::Error,
     handlers::{feedback, predict, recommend, status},
     metrics::Route,
@@ -51,7 +55,22 @@ async fn not_found(method: Method, uri: Uri) -> Error {
     Error::NotFound(format!("{method} {}", uri.path()))
 }
 
+/// What the load shedder answers: 503 with `Retry-After`, counted.
+async fn shed(state: Arc<AppState>, error: BoxError) -> Error {
+    if error.is::<Overloaded>() {
+        state.metrics.requests_shed.inc();
+        Error::Overloaded(state.limits.max_in_flight)
+    } else {
+        Error::Serve(std::io::Error::other(error))
+    }
+}
+
+/// Layers, outermost first: metrics and the request timeout (so refusals are counted too), the
+/// write token on write endpoints, load shedding beyond `--max-in-flight` /v1 requests (one
+/// semaphore shared by all routes; probes and /metrics are never shed, so an overloaded replica
+/// is not also killed by its liveness probe), the body limit, the handler.
 pub fn router(state: Arc<AppState>) -> Router {
+    let limits = &state.limits;
     let tracked = |route: Route| Tracked {
         state: state.clone(),
         route,
@@ -61,39 +80,61 @@ pub fn router(state: Arc<AppState>) -> Router {
             .fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(tracked(route), track))
     };
+    let in_flight = GlobalConcurrencyLimitLayer::new(limits.max_in_flight);
+    let shedding = {
+        let state = state.clone();
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |e| shed(state.clone(), e)))
+            .load_shed()
+            .layer(in_flight)
+    };
+    let v1 = |methods: MethodRouter<Arc<AppState>>, route: Route| {
+        endpoint(methods.layer(shedding.clone()), route)
+    };
+    let write = |methods: MethodRouter<Arc<AppState>>, route: Route| {
+        let guarded = methods
+            .layer(shedding.clone())
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_write_token,
+            ));
+        endpoint(guarded, route)
+    };
+    let pair_body = DefaultBodyLimit::max(limits.pair_body_bytes);
     Router::new()
         .route("/livez", endpoint(get(status::livez), Route::Livez))
         .route("/readyz", endpoint(get(status::readyz), Route::Readyz))
         .route("/metrics", endpoint(get(status::metrics), Route::Metrics))
         .route(
             "/v1/predict",
-            endpoint(
-                get(predict::predict_get).post(predict::predict_post),
+            v1(
+                get(predict::predict_get).post(predict::predict_post.layer(pair_body)),
                 Route::Predict,
             ),
         )
         .route(
             "/v1/predict/batch",
-            endpoint(post(predict::predict_batch), Route::PredictBatch),
+            v1(
+                post(predict::predict_batch.layer(DefaultBodyLimit::max(limits.max_body_bytes))),
+                Route::PredictBatch,
+            ),
         )
         .route(
             "/v1/users/{user}/recommendations",
-            endpoint(get(recommend::recommendations), Route::Recommendations),
+            v1(get(recommend::recommendations), Route::Recommendations),
         )
         .route(
             "/v1/feedback",
-            endpoint(post(feedback::feedback), Route::Feedback),
+            write(post(feedback::feedback.layer(pair_body)), Route::Feedback),
         )
-        .route(
-            "/v1/summary",
-            endpoint(get(status::summary), Route::Summary),
-        )
-        .route("/v1/stats", endpoint(get(status::stats), Route::Stats))
-        .route("/v1/model", endpoint(get(status::model), Route::Model))
+        .route("/v1/summary", v1(get(status::summary), Route::Summary))
+        .route("/v1/stats", v1(get(status::stats), Route::Stats))
+        .route("/v1/model", v1(get(status::model), Route::Model))
         .fallback(not_found.layer(middleware::from_fn_with_state(
             tracked(Route::Unmatched),
             track,
         )))
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        // Any body read without a limit of its own gets the smallest.
+        .layer(pair_body)
         .with_state(state)
 }

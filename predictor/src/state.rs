@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use recommender_model::{Artifact, Model, Ranker};
 
 use crate::{
-    config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics, top_index::TopIndex,
+    auth::WriteToken, config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics,
+    top_index::TopIndex,
 };
 
 /// A verified artifact and where and when it was loaded.
@@ -62,15 +63,52 @@ impl ServedModel {
     }
 }
 
-/// Request limits, copied out of [`Config`] so handlers read plain fields.
+/// Request and connection limits, copied out of [`Config`] so handlers read plain fields.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_batch: usize,
     pub max_recommendations: usize,
+    /// Body of /v1/predict/batch.
     pub max_body_bytes: usize,
+    /// Body of one pair (predict, feedback): see [`Limits::pair_body_bytes`].
+    pub pair_body_bytes: usize,
+    pub max_id_bytes: usize,
     pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
     pub precompute_depth: usize,
     pub precompute_max_bytes: usize,
+}
+
+impl Limits {
+    pub fn of(config: &Config) -> Self {
+        let max_id_bytes = config.max_id_bytes as usize;
+        Limits {
+            max_batch: config.max_batch as usize,
+            max_recommendations: config.max_recommendations as usize,
+            max_body_bytes: config.max_body_bytes,
+            pair_body_bytes: Limits::pair_body_bytes(max_id_bytes),
+            max_id_bytes,
+            request_timeout: config.request_timeout,
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+            max_connections: config.max_connections as usize,
+            max_in_flight: config.max_in_flight as usize,
+            precompute_depth: config.precompute_depth,
+            precompute_max_bytes: config.precompute_max_bytes,
+        }
+    }
+
+    /// A body holding one user and one item id: JSON may spell each byte of an id as a 6-byte
+    /// `\u00XX` escape, and 1 KiB covers the field names, the rating and whitespace. 4 KiB for
+    /// the default 256-byte ids.
+    pub fn pair_body_bytes(max_id_bytes: usize) -> usize {
+        2 * 6 * max_id_bytes + 1024
+    }
 }
 
 /// Outcome of the last load attempts, for the summary endpoint.
@@ -88,25 +126,22 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Metrics,
     pub feedback: FeedbackStats,
+    /// Required by the write endpoints when set.
+    pub write_token: Option<WriteToken>,
     pub load_status: Mutex<LoadStatus>,
     pub started: Instant,
 }
 
 impl AppState {
     pub fn new(config: &Config) -> Result<Arc<Self>, Error> {
+        config.validate().map_err(Error::Config)?;
         Ok(Arc::new(AppState {
             model_path: config.model.clone(),
             model: ArcSwapOption::empty(),
-            limits: Limits {
-                max_batch: config.max_batch as usize,
-                max_recommendations: config.max_recommendations as usize,
-                max_body_bytes: config.max_body_bytes,
-                request_timeout: config.request_timeout,
-                precompute_depth: config.precompute_depth,
-                precompute_max_bytes: config.precompute_max_bytes,
-            },
+            limits: Limits::of(config),
             metrics: Metrics::new()?,
             feedback: FeedbackStats::new(config.accept_threshold, config.active_window),
+            write_token: WriteToken::from_config(config)?,
             load_status: Mutex::new(LoadStatus::default()),
             started: Instant::now(),
         }))

@@ -8,6 +8,7 @@ use axum::{
 };
 use common::*;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn not_ready_until_a_model_is_loaded() {
@@ -448,12 +449,68 @@ async fn bad_input_is_a_4xx_naming_the_problem() {
             "UTF-8",
         ),
         (
+            // One pair's body is held to 4 KiB whatever --max-body-bytes says.
             json_req(
                 "/v1/predict",
-                Body::from(format!(r#"{{"user":"{}","item":"i1"}}"#, "u".repeat(300))),
+                Body::from(format!(r#"{{"user":"{}","item":"i1"}}"#, " ".repeat(5000))),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
             "larger than the limit",
+        ),
+        (
+            json_req(
+                "/v1/feedback",
+                Body::from(format!(
+                    r#"{{"user":"u1","item":"i1","rating":4{}}}"#,
+                    " ".repeat(5000)
+                )),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than the limit",
+        ),
+        (
+            // --max-body-bytes (256 here) bounds the batch.
+            json_req(
+                "/v1/predict/batch",
+                Body::from(
+                    json!({"pairs": vec![json!({"user": "u1", "item": "i1"}); 12]}).to_string(),
+                ),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than the limit",
+        ),
+        (
+            json_req(
+                "/v1/predict",
+                Body::from(format!(r#"{{"user":"{}","item":"i1"}}"#, "u".repeat(257))),
+            ),
+            StatusCode::BAD_REQUEST,
+            "request body: `user` is 257 bytes long; ids may be at most 256 bytes",
+        ),
+        (
+            json_req(
+                "/v1/feedback",
+                Body::from(format!(
+                    r#"{{"user":"u1","item":"{}","rating":4}}"#,
+                    "i".repeat(300)
+                )),
+            ),
+            StatusCode::BAD_REQUEST,
+            "request body: `item` is 300 bytes long",
+        ),
+        (
+            Request::get(format!("/v1/predict?user=u1&item={}", "i".repeat(257)))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "query string: `item` is 257 bytes long",
+        ),
+        (
+            Request::get(format!("/v1/users/{}/recommendations", "u".repeat(300)))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "path: user id is 300 bytes long",
         ),
         (
             json_req(
@@ -585,4 +642,194 @@ async fn precomputed_and_live_rankings_agree() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn an_over_long_id_is_refused_with_its_own_code_and_place() {
+    let app = app_with(|c| c.max_id_bytes = 8);
+    write(&app.path, "v1", 1);
+    recommender_predictor::reload::reload(&app.state)
+        .await
+        .unwrap();
+    let pairs = json!({"pairs": [
+        {"user": "u1", "item": "i1"},
+        {"user": "u1", "item": "i1"},
+        {"user": "u1", "item": "item-0123456789"},
+    ]});
+    let (status, body) = post_json(&app.router, "/v1/predict/batch", pairs.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "id_too_long");
+    assert_eq!(
+        body["message"],
+        "request body: pairs[2]: `item` is 15 bytes long; ids may be at most 8 bytes"
+    );
+    // Exactly at the limit is fine, and unescaping counts: `%41` is one byte.
+    let (status, _) = get(&app.router, "/v1/predict?user=u1234567&item=%41").await;
+    assert_eq!(status, StatusCode::OK);
+    let feedback = json!({"user": "user-0123456789", "item": "i1", "rating": 4});
+    let (status, body) = post_json(&app.router, "/v1/feedback", feedback.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "id_too_long");
+    let (_, s) = get(&app.router, "/v1/summary").await;
+    assert_eq!(
+        s["online"]["feedback_total"], 0,
+        "refused feedback is not counted"
+    );
+}
+
+const TOKEN: &str = "write-token-0123456789abcdef";
+
+/// An app serving `v1` that requires [`TOKEN`] for writes.
+async fn guarded_app() -> (App, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let app = app_with(|c| c.write_token_file = Some(token));
+    write(&app.path, "v1", 1);
+    recommender_predictor::reload::reload(&app.state)
+        .await
+        .unwrap();
+    (app, secrets)
+}
+
+fn feedback_with(authorization: Option<&str>) -> Request<Body> {
+    let mut request =
+        Request::post("/v1/feedback").header(header::CONTENT_TYPE, "application/json");
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    request
+        .body(Body::from(r#"{"user":"u1","item":"i1","rating":4}"#))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn writes_need_the_token_and_reads_do_not() {
+    let (app, _secrets) = guarded_app().await;
+    let r = &app.router;
+    for (authorization, needle) in [
+        (None, "Authorization: Bearer"),
+        (
+            Some("Bearer wrong-token-0123456789abcdef"),
+            "not this predictor's write token",
+        ),
+        (Some(&format!("Basic {TOKEN}")[..]), "Authorization: Bearer"),
+        (Some(TOKEN), "Authorization: Bearer"),
+    ] {
+        let response = r
+            .clone()
+            .oneshot(feedback_with(authorization))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let (status, body, text) = send(r, feedback_with(authorization)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"], "unauthorized", "{text}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{text}");
+    }
+    let (_, s) = get(r, "/v1/summary").await;
+    assert_eq!(
+        s["online"]["feedback_total"], 0,
+        "refused writes changed nothing"
+    );
+
+    let (status, body, text) = send(r, feedback_with(Some(&format!("Bearer {TOKEN}")))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(body["model_version"], "v1");
+    let (status, _, _) = send(r, feedback_with(Some(&format!("bearer {TOKEN}")))).await;
+    assert_eq!(status, StatusCode::OK, "the scheme is case-insensitive");
+
+    for uri in [
+        "/v1/predict?user=u1&item=i1",
+        "/v1/users/u1/recommendations",
+        "/v1/summary",
+        "/v1/stats",
+        "/v1/model",
+        "/metrics",
+        "/readyz",
+    ] {
+        let (status, _) = get(r, uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri} is a read and stays open");
+    }
+    let (status, _) = post_json(r, "/v1/predict", r#"{"user":"u1","item":"i1"}"#).await;
+    assert_eq!(status, StatusCode::OK, "POST /v1/predict is a read");
+    let (_, _, metrics) = send(r, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        metrics.contains(
+            r#"recommender_predictor_http_requests_total{code="401",route="/v1/feedback"} 8"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_token_source_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let mut config = recommender_predictor::Config::with_model(dir.path().join("m"));
+    config.write_token_file = Some(short.clone());
+    let err = recommender_predictor::AppState::new(&config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&short.display().to_string()) && err.contains("3 bytes"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stats_answer_while_feedback_is_written() {
+    let app = loaded_app().await;
+    const WRITERS: usize = 4;
+    const EACH: usize = 300;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let router = app.router.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let user = format!("writer-{w}-user-{n}");
+                    let body =
+                        json!({"user": user, "item": "i1", "rating": 4, "suggested": n % 2 == 0});
+                    let (status, _) = post_json(&router, "/v1/feedback", body.to_string()).await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    let mut last = 0;
+    let mut reads = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let (status, stats) = get(&app.router, "/v1/stats").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(stats["users"]["active"].is_object(), "{stats}");
+        let (status, s) = get(&app.router, "/v1/summary").await;
+        assert_eq!(status, StatusCode::OK);
+        let total = s["online"]["feedback_total"].as_u64().unwrap();
+        assert!(
+            total >= last,
+            "feedback_total went back from {last} to {total}"
+        );
+        last = total;
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(reads > 0);
+    let (_, s) = get(&app.router, "/v1/summary").await;
+    let total = (WRITERS * EACH) as u64;
+    assert_eq!(s["online"]["feedback_total"], total);
+    // 1,200 distinct users: the sketch's sparse form is exact at this size, give or take one.
+    let active = s["users"]["active"].as_u64().unwrap();
+    assert!(active.abs_diff(total) <= 1, "{active}");
+    let engaged = s["users"]["engaged"].as_u64().unwrap();
+    assert!(engaged.abs_diff(total / 2) <= 1, "{engaged}");
 }

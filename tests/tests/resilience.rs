@@ -1,5 +1,5 @@
 //! The operator losing its pod or its API server in the middle of a training run: the run is
-//! adopted, recorded once, with the right outcome. Run by `tests/all.sh`, one test at a time.
+//! adopted, recorded once, with the right outcome.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -56,8 +56,9 @@ async fn operator_killed_during_training_adopts_the_same_job() {
     );
 }
 
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it stops the API server all tests talk to.
 #[tokio::test]
-async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
+async fn cluster_wide_a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-apiserver").await;

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use recommender_contract::report::{Challenge, Paired};
 use recommender_model::{Artifact, Hyperparameters, artifact};
-use recommender_report::{Challenge, Paired};
 
 use crate::data::Ratings;
 use crate::error::Result;
@@ -157,7 +157,7 @@ fn compare(
         user_known[t.user as usize] = true;
         item_known[t.item as usize] = true;
     }
-    let factors = fit_ordered(hp, nu, ni, group_by_user(train, nu), &mut |_| {})?;
+    let factors = fit_ordered(hp, nu, ni, group_by_user(train, nu), 1, &mut |_| {})?;
     let mut champion_se = Vec::with_capacity(split.held.len());
     let mut challenger_se = Vec::with_capacity(split.held.len());
     for &j in &split.held {

@@ -5,11 +5,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_pgtls::SslMode;
-use recommender_report::defaults::{BASELINE, FOLDS, SVD};
-use recommender_report::{Outcome, TrainingReport};
 use recommender_trainer::baseline::BaselineParams;
+use recommender_trainer::blocked::MAX_FIT_THREADS;
 use recommender_trainer::challenge::ChallengeOptions;
 use recommender_trainer::cv::CvOptions;
 use recommender_trainer::data::{Selection, parse_scale};
@@ -313,6 +315,12 @@ pub struct ModelArgs {
     /// Worker threads for the folds [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Threads within one SVD fit. 1 trains in Surprise's order and the folds in parallel;
+    /// more trains the ratings in blocks on that many threads (LIBMF's scheme, the same model
+    /// for the same seed and count) and the folds one after another.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_FIT_THREADS as u64))]
+    pub fit_threads: usize,
     /// Test ratings at or above this count as relevant for precision/recall/NDCG@10.
     #[arg(long, default_value_t = 4.0)]
     pub relevance_threshold: f64,
@@ -464,6 +472,7 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
             relevance_threshold: a.model.relevance_threshold,
             ranking_users: a.model.ranking_users,
             parallel: true,
+            fit_threads: a.model.fit_threads,
         },
         out,
         version: a.version_label.clone().unwrap_or_else(|| {
@@ -535,23 +544,12 @@ pub fn train(a: TrainArgs, write: bool, tty: bool) -> ExitCode {
 
 fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
     TrainingReport {
-        format: recommender_report::REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: a.version_label.clone().unwrap_or_default(),
-        algorithm: a.model.hyperparameters().algorithm().to_owned(),
-        artifact: None,
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Default::default(),
         finished_at: jiff::Timestamp::now().to_string(),
-        error: Some(recommender_report::RunError {
-            reason: e.reason().to_owned(),
-            message: e.to_string(),
-        }),
-        forward: None,
-        challenge: None,
+        error: Some(e.to_run_error()),
+        ..TrainingReport::failed(
+            a.version_label.clone().unwrap_or_default(),
+            a.model.hyperparameters().algorithm().to_owned(),
+        )
     }
 }
 

@@ -9,9 +9,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
+use recommender_contract::metrics::{MeanStd, Measure, Metrics, Scores};
 use recommender_model::{Factors, Hyperparameters, Query, Ranker, RatedItems};
-use recommender_report::Metrics;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Ratings;
 use crate::error::{Error, Result};
@@ -36,6 +36,9 @@ pub struct CvOptions {
     pub ranking_users: usize,
     /// Train folds concurrently (rayon's pool).
     pub parallel: bool,
+    /// Threads of each fit (see [`crate::svd::fit`]). Above 1, folds are trained one after
+    /// another, each fit on the pool's threads, instead of one fold per thread.
+    pub fit_threads: usize,
 }
 
 impl Default for CvOptions {
@@ -46,27 +49,30 @@ impl Default for CvOptions {
             relevance_threshold: 4.0,
             ranking_users: 2000,
             parallel: true,
+            fit_threads: 1,
         }
     }
 }
 
-/// What one fold measured.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// What one fold measured: what `evaluate --json` prints and the run history keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FoldResult {
     pub fold: usize,
     pub n_train: usize,
     pub n_test: usize,
-    pub rmse: f64,
-    pub mae: f64,
-    pub accuracy: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
+    #[serde(flatten)]
+    pub scores: Scores,
     /// Users whose top-10 lists were scored.
+    // Defaulted, like the test and rank times: run records written before they were kept lack
+    // them.
+    #[serde(default)]
     pub ranked_users: usize,
     pub fit_seconds: f64,
+    #[serde(default)]
     pub test_seconds: f64,
     /// Wall time of ranking the sampled users' top-10 lists (spread over the pool's threads).
+    #[serde(default)]
     pub rank_seconds: f64,
 }
 
@@ -89,52 +95,24 @@ pub struct CvResult {
     pub folds: Vec<FoldResult>,
 }
 
-/// Mean and population standard deviation.
-pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = values.clone().count();
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let mean = values.clone().sum::<f64>() / n as f64;
-    let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-    (mean, var.sqrt())
-}
-
 impl CvResult {
-    fn stat(&self, f: impl Fn(&FoldResult) -> f64 + Clone) -> (f64, f64) {
-        mean_std(self.folds.iter().map(f))
+    pub fn metrics(&self) -> Metrics {
+        let scores: Vec<Scores> = self.folds.iter().map(|f| f.scores).collect();
+        Metrics::over(&scores)
     }
 
-    pub fn metrics(&self) -> Metrics {
-        let (rmse, rmse_std) = self.stat(|f| f.rmse);
-        let (mae, mae_std) = self.stat(|f| f.mae);
-        Metrics {
-            folds: self.folds.len() as u32,
-            rmse,
-            rmse_std,
-            mae,
-            mae_std,
-            accuracy: self.stat(|f| f.accuracy).0,
-            precision_at_10: self.stat(|f| f.precision_at_10).0,
-            recall_at_10: self.stat(|f| f.recall_at_10).0,
-            ndcg_at_10: self.stat(|f| f.ndcg_at_10).0,
-        }
+    /// Each measure with its mean and standard deviation over the folds.
+    pub fn spread(&self) -> impl Iterator<Item = (Measure, MeanStd)> + '_ {
+        Scores::MEASURES.into_iter().map(|m| {
+            (
+                m,
+                MeanStd::of(self.folds.iter().map(move |f| (m.of)(&f.scores))),
+            )
+        })
     }
 
     /// A table in the spirit of Surprise's `cross_validate(verbose=True)`.
     pub fn table(&self, algorithm: &str) -> String {
-        type Col = (&'static str, fn(&FoldResult) -> f64, usize);
-        let cols: [Col; 9] = [
-            ("RMSE (testset)", |f| f.rmse, 4),
-            ("MAE (testset)", |f| f.mae, 4),
-            ("Accuracy (±1 star)", |f| f.accuracy, 4),
-            ("Precision@10", |f| f.precision_at_10, 4),
-            ("Recall@10", |f| f.recall_at_10, 4),
-            ("NDCG@10", |f| f.ndcg_at_10, 4),
-            ("Fit time (s)", |f| f.fit_seconds, 3),
-            ("Test time (s)", |f| f.test_seconds, 3),
-            ("Rank time (s)", |f| f.rank_seconds, 3),
-        ];
         let mut out = format!(
             "Evaluating RMSE, MAE, accuracy and top-10 ranking of {algorithm} on {} split(s).\n\n",
             self.folds.len()
@@ -144,13 +122,29 @@ impl CvResult {
             out += &format!("{:>9}", format!("Fold {}", f.fold + 1));
         }
         out += &format!("{:>9}{:>9}\n", "Mean", "Std");
-        for (name, get, prec) in cols {
-            out += &format!("{name:<20}");
-            for f in &self.folds {
-                out += &format!("{:>9.prec$}", get(f));
+        let mut row = |label: &str, values: Vec<f64>, prec: usize| {
+            out += &format!("{label:<20}");
+            for v in &values {
+                out += &format!("{v:>9.prec$}");
             }
-            let (m, s) = self.stat(get);
-            out += &format!("{m:>9.prec$}{s:>9.prec$}\n");
+            let s = MeanStd::of(values.into_iter());
+            out += &format!("{:>9.prec$}{:>9.prec$}\n", s.mean, s.std);
+        };
+        for m in Scores::MEASURES {
+            row(
+                m.label,
+                self.folds.iter().map(|f| (m.of)(&f.scores)).collect(),
+                4,
+            );
+        }
+        type Time = (&'static str, fn(&FoldResult) -> f64);
+        let times: [Time; 3] = [
+            ("Fit time (s)", |f| f.fit_seconds),
+            ("Test time (s)", |f| f.test_seconds),
+            ("Rank time (s)", |f| f.rank_seconds),
+        ];
+        for (label, get) in times {
+            row(label, self.folds.iter().map(get).collect(), 3);
         }
         out
     }
@@ -198,7 +192,7 @@ pub fn cross_validate(
     }
     let perm = permutation(n, opts.seed);
     let bounds = fold_bounds(n, opts.folds);
-    let fit = |fold: usize| fit_fold(data, hp, &perm, fold, &bounds[fold], progress);
+    let fit = |fold: usize| fit_fold(data, hp, opts, &perm, fold, &bounds[fold], progress);
     let evaluate = |fold: usize, (factors, fit_seconds): (Factors, f64)| {
         let test = bounds[fold].clone();
         evaluate_fold(
@@ -214,7 +208,9 @@ pub fn cross_validate(
     };
     // One thread gains nothing from queueing fits ahead, and fitted models waiting for their
     // evaluation cost memory (88 MB each at 10M ratings): fit and evaluate fold by fold.
-    if !opts.parallel || rayon::current_num_threads() == 1 {
+    // Likewise when each fit spreads over the threads itself: two at once would share the cores
+    // for nothing and hold two folds' ratings.
+    if !opts.parallel || rayon::current_num_threads() == 1 || opts.fit_threads > 1 {
         let folds = (0..opts.folds)
             .map(|f| fit(f).and_then(|fitted| evaluate(f, fitted)))
             .collect::<Result<Vec<_>>>()?;
@@ -263,6 +259,7 @@ fn train_of<'a>(
 fn fit_fold(
     data: &Ratings,
     hp: &Hyperparameters,
+    opts: &CvOptions,
     perm: &[u32],
     fold: usize,
     test: &Range<usize>,
@@ -271,7 +268,7 @@ fn fit_fold(
     let (nu, ni) = (data.users.len(), data.items.len());
     let t0 = Instant::now();
     let ordered = group_by_user(train_of(data, perm, test), nu);
-    let factors = fit_ordered(hp, nu, ni, ordered, &mut |epoch| {
+    let factors = fit_ordered(hp, nu, ni, ordered, opts.fit_threads, &mut |epoch| {
         progress(Progress::Epoch { fold, epoch })
     })?;
     Ok((factors, t0.elapsed().as_secs_f64()))
@@ -332,12 +329,14 @@ fn evaluate_fold(
         fold,
         n_train: perm.len() - test_set.len(),
         n_test: test_set.len(),
-        rmse: (se / m).sqrt(),
-        mae: ae / m,
-        accuracy: within as f64 / m,
-        precision_at_10: ranking.precision,
-        recall_at_10: ranking.recall,
-        ndcg_at_10: ranking.ndcg,
+        scores: Scores {
+            rmse: (se / m).sqrt(),
+            mae: ae / m,
+            accuracy: within as f64 / m,
+            precision_at_10: ranking.precision,
+            recall_at_10: ranking.recall,
+            ndcg_at_10: ranking.ndcg,
+        },
         ranked_users: ranking.users,
         fit_seconds,
         test_seconds,
@@ -508,12 +507,6 @@ mod tests {
         assert_ne!(permutation(n, 8), perm);
     }
 
-    #[test]
-    fn mean_and_population_std() {
-        let (m, s) = mean_std([1.0, 3.0].into_iter());
-        assert_eq!((m, s), (2.0, 1.0));
-    }
-
     fn grid() -> Ratings {
         let mut b = RatingsBuilder::new(None);
         for u in 0..30 {
@@ -552,7 +545,8 @@ mod tests {
         let tested: usize = a.folds.iter().map(|f| f.n_test).sum();
         assert_eq!(tested, data.triples.len());
         for (x, y) in a.folds.iter().zip(&b.folds) {
-            assert_eq!((x.rmse, x.mae, x.ndcg_at_10), (y.rmse, y.mae, y.ndcg_at_10));
+            assert_eq!(x.scores, y.scores);
+            let x = x.scores;
             assert!(x.rmse.is_finite() && x.rmse > 0.0);
             assert!((0.0..=1.0).contains(&x.accuracy));
             assert!((0.0..=1.0).contains(&x.precision_at_10));

@@ -1,8 +1,8 @@
 //! Ratings as loaded: string ids interned to dense indices, plus the fingerprint that tells two
 //! data sets apart.
 
+use recommender_contract::report::DataFingerprint;
 use recommender_model::{IdMap, RatingScale};
-use recommender_report::DataFingerprint;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};

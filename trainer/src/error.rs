@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use recommender_contract::report::RunError;
 use recommender_model::ArtifactError;
 
 /// Everything the trainer library can fail with.
@@ -39,7 +40,7 @@ pub enum Error {
     Artifact(#[from] ArtifactError),
 
     #[error("cannot write the report: {0}")]
-    Report(#[from] recommender_report::ReportError),
+    Report(#[from] recommender_contract::report::ReportError),
 }
 
 impl Error {
@@ -68,6 +69,14 @@ impl Error {
                 | ArtifactError::CorruptArtifact { .. } => "InvalidArtifact",
             },
             Error::Report(_) => "InternalError",
+        }
+    }
+
+    /// The error as the run report states it.
+    pub fn to_run_error(&self) -> RunError {
+        RunError {
+            reason: self.reason().to_owned(),
+            message: self.to_string(),
         }
     }
 }

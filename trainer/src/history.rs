@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use recommender_contract::metrics::{MeanStd, Metrics};
+use recommender_contract::report::{DataFingerprint, Durations, Outcome, RunError};
 use recommender_model::Hyperparameters;
-use recommender_report::{DataFingerprint, Durations, Metrics, Outcome, RunError};
 use serde::{Deserialize, Serialize};
 
-use crate::cv::{CvResult, FoldResult, mean_std};
+use crate::cv::{CvResult, FoldResult};
 use crate::error::{Error, Result};
 
 /// The folder of run records beside the artifacts.
@@ -38,51 +39,13 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spread: BTreeMap<String, MeanStd>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub folds: Vec<FoldRecord>,
+    pub folds: Vec<FoldResult>,
     pub durations: Durations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ArtifactFile>,
     /// The operator's decision on this run, once a later run has been told it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-pub struct MeanStd {
-    pub mean: f64,
-    pub std: f64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FoldRecord {
-    pub fold: usize,
-    pub n_train: usize,
-    pub n_test: usize,
-    pub rmse: f64,
-    pub mae: f64,
-    pub accuracy: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
-    pub fit_seconds: f64,
-}
-
-impl From<&FoldResult> for FoldRecord {
-    fn from(f: &FoldResult) -> Self {
-        Self {
-            fold: f.fold,
-            n_train: f.n_train,
-            n_test: f.n_test,
-            rmse: f.rmse,
-            mae: f.mae,
-            accuracy: f.accuracy,
-            precision_at_10: f.precision_at_10,
-            recall_at_10: f.recall_at_10,
-            ndcg_at_10: f.ndcg_at_10,
-            fit_seconds: f.fit_seconds,
-        }
-    }
 }
 
 /// The artifact as written: what `sha256sum` and `ls -l` would say of it.
@@ -143,20 +106,8 @@ pub fn parse_verdicts(text: &str) -> Result<Vec<(String, Verdict)>> {
 impl RunRecord {
     /// Fills the per-fold figures and their spread from the cross-validation.
     pub fn with_cv(mut self, cv: &CvResult) -> Self {
-        type Measure = (&'static str, fn(&FoldResult) -> f64);
-        let measures: [Measure; 6] = [
-            ("rmse", |f| f.rmse),
-            ("mae", |f| f.mae),
-            ("accuracy", |f| f.accuracy),
-            ("precisionAt10", |f| f.precision_at_10),
-            ("recallAt10", |f| f.recall_at_10),
-            ("ndcgAt10", |f| f.ndcg_at_10),
-        ];
-        for (name, measure) in measures {
-            let (mean, std) = mean_std(cv.folds.iter().map(measure));
-            self.spread.insert(name.into(), MeanStd { mean, std });
-        }
-        self.folds = cv.folds.iter().map(FoldRecord::from).collect();
+        self.spread = cv.spread().map(|(m, s)| (m.name.into(), s)).collect();
+        self.folds = cv.folds.clone();
         self
     }
 }
@@ -245,11 +196,7 @@ pub fn table(records: &[RunRecord]) -> String {
             Hyperparameters::Svd(p) => (p.n_factors.to_string(), p.n_epochs),
             Hyperparameters::Baseline(p) => ("-".to_string(), p.n_epochs),
         };
-        let pm = |name: &str| {
-            r.spread
-                .get(name)
-                .map_or("-".to_string(), |m| format!("{:.4} ± {:.4}", m.mean, m.std))
-        };
+        let pm = |name: &str| r.spread.get(name).map_or("-".into(), |m| format!("{m:.4}"));
         let accuracy = r
             .metrics
             .as_ref()
@@ -326,6 +273,27 @@ mod tests {
         assert_eq!(records[1].verdict.as_ref().unwrap().reason, "GateFailed");
         let table = table(&records);
         assert!(table.contains("Rejected (GateFailed)"), "{table}");
+    }
+
+    /// A record as the previous trainer wrote it (folds without the ranking and test times)
+    /// still reads, and the history table shows its spread.
+    #[test]
+    fn records_of_the_previous_trainer_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"version":"v1","algorithm":"svd","hyperparameters":{"algorithm":"baseline",
+            "n_epochs":10,"reg_i":10.0,"reg_u":15.0},"startedAt":"2026-12-01T10:00:00Z",
+            "finishedAt":"2026-12-01T10:00:05Z","outcome":"Succeeded",
+            "spread":{"rmse":{"mean":0.94,"std":0.01},"mae":{"mean":0.74,"std":0.005}},
+            "folds":[{"fold":0,"nTrain":75,"nTest":25,"rmse":0.93,"mae":0.735,"accuracy":0.7,
+            "precisionAt10":0.1,"recallAt10":0.2,"ndcgAt10":0.3,"fitSeconds":0.5}],
+            "durations":{"loadSeconds":0.1,"cvSeconds":1.0,"fitSeconds":0.5,"totalSeconds":2.0}}"#;
+        std::fs::write(dir.path().join("v1.json"), old).unwrap();
+        let records = read(dir.path()).unwrap();
+        let fold = &records[0].folds[0];
+        assert_eq!((fold.n_test, fold.scores.ndcg_at_10), (25, 0.3));
+        assert_eq!((fold.ranked_users, fold.rank_seconds), (0, 0.0));
+        let table = table(&records);
+        assert!(table.contains("0.9400 ± 0.0100"), "{table}");
     }
 
     #[test]

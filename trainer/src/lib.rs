@@ -1,7 +1,14 @@
-//! Surprise-compatible recommender training: SVD by SGD and BaselineOnly by ALS, rating loaders,
-//! cross-validation and the model artifact the predictor serves.
+//! Surprise-compatible recommender training, everything the `recommender-trainer` binary runs:
+//! rating loaders (files and PostgreSQL), SVD by SGD and BaselineOnly by ALS, k-fold
+//! cross-validation with top-10 ranking quality, the champion/challenger comparison, forward
+//! scoring of a model on newer ratings, synthetic ratings, the run history and the model store's
+//! pruning.
+//!
+//! The model and its artifact file are `recommender-model`'s and the report a run leaves is
+//! `recommender-contract`'s, so nothing but the trainer's own binary depends on this crate.
 
 pub mod baseline;
+pub mod blocked;
 pub mod challenge;
 pub mod cv;
 pub mod data;
@@ -9,6 +16,7 @@ pub mod error;
 pub mod generate;
 pub mod history;
 pub mod kernel;
+mod lanes;
 pub mod loaders;
 pub mod pg;
 pub mod retention;

@@ -1,4 +1,5 @@
-//! `recommender-trainer`: train, evaluate or generate ratings. See `--help`.
+//! `recommender-trainer`: train, evaluate, score, generate ratings, prune the model store or print
+//! the run history. See `--help`.
 
 mod cli;
 mod progress;

@@ -39,14 +39,17 @@ impl Reporter {
             }
             (Some((_, folds, _)), Progress::FoldDone(r)) => {
                 if let Some(b) = folds.get(r.fold) {
-                    b.finish_with_message(format!("RMSE {:.4}  MAE {:.4}", r.rmse, r.mae));
+                    b.finish_with_message(format!(
+                        "RMSE {:.4}  MAE {:.4}",
+                        r.scores.rmse, r.scores.mae
+                    ));
                 }
             }
             (Some((_, _, fin)), Progress::FinalEpoch { epoch }) => fin.set_position(epoch as u64),
             (None, Progress::FoldDone(r)) => tracing::info!(
                 fold = r.fold + 1,
-                rmse = r.rmse,
-                mae = r.mae,
+                rmse = r.scores.rmse,
+                mae = r.scores.mae,
                 fit_seconds = r.fit_seconds,
                 "fold finished"
             ),

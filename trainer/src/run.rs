@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_model::Hyperparameters;
-use recommender_model::artifact::{self, Artifact, ArtifactMeta, FORMAT_VERSION};
-use recommender_report::{Durations, Outcome, REPORT_FORMAT, RunError, TrainingReport};
+use recommender_model::artifact::{
+    self, Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
+};
 
 use crate::challenge::{self, ChallengeOptions};
 use crate::cv::{self, CvOptions, CvResult, Progress};
@@ -64,22 +66,10 @@ fn now() -> String {
 pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
     let started = Instant::now();
     let started_at = now();
-    let mut report = TrainingReport {
-        format: REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: cfg.version.clone(),
-        algorithm: cfg.hyperparameters.algorithm().to_owned(),
-        artifact: None,
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Durations::default(),
-        finished_at: String::new(),
-        error: None,
-        forward: None,
-        challenge: None,
-    };
+    let mut report = TrainingReport::failed(
+        cfg.version.clone(),
+        cfg.hyperparameters.algorithm().to_owned(),
+    );
     let mut cv_out = None;
     let result = stages(cfg, progress, &mut report, &mut cv_out);
     report.durations.total_seconds = started.elapsed().as_secs_f64();
@@ -88,10 +78,7 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
         Ok(()) => report.outcome = Outcome::Succeeded,
         Err(e) => {
             tracing::error!(error = %e, "training run failed");
-            report.error = Some(RunError {
-                reason: e.reason().to_owned(),
-                message: e.to_string(),
-            });
+            report.error = Some(e.to_run_error());
         }
     }
     if let Some(out) = &cfg.out {
@@ -184,9 +171,12 @@ fn stages(
         return Ok(());
     };
     let t = Instant::now();
-    let model = train::fit_model(&data, &cfg.hyperparameters, &mut |epoch| {
-        progress(Progress::FinalEpoch { epoch })
-    })?;
+    let model = train::fit_model(
+        &data,
+        &cfg.hyperparameters,
+        cfg.cv.fit_threads,
+        &mut |epoch| progress(Progress::FinalEpoch { epoch }),
+    )?;
     report.durations.fit_seconds = t.elapsed().as_secs_f64();
     drop(data);
     let artifact = Artifact {
@@ -198,9 +188,10 @@ fn stages(
             hyperparameters: cfg.hyperparameters.clone(),
             data: report
                 .data
-                .clone()
+                .as_ref()
+                .map(TrainingData::from)
                 .ok_or_else(|| Error::InvalidData("no data".into()))?,
-            metrics,
+            metrics: CvMetrics::from(&metrics),
             trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         model,
@@ -257,11 +248,17 @@ mod tests {
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
         let json = r.report.to_json().unwrap();
-        assert!(json.len() <= recommender_report::MAX_REPORT_BYTES);
+        assert!(json.len() <= recommender_contract::report::MAX_REPORT_BYTES);
         let a = artifact::load(&out).unwrap();
         assert_eq!(a.meta.version, "v1");
-        assert_eq!(Some(&a.meta.metrics), r.report.metrics.as_ref());
-        assert_eq!(Some(&a.meta.data), r.report.data.as_ref());
+        assert_eq!(
+            a.meta.metrics,
+            CvMetrics::from(r.report.metrics.as_ref().unwrap())
+        );
+        assert_eq!(
+            a.meta.data,
+            TrainingData::from(r.report.data.as_ref().unwrap())
+        );
         assert_eq!(a.meta.data.max_timestamp, Some(newest));
         assert!(a.model.predict("1", "4").user_known);
         assert!(!a.model.predict("3", "4").user_known);

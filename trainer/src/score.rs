@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use recommender_contract::report::{Forward, Outcome, TrainingReport};
 use recommender_model::artifact;
-use recommender_report::{Durations, Forward, Outcome, REPORT_FORMAT, RunError, TrainingReport};
 
 use crate::data::{Ratings, Selection};
 use crate::error::{Error, Result};
@@ -26,22 +26,11 @@ pub struct ScoreConfig {
 /// Scores the model; failures are folded into a `Failed` report rather than returned.
 pub fn score(cfg: &ScoreConfig) -> TrainingReport {
     let started = Instant::now();
+    // The version and algorithm are the model's, once it is read. The artifact is the model
+    // scored, not one written: its size and checksum are its training run's.
     let mut report = TrainingReport {
-        format: REPORT_FORMAT,
-        outcome: Outcome::Failed,
-        version: String::new(),
-        algorithm: String::new(),
         artifact: Some(cfg.model.display().to_string()),
-        // The model scored, not one written: its size and checksum are its training run's.
-        artifact_bytes: None,
-        artifact_sha256: None,
-        metrics: None,
-        data: None,
-        durations: Durations::default(),
-        finished_at: String::new(),
-        error: None,
-        forward: None,
-        challenge: None,
+        ..TrainingReport::failed(String::new(), String::new())
     };
     match stages(cfg, &mut report) {
         Ok(forward) => {
@@ -56,10 +45,7 @@ pub fn score(cfg: &ScoreConfig) -> TrainingReport {
         }
         Err(e) => {
             tracing::error!(error = %e, "forward evaluation failed");
-            report.error = Some(RunError {
-                reason: e.reason().to_owned(),
-                message: e.to_string(),
-            });
+            report.error = Some(e.to_run_error());
         }
     }
     report.durations.total_seconds = started.elapsed().as_secs_f64();

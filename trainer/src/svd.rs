@@ -1,8 +1,9 @@
 //! Surprise's `SVD`: biased matrix factorisation trained by plain SGD.
 //!
-//! Same defaults (the table in `recommender_report::defaults`), initialisation order (every user's factors, then every item's), rating order
+//! Same defaults (the table in `recommender_contract::defaults`), initialisation order (every user's factors, then every item's), rating order
 //! (grouped by user in order of first appearance, no reshuffle between epochs), update rule and
 //! `biased=false` behaviour as Surprise; the arithmetic is f32 with a vectorised inner loop.
+//! A fit on several threads keeps all of that but the rating order ([`crate::blocked`]).
 
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -10,6 +11,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 use recommender_model::Factors;
 
+use crate::blocked::{Grid, MAX_FIT_THREADS};
 use crate::error::{Error, Result};
 use crate::kernel::{self, Params, StepRates, Triple};
 
@@ -127,23 +129,40 @@ pub(crate) fn init_factors(
 }
 
 /// Trains on `train` (consumed, to bound peak memory), in the order given (see [`group_by_user`]); indices are below `n_users` /
-/// `n_items`. `on_epoch` is told after each finished epoch (for progress bars).
+/// `n_items`. With `threads` above 1 the ratings are trained in blocks on that many threads
+/// ([`blocked`]): a model of the same quality, the same for the same seed and thread count, but
+/// not the serial one. `on_epoch` is told after each finished epoch (for progress bars).
 pub(crate) fn fit(
     params: &SvdParams,
     n_users: usize,
     n_items: usize,
     train: Vec<Triple>,
+    threads: usize,
     on_epoch: &mut dyn FnMut(usize),
 ) -> Result<Factors> {
     validate(params)?;
+    if !(1..=MAX_FIT_THREADS).contains(&threads) {
+        return Err(Error::Config(format!(
+            "--fit-threads must be 1 to {MAX_FIT_THREADS}, got {threads}"
+        )));
+    }
     let mu = mean_rating(&train);
     let (pu, qi) = init_factors(params, n_users, n_items)?;
     let k = params.n_factors;
+    let (train, grid) = if threads > 1 {
+        let grid = Grid::new(train, n_users, n_items, threads);
+        (Vec::new(), Some(grid))
+    } else {
+        (train, None)
+    };
+    // In blocks, each block's rows are renumbered to be contiguous.
+    let user_row = grid.as_ref().map(|g| &g.user_row[..]);
+    let item_row = grid.as_ref().map(|g| &g.item_row[..]);
     // Rows padded with zeros, which the update rule keeps at zero, so the hot loop is all
     // full-width vectors.
     let kp = k.div_ceil(kernel::ROW_ALIGN) * kernel::ROW_ALIGN;
-    let mut pu_pad = pad_rows(&pu, kp);
-    let mut qi_pad = pad_rows(&qi, kp);
+    let mut pu_pad = pad_rows(&pu, kp, user_row);
+    let mut qi_pad = pad_rows(&qi, kp, item_row);
     let mut bu = vec![0f32; n_users];
     let mut bi = vec![0f32; n_items];
     let rates = rates(params);
@@ -157,34 +176,54 @@ pub(crate) fn fit(
             qi: &mut qi_pad,
         };
         for epoch in 0..params.n_epochs {
-            kernel::sgd_epoch(&train, &mut p, &rates);
+            match &grid {
+                Some(grid) => grid.epoch(&mut p, &rates),
+                None => kernel::sgd_epoch(&train, &mut p, &rates),
+            }
             on_epoch(epoch + 1);
         }
     }
     // Freed before the unpadded copies are made: on large data this is the peak.
     drop(train);
+    let (user_row, item_row) = match grid {
+        Some(g) => (Some(g.user_row), Some(g.item_row)),
+        None => (None, None),
+    };
     Ok(Factors {
         global_mean: mu,
         biased: params.biased,
-        user_bias: bu,
-        item_bias: bi,
-        user_factors: unpad_rows(&pu_pad, n_users, k, kp),
-        item_factors: unpad_rows(&qi_pad, n_items, k, kp),
+        user_bias: unpermute(bu, user_row.as_deref()),
+        item_bias: unpermute(bi, item_row.as_deref()),
+        user_factors: unpad_rows(&pu_pad, n_users, k, kp, user_row.as_deref()),
+        item_factors: unpad_rows(&qi_pad, n_items, k, kp, item_row.as_deref()),
     })
 }
 
-fn pad_rows(a: &Array2<f32>, kp: usize) -> Vec<f32> {
+/// Row `r` of `a` into row `row_of[r]` (or `r`) of a matrix of `kp`-wide rows.
+fn pad_rows(a: &Array2<f32>, kp: usize, row_of: Option<&[u32]>) -> Vec<f32> {
     let mut out = vec![0f32; a.nrows() * kp];
-    for (row, dst) in a.rows().into_iter().zip(out.chunks_exact_mut(kp.max(1))) {
-        for (d, s) in dst.iter_mut().zip(row) {
+    for (r, row) in a.rows().into_iter().enumerate() {
+        let at = row_of.map_or(r, |m| m[r] as usize) * kp;
+        for (d, s) in out[at..at + kp].iter_mut().zip(row) {
             *d = *s;
         }
     }
     out
 }
 
-fn unpad_rows(v: &[f32], n: usize, k: usize, kp: usize) -> Array2<f32> {
-    Array2::from_shape_fn((n, k), |(r, c)| v[r * kp + c])
+/// The inverse of [`pad_rows`].
+fn unpad_rows(v: &[f32], n: usize, k: usize, kp: usize, row_of: Option<&[u32]>) -> Array2<f32> {
+    Array2::from_shape_fn((n, k), |(r, c)| {
+        v[row_of.map_or(r, |m| m[r] as usize) * kp + c]
+    })
+}
+
+/// Entry `row_of[r]` (or `r`) of `v` for every `r`.
+fn unpermute(v: Vec<f32>, row_of: Option<&[u32]>) -> Vec<f32> {
+    match row_of {
+        Some(m) => m.iter().map(|&r| v[r as usize]).collect(),
+        None => v,
+    }
 }
 
 #[cfg(test)]
@@ -195,18 +234,25 @@ mod tests {
         Triple { user, item, rating }
     }
 
+    /// One factor row padded with zeros to a whole chunk, as `fit` pads them.
+    fn row(v: &[f32]) -> [f32; kernel::ROW_ALIGN] {
+        let mut out = [0f32; kernel::ROW_ALIGN];
+        out[..v.len()].copy_from_slice(v);
+        out
+    }
+
     /// One step worked out by hand (see the numbers in the comments), checking that both factor
     /// updates use the values from before the step.
     #[test]
     fn single_sgd_step_matches_hand_computation() {
         let mut bu = [0.1f32];
         let mut bi = [-0.2f32];
-        let mut pu = [0.5f32, -0.1];
-        let mut qi = [0.2f32, 0.3];
+        let mut pu = row(&[0.5, -0.1]);
+        let mut qi = row(&[0.2, 0.3]);
         let rates = rates(&SvdParams::default());
         let mut p = Params {
             mu: 3.0,
-            k: 2,
+            k: kernel::ROW_ALIGN,
             bu: &mut bu,
             bi: &mut bi,
             pu: &mut pu,
@@ -221,21 +267,23 @@ mod tests {
         assert!(close(pu[1], -0.098445), "{}", pu[1]); // -0.1 + 0.005 (0.309 + 0.002)
         assert!(close(qi[0], 0.202555), "{}", qi[0]); // 0.2 + 0.005 (0.515 - 0.004)
         assert!(close(qi[1], 0.299455), "{}", qi[1]); // 0.3 + 0.005 (-0.103 - 0.006)
+        // The padding stays zero, so it never reaches a dot product.
+        assert!(pu[2..].iter().chain(&qi[2..]).all(|&x| x == 0.0));
     }
 
     #[test]
     fn unbiased_step_ignores_mean_and_biases() {
         let mut bu = [0f32];
         let mut bi = [0f32];
-        let mut pu = [1.0f32];
-        let mut qi = [2.0f32];
+        let mut pu = row(&[1.0]);
+        let mut qi = row(&[2.0]);
         let rates = rates(&SvdParams {
             biased: false,
             ..SvdParams::default()
         });
         let mut p = Params {
             mu: 3.0,
-            k: 1,
+            k: kernel::ROW_ALIGN,
             bu: &mut bu,
             bi: &mut bi,
             pu: &mut pu,
@@ -257,7 +305,7 @@ mod tests {
             ..SvdParams::default()
         };
         let (pu0, qi0) = init_factors(&params, 1, 1).unwrap();
-        let f = fit(&params, 1, 1, vec![t(0, 0, 4.0)], &mut |_| {}).unwrap();
+        let f = fit(&params, 1, 1, vec![t(0, 0, 4.0)], 1, &mut |_| {}).unwrap();
         assert_eq!(f.global_mean, 4.0);
         let dot: f32 = pu0.row(0).dot(&qi0.row(0));
         let err = 4.0 - (4.0 + dot);
@@ -278,11 +326,89 @@ mod tests {
             n_factors: 8,
             ..SvdParams::default()
         };
-        let a = fit(&p, 13, 17, data.clone(), &mut |_| {}).unwrap();
-        let b = fit(&p, 13, 17, data.clone(), &mut |_| {}).unwrap();
+        let a = fit(&p, 13, 17, data.clone(), 1, &mut |_| {}).unwrap();
+        let b = fit(&p, 13, 17, data.clone(), 1, &mut |_| {}).unwrap();
         assert_eq!(a, b);
-        let c = fit(&SvdParams { seed: 1, ..p }, 13, 17, data, &mut |_| {}).unwrap();
+        let c = fit(&SvdParams { seed: 1, ..p }, 13, 17, data, 1, &mut |_| {}).unwrap();
         assert_ne!(a.user_factors, c.user_factors);
+    }
+
+    /// A rank-2 pattern with noise-free ratings: 60 users x 40 items, three quarters rated.
+    fn low_rank() -> Vec<Triple> {
+        let mut out = Vec::new();
+        for u in 0..60u32 {
+            for i in 0..40u32 {
+                if (u * 7 + i * 5) % 4 != 0 {
+                    let (a, b) = ((u % 5) as f32 - 2.0, (i % 4) as f32 - 1.5);
+                    out.push(t(u, i, (3.0 + 0.4 * a * b + 0.2 * a).clamp(1.0, 5.0)));
+                }
+            }
+        }
+        out
+    }
+
+    fn rmse(f: &Factors, data: &[Triple]) -> f64 {
+        let se: f64 = data
+            .iter()
+            .map(|x| {
+                let (u, i) = (x.user as usize, x.item as usize);
+                let dot: f32 = f.user_factors.row(u).dot(&f.item_factors.row(i));
+                let est = f.global_mean as f32 + f.user_bias[u] + f.item_bias[i] + dot;
+                f64::from(est - x.rating).powi(2)
+            })
+            .sum();
+        (se / data.len() as f64).sqrt()
+    }
+
+    /// The blocks of a stratum may run in any order on any thread: the model depends on the
+    /// seed and the thread count of the fit only, not on the pool that runs it.
+    #[test]
+    fn blocked_fit_is_reproducible_for_a_seed_and_thread_count() {
+        let data = low_rank();
+        let p = SvdParams {
+            n_factors: 20,
+            n_epochs: 30,
+            lr_bu: 0.01,
+            lr_bi: 0.01,
+            lr_pu: 0.01,
+            lr_qi: 0.01,
+            ..SvdParams::default()
+        };
+        let on_pool = |pool: usize, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(pool)
+                .build()
+                .unwrap();
+            pool.install(|| fit(&p, 60, 40, data.clone(), threads, &mut |_| {}).unwrap())
+        };
+        let two = on_pool(2, 2);
+        assert_eq!(two, on_pool(1, 2));
+        assert_eq!(two, on_pool(3, 2));
+        let three = on_pool(2, 3);
+        assert_ne!(two.user_factors, three.user_factors);
+        // Every model learns the pattern about equally well.
+        let serial = fit(&p, 60, 40, data.clone(), 1, &mut |_| {}).unwrap();
+        let (s, b2, b3) = (rmse(&serial, &data), rmse(&two, &data), rmse(&three, &data));
+        assert!(s < 0.2, "serial {s}");
+        assert!(
+            (b2 - s).abs() < 0.02 && (b3 - s).abs() < 0.02,
+            "{s} {b2} {b3}"
+        );
+    }
+
+    #[test]
+    fn fit_threads_are_bounded() {
+        for threads in [0, crate::blocked::MAX_FIT_THREADS + 1] {
+            let e = fit(
+                &SvdParams::default(),
+                1,
+                1,
+                vec![t(0, 0, 1.0)],
+                threads,
+                &mut |_| {},
+            );
+            assert!(matches!(e, Err(Error::Config(m)) if m.contains("--fit-threads")));
+        }
     }
 
     #[test]

@@ -1,12 +1,31 @@
 //! The binary as the operator's Jobs run it: exit codes, report file, artifact.
 
+use std::path::Path;
 use std::process::Command;
 
-use recommender_report::{Outcome, TrainingReport};
+use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_trainer::artifact;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_recommender-trainer"))
+}
+
+/// `evaluate --json --source DATA --report REPORT ARGS...`, which must succeed; its JSON.
+fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value {
+    let out = bin()
+        .args(["evaluate", "--json", "--source"])
+        .arg(data)
+        .arg("--report")
+        .arg(report)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -73,6 +92,33 @@ fn generate_then_train_writes_artifact_and_report() {
     assert_eq!(a.meta.version, "v1");
     assert_eq!(a.meta.algorithm, "svd");
     assert_eq!(a.model.factors.n_factors(), 8);
+
+    // The same run with each fit on two threads, in blocks.
+    let v = evaluate_json(
+        &data,
+        &dir.path().join("blocked.json"),
+        &[
+            "--factors",
+            "8",
+            "--epochs",
+            "10",
+            "--folds",
+            "3",
+            "--fit-threads",
+            "2",
+        ],
+    );
+    let folds = v["folds"].as_array().unwrap();
+    let rmse = folds
+        .iter()
+        .map(|f| f["rmse"].as_f64().unwrap())
+        .sum::<f64>()
+        / 3.0;
+    assert!(
+        (rmse - m.rmse).abs() < 0.05,
+        "blocked {rmse} vs serial {}",
+        m.rmse
+    );
 }
 
 #[test]
@@ -96,19 +142,11 @@ fn evaluate_prints_json_and_baseline_works() {
             .unwrap()
             .success()
     );
-    let out = bin()
-        .args(["evaluate", "--algorithm", "baseline", "--json", "--source"])
-        .arg(&data)
-        .arg("--report")
-        .arg(dir.path().join("r.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = evaluate_json(
+        &data,
+        &dir.path().join("r.json"),
+        &["--algorithm", "baseline"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["folds"].as_array().unwrap().len(), 4);
 }
 
@@ -160,4 +198,16 @@ fn usage_errors_exit_2() {
         bin().args(["train", "--bogus"]).status().unwrap().code(),
         Some(2)
     );
+    for n in ["0", "257"] {
+        let out = bin()
+            .args(["evaluate", "--source", "x.csv", "--fit-threads", n])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--fit-threads") && err.contains("1..=256"),
+            "{err}"
+        );
+    }
 }

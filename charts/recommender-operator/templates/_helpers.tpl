@@ -48,11 +48,17 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{- define "recommender-operator.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/*
+An image reference from {repository, tag, digest}: repository@digest when a digest is set (the tag
+is then ignored: the digest alone says which image runs, and a tag beside it would suggest it
+counts), else repository:tag, the chart's appVersion for an empty tag.
+Call: include "recommender-operator.imageRef" (dict "image" .Values.image "root" $)
+*/}}
+{{- define "recommender-operator.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
 {{- end }}
 {{- end }}
 

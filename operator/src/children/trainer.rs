@@ -173,7 +173,7 @@ mod tests {
     use crate::children::testing::{args, assert_locked_down, container, pod};
     use crate::crd::{FileFormat, FileSource, ModelStore, PostgresSource, SecretKeyRef, Source};
     use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
-    use recommender_report::defaults::{BASELINE, FOLDS, SVD};
+    use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
 
     fn first(run: u32) -> NewRun<'static> {
         NewRun {

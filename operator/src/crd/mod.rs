@@ -1,6 +1,6 @@
 //! The `RecommenderModel` custom resource (`recommender.dev/v1alpha1`).
 //!
-//! Hyperparameter defaults come from `recommender_report::defaults`, the table the trainer CLI
+//! Hyperparameter defaults come from `recommender_contract::defaults`, the table the trainer CLI
 //! reads too, so a minimal manifest trains exactly what `recommender-trainer train` would.
 //! Validation lives in the schema (ranges, patterns, CEL rules) so the API server rejects a bad
 //! manifest naming the field; `validate` re-checks what the decision relies on.
@@ -16,7 +16,7 @@ pub use status::*;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use recommender_report::defaults::{FOLDS, SVD};
+use recommender_contract::defaults::{FOLDS, SVD};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

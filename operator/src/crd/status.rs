@@ -280,7 +280,7 @@ pub struct ForwardRecord {
 }
 
 impl ForwardRecord {
-    pub fn from_report(f: &recommender_report::Forward, evaluated_at: Timestamp) -> Self {
+    pub fn from_report(f: &recommender_contract::report::Forward, evaluated_at: Timestamp) -> Self {
         Self {
             since: f.since,
             until: f.until,
@@ -375,41 +375,9 @@ pub struct ArtifactFile {
     pub sha256: String,
 }
 
-/// Cross-validated quality, mean (and standard deviation) over the folds, rounded to 4 decimals
-/// for people; the gate judged the trainer's full-precision figures.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelMetrics {
-    pub folds: u32,
-    pub rmse: f64,
-    pub mae: f64,
-    pub rmse_std: f64,
-    pub mae_std: f64,
-    /// Share of test predictions within one star of the actual rating.
-    #[serde(default)]
-    pub accuracy: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
-}
-
-impl ModelMetrics {
-    /// The report's metrics, rounded to 4 decimals.
-    pub fn from_report(m: &recommender_report::Metrics) -> Self {
-        let r = round4;
-        Self {
-            folds: m.folds,
-            rmse: r(m.rmse),
-            mae: r(m.mae),
-            rmse_std: r(m.rmse_std),
-            mae_std: r(m.mae_std),
-            accuracy: r(m.accuracy),
-            precision_at_10: r(m.precision_at_10),
-            recall_at_10: r(m.recall_at_10),
-            ndcg_at_10: r(m.ndcg_at_10),
-        }
-    }
-}
+/// Cross-validated quality, as the trainer measured it and the status shows it (rounded to 4
+/// decimals: `Metrics::rounded`).
+pub use recommender_contract::metrics::Metrics as ModelMetrics;
 
 /// Finished runs by outcome since the resource was created (the history keeps only the last
 /// few).

@@ -10,8 +10,9 @@ use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunStat
 use crate::validate::{Config, validate};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use recommender_report::{
-    DataFingerprint, Durations, Metrics, Outcome, REPORT_FORMAT, TrainingReport,
+use recommender_contract::metrics::Metrics;
+use recommender_contract::report::{
+    DataFingerprint, Durations, Outcome, REPORT_FORMAT, TrainingReport,
 };
 use std::collections::BTreeMap;
 

@@ -8,7 +8,8 @@ use crate::crd::{
     Comparison, ComparisonBasis, ComparisonVerdict, ModelRecord, Promotion, RecommenderModelSpec,
     RunOutcome, RunReason,
 };
-use recommender_report::{Challenge, Metrics};
+use recommender_contract::metrics::Metrics;
+use recommender_contract::report::Challenge;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -432,18 +433,20 @@ mod tests {
             champion: champion.into(),
             since: 893_286_638,
             new_ratings: 20_000,
-            paired: paired.map(|(difference, low, high)| recommender_report::Paired {
-                split_at: 893_300_000,
-                train_ratings: 10_000,
-                ratings: 10_000,
-                champion_rmse: 1.0,
-                challenger_rmse: 1.0 + difference,
-                difference,
-                low,
-                high,
-                confidence: 0.95,
-                resamples: 2000,
-            }),
+            paired: paired.map(
+                |(difference, low, high)| recommender_contract::report::Paired {
+                    split_at: 893_300_000,
+                    train_ratings: 10_000,
+                    ratings: 10_000,
+                    champion_rmse: 1.0,
+                    challenger_rmse: 1.0 + difference,
+                    difference,
+                    low,
+                    high,
+                    confidence: 0.95,
+                    resamples: 2000,
+                },
+            ),
             fallback: fallback.map(Into::into),
         }
     }

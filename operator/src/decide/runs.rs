@@ -7,8 +7,8 @@ use super::{Decided, PlannedEvent, Said, promotion};
 use crate::children::{self, Defaults};
 use crate::condition::{Desired, PromotedReason, State, TrainingReason};
 use crate::crd::{
-    ActiveRun, ArtifactFile, Fingerprint, ModelMetrics, ModelRecord, RecommenderModel,
-    RecommenderModelSpec, RunCounts, RunLedger, RunOutcome, RunReason, RunRecord, RunTrigger,
+    ActiveRun, ArtifactFile, Fingerprint, ModelRecord, RecommenderModel, RecommenderModelSpec,
+    RunCounts, RunLedger, RunOutcome, RunReason, RunRecord, RunTrigger,
 };
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::{Observed, ObservedRun, RunState};
@@ -17,7 +17,7 @@ use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use recommender_report::{Outcome, TrainingReport};
+use recommender_contract::report::{Outcome, TrainingReport};
 use std::time::Duration;
 
 /// Runs kept in `status.history`.
@@ -287,9 +287,9 @@ enum Ending {
         // Boxed: a model record is several times the size of a failure.
         model: Box<ModelRecord>,
         /// Full precision, for the gate.
-        metrics: recommender_report::Metrics,
+        metrics: recommender_contract::metrics::Metrics,
         /// The trainer's comparison with the serving model, when asked for.
-        challenge: Option<Box<recommender_report::Challenge>>,
+        challenge: Option<Box<recommender_contract::report::Challenge>>,
         duration: f64,
     },
 }
@@ -358,7 +358,7 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
         model: Box::new(ModelRecord {
             version: children::version_label(run.run),
             run: run.run,
-            metrics: ModelMetrics::from_report(metrics),
+            metrics: metrics.rounded(),
             trained_at: report
                 .finished_at
                 .parse()

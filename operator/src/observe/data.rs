@@ -12,7 +12,7 @@ use crate::labels;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use recommender_report::TrainingReport;
+use recommender_contract::report::TrainingReport;
 use std::time::Duration;
 use tokio_postgres::types::Type;
 

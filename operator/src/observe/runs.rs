@@ -6,7 +6,7 @@ use crate::labels;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use recommender_report::TrainingReport;
+use recommender_contract::report::TrainingReport;
 
 /// Container waiting reasons that mean a trainer pod will not make progress by itself.
 const STUCK_WAITING_REASONS: [&str; 6] = [

@@ -4,7 +4,7 @@
 
 use crate::crd::OnlineStatus;
 use jiff::Timestamp;
-use recommender_report::stats::{
+use recommender_contract::stats::{
     FeedbackSums, LatencyHistogram, PredictorStats, SuggestionCounts, USER_COUNT_RELATIVE_ERROR,
     UserSketch,
 };
@@ -144,7 +144,7 @@ pub fn same_figures(a: &OnlineStatus, b: &OnlineStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use recommender_report::stats::{Bucket, UserSketches};
+    use recommender_contract::stats::{Bucket, UserSketches};
 
     fn stats(version: &str, requests: u64, fast: u64, users: &[&str]) -> PredictorStats {
         let mut active = UserSketch::default();

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use recommender_report::stats::PredictorStats;
+use recommender_contract::stats::PredictorStats;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

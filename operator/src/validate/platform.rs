@@ -176,7 +176,7 @@ mod tests {
         ));
         assert_eq!(
             validate(&good).unwrap().training.folds,
-            recommender_report::defaults::FOLDS
+            recommender_contract::defaults::FOLDS
         );
     }
 

@@ -44,6 +44,13 @@ pub async fn feedback(
     JsonBody(body): JsonBody,
 ) -> Result<Response, Error> {
     let input: FeedbackIn = parse_json(&body)?;
+    let max = state.limits.max_id_bytes;
+    input
+        .user
+        .check_len(|| "request body: `user`".into(), max)?;
+    input
+        .item
+        .check_len(|| "request body: `item`".into(), max)?;
     let guard = state.model.load();
     let served = served(&guard)?;
     let model = served.model();

@@ -26,6 +26,16 @@ pub struct Pair<'a> {
     pub item: Id<'a>,
 }
 
+impl Pair<'_> {
+    /// `at` names where the pair was: `query string`, `request body`, `request body: pairs[3]`.
+    fn check(&self, at: impl Fn() -> String, max_id_bytes: usize) -> Result<(), Error> {
+        self.user
+            .check_len(|| format!("{}: `user`", at()), max_id_bytes)?;
+        self.item
+            .check_len(|| format!("{}: `item`", at()), max_id_bytes)
+    }
+}
+
 #[derive(Serialize)]
 struct PredictionOut<'a> {
     user: &'a str,
@@ -72,6 +82,7 @@ pub async fn predict_get(
     req: Request,
 ) -> Result<Response, Error> {
     let pair: Pair = parse_query(req.uri().query())?;
+    pair.check(|| "query string".into(), state.limits.max_id_bytes)?;
     answer(&state, &pair)
 }
 
@@ -81,6 +92,7 @@ pub async fn predict_post(
     JsonBody(body): JsonBody,
 ) -> Result<Response, Error> {
     let pair: Pair = parse_json(&body)?;
+    pair.check(|| "request body".into(), state.limits.max_id_bytes)?;
     answer(&state, &pair)
 }
 
@@ -114,6 +126,12 @@ pub async fn predict_batch(
         return Err(Error::Unprocessable(
             "request body: `pairs` must hold at least one {\"user\", \"item\"} pair".into(),
         ));
+    }
+    for (i, pair) in batch.pairs.iter().enumerate() {
+        pair.check(
+            || format!("request body: pairs[{i}]"),
+            state.limits.max_id_bytes,
+        )?;
     }
     let guard = state.model.load();
     let served = served(&guard)?;

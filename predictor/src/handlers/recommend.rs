@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Error, json_response},
     handlers::served,
-    input::parse_query,
+    input::{check_id_len, parse_query},
     state::AppState,
 };
 
@@ -53,6 +53,7 @@ pub async fn recommendations(
     if user.is_empty() {
         return Err(Error::BadRequest("path: user id must not be empty".into()));
     }
+    check_id_len(user, || "path: user id".into(), state.limits.max_id_bytes)?;
     let query: RecommendQuery = parse_query(req.uri().query())?;
     let max = state.limits.max_recommendations;
     let n = query.n.unwrap_or(DEFAULT_N);

@@ -8,8 +8,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use jiff::Timestamp;
+use recommender_contract::stats::PredictorStats;
 use recommender_model::{ArtifactMeta, RatingScale};
-use recommender_report::stats::PredictorStats;
 use serde::Serialize;
 
 use crate::{
@@ -214,7 +214,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/stats`: this replica's counters, latency histogram and user sketches, for the
-/// operator to add up over all replicas (`recommender_report::stats`).
+/// operator to add up over all replicas (`recommender_contract::stats`).
 pub async fn stats(State(state): State<Arc<AppState>>) -> Response {
     let (feedback, mut suggestions, users) = state.feedback.stats(Instant::now());
     suggestions.shown = state.metrics.suggestions_served.get();

@@ -13,12 +13,12 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use http_body_util::BodyExt;
+use recommender_model::artifact::{CvMetrics, TrainingData};
 use recommender_model::{
     Artifact, ArtifactMeta, FORMAT_VERSION, Hyperparameters, Model, SvdParams, artifact,
     fixtures::{self, Shape},
 };
 use recommender_predictor::{AppState, Config, reload, router};
-use recommender_report::{DataFingerprint, Metrics};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -82,7 +82,7 @@ pub fn artifact(version: &str, seed: u64) -> Artifact {
             created_at: "2026-11-27T22:00:00Z".into(),
             algorithm: "svd".into(),
             hyperparameters: params(seed),
-            data: DataFingerprint {
+            data: TrainingData {
                 rows: (USERS * 6) as u64,
                 users: USERS as u64,
                 items: ITEMS as u64,
@@ -90,7 +90,7 @@ pub fn artifact(version: &str, seed: u64) -> Artifact {
                 content_hash: "ab".repeat(32),
                 skipped: 0,
             },
-            metrics: Metrics {
+            metrics: CvMetrics {
                 folds: 4,
                 rmse: 0.95,
                 rmse_std: 0.01,

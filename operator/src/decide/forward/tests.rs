@@ -10,7 +10,7 @@ use crate::decide::{Plan, decide};
 use crate::observe::{EvaluationState, NewRatings, ObservedEvaluation};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::events::EventType;
-use recommender_report::Forward;
+use recommender_contract::report::Forward;
 use std::time::Duration;
 
 const SNAPSHOT: i64 = 893_286_638;

@@ -8,7 +8,7 @@ use crate::decide::{Plan, decide};
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::RunState;
 use kube::runtime::events::EventType;
-use recommender_report::{Outcome, RunError};
+use recommender_contract::report::{Outcome, RunError};
 
 #[test]
 fn no_model_starts_run_one() {

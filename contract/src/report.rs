@@ -3,14 +3,12 @@
 //!
 //! The trainer writes it as compact JSON to the container's termination-message path, which
 //! Kubernetes caps at 4096 bytes, so the type is kept small and [`TrainingReport::to_json`]
-//! guarantees the bound. It lives in its own crate so the operator can read reports without
-//! compiling the numeric code.
-
-pub mod defaults;
-pub mod stats;
+//! guarantees the bound.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
 
 /// Bumped when a field changes meaning or a required field is added.
 pub const REPORT_FORMAT: u32 = 1;
@@ -64,22 +62,6 @@ pub struct TrainingReport {
     /// and the champion compare on ratings neither was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Challenge>,
-}
-
-/// Mean (and population standard deviation) over the CV folds.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Metrics {
-    pub folds: u32,
-    pub rmse: f64,
-    pub rmse_std: f64,
-    pub mae: f64,
-    pub mae_std: f64,
-    /// Share of test predictions within one star of the actual rating.
-    pub accuracy: f64,
-    pub precision_at_10: f64,
-    pub recall_at_10: f64,
-    pub ndcg_at_10: f64,
 }
 
 /// Identifies the data a model was trained on, so two runs can be told apart.
@@ -188,6 +170,27 @@ pub enum ReportError {
 }
 
 impl TrainingReport {
+    /// A report that says the run failed until the run marks it `Succeeded`: a run fills it in
+    /// stage by stage, so one that stops early still reports what it got to.
+    pub fn failed(version: String, algorithm: String) -> Self {
+        Self {
+            format: REPORT_FORMAT,
+            outcome: Outcome::Failed,
+            version,
+            algorithm,
+            artifact: None,
+            artifact_bytes: None,
+            artifact_sha256: None,
+            metrics: None,
+            data: None,
+            durations: Durations::default(),
+            finished_at: String::new(),
+            error: None,
+            forward: None,
+            challenge: None,
+        }
+    }
+
     /// Compact JSON of at most [`MAX_REPORT_BYTES`]; an over-long error message is cut (on a
     /// character boundary) rather than letting Kubernetes truncate the JSON itself.
     pub fn to_json(&self) -> Result<String, ReportError> {
