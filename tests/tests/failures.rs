@@ -139,7 +139,7 @@ async fn a_trainer_over_its_memory_limit_is_oom_killed_and_backs_off() {
         "{}",
         training.message
     );
-    let retry_after = status.retry_after.expect("a backoff");
+    let retry_after = status.runs.retry_after.expect("a backoff");
     assert!(retry_after >= run.finished_at + jiff::SignedDuration::try_from(BACKOFF_BASE).unwrap());
     let events = warnings(&client, &ns.name, "TrainingFailed").await;
     assert!(events.iter().any(|m| m.contains("OOMKilled")), "{events:?}");

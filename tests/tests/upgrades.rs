@@ -130,7 +130,7 @@ async fn cluster_wide_upgrading_from_the_previous_chart_applies_the_crd_first_an
         |s| s.url.is_some() && serves(s, "v1"),
     )
     .await;
-    assert_eq!(status.last_run, 1);
+    assert_eq!(status.runs.last, 1);
     assert_served_by(&client, &ns.name, "movies", "v1").await;
     request_retrain(&client, &ns.name, "movies", "after-upgrade").await;
     wait_serving(&client, &ns.name, "movies", "v2").await;
@@ -184,7 +184,7 @@ async fn a_rolling_update_of_two_operators_hands_the_lease_over_without_a_second
         "movies",
         Duration::from_secs(90),
         "run 1 in flight",
-        |s| s.active_run.is_some(),
+        |s| s.runs.active.is_some(),
     )
     .await;
 
@@ -219,7 +219,7 @@ async fn a_rolling_update_of_two_operators_hands_the_lease_over_without_a_second
         "movies",
         Duration::from_secs(600),
         "run 1 recorded",
-        |s| s.last_completed_run >= 1 && s.active_run.is_none(),
+        |s| s.runs.last_completed >= 1 && s.runs.active.is_none(),
     )
     .await;
     assert_eq!(
@@ -227,7 +227,7 @@ async fn a_rolling_update_of_two_operators_hands_the_lease_over_without_a_second
         ["movies-train-1"],
         "exactly one Job"
     );
-    assert_eq!(status.last_run, 1, "{status:?}");
+    assert_eq!(status.runs.last, 1, "{status:?}");
     let runs: Vec<_> = status.history.iter().filter(|r| r.run == 1).collect();
     assert_eq!(runs.len(), 1, "recorded once: {:?}", status.history);
     assert_eq!(runs[0].outcome, RunOutcome::Succeeded);
