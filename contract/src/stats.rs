@@ -332,7 +332,8 @@ mod tests {
     /// read, with what is wrong.
     #[test]
     fn forged_sketches_are_refused() {
-        let cases: [(&str, fn(&mut serde_json::Value)); 9] = [
+        type Forge = fn(&mut serde_json::Value);
+        let cases: [(&str, Forge); 9] = [
             ("precision", |w| w["precision"] = 30.into()),
             ("sizes", |w| w["counts"][0] = 15.into()),
             ("cut off", |w| {
