@@ -93,7 +93,7 @@ enum Bad {
     NotFinite,
     OutsideScale,
     EmptyUser,
-    BadTimestamp,
+    TimestampNotAnInteger,
     NotUtf8,
 }
 
@@ -105,7 +105,7 @@ fn bads() -> impl Strategy<Value = Bad> {
         Just(Bad::NotFinite),
         Just(Bad::OutsideScale),
         Just(Bad::EmptyUser),
-        Just(Bad::BadTimestamp),
+        Just(Bad::TimestampNotAnInteger),
         Just(Bad::NotUtf8),
     ]
 }
@@ -119,7 +119,7 @@ impl Bad {
             Bad::NotFinite => layout.line(["u", "i", "NaN", "1"]),
             Bad::OutsideScale => layout.line(["u", "i", "7", "1"]),
             Bad::EmptyUser => layout.line(["", "i", "3", "1"]),
-            Bad::BadTimestamp => layout.line(["u", "i", "3", "noon"]),
+            Bad::TimestampNotAnInteger => layout.line(["u", "i", "3", "noon"]),
             Bad::NotUtf8 => [&b"u\xff\xfe"[..], &layout.line(["", "i", "3", "1"])].concat(),
         }
     }
