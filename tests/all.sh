@@ -70,6 +70,7 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --locked -- -D warnings
 
 stage "cargo deny: licences, bans and sources (offline; tests/deny/run.sh)"
 bash tests/deny/run.sh

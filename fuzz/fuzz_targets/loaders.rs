@@ -146,7 +146,7 @@ fn seeds() -> Vec<Vec<u8>> {
             "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,0.5,964981247\n",
         ),
         seed(
-            0 | 1 << 6,
+            1 << 6, // auto, keep timestamps
             "",
             "",
             "",
@@ -161,8 +161,10 @@ fn seeds() -> Vec<Vec<u8>> {
         ),
         seed(4, "|", "2,0,1", "0.5,5", "4.5|a|x\n1|b|y\n"),
         seed(4, "\\t", "", "", "a\tx\t3\nb\ty\t4\n"),
-        seed(0 | 1 << 5, "", "", "", "1\t2\t3\t4\n5\t6\t4\t8\n"),
-        seed(0 | 1 << 7, "", "", "", "1,2,3,0\n1,3,4,100\n2,3,5\n"),
+        // Auto, gzipped here.
+        seed(1 << 5, "", "", "", "1\t2\t3\t4\n5\t6\t4\t8\n"),
+        // Auto, only ratings after timestamp 0.
+        seed(1 << 7, "", "", "", "1,2,3,0\n1,3,4,100\n2,3,5\n"),
         seed(0, "", "", "", "user,item,rating\nu1,i1,3\n\nu2,i1,1e3\n"),
     ]
 }
