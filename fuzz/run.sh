@@ -5,7 +5,7 @@
 #   bash fuzz/run.sh build                  build every target (cold: several minutes)
 #   bash fuzz/run.sh ci [RUNS]              each target over its committed corpus and findings,
 #                                           then RUNS (default 50000) mutated inputs from a fixed
-#                                           seed, so a run is repeatable; new inputs go to a
+#                                           seed, not a time; new inputs go to a
 #                                           scratch folder; fails on any crash, panic, leak of
 #                                           the limits or time-out
 #   bash fuzz/run.sh long TARGET SECONDS    one target from its corpus, new inputs kept in
