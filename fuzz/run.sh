@@ -27,24 +27,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 CARGO_FUZZ_VERSION="${CARGO_FUZZ_VERSION:-0.13.2}"
 TARGETS=(artifact loaders report predictor sketch)
-cache="${RECOMMENDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator}"
+source "$ROOT/tests/lib.sh"
 bin_dir="$HERE/target/x86_64-unknown-linux-gnu/release"
 # Each input must finish in 10 s and stay within these: a parser that allocates from a length
 # field in its input hits the malloc limit on a few bytes.
 LIMITS=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512)
-
-find_cargo_fuzz() {
-  if [ "$(cargo-fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
-    command -v cargo-fuzz
-    return
-  fi
-  local root="$cache/tools/cargo-fuzz-$CARGO_FUZZ_VERSION"
-  if [ ! -x "$root/bin/cargo-fuzz" ]; then
-    echo "[fuzz] cargo install --locked cargo-fuzz@$CARGO_FUZZ_VERSION into $root" >&2
-    nice cargo install --locked --quiet --root "$root" "cargo-fuzz@$CARGO_FUZZ_VERSION" >&2
-  fi
-  echo "$root/bin/cargo-fuzz"
-}
 
 known_target() {
   local t
@@ -55,7 +42,7 @@ known_target() {
 
 build() {
   local cargo_fuzz
-  cargo_fuzz="$(find_cargo_fuzz)"
+  cargo_fuzz="$(pinned_cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION")"
   # cargo fuzz has no --locked: check the lock file is current before it could rewrite it.
   cargo metadata --locked --format-version 1 --manifest-path "$HERE/Cargo.toml" >/dev/null
   # Debug assertions on: overflow checks are part of what a run looks for.

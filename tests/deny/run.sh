@@ -20,22 +20,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CARGO_DENY_VERSION="${CARGO_DENY_VERSION:-0.20.2}"
 TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu)
-cache="${RECOMMENDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator}"
+source "$ROOT/tests/lib.sh"
 
-find_cargo_deny() {
-  if [ "$(cargo-deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
-    command -v cargo-deny
-    return
-  fi
-  local root="$cache/tools/cargo-deny-$CARGO_DENY_VERSION"
-  if [ ! -x "$root/bin/cargo-deny" ]; then
-    echo "[deny] cargo install --locked cargo-deny@$CARGO_DENY_VERSION into $root" >&2
-    nice cargo install --locked --quiet --root "$root" "cargo-deny@$CARGO_DENY_VERSION" >&2
-  fi
-  echo "$root/bin/cargo-deny"
-}
-
-CARGO_DENY="$(find_cargo_deny)"
+CARGO_DENY="$(pinned_cargo_tool cargo-deny "$CARGO_DENY_VERSION")"
 cd "$ROOT"
 echo "== $("$CARGO_DENY" --version) on deny.toml"
 for target in "${TARGETS[@]}"; do
