@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine: installs what is missing, then formatting,
-# clippy, the README's first command (tests/demo.sh, which brings up the local cluster with a
-# real node the rest runs on), unit tests (with a real PostgreSQL), CRD freshness, the chart and
-# alert tests, the end-to-end suite, and last that the cluster goes down leaving nothing behind.
+# clippy, cargo deny, the fuzz targets' short run, the README's first command (tests/demo.sh,
+# which brings up the local cluster with a real node the rest runs on), unit tests (with a real
+# PostgreSQL), CRD freshness, the chart and alert tests, the end-to-end suite, and last that the
+# cluster goes down leaving nothing behind.
 # Exits non-zero on the first failure; prints how long each stage took, also then.
 #
 # Usage: bash tests/all.sh            (what .ci/run calls; no terminal or stdin needed; root)
@@ -65,12 +66,17 @@ bash tests/install-prereqs.sh
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --locked -- -D warnings
 
 stage "cargo deny: licences, bans and sources (offline; tests/deny/run.sh)"
 bash tests/deny/run.sh
+
+stage "fuzz targets over their corpora and findings, then a fixed number of runs (fuzz/run.sh ci; docs/fuzzing.md)"
+bash fuzz/run.sh ci
 
 stage "build upstream control plane and node (cached by version)"
 BIN_DIR=$(bash tests/cluster/build.sh)

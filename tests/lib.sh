@@ -10,6 +10,23 @@ export RECOMMENDER_STATE="${RECOMMENDER_STATE:-/tmp/recommender-operator}"
 # MovieLens lives beside the repository and must never be copied into it (licence).
 export RECOMMENDER_SHARED="${RECOMMENDER_SHARED:-$(cd "$REPO_ROOT/.." && pwd)/shared}"
 
+# pinned_cargo_tool CRATE VERSION   Prints the path of CRATE's binary at VERSION: the one on PATH
+# when `CRATE --version` says that version, else its `cargo install --locked` into the tools
+# cache, done once.
+pinned_cargo_tool() {
+  local crate="$1" version="$2" root
+  if [ "$("$crate" --version 2>/dev/null)" = "$crate $version" ]; then
+    command -v "$crate"
+    return
+  fi
+  root="$RECOMMENDER_CACHE/tools/$crate-$version"
+  if [ ! -x "$root/bin/$crate" ]; then
+    echo "[tools] cargo install --locked $crate@$version into $root" >&2
+    nice cargo install --locked --quiet --root "$root" "$crate@$version" >&2
+  fi
+  echo "$root/bin/$crate"
+}
+
 # kube_wait SECONDS ARGS...   `kubectl wait ARGS...` until it succeeds or SECONDS have passed.
 # kubectl wait gives up at once, instead of waiting, while the object does not exist yet or its
 # status has no conditions yet: a CRD just created (".status.conditions accessor error: <nil>"), a

@@ -3,8 +3,10 @@
 //! taken; a latency histogram, merged bucket by bucket; and distinct users as mergeable
 //! HyperLogLog++ sketches, since a user may reach several replicas.
 
+mod wire;
+
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 use std::hash::BuildHasher;
 
 /// Precision of the user sketches: 2^14 registers.
@@ -171,9 +173,24 @@ impl BuildHasher for StableHasher {
     }
 }
 
-/// A distinct count of user ids that merges across replicas.
-#[derive(Serialize, Deserialize, Clone, Debug)]
+/// A distinct count of user ids that merges across replicas. On the wire it is the sketch crate's
+/// own serialisation, checked when read (`wire`): a sketch from a pod is untrusted input.
+#[derive(Serialize, Clone, Debug)]
+#[serde(transparent)]
 pub struct UserSketch(HyperLogLogPlus<String, StableHasher>);
+
+impl<'de> Deserialize<'de> for UserSketch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = wire::SketchWire::deserialize(d)?;
+        wire.check()
+            .map_err(|e| D::Error::custom(format!("user sketch: {e}")))?;
+        // The checked state, read by the sketch crate's own deserialiser.
+        let value = serde_json::to_value(&wire).map_err(D::Error::custom)?;
+        HyperLogLogPlus::deserialize(value)
+            .map(UserSketch)
+            .map_err(D::Error::custom)
+    }
+}
 
 impl Default for UserSketch {
     fn default() -> Self {
@@ -277,5 +294,88 @@ mod tests {
             small.insert(u);
         }
         assert_eq!(small.count(), 3, "small sets are exact");
+    }
+
+    fn wire_of(users: usize) -> serde_json::Value {
+        let mut s = UserSketch::default();
+        for u in 0..users {
+            s.insert(&format!("user-{u}"));
+        }
+        serde_json::to_value(&s).unwrap()
+    }
+
+    fn read(wire: serde_json::Value) -> Result<UserSketch, String> {
+        serde_json::from_value(wire).map_err(|e| e.to_string())
+    }
+
+    /// Real sketches, sparse and dense, read back as they were written.
+    #[test]
+    fn sketches_of_every_form_read_back() {
+        for users in [0, 1, 100, 7000] {
+            let mut back = read(wire_of(users)).unwrap();
+            let n = back.count() as f64;
+            assert!(
+                (n - users as f64).abs() <= 0.02 * users as f64,
+                "{users}: {n}"
+            );
+        }
+        assert!(
+            wire_of(7000)["registers"].is_object(),
+            "7000 users are dense"
+        );
+        assert!(wire_of(100)["registers"].is_null(), "100 users are sparse");
+    }
+
+    /// States the sketch crate never writes. Read unchecked, the wrong sizes, the cut-off varint
+    /// and the short register buffer panic its merge (an index out of range), and registers set
+    /// behind the zero count make the merged count depend on the order; now each is refused when
+    /// read, with what is wrong.
+    #[test]
+    fn forged_sketches_are_refused() {
+        type Forge = fn(&mut serde_json::Value);
+        let cases: [(&str, Forge); 9] = [
+            ("precision", |w| w["precision"] = 30.into()),
+            ("sizes", |w| w["counts"][0] = 15.into()),
+            ("cut off", |w| {
+                w["sparse"]["buf"].as_array_mut().unwrap().push(0x80.into())
+            }),
+            ("ending at", |w| w["sparse"]["count"] = 1000.into()),
+            ("not one precision", |w| {
+                w["tmpset"] = serde_json::json!([0x7fff_ffffu32])
+            }),
+            ("registers in", |w| {
+                w["tmpset"] = serde_json::json!([]);
+                w["registers"] = serde_json::json!({"buf": [0], "count": 16384, "zeros": 16384})
+            }),
+            ("allows 51", |w| {
+                let mut buf = vec![0u32; 3277];
+                buf[0] = 0x3f;
+                w["tmpset"] = serde_json::json!([]);
+                w["registers"] = serde_json::json!({"buf": buf, "count": 16384, "zeros": 16383})
+            }),
+            // The fuzz target's first finding: registers set behind the zero count's back.
+            ("the sketch says", |w| {
+                let mut buf = vec![0u32; 3277];
+                buf[7] = 0x0404_0404;
+                w["tmpset"] = serde_json::json!([]);
+                w["registers"] = serde_json::json!({"buf": buf, "count": 16384, "zeros": 16384})
+            }),
+            (
+                "still holds sparse",
+                |w| {
+                    w["registers"] =
+                        serde_json::json!({"buf": vec![0u32; 3277], "count": 16384, "zeros": 16384})
+                },
+            ),
+        ];
+        for (expected, forge) in cases {
+            let mut wire = wire_of(3);
+            forge(&mut wire);
+            let err = read(wire).unwrap_err();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let mut dense = wire_of(7000);
+        dense["registers"]["zeros"] = 0.into();
+        assert!(read(dense).unwrap_err().contains("registers are zero"));
     }
 }

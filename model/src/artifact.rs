@@ -201,35 +201,10 @@ mod tests {
     use crate::params::{Hyperparameters, SvdParams};
 
     fn sample() -> Artifact {
+        let model = tiny_model();
         Artifact {
-            meta: ArtifactMeta {
-                format_version: FORMAT_VERSION,
-                version: "v7".into(),
-                created_at: "2026-11-27T23:00:00Z".into(),
-                algorithm: "svd".into(),
-                hyperparameters: Hyperparameters::Svd(SvdParams::default()),
-                data: TrainingData {
-                    rows: 1,
-                    users: 2,
-                    items: 3,
-                    max_timestamp: Some(42),
-                    content_hash: "00".repeat(32),
-                    skipped: 0,
-                },
-                metrics: CvMetrics {
-                    folds: 4,
-                    rmse: 0.93,
-                    rmse_std: 0.01,
-                    mae: 0.73,
-                    mae_std: 0.01,
-                    accuracy: 0.75,
-                    precision_at_10: 0.1,
-                    recall_at_10: 0.2,
-                    ndcg_at_10: 0.3,
-                },
-                trainer_version: "test".into(),
-            },
-            model: tiny_model(),
+            meta: crate::fixtures::meta(&model, Hyperparameters::Svd(SvdParams::default())),
+            model,
         }
     }
 

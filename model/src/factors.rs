@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::rank::Ranker;
 use crate::simd;
 
+/// The largest score magnitude a loadable model can produce (see `Factors::validate`): far below
+/// f32::MAX, so sums of a few such terms in f32 stay finite.
+const MAX_SCORE: f64 = 1e30;
+
 /// The numeric part of a model, indexed densely. Shared by [`Model`] and cross-validation, where
 /// "known" depends on the fold rather than on an id map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,6 +126,27 @@ impl Factors {
                 .any(|b| *b != 0.0))
         {
             return Err("an unbiased model has non-zero biases".into());
+        }
+        // Finite parameters can still make an infinite or NaN score: a dot product overflows f32
+        // (found by the artifact fuzz target), and clamping NaN to the scale leaves it NaN. A dot
+        // product is at most the product of its rows' norms (Cauchy-Schwarz), so bounding that
+        // plus the biases keeps every estimate and every f32 ranking score finite. A trained
+        // model is many orders of magnitude below the bound.
+        let max_abs = |v: &[f32]| v.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
+        let max_norm = |m: &Array2<f32>| {
+            m.rows()
+                .into_iter()
+                .map(|r| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt())
+                .fold(0.0f64, f64::max)
+        };
+        let bound = self.global_mean.abs()
+            + max_abs(&self.user_bias)
+            + max_abs(&self.item_bias)
+            + max_norm(&self.user_factors) * max_norm(&self.item_factors);
+        if bound > MAX_SCORE {
+            return Err(format!(
+                "scores could reach {bound:e}, beyond {MAX_SCORE:e}: not the factors of a trained model"
+            ));
         }
         Ok(())
     }

@@ -3,9 +3,11 @@
 
 use ndarray::Array2;
 
+use crate::artifact::{ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData};
 use crate::factors::Factors;
 use crate::ids::IdMap;
 use crate::model::{Model, RatingScale};
+use crate::params::Hyperparameters;
 use crate::rated::RatedItems;
 
 /// Shape of a synthetic model: users `u0..`, items `i0..`, rating scale 1 to 5.
@@ -63,6 +65,40 @@ pub fn model(shape: Shape, rated: impl Iterator<Item = (u32, u32)> + Clone) -> M
             item_factors,
         },
         rated: RatedItems::from_pairs(users, rated),
+    }
+}
+
+/// Metadata an artifact of `model` might carry: version `v1`, `hyperparameters`, the model's user
+/// and item counts, plausible metrics.
+pub fn meta(model: &Model, hyperparameters: Hyperparameters) -> ArtifactMeta {
+    ArtifactMeta {
+        format_version: FORMAT_VERSION,
+        version: "v1".into(),
+        created_at: "2026-11-27T22:00:00Z".into(),
+        algorithm: hyperparameters.algorithm().into(),
+        hyperparameters,
+        data: TrainingData {
+            rows: (0..model.users.len() as u32)
+                .map(|u| model.rated.of(u).len() as u64)
+                .sum(),
+            users: model.users.len() as u64,
+            items: model.items.len() as u64,
+            max_timestamp: Some(881_250_949),
+            content_hash: "ab".repeat(32),
+            skipped: 0,
+        },
+        metrics: CvMetrics {
+            folds: 5,
+            rmse: 0.93,
+            rmse_std: 0.01,
+            mae: 0.73,
+            mae_std: 0.01,
+            accuracy: 0.75,
+            precision_at_10: 0.1,
+            recall_at_10: 0.2,
+            ndcg_at_10: 0.3,
+        },
+        trainer_version: "fixture".into(),
     }
 }
 

@@ -177,6 +177,28 @@ pub(crate) mod tests {
         (a - b).abs() < 1e-6
     }
 
+    /// The artifact fuzz target's finding: finite factors whose dot product overflows f32 made
+    /// a prediction NaN (clamping NaN to the scale leaves it NaN) and the ranking scores
+    /// infinite. Such a model is refused when loaded; one just inside the bound predicts within
+    /// the scale.
+    #[test]
+    fn factors_whose_scores_overflow_are_refused() {
+        let mut m = tiny_model();
+        m.factors.user_factors = array![[1e20, -1e20], [0.0, 2.0]];
+        m.factors.item_factors = array![[1e20, 1e20], [0.1, -0.1], [-1e20, 1e20]];
+        let err = m.validate().unwrap_err();
+        assert!(err.contains("scores could reach"), "{err}");
+        m.factors.user_factors = array![[1e14, -1e14], [0.0, 2.0]];
+        m.factors.item_factors = array![[1e14, 1e14], [0.1, -0.1], [-1e14, 1e14]];
+        m.validate().unwrap();
+        for item in ["x", "y", "z"] {
+            let p = m.predict("a", item).rating;
+            assert!((1.0..=5.0).contains(&p), "{item}: {p}");
+        }
+        let top = m.recommend("a", 3);
+        assert!(top.items.iter().all(|s| s.score.is_finite()), "{top:?}");
+    }
+
     /// The one-scan top list equals a full sort, ties included, for short and long lists.
     #[test]
     fn predicts_known_pair_with_dot_product() {

@@ -5,7 +5,7 @@
 #
 # 1. `cargo deny --offline check licenses bans sources` for each Linux target the images are built
 #    for (x86_64 from deny.toml, aarch64 by --target): allowed licences only, no banned crate, no
-#    new duplicate version, crates.io as the only source.
+#    new duplicate version, crates.io as the only source; and the fuzz workspace by fuzz/deny.toml.
 # 2. mutants.py: the same checks on the workspace's metadata with one bad dependency added each
 #    time (OpenSSL, aws-lc-rs, a git source, another registry, GPL, a second version) must fail.
 #
@@ -20,22 +20,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CARGO_DENY_VERSION="${CARGO_DENY_VERSION:-0.20.2}"
 TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu)
-cache="${RECOMMENDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator}"
+source "$ROOT/tests/lib.sh"
 
-find_cargo_deny() {
-  if [ "$(cargo-deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
-    command -v cargo-deny
-    return
-  fi
-  local root="$cache/tools/cargo-deny-$CARGO_DENY_VERSION"
-  if [ ! -x "$root/bin/cargo-deny" ]; then
-    echo "[deny] cargo install --locked cargo-deny@$CARGO_DENY_VERSION into $root" >&2
-    nice cargo install --locked --quiet --root "$root" "cargo-deny@$CARGO_DENY_VERSION" >&2
-  fi
-  echo "$root/bin/cargo-deny"
-}
-
-CARGO_DENY="$(find_cargo_deny)"
+CARGO_DENY="$(pinned_cargo_tool cargo-deny "$CARGO_DENY_VERSION")"
 cd "$ROOT"
 echo "== $("$CARGO_DENY" --version) on deny.toml"
 for target in "${TARGETS[@]}"; do
@@ -45,6 +32,12 @@ for target in "${TARGETS[@]}"; do
   "$CARGO_DENY" --offline --locked --color never --target "$target" check licenses bans sources
   echo "ok   licences, bans and sources for $target"
 done
+# The fuzz targets' own workspace (fuzz/, built into no image) under fuzz/deny.toml: crates.io only
+# and the same licences plus libFuzzer's.
+cargo fetch --locked --manifest-path fuzz/Cargo.toml --target "${TARGETS[0]}" --quiet
+"$CARGO_DENY" --offline --locked --color never --manifest-path fuzz/Cargo.toml \
+  check licenses bans sources
+echo "ok   licences, bans and sources for fuzz/"
 
 meta="$(mktemp)"
 trap 'rm -f "$meta"' EXIT

@@ -93,6 +93,14 @@ impl RatingsBuilder {
         if !rating.is_finite() {
             return Err(format!("rating {rating} is not a finite number"));
         }
+        // Ratings are kept as f32: a finite f64 beyond its range would become infinite.
+        let r = rating as f32;
+        if !r.is_finite() {
+            return Err(format!(
+                "rating {rating:e} is too large (ratings are stored as 32-bit floats, at most {:e})",
+                f32::MAX
+            ));
+        }
         if let Some(s) = self.given_scale
             && (rating < s.lo || rating > s.hi)
         {
@@ -104,7 +112,6 @@ impl RatingsBuilder {
         if self.triples.len() >= u32::MAX as usize {
             return Err("more than 4 billion ratings are not supported".into());
         }
-        let r = rating as f32;
         let user_ix = self.users.intern(user);
         let item_ix = self.items.intern(item);
         self.triples.push(Triple {

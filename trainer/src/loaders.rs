@@ -4,7 +4,7 @@
 //! one parser serves all of them and reports errors the same way: file, 1-based line, problem.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -194,17 +194,15 @@ impl Layout {
     }
 }
 
-/// Opens `path`, decompressing gzip when the file starts with gzip's magic bytes.
-fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+/// Buffers `input`, decompressing gzip when it starts with gzip's magic bytes.
+fn decompressed<'a>(input: impl Read + 'a, file: &str) -> Result<Box<dyn BufRead + 'a>> {
     const BUF: usize = 1 << 16;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(f)))
+    let mut buffered = BufReader::with_capacity(BUF, input);
+    let head = buffered.fill_buf().map_err(|e| Error::io(file, e))?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(buffered)))
     } else {
-        Box::new(BufReader::with_capacity(BUF, f))
+        Box::new(buffered)
     })
 }
 
@@ -249,17 +247,24 @@ fn parse_line(
 
 /// Loads a rating file.
 pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
-    let file = path.display().to_string();
-    let mut reader = open(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    load_reader(file, &path.display().to_string(), opts)
+}
+
+/// Loads ratings from `input`, plain or gzip; `file` names it in errors.
+pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<Ratings> {
+    let file = file.to_owned();
+    let mut reader = decompressed(input, &file)?;
     let mut b = RatingsBuilder::new(opts.scale).select(opts.select);
     let mut buf = Vec::with_capacity(256);
     let mut line_no = 0u64;
     let mut layout: Option<(Layout, Vec<usize>)> = None;
+    let mut saw_text = false;
     loop {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::io(&file, e))?;
         if n == 0 {
             break;
         }
@@ -283,6 +288,8 @@ pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
         if text.trim().is_empty() {
             continue;
         }
+        saw_text = true;
+        let decides_layout = layout.is_none();
         let (lay, cols) = match &layout {
             Some(l) => l,
             None => {
@@ -299,12 +306,17 @@ pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
         if let Err(problem) = parse_line(text, &lay.delimiter, cols, &mut b) {
             if opts.skip_bad_lines {
                 skipped(&mut b, &file, line_no, &problem);
+                // A skipped line must not decide the layout (the format `auto` guesses, the
+                // columns `delimited` counts): a short first line would drop every timestamp.
+                if decides_layout {
+                    layout = None;
+                }
             } else {
                 return Err(bad(problem));
             }
         }
     }
-    if b.is_empty() && layout.is_none() {
+    if !saw_text {
         return Err(Error::InvalidData(format!("{file} is empty")));
     }
     let ratings = b.finish(&file)?;
@@ -538,6 +550,49 @@ mod tests {
         let (_, line, problem) = bad_line(load_file(&p, &opts).unwrap_err());
         assert_eq!(line, 2);
         assert!(problem.contains("outside"));
+    }
+
+    /// Found by the loaders' property test (trainer/tests/loader_props.rs): a short first line,
+    /// skipped, still decided that the delimited file had three columns, so every timestamp
+    /// after it was dropped.
+    #[test]
+    fn a_skipped_first_line_does_not_decide_the_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "r.csv", "1,2\n1,2,3,100\n2,2,4,200\n");
+        let opts = FileOptions {
+            format: Format::Delimited,
+            skip_bad_lines: true,
+            select: Selection {
+                after: None,
+                timestamps: true,
+            },
+            ..Default::default()
+        };
+        let r = load_file(&p, &opts).unwrap();
+        assert_eq!(r.fingerprint.skipped, 1);
+        assert_eq!(r.timestamps, Some(vec![100, 200]));
+        assert_eq!(r.fingerprint.max_timestamp, Some(200));
+    }
+
+    /// Found by the fuzzer (fuzz/corpus): a finite rating beyond f32 became an infinite one.
+    #[test]
+    fn rating_beyond_f32_is_a_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "r.csv", "1,2,3,5\n1,2,31e193,5\n");
+        let (_, line, problem) = bad_line(load_file(&p, &FileOptions::default()).unwrap_err());
+        assert_eq!(line, 2);
+        assert!(problem.contains("3.1e194 is too large"), "{problem}");
+        let p = write(&d, "r.csv", "1,2,-1e39\n");
+        let opts = FileOptions {
+            skip_bad_lines: true,
+            ..Default::default()
+        };
+        assert!(
+            load_file(&p, &opts)
+                .unwrap_err()
+                .to_string()
+                .contains("1 malformed")
+        );
     }
 
     #[test]
