@@ -200,12 +200,20 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+    Ok(buffered(f, n == 2 && is_gzip(&magic)))
+}
+
+fn is_gzip(start: &[u8]) -> bool {
+    start.starts_with(&[0x1f, 0x8b])
+}
+
+fn buffered<'a>(read: impl Read + 'a, gzip: bool) -> Box<dyn BufRead + 'a> {
     const BUF: usize = 1 << 16;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(f)))
+    if gzip {
+        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(read)))
     } else {
-        Box::new(BufReader::with_capacity(BUF, f))
-    })
+        Box::new(BufReader::with_capacity(BUF, read))
+    }
 }
 
 /// One data line's fields, or what is wrong with it.
@@ -249,8 +257,17 @@ fn parse_line(
 
 /// Loads a rating file.
 pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
-    let file = path.display().to_string();
-    let mut reader = open(path)?;
+    load(open(path)?, &path.display().to_string(), opts)
+}
+
+/// Loads ratings held in memory (an object read from the model store), plain or gzip; `name`
+/// says where they came from in errors.
+pub fn load_bytes(bytes: &[u8], name: &str, opts: &FileOptions) -> Result<Ratings> {
+    load(buffered(bytes, is_gzip(bytes)), name, opts)
+}
+
+fn load(mut reader: Box<dyn BufRead + '_>, file: &str, opts: &FileOptions) -> Result<Ratings> {
+    let file = file.to_string();
     let mut b = RatingsBuilder::new(opts.scale).select(opts.select);
     let mut buf = Vec::with_capacity(256);
     let mut line_no = 0u64;
@@ -259,7 +276,7 @@ pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::io(&file, e))?;
         if n == 0 {
             break;
         }
@@ -488,6 +505,16 @@ mod tests {
         gz.finish().unwrap();
         let r = load_file(&p, &FileOptions::default()).unwrap();
         assert_eq!(r.triples.len(), 2);
+
+        // The same bytes from memory (an object of the model store) load the same ratings.
+        let bytes = std::fs::read(&p).unwrap();
+        let m = load_bytes(&bytes, "store:u.data", &FileOptions::default()).unwrap();
+        assert_eq!(m.fingerprint, r.fingerprint);
+        let plain = load_bytes(b"1\t2\t3\t4\n", "x", &FileOptions::default()).unwrap();
+        assert_eq!(plain.triples.len(), 1);
+        let err = load_bytes(b"1\t2\tx\t4\n", "store:bad.data", &FileOptions::default());
+        let (file, line, _) = bad_line(err.unwrap_err());
+        assert_eq!((file.as_str(), line), ("store:bad.data", 1));
     }
 
     #[test]

@@ -62,9 +62,9 @@ fn generate_then_train_writes_artifact_and_report() {
             "10",
             "--folds",
             "3",
-            "--out",
+            "--store",
         ])
-        .arg(&model)
+        .arg(dir.path())
         .arg("--report")
         .arg(&report)
         .output()
@@ -166,8 +166,8 @@ fn failure_exits_1_with_a_failed_report() {
             "--source",
         ])
         .arg(&bad)
-        .arg("--out")
-        .arg(dir.path().join("v9.model"))
+        .arg("--store")
+        .arg(dir.path())
         .arg("--report")
         .arg(&report)
         .output()
@@ -179,6 +179,77 @@ fn failure_exits_1_with_a_failed_report() {
     assert_eq!(e.reason, "InvalidData");
     assert!(e.message.contains("bad.data:2:"), "{}", e.message);
     assert!(!dir.path().join("v9.model").exists());
+    // The failed run is recorded; only a successful one writes an artifact.
+    assert!(dir.path().join("runs/v9.json").is_file());
+}
+
+/// What the operator passes until it moves onto the store: artifact paths and a folder.
+#[test]
+fn the_operators_artifact_paths_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r.tsv");
+    let generated = bin()
+        .args([
+            "generate",
+            "--users",
+            "50",
+            "--items",
+            "40",
+            "--ratings",
+            "1500",
+            "--out",
+        ])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let folder = dir.path().join("movies");
+    let report = dir.path().join("report.json");
+    let train = |version: &str, extra: &[&str]| {
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "3",
+                "--folds",
+                "2",
+                "--version",
+                version,
+                "--source",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(folder.join(format!("{version}.model")))
+            .arg("--report")
+            .arg(&report)
+            .args(extra)
+            .status()
+            .unwrap()
+    };
+    assert!(train("v1", &[]).success());
+    let champion = folder.join("v1.model");
+    assert!(train("v2", &["--challenge", champion.to_str().unwrap()]).success());
+    let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.challenge.unwrap().champion, "v1");
+    assert!(folder.join("runs/v2.json").is_file());
+    let score = bin()
+        .args(["score", "--since", "0", "--model"])
+        .arg(folder.join("v2.model"))
+        .arg("--source")
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .status()
+        .unwrap();
+    assert!(score.success());
+    let prune = bin()
+        .args(["prune", "--through-run", "2", "--keep", "v2", "--dir"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(prune.status.success(), "{prune:?}");
+    assert!(!champion.exists() && !folder.join("runs/v1.json").exists());
+    assert!(folder.join("v2.model").is_file());
 }
 
 #[test]
@@ -191,7 +262,7 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--store"));
     let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(
