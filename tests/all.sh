@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine: installs what is missing, then formatting,
-# clippy, unit tests (with a real PostgreSQL), CRD freshness, the chart and alert tests, the real
-# node's smoke test, and the end-to-end suite on a local cluster with a real node. Exits non-zero
-# on the first failure.
+# clippy, the README's first command (tests/demo.sh, which brings up the local cluster with a
+# real node the rest runs on), unit tests (with a real PostgreSQL), CRD freshness, the chart and
+# alert tests, the end-to-end suite, and last that the cluster goes down leaving nothing behind.
+# Exits non-zero on the first failure; prints how long each stage took, also then.
 #
 # Usage: bash tests/all.sh            (what .ci/run calls; no terminal or stdin needed; root)
 set -euo pipefail
@@ -11,14 +12,50 @@ source tests/lib.sh
 source tests/stack.sh
 
 started=$(date +%s)
-stage() { printf '\n==> [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
+stage_names=()
+stage_seconds=()
+current=""
+current_started=0
+
+# Closes the stage under way, if any, recording its duration.
+stage_done() {
+  [ -n "$current" ] || return 0
+  stage_names+=("$current")
+  stage_seconds+=($(($(date +%s) - current_started)))
+  current=""
+}
+
+stage() {
+  stage_done
+  current=$*
+  current_started=$(date +%s)
+  printf '\n==> [%4ss] %s\n' "$((current_started - started))" "$current"
+}
+
+failed_stage=-1
+
+# One line per stage, the failed one marked, and the total.
+summary() { # exit-code
+  local i mark
+  printf '\n==> stage times\n'
+  for i in "${!stage_names[@]}"; do
+    mark=ok
+    [ "$i" != "$failed_stage" ] || mark=FAILED
+    printf '%6ss  %-6s  %s\n' "${stage_seconds[$i]}" "$mark" "${stage_names[$i]}"
+  done
+  mark=ok
+  [ "$1" = 0 ] || mark=FAILED
+  printf '%6ss  %-6s  %s\n' "$(($(date +%s) - started))" "$mark" total
+}
 
 cleanup() {
   local rc=$?
-  stage "cleanup"
-  bash tests/cluster/prometheus.sh down >/dev/null 2>&1 || true
-  bash tests/cluster/postgres.sh down >/dev/null 2>&1 || true
+  stage_done
+  [ "$rc" = 0 ] || failed_stage=$((${#stage_names[@]} - 1))
+  stage "stop what still runs (PostgreSQL; after a failure, the cluster too)"
   stack_down >/dev/null 2>&1 || true
+  stage_done
+  summary "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -43,17 +80,13 @@ stage "binaries the images carry (the dev profile is optimised; see Cargo.toml)"
 cargo build --locked --bins
 export RECOMMENDER_BIN_DIR="$PWD/target/debug"
 
-stage "real node smoke test (its own cluster and database, stopped afterwards)"
+stage "the README's first command, bash tests/demo.sh: a fresh cluster, the operator, a model served"
 stack_lock
-bash tests/cluster/smoke.sh
+bash tests/demo.sh
 
-stage "local cluster with a real node, and the project's images"
-stack_up "$RECOMMENDER_BIN_DIR"
-
-stage "PostgreSQL with MovieLens 100k (reachable from pods)"
-bash tests/cluster/postgres.sh up
-eval "$(bash tests/cluster/postgres.sh env)"
-export RECOMMENDER_TEST_PG_URL RECOMMENDER_PG_POD_HOST RECOMMENDER_PG_POD_PORT
+stage "the network tools image and PostgreSQL with MovieLens 100k, on the demo's cluster"
+stack_up "$RECOMMENDER_BIN_DIR" --test-tools
+stack_postgres_up
 
 stage "unit and integration tests (includes CRD freshness)"
 cargo test --workspace --locked --exclude recommender-e2e
@@ -61,7 +94,11 @@ cargo test --workspace --locked --exclude recommender-e2e
 stage "chart, RBAC and alert rules (with a server-side dry run on the local cluster)"
 bash charts/tests/run.sh
 
-stage "end-to-end tests"
-cargo test -p recommender-e2e --locked --no-fail-fast -- --test-threads=1
+stage "end-to-end tests (concurrently, then those touching the whole cluster one at a time)"
+stack_e2e
 
-stage "all tests passed in $(($(date +%s) - started))s"
+stage "down leaves nothing of the cluster behind, and up works again (tests/cluster/smoke.sh)"
+bash tests/cluster/smoke.sh
+
+stage_done
+printf '\n==> all tests passed\n'

@@ -7,6 +7,8 @@
 #
 #   bash tests/demo.sh          run it (leaves the stack up so you can explore)
 #   bash tests/demo.sh down     stop everything it started
+#
+# tests/all.sh runs it as its first step on a fresh cluster, exactly as a new user would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
@@ -28,8 +30,7 @@ say "starting the local cluster (control plane and a real node) and importing th
 stack_up "$BIN"
 
 say "installing the CRD, and the operator with its Helm chart (namespace recommender-system)"
-kubectl apply --server-side -f crds/recommendermodels.yaml >/dev/null
-kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=60s >/dev/null
+stack_crd
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm upgrade --install recommender charts/recommender-operator --namespace recommender-system \
   --create-namespace --wait --timeout 180s \
@@ -77,7 +78,7 @@ fi
 
 say "applying the sample RecommenderModel (tests/demo/recommendermodel.yaml)"
 kubectl apply -f tests/demo/recommendermodel.yaml
-if ! kubectl -n demo wait recommendermodel/movies --for=condition=Ready --timeout=300s; then
+if ! kube_wait 300 -n demo recommendermodel/movies --for=condition=Ready; then
   kubectl -n demo describe recommendermodel movies
   kubectl -n recommender-system logs deploy/recommender-recommender-operator --tail=30 || true
   echo "the model did not become Ready" >&2

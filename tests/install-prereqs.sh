@@ -10,7 +10,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 # The real node of tests/cluster/cluster.sh: container runtime, CNI plugins, image builder,
-# iptables for kubelet and kube-proxy, gcc for the pause binary, nc for the smoke test's image.
+# iptables for kubelet and kube-proxy, gcc for the pause binary, nc for the end-to-end tests'
+# network tools image.
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
@@ -43,6 +44,15 @@ fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+# The end-to-end suite's runner (tests/nextest.toml): a process per test, several at once, the
+# tests that touch the whole cluster alone. Built from crates.io once per machine (a few minutes),
+# like the cluster's binaries.
+NEXTEST_VERSION=0.9.151
+if ! cargo nextest --version 2>/dev/null | grep -q "^cargo-nextest $NEXTEST_VERSION "; then
+  echo "building cargo-nextest $NEXTEST_VERSION (once)" >&2
+  cargo install --locked --quiet cargo-nextest --version "$NEXTEST_VERSION" \
+    --no-default-features --features default-no-update
+fi
 command -v go >/dev/null || { echo "Go is required to build the control plane (expected on this machine kind)" >&2; exit 1; }
 # The live alert tests' Prometheus: Debian's package is built without Kubernetes service discovery,
 # so upstream's server is built from its Go module once and cached (tests/cluster/prometheus.sh).

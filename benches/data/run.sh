@@ -18,8 +18,10 @@ export RECOMMENDER_PG_STATE=${RECOMMENDER_PG_STATE:-/tmp/recommender-bench-data-
 export RECOMMENDER_PG_PORT=${RECOMMENDER_PG_PORT:-55446}
 runs=${RUNS:-3}
 work=$(mktemp -d /tmp/bench-data.XXXXXX)
+source tests/lib.sh
+source tests/stack.sh
 cleanup() {
-  bash tests/cluster/postgres.sh down >/dev/null 2>&1 || true
+  stack_postgres_down
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -27,8 +29,7 @@ trap cleanup EXIT
 cargo build --release -q -p recommender-trainer
 bin=$repo/target/release/recommender-trainer
 
-bash tests/cluster/postgres.sh up
-eval "$(bash tests/cluster/postgres.sh env)"
+stack_postgres_up
 url=$RECOMMENDER_TEST_PG_URL
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$url" "$@"; }
 

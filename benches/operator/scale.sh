@@ -140,14 +140,7 @@ CLUSTER_UP_S=$(since "$t")
 mkdir -p "$WORK"
 ctr_() { ctr --address "$RECOMMENDER_CONTAINERD_ADDRESS" -n k8s.io "$@"; }
 
-kubectl apply --server-side -f "$REPO/crds/recommendermodels.yaml" >/dev/null
-# kubectl wait fails outright while a new CRD has no conditions yet, so it is retried.
-for _ in $(seq 1 60); do
-  kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=60s \
-    >/dev/null 2>&1 && break
-  sleep 1
-done
-kubectl wait --for=condition=Established crd/recommendermodels.recommender.dev --timeout=5s >/dev/null
+stack_crd
 kubectl create namespace "$NS" >/dev/null
 
 # The model store: a `local` PersistentVolume pre-bound to the claim, as the e2e harness does
@@ -179,7 +172,7 @@ spec:
   volumeName: $NS-model-store
   resources: {requests: {storage: 1Gi}}
 YAML
-kubectl -n "$NS" wait pvc/model-store --for=jsonpath='{.status.phase}'=Bound --timeout=60s >/dev/null
+kube_wait 60 -n "$NS" pvc/model-store --for=jsonpath='{.status.phase}'=Bound >/dev/null
 DATA_USERS=200 DATA_ITEMS=100 DATA_RATINGS=5000
 "$BIN/recommender-trainer" generate --users $DATA_USERS --items $DATA_ITEMS --ratings $DATA_RATINGS \
   --rank 5 --seed 1 --out "$STORE/data/ratings.tsv" 2>/dev/null

@@ -126,6 +126,20 @@ ok "mutate_alerts.py: $(tail -1 "$WORK/mutants.log")"
 "$PROMTOOL" check rules "$WORK/dashboard-rules.yaml" >/dev/null
 ok "every dashboard query parses as PromQL"
 
+step "alert rules and dashboard queries name only words the operator writes"
+# The words come from the operator's enums: the freshly built crdgen when RECOMMENDER_BIN_DIR has
+# one (tests/all.sh builds the binaries first), else cargo builds it now.
+if [ -n "${RECOMMENDER_BIN_DIR:-}" ] && [ -x "$RECOMMENDER_BIN_DIR/crdgen" ]; then
+  "$RECOMMENDER_BIN_DIR/crdgen" --vocabulary >"$WORK/vocabulary.json"
+else
+  (cd "$HERE/../.." && cargo run -q --locked -p recommender-operator --bin crdgen -- --vocabulary) >"$WORK/vocabulary.json" ||
+    die "crdgen --vocabulary (set RECOMMENDER_BIN_DIR to a folder with crdgen, or install cargo)"
+fi
+"$PYTHON" "$HERE/vocabulary.py" "$WORK/vocabulary.json" "$CHART/files/alerts.yaml" "$CHART"/dashboards/*.json
+ok "vocabulary.py: every condition type, status, reason and outcome matched is one the operator writes"
+"$PYTHON" "$HERE/test_vocabulary.py" "$WORK/vocabulary.json" "$CHART/files/alerts.yaml" "$CHART/dashboards/recommender-operator.json"
+ok "test_vocabulary.py: vocabulary.py fails on misspelt and misplaced words"
+
 step "promtool check metrics on scrapes of the real binaries"
 bin_dir="${RECOMMENDER_BIN_DIR:-}"
 if [ -z "$bin_dir" ]; then

@@ -5,6 +5,7 @@ use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
 use crate::decide::{Plan, PlannedEvent, ScalingPlan};
 use crate::error::{Error, Result};
 use crate::labels::{HANDOVER_MANAGER, MANAGER};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -15,6 +16,25 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use tracing::{info, warn};
+
+/// A namespaced kind the applier writes (a Job, Deployment, Service, ..., the resource's status).
+trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
 
 /// Holds what every write needs: the client, the field manager and the event recorder (created
 /// once, so repeated events are folded into series).
@@ -99,70 +119,58 @@ impl Applier {
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"replicas": replicas},
         });
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-        api.patch(
-            &name,
-            &PatchParams::apply(HANDOVER_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("handing the replicas of Deployment {namespace}/{name} over"),
-                e,
+        self.api::<Deployment>(&namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(HANDOVER_MANAGER).force(),
+                &Patch::Apply(&patch),
             )
-        })?;
+            .await
+            .map_err(|e| {
+                Error::kube(
+                    format!("handing the replicas of Deployment {namespace}/{name} over"),
+                    e,
+                )
+            })?;
         info!(deployment = %name, replicas, "replicas handed over to the autoscaler");
         Ok(())
     }
 
     /// Deletes a child that is no longer wanted; one already gone is fine.
-    async fn delete<K>(&self, namespace: &str, name: &str) -> Result<()>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        match api.delete(name, &DeleteParams::default()).await {
+    async fn delete<K: Child>(&self, namespace: &str, name: &str) -> Result<()> {
+        match self
+            .api::<K>(namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
             Ok(_) => {
-                info!(kind = %K::kind(&K::DynamicType::default()), name, "deleted");
+                info!(kind = %K::kind(&()), name, "deleted");
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => {
-                let kind = K::kind(&K::DynamicType::default()).into_owned();
-                Err(Error::kube(
-                    format!("deleting {kind} {namespace}/{name}"),
-                    e,
-                ))
-            }
+            Err(e) => Err(Error::kube(
+                format!("deleting {} {namespace}/{name}", K::kind(&())),
+                e,
+            )),
         }
     }
 
     /// Server-side applies a namespaced child in its own namespace.
-    async fn child<K>(&self, object: &K) -> Result<()>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-        K::DynamicType: Default,
-    {
+    async fn child<K: Child>(&self, object: &K) -> Result<()> {
         let namespace = object.namespace().unwrap_or_default();
         let name = object.name_any();
-        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
-        api.patch(&name, &self.params(), &Patch::Apply(object))
+        self.api::<K>(&namespace)
+            .patch(&name, &self.params(), &Patch::Apply(object))
             .await
             .map_err(|e| {
-                let kind = K::kind(&K::DynamicType::default()).into_owned();
-                Error::kube(format!("applying {kind} {namespace}/{name}"), e)
+                let what = format!("applying {} {namespace}/{name}", K::kind(&()));
+                Error::kube(what, e)
             })?;
         Ok(())
+    }
+
+    fn api<K: Child>(&self, namespace: &str) -> Api<K> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     pub async fn status(
@@ -172,7 +180,7 @@ impl Applier {
     ) -> Result<()> {
         let namespace = model.namespace().unwrap_or_default();
         let name = model.name_any();
-        let api: Api<RecommenderModel> = Api::namespaced(self.client.clone(), &namespace);
+
         // `online` belongs to the collector's field manager: leaving it out of this apply leaves
         // it alone, where sending the value read earlier would undo the collector's newer one.
         let status = RecommenderModelStatus {
@@ -184,7 +192,8 @@ impl Applier {
             "kind": KIND,
             "status": status,
         });
-        api.patch_status(&name, &self.params(), &Patch::Apply(&patch))
+        self.api::<RecommenderModel>(&namespace)
+            .patch_status(&name, &self.params(), &Patch::Apply(&patch))
             .await
             .map_err(|e| Error::kube(format!("writing the status of {namespace}/{name}"), e))?;
         Ok(())
@@ -196,13 +205,13 @@ impl Applier {
         for planned in events {
             let event = Event {
                 type_: planned.type_,
-                reason: planned.reason.clone(),
+                reason: planned.reason.as_str().into(),
                 note: Some(planned.note.clone()),
-                action: planned.action.clone(),
+                action: planned.action.into(),
                 secondary: None,
             };
             if let Err(err) = self.recorder.publish(&event, &reference).await {
-                warn!(reason = %planned.reason, error = %err, "cannot publish event");
+                warn!(reason = planned.reason.as_str(), error = %err, "cannot publish event");
             }
         }
     }

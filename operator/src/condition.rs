@@ -1,47 +1,163 @@
-//! Standard Kubernetes conditions, with `lastTransitionTime` kept unless the status flips, so
-//! writing the same state twice changes nothing.
+//! The conditions the operator writes: each condition type with the reasons it can carry, as
+//! enums (alerts match these words, so a typo must not compile), and the standard Kubernetes
+//! merge that keeps `lastTransitionTime` unless the status flips, so writing the same state twice
+//! changes nothing.
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::fmt;
 
-pub const READY: &str = "Ready";
-pub const SERVING: &str = "Serving";
-pub const TRAINING: &str = "Training";
-pub const PROMOTED: &str = "Promoted";
-pub const STALE: &str = "Stale";
-pub const DATABASE_REACHABLE: &str = "DatabaseReachable";
-pub const WORKERS_HEALTHY: &str = "WorkersHealthy";
-/// The serving model predicts the ratings after its snapshot worse than allowed.
-pub const ACCURACY_DEGRADED: &str = "AccuracyDegraded";
+/// An enum of plain words: each variant is written as its own name.
+macro_rules! words {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
 
-/// The order conditions appear in the status.
-pub const ALL: [&str; 8] = [
-    READY,
-    SERVING,
-    TRAINING,
-    PROMOTED,
-    STALE,
-    DATABASE_REACHABLE,
-    WORKERS_HEALTHY,
-    ACCURACY_DEGRADED,
-];
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    True,
-    False,
-    Unknown,
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => stringify!($variant)),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use words;
+
+/// Declares the condition types, in the order they appear in the status, each with its enum of
+/// reasons, and [`Reason`], which holds any of them (so a condition's type follows from its
+/// reason and the two can never disagree).
+macro_rules! conditions {
+    ($($(#[$tmeta:meta])* $type_:ident: $reasons:ident {
+        $($(#[$rmeta:meta])* $reason:ident),+ $(,)?
+    })+) => {
+        words! {
+            /// The type of a condition the operator writes.
+            pub enum ConditionType { $($(#[$tmeta])* $type_),+ }
+        }
+
+        $(words! {
+            #[doc = concat!("Why `", stringify!($type_), "` is as it is.")]
+            pub enum $reasons { $($(#[$rmeta])* $reason),+ }
+        }
+
+        impl From<$reasons> for Reason {
+            fn from(reason: $reasons) -> Self {
+                Self::$type_(reason)
+            }
+        })+
+
+        /// A reason of any condition type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason { $($type_($reasons)),+ }
+
+        impl Reason {
+            pub fn condition_type(self) -> ConditionType {
+                match self { $(Self::$type_(_) => ConditionType::$type_),+ }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$type_(r) => r.as_str()),+ }
+            }
+        }
+
+        impl ConditionType {
+            /// Every reason a condition of this type can carry.
+            pub fn reasons(self) -> Vec<Reason> {
+                match self {
+                    $(Self::$type_ => $reasons::ALL.iter().map(|r| Reason::from(*r)).collect()),+
+                }
+            }
+        }
+    };
+}
+
+conditions! {
+    /// Serving, database reachable and workers healthy.
+    Ready: ReadyReason {
+        Ready,
+        NotReady,
+        /// The spec failed validation; the message names the field.
+        InvalidSpec,
+    }
+    /// A promoted model answers from the predictor (not `Unknown`, ever).
+    Serving: ServingReason {
+        NoModel,
+        PinnedVersionUnknown,
+        RollingOut,
+        RolloutStuck,
+        ScaledToZero,
+        Available,
+        PartiallyAvailable,
+        Unavailable,
+        /// Serving, but the p99 latency misses `spec.predictor.latencyObjective`.
+        LatencyObjectiveMissed,
+        /// Serving, but the RMSE against feedback exceeds `spec.promotion.maxRmse`.
+        OnlineRmseOverGate,
+    }
+    Training: TrainingReason {
+        Running,
+        Suspended,
+        BackingOff,
+        Idle,
+    }
+    /// How the last finished run's candidate fared at the gate.
+    Promoted: PromotedReason {
+        NoCandidate,
+        Promoted,
+        GateFailed,
+        NotBetter,
+        TrainingFailed,
+    }
+    Stale: StaleReason {
+        NewData,
+        MaxAgeExceeded,
+        Fresh,
+        NoModel,
+    }
+    DatabaseReachable: DatabaseReachableReason {
+        FileSource,
+        Reachable,
+        Unreachable,
+    }
+    WorkersHealthy: WorkersHealthyReason {
+        TrainerPodStuck,
+        PredictorReplicasShort,
+        Healthy,
+    }
+    /// The serving model predicts the ratings after its snapshot worse than allowed.
+    AccuracyDegraded: AccuracyDegradedReason {
+        NotEvaluated,
+        NoModel,
+        EvaluationFailed,
+        AboveMaxRmse,
+        AboveCvRmse,
+        WithinLimits,
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+words! {
+    pub enum State {
+        True,
+        False,
+        Unknown,
+    }
 }
 
 impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::True => "True",
-            Self::False => "False",
-            Self::Unknown => "Unknown",
-        }
-    }
-
     pub fn from_bool(value: bool) -> Self {
         if value { Self::True } else { Self::False }
     }
@@ -50,25 +166,22 @@ impl State {
 /// A condition as the decision computes it, before transition times are merged in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub type_: &'static str,
+    pub reason: Reason,
     pub status: State,
-    pub reason: String,
     pub message: String,
 }
 
 impl Desired {
-    pub fn new(
-        type_: &'static str,
-        status: State,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(reason: impl Into<Reason>, status: State, message: impl Into<String>) -> Self {
         Self {
-            type_,
-            status,
             reason: reason.into(),
+            status,
             message: message.into(),
         }
+    }
+
+    pub fn type_(&self) -> ConditionType {
+        self.reason.condition_type()
     }
 }
 
@@ -84,7 +197,7 @@ pub fn merge(
     desired
         .iter()
         .map(|want| {
-            let previous = old.iter().find(|c| c.type_ == want.type_);
+            let previous = find(old, want.type_());
             let since = match previous {
                 Some(prev) if prev.status == want.status.as_str() => {
                     prev.last_transition_time.clone()
@@ -92,9 +205,9 @@ pub fn merge(
                 _ => Time(now),
             };
             Condition {
-                type_: want.type_.to_string(),
-                status: want.status.as_str().to_string(),
-                reason: want.reason.clone(),
+                type_: want.type_().to_string(),
+                status: want.status.to_string(),
+                reason: want.reason.to_string(),
                 message: want.message.clone(),
                 last_transition_time: since,
                 observed_generation: generation,
@@ -113,19 +226,19 @@ pub fn set(
 ) -> Vec<Condition> {
     let mut merged = merge(old, std::slice::from_ref(want), now, generation);
     let mut conditions = old.to_vec();
-    match old.iter().position(|c| c.type_ == want.type_) {
+    match old.iter().position(|c| c.type_ == want.type_().as_str()) {
         Some(at) => conditions[at] = merged.remove(0),
         None => conditions.insert(0, merged.remove(0)),
     }
     conditions
 }
 
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == "True")
+pub fn is_true(conditions: &[Condition], type_: ConditionType) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == State::True.as_str())
 }
 
 #[cfg(test)]
@@ -143,9 +256,8 @@ mod tests {
         let first = merge(
             &[],
             &[Desired::new(
-                SERVING,
+                ServingReason::RollingOut,
                 State::False,
-                "RollingOut",
                 "v1 rolling out",
             )],
             t0,
@@ -156,9 +268,8 @@ mod tests {
         let same_status = merge(
             &first,
             &[Desired::new(
-                SERVING,
+                ServingReason::RolloutStuck,
                 State::False,
-                "RolloutStuck",
                 "v1 stuck",
             )],
             t1,
@@ -170,9 +281,8 @@ mod tests {
         let flipped = merge(
             &same_status,
             &[Desired::new(
-                SERVING,
+                ServingReason::Available,
                 State::True,
-                "Available",
                 "v1 available",
             )],
             t1,
@@ -188,8 +298,8 @@ mod tests {
         let all = merge(
             &[],
             &[
-                Desired::new(READY, State::True, "Ready", "all good"),
-                Desired::new(SERVING, State::True, "Available", "v1"),
+                Desired::new(ReadyReason::Ready, State::True, "all good"),
+                Desired::new(ServingReason::Available, State::True, "v1"),
             ],
             t0,
             Some(1),
@@ -197,7 +307,7 @@ mod tests {
         let t1 = at("2026-11-27T11:00:00Z");
         let set = set(
             &all,
-            &Desired::new(READY, State::False, "InvalidSpec", "spec.x: bad"),
+            &Desired::new(ReadyReason::InvalidSpec, State::False, "spec.x: bad"),
             t1,
             Some(2),
         );
@@ -212,9 +322,57 @@ mod tests {
     #[test]
     fn merge_is_idempotent() {
         let t0 = at("2026-11-27T10:00:00.123Z");
-        let desired = [Desired::new(READY, State::True, "Ready", "all good")];
+        let desired = [Desired::new(ReadyReason::Ready, State::True, "all good")];
         let once = merge(&[], &desired, t0, Some(3));
         let twice = merge(&once, &desired, at("2026-11-27T12:00:00Z"), Some(3));
         assert_eq!(once, twice);
+    }
+
+    /// The words are the ones the alert rules and dashboards were written against: a renamed
+    /// variant would silently stop an alert.
+    #[test]
+    fn types_and_reasons_are_written_as_before() {
+        let types: Vec<&str> = ConditionType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "Ready",
+                "Serving",
+                "Training",
+                "Promoted",
+                "Stale",
+                "DatabaseReachable",
+                "WorkersHealthy",
+                "AccuracyDegraded"
+            ]
+        );
+        let written = merge(
+            &[],
+            &[Desired::new(
+                WorkersHealthyReason::TrainerPodStuck,
+                State::False,
+                "pod x is ErrImagePull",
+            )],
+            at("2026-11-27T10:00:00Z"),
+            None,
+        );
+        assert_eq!(
+            (
+                written[0].type_.as_str(),
+                written[0].status.as_str(),
+                written[0].reason.as_str()
+            ),
+            ("WorkersHealthy", "False", "TrainerPodStuck")
+        );
+        assert_eq!(
+            Reason::from(StaleReason::NoModel).condition_type(),
+            ConditionType::Stale
+        );
+        let serving: Vec<&str> = ConditionType::Serving
+            .reasons()
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert!(serving.contains(&"OnlineRmseOverGate") && !serving.contains(&"TrainerPodStuck"));
     }
 }

@@ -93,13 +93,17 @@ async fn reconcile_inner(
     // interrupted (an API server restart) the cache can lag behind the status this operator
     // last wrote, and a decision on an old status would start a run that was already started.
     let models: Api<RecommenderModel> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(model) = models
+    let Some(mut model) = models
         .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading {namespace}/{name}"), e))?
     else {
         return Ok(Action::await_change());
     };
+    // The one place a status written by an operator version before the ledgers is read.
+    if let Some(status) = model.status.as_mut() {
+        status.adopt_previous();
+    }
     // A resource being deleted (foreground deletion waits for its children) gets nothing new:
     // the garbage collector is removing what it owns.
     if model.uid() != cached.uid() || model.metadata.deletion_timestamp.is_some() {
@@ -200,27 +204,11 @@ pub async fn run(
                     .map(|(model, ns)| ObjectRef::new(model).within(&ns))
             },
         );
-    let store = controller.store();
-    let metrics = ctx.metrics.clone();
-    let watched = namespace.clone();
-    // Deleted resources are never reconciled again (owner references clean up the children);
-    // their metric series are dropped here.
-    let pruner = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            let known = metrics.known().into_iter();
-            for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
-                let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
-                if store.get(&key).is_none()
-                    && store.wait_until_ready().await.is_ok()
-                    && store.get(&key).is_none()
-                {
-                    metrics.forget(&ns, &name);
-                }
-            }
-        }
-    });
+    let pruner = tokio::spawn(prune_metrics(
+        controller.store(),
+        ctx.metrics.clone(),
+        namespace.clone(),
+    ));
     let ctx_metrics = ctx.metrics.clone();
     controller
         .graceful_shutdown_on(shutdown)
@@ -243,6 +231,30 @@ pub async fn run(
         })
         .await;
     pruner.abort();
+}
+
+/// Deleted resources are never reconciled again (owner references clean up the children):
+/// every 30 s, the metric series of those gone from the watch cache (of the `watched` namespace)
+/// are dropped.
+async fn prune_metrics(
+    store: kube::runtime::reflector::Store<RecommenderModel>,
+    metrics: Arc<Metrics>,
+    watched: Option<String>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let known = metrics.known().into_iter();
+        for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
+            let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
+            if store.get(&key).is_none()
+                && store.wait_until_ready().await.is_ok()
+                && store.get(&key).is_none()
+            {
+                metrics.forget(&ns, &name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,5 +17,6 @@ pub mod online;
 pub mod server;
 pub mod time;
 pub mod validate;
+pub mod vocabulary;
 
 pub use error::{Error, Result};

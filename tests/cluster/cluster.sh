@@ -465,8 +465,9 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridg
   net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
   net.netfilter.nf_conntrack_tcp_timeout_close_wait)
 
-# Folders containerd, its shims and the kubelet create at fixed places outside the state dir.
-HOST_PATHS=(/run/containerd /run/netns /var/lib/kubelet /var/log/containers)
+# Folders containerd, its shims and the kubelet create at fixed places outside the state dir, and
+# /etc/cni, where buildah (images.sh, run by `up`) would put its network lock if not told otherwise.
+HOST_PATHS=(/run/containerd /run/netns /var/lib/kubelet /var/log/containers /etc/cni)
 
 # kubelet sets kernel tunables it expects (overcommit, panic) and the CNI bridge turns on
 # forwarding: record the machine's values once, `down` puts them back. Likewise which of

@@ -16,7 +16,8 @@
 #      local/coredns:<version> (CoreDNS built by build.sh, on the base above, as 65532).
 #   --test-tools: also local/recommender-nettools:dev, the base plus Debian's getent, nc
 #      (netcat-openbsd) and sleep with their libraries, for network checks from inside a pod
-#      (tests/cluster/smoke.sh): `sleep infinity` as its command, `kubectl exec` the tools.
+#      (the end-to-end tests' NetTools, tests/src/nettools.rs): `sleep infinity` as its command,
+#      `kubectl exec` the tools.
 #   4. imports each into containerd at RECOMMENDER_CONTAINERD_ADDRESS (default: the socket of the
 #      cluster in RECOMMENDER_STATE), unless it is already there from the same inputs.
 #

@@ -29,6 +29,12 @@ fn required(var: &str, hint: &str) -> String {
     })
 }
 
+/// A variable `tests/all.sh` exports (from `cluster.sh env` or `postgres.sh env`) that only some
+/// tests read.
+pub fn required_env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set; run through tests/all.sh"))
+}
+
 impl Env {
     pub fn load() -> Self {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -4,27 +4,33 @@
 //! that fails naming what it waited for. A test that cannot reach the cluster fails with the
 //! reason; it never passes vacuously.
 
+mod chart;
 mod command;
 mod dns;
 mod env;
 mod http;
 mod models;
 mod namespace;
+mod nettools;
 mod node;
 mod operator;
 mod prometheus;
+mod schema;
 mod traffic;
 mod wait;
 
+pub use chart::{PREVIOUS_CHART, chart_version, previous_chart};
 pub use command::{helm, kubectl};
 pub use dns::resolve;
-pub use env::{Env, PgParams};
+pub use env::{Env, PgParams, required_env};
 pub use http::{get, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
-pub use node::{NodeProcess, container_processes, tag_image};
+pub use nettools::{NETTOOLS_IMAGE, NetTools};
+pub use node::{NodeProcess, container_processes, dropped_by, predictor_process, tag_image};
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
+pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
 pub use traffic::{post_json, predictor_traffic};
 pub use wait::{wait_for, wait_status, wait_until};
 

@@ -4,8 +4,10 @@
 use crate::env::Env;
 use crate::http::get_json;
 use crate::namespace::{DB_SECRET, MODEL_STORE_CLAIM, TestNamespace};
+use crate::wait::wait_status;
 use crate::{PREDICTOR_IMAGE, TRAINER_IMAGE};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -15,6 +17,7 @@ use recommender_operator::crd::{
 };
 use recommender_operator::labels::RETRAIN_ANNOTATION;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 pub const QUERY: &str = "SELECT user_id::text, movie_id::text, value::float8, \
                          extract(epoch from created_at)::bigint FROM ratings_rating";
@@ -60,10 +63,29 @@ pub fn postgres_model(
     spec.trainer.active_deadline_seconds = 300;
     spec.predictor.image = Some(PREDICTOR_IMAGE.into());
     spec.predictor.replicas = 1;
+    // The operator's defaults with smaller CPU requests: the suite's concurrent tests place their
+    // trainers and predictors on the node's 2 CPUs at once, and a pod the scheduler has no room
+    // for would read as a stuck trainer. The demo runs with the defaults.
+    spec.trainer.resources = Some(cpu_request("100m", "512Mi", "2Gi"));
+    spec.predictor.resources = Some(cpu_request("20m", "128Mi", "512Mi"));
     customize(&mut spec);
     let mut model = RecommenderModel::new(name, spec);
     model.metadata.namespace = Some(ns.name.clone());
     model
+}
+
+fn cpu_request(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+            .collect()
+    };
+    ResourceRequirements {
+        requests: Some(quantities(&[("cpu", cpu), ("memory", memory)])),
+        limits: Some(quantities(&[("memory", memory_limit)])),
+        ..ResourceRequirements::default()
+    }
 }
 
 /// Long enough (tens of seconds) to still be training when the operator or the API server is
@@ -75,6 +97,34 @@ pub fn slow_training(spec: &mut RecommenderModelSpec) {
     spec.promotion.max_rmse = 3.0;
     spec.promotion.max_mae = 3.0;
     spec.promotion.min_accuracy = 0.0;
+}
+
+/// How long a small model may take to be trained, judged and rolled out while the suite's other
+/// tests share the node's two cores.
+pub const TRAIN_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Waits until `version` serves and its rollout is complete (`serves`).
+pub async fn wait_serving(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    version: &str,
+) -> RecommenderModelStatus {
+    let what = format!("{version} served");
+    wait_status(&models(client, ns), name, TRAIN_TIMEOUT, &what, |s| {
+        serves(s, version)
+    })
+    .await
+}
+
+/// The model's status as it is now; panics when it has none yet.
+pub async fn model_status(client: &Client, ns: &str, name: &str) -> RecommenderModelStatus {
+    models(client, ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading {ns}/{name}: {e}"))
+        .status
+        .unwrap_or_else(|| panic!("{ns}/{name} has no status yet"))
 }
 
 /// Server-side apply of `model`, owning every field it sets (as `kubectl apply --server-side`).

@@ -1,8 +1,10 @@
 //! What a test does to the node itself, as root on this machine: a container's host process
-//! (to see how it runs, or to crash it) and images in containerd.
+//! (to see how it runs, or to crash it), images in containerd, and the host's firewall rules.
 
 use crate::env::Env;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams};
 use std::process::Command;
 
 fn ctr(env: &Env, args: &[&str]) -> (bool, String) {
@@ -44,6 +46,7 @@ pub struct NodeProcess {
     pub pid: u32,
     status: String,
     mountinfo: String,
+    cgroup: String,
 }
 
 impl NodeProcess {
@@ -63,8 +66,63 @@ impl NodeProcess {
             .collect()
     }
 
+    /// Real, effective, saved and filesystem GIDs.
+    pub fn gids(&self) -> Vec<u32> {
+        self.numbers("Gid")
+    }
+
+    /// Supplementary groups (where `fsGroup` shows).
+    pub fn groups(&self) -> Vec<u32> {
+        self.numbers("Groups")
+    }
+
+    fn numbers(&self, name: &str) -> Vec<u32> {
+        self.field(name)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
+    fn capabilities(&self, name: &str) -> u64 {
+        u64::from_str_radix(self.field(name).unwrap_or("ffff"), 16).unwrap_or(u64::MAX)
+    }
+
     pub fn effective_capabilities(&self) -> u64 {
-        u64::from_str_radix(self.field("CapEff").unwrap_or("ffff"), 16).unwrap_or(u64::MAX)
+        self.capabilities("CapEff")
+    }
+
+    /// What the process could ever gain.
+    pub fn bounding_capabilities(&self) -> u64 {
+        self.capabilities("CapBnd")
+    }
+
+    /// Under a seccomp filter (mode 2), as `RuntimeDefault` puts it.
+    pub fn seccomp_filtered(&self) -> bool {
+        self.field("Seccomp") == Some("2")
+    }
+
+    /// `no_new_privs`, as `allowPrivilegeEscalation: false` sets it.
+    pub fn no_new_privs(&self) -> bool {
+        self.field("NoNewPrivs") == Some("1")
+    }
+
+    /// The memory limit of the process's cgroup, in bytes (cgroup v1 or v2).
+    pub fn memory_limit(&self) -> Option<u64> {
+        let v1 = self.cgroup.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"))
+        });
+        let v2 = || {
+            let path = self.cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+            Some(format!("/sys/fs/cgroup{path}/memory.max"))
+        };
+        let file = v1.or_else(v2)?;
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
 
     /// The mount options of `target` inside the container (`ro,...` or `rw,...`).
@@ -83,6 +141,23 @@ impl NodeProcess {
             .expect("run kill");
         assert!(status.success(), "kill -KILL {}", self.pid);
     }
+}
+
+/// A predictor pod of the namespace and its container's host process.
+pub async fn predictor_process(env: &Env, client: &Client, ns: &str) -> (Pod, NodeProcess) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let predictor = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
+        .await
+        .unwrap_or_else(|e| panic!("listing the predictor pods of {ns}: {e}"))
+        .items
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no predictor pod in {ns}"));
+    let process = container_processes(env, &predictor, "predictor")
+        .pop()
+        .expect("the predictor's host process");
+    (predictor, process)
 }
 
 /// The host processes of `pod`'s running containers named `container`.
@@ -106,11 +181,33 @@ pub fn container_processes(env: &Env, pod: &Pod, container: &str) -> Vec<NodePro
             ids.iter().any(|want| want == id).then_some(pid)
         })
         .filter_map(|pid| {
+            let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok();
             Some(NodeProcess {
                 pid,
-                status: std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
-                mountinfo: std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?,
+                status: read("status")?,
+                mountinfo: read("mountinfo")?,
+                cgroup: read("cgroup")?,
             })
         })
         .collect()
+}
+
+/// The packets the host's rules of `chain` (filter table) dropped so far.
+pub fn dropped_by(chain: &str) -> u64 {
+    let out = Command::new("iptables")
+        .args(["-w", "5", "-L", chain, "-v", "-n", "-x"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run iptables: {e}"));
+    assert!(
+        out.status.success(),
+        "iptables -L {chain}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2) == Some(&"DROP")).then(|| fields[0].parse::<u64>().ok())?
+        })
+        .sum()
 }

@@ -3,8 +3,8 @@
 //! them from the host and evaluates the chart's rules (every `for:` shortened to 10 s). A database
 //! outage fires its alert and the restart resolves it; a trainer whose image does not exist fires
 //! the trainer alert (and a model with nothing promoted is not mistaken for a serving outage); and
-//! every metric an alert or a dashboard panel reads is in the live scrape. Run by `tests/all.sh`
-//! and `tests/e2e.sh --test alerts`, one test at a time.
+//! every metric an alert or a dashboard panel reads is in the live scrape. The tests share the
+//! one Prometheus, so they run one at a time (tests/nextest.toml).
 
 use kube::Client;
 use recommender_e2e::*;
@@ -78,8 +78,9 @@ fn assert_labels(alert: &Alert, ns: &str, model: &str, severity: &str) {
     );
 }
 
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it stops the PostgreSQL all tests train from.
 #[tokio::test]
-async fn a_database_outage_fires_its_alert_and_the_restart_resolves_it() {
+async fn cluster_wide_a_database_outage_fires_its_alert_and_the_restart_resolves_it() {
     let (env, client, ns, prometheus) = setup("e2e-alert-db").await;
     apply_model(&client, &postgres_model(&env, &ns, "movies", |_| {})).await;
     serving_v1(&client, &ns.name, "movies").await;

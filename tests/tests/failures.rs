@@ -1,6 +1,6 @@
 //! Things going wrong on a real node, and the operator saying so while what serves keeps
 //! serving: a trainer that fails, one the kernel kills for memory, one whose image is missing, a
-//! predictor that crashes, a database that goes away. Run by `tests/all.sh`, one at a time.
+//! predictor that crashes, a database that goes away.
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Client;
@@ -139,7 +139,7 @@ async fn a_trainer_over_its_memory_limit_is_oom_killed_and_backs_off() {
         "{}",
         training.message
     );
-    let retry_after = status.retry_after.expect("a backoff");
+    let retry_after = status.runs.retry_after.expect("a backoff");
     assert!(retry_after >= run.finished_at + jiff::SignedDuration::try_from(BACKOFF_BASE).unwrap());
     let events = warnings(&client, &ns.name, "TrainingFailed").await;
     assert!(events.iter().any(|m| m.contains("OOMKilled")), "{events:?}");
@@ -194,15 +194,7 @@ async fn a_crashed_predictor_is_restarted_and_the_conditions_follow() {
     let (env, client, ns) = setup("e2e-crash").await;
     let api = models(&client, &ns.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let predictor = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let process = container_processes(&env, &predictor, "predictor")
-        .pop()
-        .expect("the predictor's host process");
+    let (predictor, process) = predictor_process(&env, &client, &ns.name).await;
     process.kill();
 
     let status = wait_status(
@@ -242,8 +234,9 @@ async fn a_crashed_predictor_is_restarted_and_the_conditions_follow() {
     assert_served_by(&client, &ns.name, "movies", "v1").await;
 }
 
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it stops the PostgreSQL all tests train from.
 #[tokio::test]
-async fn database_outage_shows_in_conditions_within_seconds() {
+async fn cluster_wide_database_outage_shows_in_conditions_within_seconds() {
     let (env, client, ns) = setup("e2e-db").await;
     let api = models(&client, &ns.name);
     let script = env.repo.join("tests/cluster/postgres.sh");

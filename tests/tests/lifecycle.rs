@@ -1,15 +1,13 @@
 //! A model's life on the local cluster: the operator installed by its chart, trainer Jobs that
 //! train on PostgreSQL through the namespace's Service, predictors that serve through theirs.
-//! Run by `tests/all.sh`, one test at a time.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use recommender_e2e::*;
 use recommender_operator::crd::{RecommenderModelStatus, RunOutcome};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TRAIN: Duration = Duration::from_secs(240);
@@ -108,91 +106,6 @@ async fn postgres_model_is_trained_promoted_and_served() {
         "RMSE printed to at most 4 decimals: {table}"
     );
     println!("{table}");
-}
-
-#[tokio::test]
-async fn containers_run_hardened_and_answer_logs_and_port_forward() {
-    let env = Env::load();
-    let client = client().await;
-    let ns = TestNamespace::create(&client, &env, "e2e-node").await;
-    Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
-    serving_v1(&env, &ns, "movies", |_| {}).await;
-
-    // The trainer's progress lines, as `kubectl logs` shows them: plain text, no colour codes.
-    let job = recommender_operator::children::job_name("movies", 1);
-    let (ok, logs) = kubectl(&["logs", "-n", &ns.name, &format!("job/{job}")]);
-    assert!(ok, "{logs}");
-    assert!(logs.contains("cross-validation finished"), "{logs}");
-    assert!(
-        !logs.contains('\u{1b}'),
-        "no ANSI escapes in logs: {logs:?}"
-    );
-
-    // The predictor as the node runs it: UID 65532, no capabilities, read-only root and store.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let predictor = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=predictor"))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let process = container_processes(&env, &predictor, "predictor")
-        .pop()
-        .expect("the predictor's host process");
-    assert_eq!(process.uids(), [65532, 65532, 65532, 65532]);
-    assert_eq!(process.effective_capabilities(), 0);
-    assert!(
-        process.mount_options("/").unwrap().starts_with("ro"),
-        "root not read-only"
-    );
-    assert!(
-        process.mount_options("/models").unwrap().starts_with("ro"),
-        "store not read-only"
-    );
-
-    // `kubectl port-forward` to the predictor Service answers a prediction.
-    let mut forward = Command::new("kubectl")
-        .args([
-            "port-forward",
-            "-n",
-            &ns.name,
-            "svc/movies-predictor",
-            "0:8080",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl port-forward");
-    let port = forwarded_port(forward.stdout.take().unwrap());
-    let (code, body) = get_json(&format!(
-        "http://127.0.0.1:{port}/v1/predict?user=196&item=242"
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let _ = forward.kill();
-    let _ = forward.wait();
-    assert_eq!(
-        (code, body["model_version"].as_str()),
-        (200, Some("v1")),
-        "{body}"
-    );
-}
-
-/// Reads `Forwarding from 127.0.0.1:PORT -> 8080` from kubectl's output, then keeps draining it:
-/// kubectl reports each connection there and must not find the pipe closed.
-fn forwarded_port(out: std::process::ChildStdout) -> u16 {
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(out).lines();
-    let line = lines
-        .next()
-        .expect("kubectl port-forward printed nothing")
-        .expect("a line");
-    std::thread::spawn(move || lines.for_each(drop));
-    line.split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 #[tokio::test]

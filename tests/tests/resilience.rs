@@ -1,5 +1,5 @@
 //! The operator losing its pod or its API server in the middle of a training run: the run is
-//! adopted, recorded once, with the right outcome. Run by `tests/all.sh`, one test at a time.
+//! adopted, recorded once, with the right outcome.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -47,7 +47,7 @@ async fn operator_killed_during_training_adopts_the_same_job() {
         before,
         "no second Job was started"
     );
-    assert_eq!(status.last_run, 1, "{status:?}");
+    assert_eq!(status.runs.last, 1, "{status:?}");
     assert_eq!(
         status.history.len(),
         1,
@@ -56,8 +56,9 @@ async fn operator_killed_during_training_adopts_the_same_job() {
     );
 }
 
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it stops the API server all tests talk to.
 #[tokio::test]
-async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
+async fn cluster_wide_a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-apiserver").await;
@@ -75,7 +76,7 @@ async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
         "movies",
         Duration::from_secs(60),
         "run 2 started",
-        |s| s.active_run.as_ref().is_some_and(|r| r.run == 2),
+        |s| s.runs.active.as_ref().is_some_and(|r| r.run == 2),
     )
     .await;
     trainer_running(&client, &ns.name).await;
@@ -103,7 +104,7 @@ async fn a_run_in_flight_while_the_api_server_is_down_is_recorded_once() {
         "movies",
         Duration::from_secs(400),
         "run 2 recorded",
-        |s| s.last_completed_run >= 2 && s.active_run.is_none(),
+        |s| s.runs.last_completed >= 2 && s.runs.active.is_none(),
     )
     .await;
     let runs: Vec<_> = status.history.iter().filter(|r| r.run == 2).collect();

@@ -2,17 +2,14 @@
 //! the retention window, in a pod like the trainer's (same image, identity, model store, pod
 //! settings) but small.
 
-use super::pod::{
-    container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
-    resources,
-};
-use super::{Defaults, MODELS_MOUNT, common_labels, meta};
+use super::job::BatchJob;
+use super::pod::resources;
+use super::{Defaults, MODELS_MOUNT};
 use crate::crd::RecommenderModel;
 use crate::labels;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
+use std::collections::BTreeMap;
 
 /// Finished cleanups are kept an hour for `kubectl logs`.
 const FINISHED_CLEANUP_TTL_SECONDS: i32 = 3600;
@@ -45,58 +42,31 @@ pub fn cleanup_job(
     through_run: u32,
     defaults: &Defaults,
 ) -> Job {
-    let labels = common_labels(model, labels::COMPONENT_CLEANUP);
-    let trainer = &model.spec.trainer;
-    let container = Container {
-        name: "cleanup".into(),
-        image: Some(
-            trainer
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.trainer_image.clone()),
-        ),
-        args: Some(prune_args(model, keep, through_run)),
-        resources: Some(resources(None, "10m", "16Mi", "64Mi")),
-        security_context: Some(container_security()),
-        volume_mounts: Some(vec![model_store_mount(false)]),
-        ..Container::default()
-    };
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            security_context: Some(pod_security()),
-            automount_service_account_token: Some(false),
-            containers: vec![container],
-            volumes: Some(vec![model_store_volume(model, false)]),
-            ..PodSpec::default()
-        }),
-    };
-    // The same nodes and identity as the trainer: the model store may only mount there.
-    merge_pod_settings(&mut template, &trainer.pod);
-    Job {
-        metadata: meta(
-            model,
-            cleanup_job_name(&model.name_any(), through_run),
-            labels,
-        ),
-        spec: Some(JobSpec {
+    BatchJob {
+        name: cleanup_job_name(&model.name_any(), through_run),
+        component: labels::COMPONENT_CLEANUP,
+        labels: Vec::new(),
+        annotations: BTreeMap::new(),
+        container: "cleanup",
+        args: prune_args(model, keep, through_run),
+        resources: resources(None, "10m", "16Mi", "64Mi"),
+        source: None,
+        writes_store: true,
+        reports: false,
+        spec: JobSpec {
             backoff_limit: Some(2),
             active_deadline_seconds: Some(300),
             ttl_seconds_after_finished: Some(FINISHED_CLEANUP_TTL_SECONDS),
-            template,
             ..JobSpec::default()
-        }),
-        status: None,
+        },
     }
+    .build(model, defaults)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::children::testing::{args, assert_locked_down, container, pod};
     use crate::decide::fixtures::{defaults, file_spec, model};
 
     #[test]
@@ -106,36 +76,26 @@ mod tests {
         let m = model(spec, None);
         let job = cleanup_job(&m, &["v3".into(), "v5".into()], 6, &defaults());
         assert_eq!(job.metadata.name.as_deref(), Some("movies-cleanup-6"));
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[labels::COMPONENT], "cleanup");
+        assert!(!labels.contains_key(labels::RUN), "not a training run");
         assert_eq!(
-            job.metadata.labels.as_ref().unwrap()[labels::COMPONENT],
-            "cleanup"
-        );
-        assert!(
-            !job.metadata
-                .labels
-                .as_ref()
-                .unwrap()
-                .contains_key(labels::RUN),
-            "not a training run"
-        );
-        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        let c = &pod.containers[0];
-        assert_eq!(
-            c.args.clone().unwrap().join(" "),
+            args(&job),
             "prune --dir /models/movies --through-run 6 --keep v3 --keep v5"
         );
-        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, Some(false));
+        assert_locked_down(container(&job), false);
+        assert_eq!(pod(&job).node_selector.as_ref().unwrap()["pool"], "batch");
         assert_eq!(
-            c.security_context
-                .as_ref()
-                .unwrap()
-                .read_only_root_filesystem,
-            Some(true)
-        );
-        assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "batch");
-        assert_eq!(
-            c.image.as_deref(),
+            container(&job).image.as_deref(),
             Some("registry.local/recommender-trainer:test")
+        );
+        assert_eq!(
+            (
+                container(&job).env.as_ref(),
+                pod(&job).volumes.as_ref().map(Vec::len)
+            ),
+            (None, Some(1)),
+            "no database access"
         );
     }
 }

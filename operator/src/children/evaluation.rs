@@ -1,18 +1,14 @@
 //! The forward-evaluation Job: the trainer image's `score` predicts every rating newer than the
 //! serving model's snapshot and reports the errors in its termination message.
 
-use super::job::{Args, ca_mount, ca_volume, password_env, source_args};
-use super::pod::{
-    container_security, model_store_mount, model_store_volume, pod_security, resources,
-};
-use super::{Defaults, TERMINATION_LOG, artifact_path, common_labels, meta};
+use super::job::{Args, BatchJob, source_args};
+use super::pod::resources;
+use super::{Defaults, TERMINATION_LOG, artifact_path};
 use crate::crd::RecommenderModel;
 use crate::labels;
 use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -48,86 +44,49 @@ pub fn evaluation_job(
     started_at: Timestamp,
     defaults: &Defaults,
 ) -> Job {
-    let mut labels = common_labels(model, labels::COMPONENT_EVALUATOR);
-    labels.insert(labels::EVALUATION.into(), number.to_string());
-    labels.insert(labels::VERSION.into(), version.into());
-    let mut metadata = meta(
-        model,
-        evaluation_job_name(&model.name_any(), number),
-        labels.clone(),
-    );
-    metadata.annotations = Some(BTreeMap::from([
-        (labels::ANNOTATION_SINCE.into(), since.to_string()),
-        (
-            labels::ANNOTATION_STARTED_AT.into(),
-            crate::time::whole(started_at).to_string(),
-        ),
-    ]));
     let trainer = &model.spec.trainer;
-    let container = Container {
-        name: "evaluator".into(),
-        image: Some(
-            trainer
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.trainer_image.clone()),
-        ),
-        args: Some(evaluation_args(model, config, version, since)),
-        env: password_env(config),
-        resources: Some(resources(
-            trainer.resources.as_ref(),
-            "100m",
-            "256Mi",
-            "2Gi",
-        )),
-        security_context: Some(container_security()),
+    BatchJob {
+        name: evaluation_job_name(&model.name_any(), number),
+        component: labels::COMPONENT_EVALUATOR,
+        labels: vec![
+            (labels::EVALUATION, number.to_string()),
+            (labels::VERSION, version.into()),
+        ],
+        annotations: BTreeMap::from([
+            (labels::ANNOTATION_SINCE.into(), since.to_string()),
+            (
+                labels::ANNOTATION_STARTED_AT.into(),
+                crate::time::whole(started_at).to_string(),
+            ),
+        ]),
+        container: "evaluator",
+        args: evaluation_args(model, config, version, since),
+        resources: resources(trainer.resources.as_ref(), "100m", "256Mi", "2Gi"),
+        source: Some(config),
         // Scoring reads the artifact and writes nothing to the store.
-        volume_mounts: Some(
-            [Some(model_store_mount(true)), ca_mount(config)]
-                .into_iter()
-                .flatten()
-                .collect(),
-        ),
-        termination_message_path: Some(TERMINATION_LOG.into()),
-        termination_message_policy: Some("File".into()),
-        ..Container::default()
-    };
-    Job {
-        metadata,
-        spec: Some(JobSpec {
+        writes_store: false,
+        reports: true,
+        spec: JobSpec {
             backoff_limit: Some(0),
             active_deadline_seconds: Some(trainer.active_deadline_seconds),
             ttl_seconds_after_finished: Some(FINISHED_EVALUATION_TTL_SECONDS),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    volumes: Some(
-                        [Some(model_store_volume(model, true)), ca_volume(config)]
-                            .into_iter()
-                            .flatten()
-                            .collect(),
-                    ),
-                    ..PodSpec::default()
-                }),
-            },
             ..JobSpec::default()
-        }),
-        status: None,
+        },
     }
+    .build(model, defaults)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::children::testing::{args, assert_locked_down, container, pod, pod_meta};
     use crate::crd::{PostgresSource, SecretKeyRef, Source};
     use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
+
+    fn evaluation(spec: crate::crd::RecommenderModelSpec) -> Job {
+        let m = model(spec, None);
+        evaluation_job(&m, &config(&m), 4, "v2", 893_286_638, at(NOW), &defaults())
+    }
 
     #[test]
     fn scores_the_serving_artifact_read_only() {
@@ -149,29 +108,59 @@ mod tests {
             }),
             file: None,
         };
-        let m = model(spec, None);
-        let job = evaluation_job(&m, &config(&m), 4, "v2", 893_286_638, at(NOW), &defaults());
+        let job = evaluation(spec);
         assert_eq!(job.metadata.name.as_deref(), Some("movies-eval-4"));
         let labels = job.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[labels::EVALUATION], "4");
         assert_eq!(labels[labels::COMPONENT], "evaluator");
         assert!(!labels.contains_key(labels::RUN), "not a training run");
-        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        let c = &pod.containers[0];
         assert_eq!(
-            c.args.as_ref().unwrap().join(" "),
+            args(&job),
             "score --model /models/movies/v2.model --since 893286638 --source postgres \
              --pg-host db --pg-port 5432 --pg-database shop --pg-user reader \
              --pg-query SELECT u, i, r, t FROM ratings --report /dev/termination-log"
         );
-        assert_eq!(c.env.as_ref().unwrap()[0].name, "PGPASSWORD");
-        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, Some(true));
+        assert_eq!(container(&job).env.as_ref().unwrap()[0].name, "PGPASSWORD");
+        assert_locked_down(container(&job), true);
+    }
+
+    /// The evaluation pod runs where the trainer's may (the model store may mount only there),
+    /// with the same identity, pull secrets and metadata.
+    #[test]
+    fn the_evaluation_pod_gets_the_trainers_pod_settings() {
+        let mut spec = file_spec();
+        spec.trainer.pod = serde_json::from_value(serde_json::json!({
+            "nodeSelector": {"pool": "batch"},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccountName": "trainer",
+            "priorityClassName": "batch-low",
+            "labels": {"team": "recs"},
+            "annotations": {"cost-center": "42"},
+            "env": [{"name": "RUST_LOG", "value": "debug"}],
+        }))
+        .unwrap();
+        let job = evaluation(spec);
+        let pod = pod(&job);
+        assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "batch");
         assert_eq!(
-            c.security_context
-                .as_ref()
-                .unwrap()
-                .read_only_root_filesystem,
-            Some(true)
+            pod.tolerations.as_ref().unwrap()[0].effect.as_deref(),
+            Some("NoSchedule")
         );
+        assert!(pod.affinity.as_ref().unwrap().node_affinity.is_some());
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+        assert_eq!(pod.service_account_name.as_deref(), Some("trainer"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("batch-low"));
+        let meta = pod_meta(&job);
+        assert_eq!(meta.labels.as_ref().unwrap()["team"], "recs");
+        assert_eq!(
+            meta.labels.as_ref().unwrap()[labels::COMPONENT],
+            "evaluator"
+        );
+        assert_eq!(meta.annotations.as_ref().unwrap()["cost-center"], "42");
+        assert_eq!(container(&job).env.as_ref().unwrap()[0].name, "RUST_LOG");
     }
 }

@@ -1,34 +1,117 @@
-//! The trainer Job of one training run.
+//! One builder for every Job the operator runs in the trainer image: training runs, forward
+//! evaluations and model store cleanups (and the tuning trials to come: an Indexed Job is a
+//! `JobSpec` with its completion mode, which the builder keeps). Each pod is built the same way:
+//! non-root and read-only, the model store mounted, the database's password and CA when it reads
+//! the ratings, and `spec.trainer.pod` (scheduling, identity, pull secrets, metadata, env) merged
+//! in, since the model store may only mount where the trainer runs.
 
 use super::pod::{
     container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
-    resources,
 };
-use super::{
-    Defaults, MODELS_MOUNT, TERMINATION_LOG, artifact_path, common_labels, job_name, meta,
-};
-use super::{training_spec_hash, version_label};
-use crate::crd::{RecommenderModel, RunRecord, RunTrigger};
-use crate::labels;
-use crate::validate::{Config, Hyperparameters, SourceConfig, Training};
-use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
-};
+use super::{Defaults, MODELS_MOUNT, TERMINATION_LOG, common_labels, meta};
+use crate::crd::RecommenderModel;
+use crate::validate::{Config, SourceConfig};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 /// Where the database's CA bundle (`spec.source.postgres.caSecretRef`) is mounted.
 const PG_CA_MOUNT: &str = "/etc/recommender/pg-ca";
 const PG_CA_FILE: &str = "ca.crt";
 
-/// Finished Jobs (and their pods' termination messages) are kept this long for inspection.
-const FINISHED_JOB_TTL_SECONDS: i32 = 24 * 3600;
+/// What differs between the operator's Jobs.
+pub(super) struct BatchJob<'a> {
+    pub name: String,
+    /// `app.kubernetes.io/component` of the Job and its pods.
+    pub component: &'static str,
+    /// Labels beside the common ones, on the Job and its pods.
+    pub labels: Vec<(&'static str, String)>,
+    pub annotations: BTreeMap<String, String>,
+    /// The container's name.
+    pub container: &'static str,
+    pub args: Vec<String>,
+    pub resources: ResourceRequirements,
+    /// Set when the pod reads the ratings: a PostgreSQL source gets its password and CA.
+    pub source: Option<&'a Config>,
+    /// Whether the pod writes to the model store (else it is mounted read-only).
+    pub writes_store: bool,
+    /// Whether the pod reports in its termination message.
+    pub reports: bool,
+    /// Backoff limit, deadline, TTL, failure policy, completion mode: everything but the pod.
+    pub spec: JobSpec,
+}
+
+impl BatchJob<'_> {
+    pub(super) fn build(self, model: &RecommenderModel, defaults: &Defaults) -> Job {
+        let trainer = &model.spec.trainer;
+        let mut labels = common_labels(model, self.component);
+        labels.extend(self.labels.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let mut metadata = meta(model, self.name, labels.clone());
+        metadata.annotations = (!self.annotations.is_empty()).then_some(self.annotations);
+        let store_read_only = !self.writes_store;
+        let container = Container {
+            name: self.container.into(),
+            image: Some(
+                trainer
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| defaults.trainer_image.clone()),
+            ),
+            args: Some(self.args),
+            env: self.source.and_then(password_env),
+            resources: Some(self.resources),
+            security_context: Some(container_security()),
+            volume_mounts: Some(
+                [
+                    Some(model_store_mount(store_read_only)),
+                    self.source.and_then(ca_mount),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ),
+            termination_message_path: self.reports.then(|| TERMINATION_LOG.into()),
+            // The message must be the report alone: logs would corrupt the JSON.
+            termination_message_policy: self.reports.then(|| "File".into()),
+            ..Container::default()
+        };
+        let mut template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".into()),
+                security_context: Some(pod_security()),
+                automount_service_account_token: Some(false),
+                containers: vec![container],
+                volumes: Some(
+                    [
+                        Some(model_store_volume(model, store_read_only)),
+                        self.source.and_then(ca_volume),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                ),
+                ..PodSpec::default()
+            }),
+        };
+        merge_pod_settings(&mut template, &trainer.pod);
+        Job {
+            metadata,
+            spec: Some(JobSpec {
+                template,
+                ..self.spec
+            }),
+            status: None,
+        }
+    }
+}
 
 /// Collects `--flag value` pairs.
 pub(super) struct Args(pub Vec<String>);
@@ -40,42 +123,8 @@ impl Args {
     }
 }
 
-/// A training run to start.
-#[derive(Debug, Clone, Copy)]
-pub struct NewRun<'a> {
-    pub run: u32,
-    pub trigger: RunTrigger,
-    pub started_at: Timestamp,
-    /// The recorded runs so far, whose verdicts the trainer adds to the run history.
-    pub earlier: &'a [RunRecord],
-}
-
-/// The `recommender-trainer train` arguments for one run (docs/contracts.md, "Trainer CLI"):
-/// every hyperparameter explicit, resolved by `validate` from the one defaults table.
-pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> Vec<String> {
-    let version = version_label(new.run);
-    let mut args = Args(vec!["train".into()]);
-    source_args(&config.source, &mut args);
-    args.push("--out", artifact_path(&model.name_any(), &version));
-    args.push("--version", version);
-    args.push("--report", TERMINATION_LOG);
-    training_args(&config.training, &mut args);
-    if let SourceConfig::File(f) = &config.source
-        && f.skip_bad_lines
-    {
-        args.0.push("--skip-bad-lines".into());
-    }
-    let verdicts: Vec<String> = new
-        .earlier
-        .iter()
-        .map(|r| format!("{}={}:{}", r.version, r.outcome.as_str(), r.reason))
-        .collect();
-    if !verdicts.is_empty() {
-        args.push("--verdicts", verdicts.join(","));
-    }
-    args.0
-}
-
+/// The arguments that say where the ratings come from, as the trainer's `train` and `score`
+/// read them.
 pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
     match source {
         SourceConfig::Postgres(pg) => {
@@ -108,175 +157,27 @@ pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
     }
 }
 
-fn training_args(training: &Training, args: &mut Args) {
-    args.push("--algorithm", training.hyperparameters.algorithm().as_arg());
-    args.push("--folds", training.folds);
-    if let Some(seed) = training.seed {
-        args.push("--seed", seed);
-    }
-    match training.hyperparameters {
-        Hyperparameters::Svd(h) => {
-            args.push("--factors", h.factors);
-            args.push("--epochs", h.epochs);
-            args.push("--lr-all", h.lr_all);
-            args.push("--reg-all", h.reg_all);
-            args.push("--init-mean", h.init_mean);
-            args.push("--init-std", h.init_std);
-            args.push("--biased", h.biased);
-        }
-        Hyperparameters::Baseline(h) => {
-            args.push("--epochs", h.epochs);
-            args.push("--reg-u", h.reg_u);
-            args.push("--reg-i", h.reg_i);
-        }
-    }
-    if let Some(scale) = training.rating_scale {
-        args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
-    }
-}
-
-fn trainer_container(
-    model: &RecommenderModel,
-    config: &Config,
-    new: &NewRun,
-    defaults: &Defaults,
-) -> Container {
-    let trainer = &model.spec.trainer;
-    Container {
-        name: "trainer".into(),
-        image: Some(
-            trainer
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.trainer_image.clone()),
-        ),
-        args: Some(trainer_args(model, config, new)),
-        env: password_env(config),
-        resources: Some(resources(
-            trainer.resources.as_ref(),
-            "500m",
-            "512Mi",
-            "2Gi",
-        )),
-        security_context: Some(container_security()),
-        volume_mounts: Some(
-            [Some(model_store_mount(false)), ca_mount(config)]
-                .into_iter()
-                .flatten()
-                .collect(),
-        ),
-        termination_message_path: Some(TERMINATION_LOG.into()),
-        // The message must be the report alone: logs would corrupt the JSON.
-        termination_message_policy: Some("File".into()),
-        ..Container::default()
-    }
-}
-
 /// `PGPASSWORD` from the Secret, for a PostgreSQL source.
-pub(super) fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
-    match &config.source {
-        SourceConfig::Postgres(pg) => Some(vec![EnvVar {
-            name: "PGPASSWORD".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: pg.password_secret_ref.name.clone(),
-                    key: pg.password_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
+fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
+    let SourceConfig::Postgres(pg) = &config.source else {
+        return None;
+    };
+    Some(vec![EnvVar {
+        name: "PGPASSWORD".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: pg.password_secret_ref.name.clone(),
+                key: pg.password_secret_ref.key.clone(),
+                optional: Some(false),
             }),
-            ..EnvVar::default()
-        }]),
-        SourceConfig::File(_) => None,
-    }
-}
-
-/// Adds the champion/challenger arguments to a trainer Job: compare with `champion` (the
-/// serving model, whose artifact is on the store) on the ratings after `since`.
-pub fn challenge_serving(
-    job: &mut Job,
-    model: &RecommenderModel,
-    champion: &str,
-    since: i64,
-    challenge: &crate::crd::Challenge,
-) {
-    let Some(container) = job
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.spec.as_mut())
-        .and_then(|p| p.containers.first_mut())
-    else {
-        return;
-    };
-    let mut args = Args(container.args.take().unwrap_or_default());
-    args.push("--challenge", artifact_path(&model.name_any(), champion));
-    args.push("--challenge-since", since);
-    args.push("--holdout", challenge.holdout);
-    args.push("--min-compared", challenge.min_ratings);
-    args.push("--confidence", challenge.confidence);
-    container.args = Some(args.0);
-}
-
-/// The trainer Job for `run`, named deterministically so a restarted operator adopts it.
-pub fn trainer_job(
-    model: &RecommenderModel,
-    config: &Config,
-    new: &NewRun,
-    defaults: &Defaults,
-) -> Job {
-    let run = new.run;
-    let mut labels = common_labels(model, labels::COMPONENT_TRAINER);
-    labels.insert(labels::RUN.into(), run.to_string());
-    labels.insert(labels::VERSION.into(), version_label(run));
-    let mut metadata = meta(model, job_name(&model.name_any(), run), labels.clone());
-    metadata.annotations = Some(BTreeMap::from([
-        (labels::ANNOTATION_TRIGGER.into(), new.trigger.to_string()),
-        (
-            labels::ANNOTATION_STARTED_AT.into(),
-            crate::time::whole(new.started_at).to_string(),
-        ),
-        (
-            labels::ANNOTATION_SPEC_HASH.into(),
-            training_spec_hash(&model.spec),
-        ),
-    ]));
-    let trainer = &model.spec.trainer;
-    let mut template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels),
-            ..ObjectMeta::default()
+            ..EnvVarSource::default()
         }),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            security_context: Some(pod_security()),
-            automount_service_account_token: Some(false),
-            containers: vec![trainer_container(model, config, new, defaults)],
-            volumes: Some(
-                [Some(model_store_volume(model, false)), ca_volume(config)]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            ),
-            ..PodSpec::default()
-        }),
-    };
-    merge_pod_settings(&mut template, &trainer.pod);
-    Job {
-        metadata,
-        spec: Some(JobSpec {
-            backoff_limit: Some(trainer.retries),
-            active_deadline_seconds: Some(trainer.active_deadline_seconds),
-            ttl_seconds_after_finished: Some(FINISHED_JOB_TTL_SECONDS),
-            pod_failure_policy: Some(fail_job_on_trainer_verdict()),
-            template,
-            ..JobSpec::default()
-        }),
-        status: None,
-    }
+        ..EnvVar::default()
+    }])
 }
 
 /// The database's CA bundle from its Secret, as the one file `--pg-ca-file` names.
-pub(super) fn ca_volume(config: &Config) -> Option<Volume> {
+fn ca_volume(config: &Config) -> Option<Volume> {
     let SourceConfig::Postgres(pg) = &config.source else {
         return None;
     };
@@ -297,7 +198,7 @@ pub(super) fn ca_volume(config: &Config) -> Option<Volume> {
     })
 }
 
-pub(super) fn ca_mount(config: &Config) -> Option<VolumeMount> {
+fn ca_mount(config: &Config) -> Option<VolumeMount> {
     ca_volume(config).map(|v| VolumeMount {
         name: v.name,
         mount_path: PG_CA_MOUNT.into(),
@@ -306,269 +207,57 @@ pub(super) fn ca_mount(config: &Config) -> Option<VolumeMount> {
     })
 }
 
-/// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
-/// retrying the same pod would only repeat them; the operator's backoff decides instead.
-fn fail_job_on_trainer_verdict() -> PodFailurePolicy {
-    PodFailurePolicy {
-        rules: vec![PodFailurePolicyRule {
-            action: "FailJob".into(),
-            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
-                container_name: Some("trainer".into()),
-                operator: "In".into(),
-                values: vec![1, 2],
-            }),
-            ..PodFailurePolicyRule::default()
-        }],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{FileFormat, FileSource, ModelStore, PostgresSource, SecretKeyRef, Source};
-    use crate::decide::fixtures::{NOW, at, config, defaults, file_spec, model};
-    use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
+    use crate::children::pod::resources;
+    use crate::children::testing::{container, pod};
+    use crate::decide::fixtures::{defaults, file_spec, model};
 
-    fn first(run: u32) -> NewRun<'static> {
-        NewRun {
-            run,
-            trigger: RunTrigger::NoModel,
-            started_at: at(NOW),
-            earlier: &[],
-        }
-    }
-
-    fn container(job: &Job) -> &Container {
-        &job.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-    }
-
+    /// An Indexed Job (as tuning trials will be) keeps its completion mode and counts, and its
+    /// pods get what every Job's pods get.
     #[test]
-    fn trainer_job_runs_the_contracted_cli_safely() {
+    fn the_callers_job_spec_is_kept_around_the_pod() {
         let mut spec = file_spec();
-        spec.source.file = Some(FileSource {
-            path: "movies/ratings.csv".into(),
-            format: FileFormat::Delimited,
-            delimiter: Some(",".into()),
-            header: Some(true),
-            columns: Some("userId,movieId,rating,timestamp".into()),
-            skip_bad_lines: true,
-        });
-        spec.seed = Some(7);
-        spec.model_store = ModelStore {
-            claim_name: "store".into(),
-            keep: 3,
-        };
+        spec.trainer.pod.node_selector = [("pool".to_string(), "batch".to_string())].into();
         let m = model(spec, None);
-        let job = trainer_job(&m, &config(&m), &first(3), &defaults());
-        assert_eq!(job.metadata.name.as_deref(), Some("movies-train-3"));
-        let annotations = job.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations[labels::ANNOTATION_STARTED_AT], NOW);
-        assert_eq!(annotations[labels::ANNOTATION_TRIGGER], "NoModel");
-        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-            ("RecommenderModel", "uid-1", Some(true))
-        );
-        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        let c = container(&job);
-        assert_eq!(
-            c.args.clone().unwrap().join(" "),
-            "train --source /models/movies/ratings.csv --format delimited --delimiter , --header true \
-             --columns userId,movieId,rating,timestamp --out /models/movies/v3.model --version v3 \
-             --report /dev/termination-log --algorithm svd --folds 4 --seed 7 --factors 100 --epochs 20 \
-             --lr-all 0.005 --reg-all 0.02 --init-mean 0 --init-std 0.1 --biased true --skip-bad-lines"
-        );
-        assert_eq!(
-            c.image.as_deref(),
-            Some("registry.local/recommender-trainer:test")
-        );
-        let sc = c.security_context.as_ref().unwrap();
-        assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(
-            sc.capabilities.as_ref().unwrap().drop.as_deref(),
-            Some(&["ALL".to_string()][..])
-        );
-        let psc = pod.security_context.as_ref().unwrap();
-        assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.fs_group, Some(65532));
-        assert_eq!(
-            psc.seccomp_profile.as_ref().unwrap().type_,
-            "RuntimeDefault"
-        );
-        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/models");
-        assert_eq!(
-            pod.volumes.as_ref().unwrap()[0]
-                .persistent_volume_claim
-                .as_ref()
-                .unwrap()
-                .claim_name,
-            "store"
-        );
-        assert!(c.resources.as_ref().unwrap().requests.is_some());
-    }
-
-    /// The defaults a minimal manifest trains with are the table's, which the trainer CLI reads
-    /// too (`trainer/tests` checks its side).
-    #[test]
-    fn minimal_manifests_pass_the_defaults_table() {
-        let flag = |args: &[String], name: &str| -> Option<String> {
-            let at = args.iter().position(|a| a == name)?;
-            args.get(at + 1).cloned()
-        };
-        let m = model(file_spec(), None);
-        let args = trainer_args(&m, &config(&m), &first(1));
-        for (name, want) in [
-            ("--folds", FOLDS.to_string()),
-            ("--factors", SVD.factors.to_string()),
-            ("--epochs", SVD.epochs.to_string()),
-            ("--lr-all", SVD.lr_all.to_string()),
-            ("--reg-all", SVD.reg_all.to_string()),
-            ("--init-mean", SVD.init_mean.to_string()),
-            ("--init-std", SVD.init_std.to_string()),
-            ("--biased", SVD.biased.to_string()),
-        ] {
-            assert_eq!(flag(&args, name), Some(want), "svd {name}");
+        let job = BatchJob {
+            name: "movies-trial-1".into(),
+            component: "trial",
+            labels: vec![("recommender.dev/trial", "1".into())],
+            annotations: BTreeMap::new(),
+            container: "trial",
+            args: vec!["train".into()],
+            resources: resources(None, "1", "1Gi", "2Gi"),
+            source: None,
+            writes_store: true,
+            reports: true,
+            spec: JobSpec {
+                completion_mode: Some("Indexed".into()),
+                completions: Some(4),
+                parallelism: Some(2),
+                ..JobSpec::default()
+            },
         }
-        let mut baseline = file_spec();
-        baseline.algorithm = crate::crd::Algorithm::Baseline;
-        let m = model(baseline, None);
-        let args = trainer_args(&m, &config(&m), &first(1));
-        for (name, want) in [
-            ("--algorithm", "baseline".to_string()),
-            ("--epochs", BASELINE.epochs.to_string()),
-            ("--reg-u", BASELINE.reg_u.to_string()),
-            ("--reg-i", BASELINE.reg_i.to_string()),
-        ] {
-            assert_eq!(flag(&args, name), Some(want), "baseline {name}");
-        }
+        .build(&m, &defaults());
+        let spec = job.spec.as_ref().unwrap();
         assert_eq!(
-            flag(&args, "--factors"),
-            None,
-            "svd-only flags are not passed"
-        );
-    }
-
-    #[test]
-    fn a_verify_full_job_mounts_the_ca_and_says_so() {
-        let mut spec: crate::crd::RecommenderModelSpec = serde_yaml::from_str(
-            "source: {postgres: {host: db.ml.svc, database: shop, user: reader, query: SELECT 1,
-               passwordSecretRef: {name: shop-db}, sslMode: verify-full,
-               caSecretRef: {name: shop-db-ca}}}\nmodelStore: {claimName: models}",
-        )
-        .unwrap();
-        let m = model(spec.clone(), None);
-        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
-        let args = container(&job).args.clone().unwrap().join(" ");
-        assert!(
-            args.contains("--pg-sslmode verify-full --pg-ca-file /etc/recommender/pg-ca/ca.crt"),
-            "{args}"
-        );
-        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        let secret = pod.volumes.as_ref().unwrap()[1].secret.as_ref().unwrap();
-        assert_eq!(secret.secret_name.as_deref(), Some("shop-db-ca"));
-        assert_eq!(secret.items.as_ref().unwrap()[0].key, "ca.crt");
-        let mounts = container(&job).volume_mounts.clone().unwrap();
-        assert_eq!(
-            (mounts[1].mount_path.as_str(), mounts[1].read_only),
-            ("/etc/recommender/pg-ca", Some(true))
-        );
-
-        // require: encrypted, no CA, nothing mounted; disable (the default): no flag at all.
-        let pg = spec.source.postgres.as_mut().unwrap();
-        pg.ssl_mode = crate::crd::PgSslMode::Require;
-        pg.ca_secret_ref = None;
-        let m = model(spec.clone(), None);
-        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
-        let args = container(&job).args.clone().unwrap().join(" ");
-        assert!(args.contains("--pg-sslmode require") && !args.contains("--pg-ca-file"));
-        assert_eq!(container(&job).volume_mounts.as_ref().unwrap().len(), 1);
-        spec.source.postgres.as_mut().unwrap().ssl_mode = crate::crd::PgSslMode::Disable;
-        let m = model(spec, None);
-        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
-        assert!(
-            !container(&job)
-                .args
-                .clone()
-                .unwrap()
-                .join(" ")
-                .contains("--pg-sslmode")
-        );
-    }
-
-    #[test]
-    fn earlier_verdicts_go_to_the_run_history() {
-        let m = model(file_spec(), None);
-        let earlier: Vec<RunRecord> = serde_json::from_value(serde_json::json!([
-            {"run": 1, "version": "v1", "trigger": "NoModel", "startedAt": NOW, "finishedAt": NOW,
-             "outcome": "Succeeded", "reason": "Promoted", "message": ""},
-            {"run": 2, "version": "v2", "trigger": "Requested", "startedAt": NOW, "finishedAt": NOW,
-             "outcome": "Rejected", "reason": "GateFailed", "message": "rmse over"},
-        ]))
-        .unwrap();
-        let new = NewRun {
-            earlier: &earlier,
-            ..first(3)
-        };
-        let args = trainer_args(&m, &config(&m), &new);
-        let at = args
-            .iter()
-            .position(|a| a == "--verdicts")
-            .expect("--verdicts");
-        assert_eq!(args[at + 1], "v1=Succeeded:Promoted,v2=Rejected:GateFailed");
-        assert!(!trainer_args(&m, &config(&m), &first(1)).contains(&"--verdicts".to_string()));
-    }
-
-    #[test]
-    fn postgres_job_gets_password_from_the_secret() {
-        let mut spec = file_spec();
-        spec.source = Source {
-            postgres: Some(PostgresSource {
-                host: "db.ml.svc".into(),
-                port: 5433,
-                database: "shop".into(),
-                user: "reader".into(),
-                password_secret_ref: SecretKeyRef {
-                    name: "shop-db".into(),
-                    key: "pw".into(),
-                },
-                query: "SELECT user_id, item_id, rating FROM ratings".into(),
-                probe_interval_seconds: 15,
-                ssl_mode: Default::default(),
-                ca_secret_ref: None,
-            }),
-            file: None,
-        };
-        let m = model(spec, None);
-        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
-        let c = container(&job);
-        let args = c.args.clone().unwrap().join(" ");
-        assert!(
-            args.starts_with(
-                "train --source postgres --pg-host db.ml.svc --pg-port 5433 --pg-database shop \
-                 --pg-user reader --pg-query SELECT user_id, item_id, rating FROM ratings --out"
+            (
+                spec.completion_mode.as_deref(),
+                spec.completions,
+                spec.parallelism
             ),
-            "{args}"
+            (Some("Indexed"), Some(4), Some(2))
         );
-        let env = &c.env.as_ref().unwrap()[0];
-        assert_eq!(env.name, "PGPASSWORD");
-        let secret = env
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
         assert_eq!(
-            (secret.name.as_str(), secret.key.as_str()),
-            ("shop-db", "pw")
+            job.metadata.labels.as_ref().unwrap()["recommender.dev/trial"],
+            "1"
+        );
+        assert_eq!(job.metadata.annotations, None);
+        assert_eq!(pod(&job).node_selector.as_ref().unwrap()["pool"], "batch");
+        assert_eq!(
+            container(&job).termination_message_policy.as_deref(),
+            Some("File")
         );
     }
 }

@@ -1,6 +1,7 @@
-//! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run, the
-//! predictor Deployment and Service with its autoscaler and disruption budget, and model store
-//! cleanup Jobs. Pure builders; the apply stage applies them.
+//! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run,
+//! forward-evaluation Jobs, model store cleanup Jobs (all from one Job builder), and the
+//! predictor Deployment and Service with its autoscaler and disruption budget. Pure builders; the
+//! apply stage applies them.
 
 mod autoscaling;
 mod cleanup;
@@ -8,13 +9,16 @@ mod evaluation;
 mod job;
 mod pod;
 mod predictor;
+#[cfg(test)]
+pub(crate) mod testing;
+mod trainer;
 
 pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
 pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
-pub use job::{NewRun, challenge_serving, trainer_args, trainer_job};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
+pub use trainer::{NewRun, challenge_serving, trainer_args, trainer_job};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};
 use crate::labels;

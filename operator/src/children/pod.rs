@@ -1,5 +1,6 @@
-//! What trainer and predictor pods share: a non-root, read-only, capability-free identity,
-//! default resources and the model store volume.
+//! What every pod the operator builds shares (the Jobs' and the predictor's): a non-root,
+//! read-only, capability-free identity, default resources, the model store volume, and the
+//! merge of a resource's pod settings.
 
 use crate::crd::{PodSettings, RecommenderModel};
 use k8s_openapi::api::core::v1::{

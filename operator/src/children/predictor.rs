@@ -195,14 +195,7 @@ mod tests {
             .unwrap();
         assert_eq!(probe.path.as_deref(), Some("/readyz"));
         assert_eq!(probe.port, IntOrString::String("http".into()));
-        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, Some(true));
-        assert_eq!(
-            c.security_context
-                .as_ref()
-                .unwrap()
-                .read_only_root_filesystem,
-            Some(true)
-        );
+        crate::children::testing::assert_locked_down(c, true);
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert!(
             d.metadata

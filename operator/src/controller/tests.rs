@@ -3,17 +3,34 @@
 
 use super::*;
 use crate::children;
-use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus, RunTrigger};
+use crate::crd::{ActiveRun, RecommenderModelSpec, RecommenderModelStatus, RunLedger, RunTrigger};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
+use std::sync::LazyLock;
 use tower_test::mock::{self, Handle, SendResponse};
 
 const NS: &str = "ml";
 const APPLY: &str = "?&force=true&fieldManager=recommender-operator";
+const JOBS: &str =
+    "/apis/batch/v1/namespaces/ml/jobs?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
+const PODS: &str = "/api/v1/namespaces/ml/pods?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/movies-predictor";
+const SERVICE: &str = "/api/v1/namespaces/ml/services/movies-predictor";
+const HPA: &str = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/movies-predictor";
+const PDB: &str = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor";
+const MODEL: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies";
+const STATUS: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies/status";
 
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+/// `minutes` before the test started, as the status writes times. The controller reads the real
+/// clock, so the fixtures' times follow it (a fixed date would, as days pass, make the models
+/// stale and the tests start runs they do not expect).
+fn minutes_ago(minutes: i64) -> String {
+    static START: LazyLock<jiff::Timestamp> =
+        LazyLock::new(|| crate::time::whole(jiff::Timestamp::now()));
+    (*START - jiff::SignedDuration::from_mins(minutes)).to_string()
+}
 
 fn model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
     let spec: RecommenderModelSpec = serde_yaml::from_str(
@@ -28,7 +45,7 @@ fn model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
     m
 }
 
-fn context() -> (Arc<Context>, ApiHandle) {
+fn context() -> (Arc<Context>, Server) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let defaults = Defaults {
@@ -39,34 +56,146 @@ fn context() -> (Arc<Context>, ApiHandle) {
     let metrics = Arc::new(Metrics::new().unwrap());
     (
         Arc::new(Context::new(client, metrics, defaults, Some("test".into()))),
-        handle,
+        Server(handle),
     )
 }
 
-/// Waits for the next request, checks its method and URI, and returns its JSON body.
-async fn expect(
-    handle: &mut ApiHandle,
-    method: Method,
-    uri: &str,
-) -> (Value, SendResponse<Response<Body>>) {
-    let (request, send) = handle.next_request().await.unwrap_or_else(|| {
-        panic!("expected {method} {uri}, but the controller made no more requests")
-    });
-    assert_eq!(
-        (request.method(), request.uri().to_string().as_str()),
-        (&method, uri),
-        "unexpected request"
-    );
-    let bytes = request.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (body, send)
+type Answer = SendResponse<Response<Body>>;
+
+/// The API server's side of the mock: each method waits for the next request, checks it is the
+/// one expected and answers it.
+struct Server(Handle<Request<Body>, Response<Body>>);
+
+impl Server {
+    /// The next request, which must be `method uri`, with its JSON body.
+    async fn expect(&mut self, method: Method, uri: &str) -> (Value, Answer) {
+        let (request, send) = self.0.next_request().await.unwrap_or_else(|| {
+            panic!("expected {method} {uri}, but the controller made no more requests")
+        });
+        assert_eq!(
+            (request.method(), request.uri().to_string().as_str()),
+            (&method, uri),
+            "unexpected request"
+        );
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (body, send)
+    }
+
+    /// Every reconcile starts by reading the resource afresh; answered with `model`.
+    async fn fresh_read(&mut self, model: &RecommenderModel) {
+        self.fresh_read_stored(&serde_json::to_value(model).unwrap())
+            .await;
+    }
+
+    /// The fresh read, answered with the object as stored (fields the types no longer write).
+    async fn fresh_read_stored(&mut self, object: &Value) {
+        let (_, send) = self.expect(Method::GET, MODEL).await;
+        respond(send, StatusCode::OK, object);
+    }
+
+    /// The model's Jobs are listed; these exist.
+    async fn jobs(&mut self, jobs: Vec<Value>) {
+        let (_, send) = self.expect(Method::GET, JOBS).await;
+        respond(send, StatusCode::OK, &list("JobList", jobs));
+    }
+
+    /// The pods of runs still to be recorded are listed; these exist.
+    async fn pods(&mut self, pods: Vec<Value>) {
+        let (_, send) = self.expect(Method::GET, PODS).await;
+        respond(send, StatusCode::OK, &list("PodList", pods));
+    }
+
+    /// The predictor Deployment is read; this one exists, or none.
+    async fn deployment(&mut self, existing: Option<Value>) {
+        let (_, send) = self.expect(Method::GET, DEPLOYMENT).await;
+        match existing {
+            Some(deployment) => respond(send, StatusCode::OK, &deployment),
+            None => not_found(send),
+        }
+    }
+
+    /// The reads of a reconcile that finds run 1 of `model` succeeded with a report of
+    /// `(rmse, mae)`, and no predictor yet.
+    async fn finished_run(&mut self, model: &RecommenderModel, (rmse, mae): (f64, f64)) {
+        self.fresh_read(model).await;
+        self.jobs(vec![finished_job()]).await;
+        let pod = trainer_pod("Succeeded", &report_json(rmse, mae));
+        self.pods(vec![pod]).await;
+        self.deployment(None).await;
+    }
+
+    /// A server-side apply to `path`, answered with what was applied; returns it.
+    async fn apply(&mut self, path: &str) -> Value {
+        let (body, send) = self.expect(Method::PATCH, &format!("{path}{APPLY}")).await;
+        respond(send, StatusCode::OK, &body);
+        body
+    }
+
+    /// A server-side apply to `path`, answered with `stored`; returns what was applied.
+    async fn apply_stored(&mut self, path: &str, stored: &Value) -> Value {
+        let (body, send) = self.expect(Method::PATCH, &format!("{path}{APPLY}")).await;
+        respond(send, StatusCode::OK, stored);
+        body
+    }
+
+    /// The status apply, answered with the whole object; returns the status applied.
+    async fn status(&mut self) -> Value {
+        let (patch, send) = self
+            .expect(Method::PATCH, &format!("{STATUS}{APPLY}"))
+            .await;
+        assert_eq!(
+            (&patch["apiVersion"], &patch["kind"]),
+            (
+                &json!("recommender.dev/v1alpha1"),
+                &json!("RecommenderModel")
+            )
+        );
+        let mut object = serde_json::to_value(model(None)).unwrap();
+        object["status"] = patch["status"].clone();
+        respond(send, StatusCode::OK, &object);
+        patch["status"].clone()
+    }
+
+    /// Events with these reasons, in this order.
+    async fn events(&mut self, reasons: &[&str]) {
+        for reason in reasons {
+            let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?");
+            let (body, send) = self.expect(Method::POST, &events).await;
+            assert_eq!(body["reason"], *reason);
+            assert_eq!(body["regarding"]["name"], "movies");
+            respond(send, StatusCode::CREATED, &body);
+        }
+    }
+
+    /// The controller has dropped its client: nothing more will come.
+    async fn no_more(mut self) {
+        if let Some((request, _)) = self.0.next_request().await {
+            panic!(
+                "unexpected extra request {} {}",
+                request.method(),
+                request.uri()
+            );
+        }
+    }
+
+    /// Answers every remaining request as an event, until the controller lets go of the client.
+    async fn drain_events(mut self) {
+        while let Some((request, send)) = self.0.next_request().await {
+            assert_eq!(
+                request.uri().path(),
+                format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+            );
+            respond(send, StatusCode::CREATED, &json!({}));
+        }
+    }
 }
 
-fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
+fn respond(send: Answer, code: StatusCode, body: &Value) {
     send.send_response(
         Response::builder()
             .status(code)
@@ -75,79 +204,56 @@ fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
     );
 }
 
-fn not_found(send: SendResponse<Response<Body>>) {
+fn failure(send: Answer, code: StatusCode, reason: &str) {
     respond(
         send,
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+            "code": code.as_u16(), "message": reason.to_lowercase()}),
     );
 }
 
-/// What the API server returns for a status patch: the whole object with the new status.
-fn respond_with_status(send: SendResponse<Response<Body>>, patch: &Value) {
-    let mut object = serde_json::to_value(model(None)).unwrap();
-    object["status"] = patch["status"].clone();
-    respond(send, StatusCode::OK, &object);
+fn not_found(send: Answer) {
+    failure(send, StatusCode::NOT_FOUND, "NotFound");
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": items})
 }
 
-async fn expect_events(handle: &mut ApiHandle, reasons: &[&str]) {
-    for reason in reasons {
-        let (body, send) = expect(
-            handle,
-            Method::POST,
-            &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?"),
-        )
-        .await;
-        assert_eq!(body["reason"], *reason);
-        assert_eq!(body["regarding"]["name"], "movies");
-        respond(send, StatusCode::CREATED, &body);
-    }
+/// The condition of `type_` in an applied status.
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
-/// The controller has dropped its client: nothing more will come.
-async fn expect_no_more(mut handle: ApiHandle) {
-    if let Some((request, _)) = handle.next_request().await {
-        panic!(
-            "unexpected extra request {} {}",
-            request.method(),
-            request.uri()
-        );
-    }
-}
-
-const JOBS: &str =
-    "/apis/batch/v1/namespaces/ml/jobs?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
-const PODS: &str = "/api/v1/namespaces/ml/pods?&labelSelector=recommender.dev%2Fmodel%3Dmovies";
-const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/movies-predictor";
-const MODEL: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies";
-const STATUS: &str = "/apis/recommender.dev/v1alpha1/namespaces/ml/recommendermodels/movies/status";
-
-/// Every reconcile starts by reading the resource afresh; the server answers with `model`.
-async fn expect_fresh_read(handle: &mut ApiHandle, model: &RecommenderModel) {
-    let (_, send) = expect(handle, Method::GET, MODEL).await;
-    respond(send, StatusCode::OK, &serde_json::to_value(model).unwrap());
+/// Reconciles `model` once while `serve` plays the API server, and returns the action with the
+/// server once the controller has let go of its client.
+async fn reconcile_with<F>(
+    model: RecommenderModel,
+    serve: impl FnOnce(Server) -> F,
+) -> (Action, Server)
+where
+    F: Future<Output = Server> + Send + 'static,
+{
+    let (ctx, server) = context();
+    let verifier = tokio::spawn(serve(server));
+    let action = reconcile(Arc::new(model), ctx.clone()).await.unwrap();
+    drop(ctx);
+    (action, verifier.await.unwrap())
 }
 
 #[tokio::test]
 async fn no_model_creates_the_first_trainer_job() {
-    let (ctx, mut handle) = context();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &model(None)).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(send, StatusCode::OK, &list("JobList", vec![]));
-        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
-        not_found(send);
-
-        let (job, send) = expect(
-            &mut handle,
-            Method::PATCH,
-            &format!("/apis/batch/v1/namespaces/ml/jobs/movies-train-1{APPLY}"),
-        )
-        .await;
+    let (action, server) = reconcile_with(model(None), |mut server| async move {
+        server.fresh_read(&model(None)).await;
+        server.jobs(vec![]).await;
+        server.deployment(None).await;
+        let job = server
+            .apply("/apis/batch/v1/namespaces/ml/jobs/movies-train-1")
+            .await;
         assert_eq!(job["kind"], "Job");
         assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
         assert_eq!(
@@ -161,29 +267,24 @@ async fn no_model_creates_the_first_trainer_job() {
                 .unwrap()
                 .contains(&json!("/models/movies/v1.model"))
         );
-        respond(send, StatusCode::OK, &job);
 
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        assert_eq!(patch["apiVersion"], "recommender.dev/v1alpha1");
-        assert_eq!(patch["kind"], "RecommenderModel");
-        let status = &patch["status"];
+        let status = server.status().await;
         assert_eq!(status["phase"], "Training");
-        assert_eq!(status["lastRun"], 1);
-        assert_eq!(status["activeRun"]["job"], "movies-train-1");
+        assert_eq!(status["runs"]["last"], 1);
+        assert_eq!(status["runs"]["active"]["job"], "movies-train-1");
         assert_eq!(status["observedGeneration"], 1);
-        respond_with_status(send, &patch);
-
-        expect_events(&mut handle, &["TrainingStarted", "NotReady", "NoModel"]).await;
-        handle
-    });
-    let action = reconcile(Arc::new(model(None)), ctx.clone()).await.unwrap();
+        server
+            .events(&["TrainingStarted", "NotReady", "NoModel"])
+            .await;
+        server
+    })
+    .await;
     assert_eq!(
         action,
         Action::await_change(),
         "a running Job wakes us by its watch"
     );
-    drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+    server.no_more().await;
 }
 
 fn finished_job() -> Value {
@@ -194,12 +295,12 @@ fn finished_job() -> Value {
             "ownerReferences": [{"apiVersion": "recommender.dev/v1alpha1", "kind": "RecommenderModel",
                 "name": "movies", "uid": "uid-1", "controller": true}],
             "labels": {"recommender.dev/model": "movies", "recommender.dev/run": "1"},
-            "annotations": {"recommender.dev/trigger": "NoModel", "recommender.dev/started-at": "2026-11-27T11:50:00Z",
+            "annotations": {"recommender.dev/trigger": "NoModel", "recommender.dev/started-at": minutes_ago(10),
                 "recommender.dev/spec-hash": children::training_spec_hash(&model(None).spec)}
         },
         "spec": {"template": {"spec": {"containers": [{"name": "trainer"}]}}},
         "status": {
-            "completionTime": "2026-11-27T11:59:01Z",
+            "completionTime": minutes_ago(1),
             "conditions": [{"type": "Complete", "status": "True"}]
         }
     })
@@ -212,7 +313,7 @@ fn trainer_pod(phase: &str, message: &str) -> Value {
             "labels": {"recommender.dev/model": "movies", "job-name": "movies-train-1"}},
         "status": {"phase": phase, "containerStatuses": [{
             "name": "trainer", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": "2026-11-27T11:59:00Z"}}
+            "state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": minutes_ago(1)}}
         }]}
     })
 }
@@ -225,59 +326,41 @@ fn report_json(rmse: f64, mae: f64) -> String {
             "precisionAt10": 0.5, "recallAt10": 0.4, "ndcgAt10": 0.6},
         "data": {"rows": 100000, "users": 943, "items": 1682, "contentHash": "ab", "skipped": 0},
         "durations": {"loadSeconds": 1.0, "cvSeconds": 5.0, "fitSeconds": 2.0, "totalSeconds": 8.0},
-        "finishedAt": "2026-11-27T11:59:00Z"
+        "finishedAt": minutes_ago(1)
     })
     .to_string()
 }
 
 fn training_status() -> RecommenderModelStatus {
     RecommenderModelStatus {
-        last_run: 1,
-        active_run: Some(ActiveRun {
-            run: 1,
-            job: "movies-train-1".into(),
-            trigger: RunTrigger::NoModel,
-            started_at: "2026-11-27T11:50:00Z".parse().unwrap(),
-            spec_hash: children::training_spec_hash(&model(None).spec),
-        }),
+        runs: RunLedger {
+            last: 1,
+            active: Some(ActiveRun {
+                run: 1,
+                job: "movies-train-1".into(),
+                trigger: RunTrigger::NoModel,
+                started_at: minutes_ago(10).parse().unwrap(),
+                spec_hash: children::training_spec_hash(&model(None).spec),
+            }),
+            ..RunLedger::default()
+        },
         ..RecommenderModelStatus::default()
     }
 }
 
 #[tokio::test]
 async fn succeeded_job_is_promoted_and_served() {
-    let (ctx, mut handle) = context();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &model(Some(training_status()))).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
-        let (_, send) = expect(&mut handle, Method::GET, PODS).await;
-        respond(
-            send,
-            StatusCode::OK,
-            &list(
-                "PodList",
-                vec![trainer_pod("Succeeded", &report_json(0.9387, 0.7403))],
-            ),
-        );
-        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
-        not_found(send);
+    let training = model(Some(training_status()));
+    let (action, server) = reconcile_with(training.clone(), |mut server| async move {
+        server.finished_run(&training, (0.9387, 0.7403)).await;
 
-        let (service, send) = expect(
-            &mut handle,
-            Method::PATCH,
-            &format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}"),
-        )
-        .await;
+        let service = server.apply(SERVICE).await;
         assert_eq!(service["spec"]["ports"][0]["port"], 8080);
         assert_eq!(
             service["spec"]["selector"]["recommender.dev/model"],
             "movies"
         );
-        respond(send, StatusCode::OK, &service);
-
-        let (deployment, send) =
-            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        let deployment = server.apply(DEPLOYMENT).await;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["image"], "local/recommender-predictor:test");
         assert_eq!(
@@ -293,65 +376,37 @@ async fn succeeded_job_is_promoted_and_served() {
             deployment["spec"]["template"]["metadata"]["labels"]["recommender.dev/version"],
             "v1"
         );
-        respond(send, StatusCode::OK, &deployment);
 
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        let status = &patch["status"];
+        let status = server.status().await;
         assert_eq!(status["serving"]["version"], "v1");
         assert_eq!(status["serving"]["metrics"]["rmse"], 0.9387);
         assert_eq!(status["history"][0]["outcome"], "Succeeded");
-        assert_eq!(status["lastCompletedRun"], 1);
-        assert!(status.get("activeRun").is_none());
-        let promoted = status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Promoted")
-            .unwrap();
+        assert_eq!(status["runs"]["lastCompleted"], 1);
+        assert!(status["runs"].get("active").is_none());
+        let promoted = condition(&status, "Promoted");
         assert_eq!(
             (promoted["status"].as_str(), promoted["reason"].as_str()),
             (Some("True"), Some("Promoted"))
         );
-        respond_with_status(send, &patch);
-
-        expect_events(&mut handle, &["Promoted", "NotReady", "RollingOut"]).await;
-        handle
-    });
-    let action = reconcile(Arc::new(model(Some(training_status()))), ctx.clone())
-        .await
-        .unwrap();
+        server.events(&["Promoted", "NotReady", "RollingOut"]).await;
+        server
+    })
+    .await;
     // v1 turns stale 168h after it was trained: the only timer left.
     assert_ne!(action, Action::await_change());
-    drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+    server.no_more().await;
 }
 
 #[tokio::test]
 async fn rejected_candidate_is_kept_out_with_the_reason() {
-    let (ctx, mut handle) = context();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &model(Some(training_status()))).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(send, StatusCode::OK, &list("JobList", vec![finished_job()]));
-        let (_, send) = expect(&mut handle, Method::GET, PODS).await;
-        respond(
-            send,
-            StatusCode::OK,
-            &list(
-                "PodList",
-                vec![trainer_pod("Succeeded", &report_json(1.0312, 0.7))],
-            ),
-        );
-        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
-        not_found(send);
+    let training = model(Some(training_status()));
+    let (_, server) = reconcile_with(training.clone(), |mut server| async move {
+        server.finished_run(&training, (1.0312, 0.7)).await;
         // No model passed the gate: no Service or Deployment. Nothing serves, so nothing can
         // load the rejected artifact: a cleanup Job deletes it at once.
-        let (job, send) = expect(
-            &mut handle,
-            Method::PATCH,
-            &format!("/apis/batch/v1/namespaces/ml/jobs/movies-cleanup-1{APPLY}"),
-        )
-        .await;
+        let job = server
+            .apply("/apis/batch/v1/namespaces/ml/jobs/movies-cleanup-1")
+            .await;
         assert_eq!(
             job["spec"]["template"]["spec"]["containers"][0]["args"],
             json!(["prune", "--dir", "/models/movies", "--through-run", "1"])
@@ -360,49 +415,32 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
             job["metadata"]["labels"]["app.kubernetes.io/component"],
             "cleanup"
         );
-        respond(send, StatusCode::OK, &job);
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        let status = &patch["status"];
+        let status = server.status().await;
         assert!(status.get("serving").is_none());
-        assert_eq!(status["cleanedThroughRun"], 1);
-        let promoted = status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Promoted")
-            .unwrap();
+        assert_eq!(status["runs"]["cleanedThrough"], 1);
+        let promoted = condition(&status, "Promoted");
         assert_eq!(promoted["reason"], "GateFailed");
         assert_eq!(
             promoted["message"],
             "v1 not promoted: rmse 1.0312 exceeds maxRmse 1.0 by 0.0312"
         );
-        respond_with_status(send, &patch);
-        expect_events(
-            &mut handle,
-            &["GateFailed", "CleanupStarted", "NotReady", "NoModel"],
-        )
-        .await;
-        handle
-    });
-    reconcile(Arc::new(model(Some(training_status()))), ctx.clone())
-        .await
-        .unwrap();
-    drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+        server
+            .events(&["GateFailed", "CleanupStarted", "NotReady", "NoModel"])
+            .await;
+        server
+    })
+    .await;
+    server.no_more().await;
 }
 
 #[tokio::test]
 async fn api_errors_are_returned_with_a_metric_label() {
-    let (ctx, mut handle) = context();
+    let (ctx, mut server) = context();
     let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &model(None)).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(
-            send,
-            StatusCode::CONFLICT,
-            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict"}),
-        );
-        handle
+        server.fresh_read(&model(None)).await;
+        let (_, send) = server.expect(Method::GET, JOBS).await;
+        failure(send, StatusCode::CONFLICT, "Conflict");
+        server
     });
     let m = Arc::new(model(None));
     let err = reconcile(m.clone(), ctx.clone()).await.unwrap_err();
@@ -422,26 +460,26 @@ async fn api_errors_are_returned_with_a_metric_label() {
             .contains(r#"recommender_operator_reconcile_errors_total{error="conflict"} 2"#)
     );
     drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+    verifier.await.unwrap().no_more().await;
 }
 
 #[tokio::test]
 async fn a_deleted_recreated_or_deleting_resource_is_left_alone() {
-    let (ctx, mut handle) = context();
+    let (ctx, mut server) = context();
     let verifier = tokio::spawn(async move {
-        let (_, send) = expect(&mut handle, Method::GET, MODEL).await;
+        let (_, send) = server.expect(Method::GET, MODEL).await;
         not_found(send);
         let mut recreated = model(None);
         recreated.metadata.uid = Some("uid-2".into());
-        expect_fresh_read(&mut handle, &recreated).await;
+        server.fresh_read(&recreated).await;
         // Being deleted in the foreground: its children are going, nothing is re-applied.
         let mut deleting = model(None);
         deleting.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 "2026-11-27T12:00:00Z".parse().unwrap(),
             ));
-        expect_fresh_read(&mut handle, &deleting).await;
-        handle
+        server.fresh_read(&deleting).await;
+        server
     });
     let m = Arc::new(model(None));
     for _ in 0..3 {
@@ -451,59 +489,54 @@ async fn a_deleted_recreated_or_deleting_resource_is_left_alone() {
         );
     }
     drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+    verifier.await.unwrap().no_more().await;
 }
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_without_touching_children() {
     let mut invalid = model(None);
     invalid.spec.freshness.max_age = "7d".into();
-    let (ctx, mut handle) = context();
     let served = invalid.clone();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &served).await;
+    let (action, server) = reconcile_with(invalid, |mut server| async move {
+        server.fresh_read(&served).await;
         // No Job, Pod or Deployment read, nothing applied: straight to the status.
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        let ready = patch["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Ready")
-            .unwrap()
-            .clone();
+        let status = server.status().await;
+        let ready = condition(&status, "Ready");
         assert_eq!(ready["reason"], "InvalidSpec");
         assert_eq!(
             ready["message"],
             "spec.freshness.maxAge: \"7d\" is not a duration such as 168h or 90m"
         );
-        assert_eq!(patch["status"]["phase"], "Failed");
-        respond_with_status(send, &patch);
-        expect_events(&mut handle, &["InvalidSpec"]).await;
-        handle
-    });
-    assert_eq!(
-        reconcile(Arc::new(invalid), ctx.clone()).await.unwrap(),
-        Action::await_change()
-    );
-    drop(ctx);
-    expect_no_more(verifier.await.unwrap()).await;
+        assert_eq!(status["phase"], "Failed");
+        server.events(&["InvalidSpec"]).await;
+        server
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
+    server.no_more().await;
 }
 
-/// A model serving v1 on 3 replicas, at rest, with the given predictor settings.
+/// A model serving v1, at rest, with the given predictor settings.
 fn serving_model(predictor: Value) -> RecommenderModel {
+    let stored = serving_object(predictor, |spec_hash| {
+        json!({"runs": {"last": 1, "lastCompleted": 1, "trainedSpecHash": spec_hash,
+            "lastAttemptStartedAt": minutes_ago(60)}})
+    });
+    serde_json::from_value(stored).unwrap()
+}
+
+/// A model serving v1 as the API server stores it: beside the model, its status has the
+/// `bookkeeping` fields made from the training-spec hash.
+fn serving_object(predictor: Value, bookkeeping: impl Fn(&str) -> Value) -> Value {
     let mut m = model(None);
     m.spec.predictor = serde_json::from_value(predictor).unwrap();
-    let spec_hash = children::training_spec_hash(&m.spec);
-    let status: RecommenderModelStatus = serde_json::from_value(json!({
-        "models": [{"version": "v1", "run": 1, "trainedAt": "2026-11-27T11:00:00Z",
-            "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
-                "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}],
-        "lastRun": 1, "lastCompletedRun": 1, "trainedSpecHash": spec_hash,
-        "lastAttemptStartedAt": "2026-11-27T11:00:00Z",
-    }))
-    .unwrap();
-    m.status = Some(status);
-    m
+    let mut status = bookkeeping(&children::training_spec_hash(&m.spec));
+    status["models"] = json!([{"version": "v1", "run": 1, "trainedAt": minutes_ago(60),
+        "metrics": {"folds": 4, "rmse": 0.94, "mae": 0.74, "rmseStd": 0.0, "maeStd": 0.0,
+            "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}}]);
+    let mut object = serde_json::to_value(m).unwrap();
+    object["status"] = status;
+    object
 }
 
 /// The predictor Deployment as the API server returns it: 3 replicas of v1, all available,
@@ -524,58 +557,38 @@ fn existing_deployment(operator_owns_replicas: bool) -> Value {
     })
 }
 
-/// Answers every remaining request as an event, until the controller lets go of the client.
-async fn drain_events(mut handle: ApiHandle) {
-    while let Some((request, send)) = handle.next_request().await {
-        assert_eq!(
-            request.uri().path(),
-            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
-        );
-        respond(send, StatusCode::CREATED, &json!({}));
-    }
-}
-
 #[tokio::test]
 async fn turning_autoscaling_on_hands_the_replicas_over_before_applying_without_them() {
     let m = serving_model(
         json!({"replicas": 3, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "targetCpuUtilization": 75}}),
     );
-    let (ctx, mut handle) = context();
     let served = m.clone();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &served).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(send, StatusCode::OK, &list("JobList", vec![]));
-        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
-        respond(send, StatusCode::OK, &existing_deployment(true));
-        let service = format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}");
-        let (body, send) = expect(&mut handle, Method::PATCH, &service).await;
-        respond(send, StatusCode::OK, &body);
+    let (_, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read(&served).await;
+        server.jobs(vec![]).await;
+        server.deployment(Some(existing_deployment(true))).await;
+        server.apply(SERVICE).await;
 
         let handover = "?&force=true&fieldManager=recommender-operator-handover";
-        let (held, send) = expect(
-            &mut handle,
-            Method::PATCH,
-            &format!("{DEPLOYMENT}{handover}"),
-        )
-        .await;
+        let (held, send) = server
+            .expect(Method::PATCH, &format!("{DEPLOYMENT}{handover}"))
+            .await;
         assert_eq!(
             held["spec"],
             json!({"replicas": 3}),
             "only the count, at its value"
         );
         respond(send, StatusCode::OK, &existing_deployment(true));
-        let (applied, send) =
-            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        let applied = server
+            .apply_stored(DEPLOYMENT, &existing_deployment(false))
+            .await;
         assert!(
             applied["spec"].get("replicas").is_none(),
             "{}",
             applied["spec"]
         );
-        respond(send, StatusCode::OK, &existing_deployment(false));
 
-        let hpa = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/movies-predictor";
-        let (body, send) = expect(&mut handle, Method::PATCH, &format!("{hpa}{APPLY}")).await;
+        let body = server.apply(HPA).await;
         assert_eq!(body["spec"]["scaleTargetRef"]["name"], "movies-predictor");
         assert_eq!(
             (
@@ -584,57 +597,110 @@ async fn turning_autoscaling_on_hands_the_replicas_over_before_applying_without_
             ),
             (Some(2), Some(5))
         );
-        respond(send, StatusCode::OK, &body);
-        let pdb = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor";
-        let (body, send) = expect(&mut handle, Method::PATCH, &format!("{pdb}{APPLY}")).await;
+        let body = server.apply(PDB).await;
         assert_eq!(body["spec"]["maxUnavailable"], 1);
-        respond(send, StatusCode::OK, &body);
 
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        assert_eq!(patch["status"]["predictor"]["desiredReplicas"], 3);
-        respond_with_status(send, &patch);
-        handle
-    });
-    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
-    drop(ctx);
-    drain_events(verifier.await.unwrap()).await;
+        let status = server.status().await;
+        assert_eq!(status["predictor"]["desiredReplicas"], 3);
+        server
+    })
+    .await;
+    server.drain_events().await;
 }
 
 #[tokio::test]
 async fn turning_autoscaling_off_deletes_the_autoscaler_then_takes_the_replicas_back() {
     let m = serving_model(json!({"replicas": 1}));
-    let (ctx, mut handle) = context();
     let served = m.clone();
-    let verifier = tokio::spawn(async move {
-        expect_fresh_read(&mut handle, &served).await;
-        let (_, send) = expect(&mut handle, Method::GET, JOBS).await;
-        respond(send, StatusCode::OK, &list("JobList", vec![]));
-        let (_, send) = expect(&mut handle, Method::GET, DEPLOYMENT).await;
-        respond(send, StatusCode::OK, &existing_deployment(false));
-        let service = format!("/api/v1/namespaces/ml/services/movies-predictor{APPLY}");
-        let (body, send) = expect(&mut handle, Method::PATCH, &service).await;
-        respond(send, StatusCode::OK, &body);
+    let (_, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read(&served).await;
+        server.jobs(vec![]).await;
+        server.deployment(Some(existing_deployment(false))).await;
+        server.apply(SERVICE).await;
 
-        let hpa = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/movies-predictor?";
-        let (_, send) = expect(&mut handle, Method::DELETE, hpa).await;
+        let (_, send) = server.expect(Method::DELETE, &format!("{HPA}?")).await;
         not_found(send); // already gone: fine
-        let (applied, send) =
-            expect(&mut handle, Method::PATCH, &format!("{DEPLOYMENT}{APPLY}")).await;
+        let applied = server
+            .apply_stored(DEPLOYMENT, &existing_deployment(true))
+            .await;
         assert_eq!(applied["spec"]["replicas"], 1, "taken back, with force");
-        respond(send, StatusCode::OK, &existing_deployment(true));
-        let pdb = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/movies-predictor?";
-        let (_, send) = expect(&mut handle, Method::DELETE, pdb).await;
+        let (_, send) = server.expect(Method::DELETE, &format!("{PDB}?")).await;
         respond(
             send,
             StatusCode::OK,
             &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
         );
+        server.status().await;
+        server
+    })
+    .await;
+    server.drain_events().await;
+}
 
-        let (patch, send) = expect(&mut handle, Method::PATCH, &format!("{STATUS}{APPLY}")).await;
-        respond_with_status(send, &patch);
-        handle
+/// An object whose status an operator version before the ledgers wrote: the bookkeeping is read
+/// from the old top-level fields, and the status apply names none of them (so server-side apply
+/// removes them: this field manager wrote them) and carries the ledgers instead.
+#[tokio::test]
+async fn a_status_from_before_the_ledgers_is_applied_in_the_new_shape() {
+    let stored = serving_object(json!({"replicas": 3}), |spec_hash| {
+        json!({"lastRun": 2, "lastCompletedRun": 2, "cleanedThroughRun": 2,
+            "trainedSpecHash": spec_hash, "lastAttemptStartedAt": minutes_ago(60),
+            "handledRetrainRequest": "monday", "lastEvaluation": 3,
+            "lastEvaluationStartedAt": minutes_ago(30),
+            "lastEvaluationError": "forward evaluation movies-eval-3 failed: no report"})
     });
-    reconcile(Arc::new(m), ctx.clone()).await.unwrap();
-    drop(ctx);
-    drain_events(verifier.await.unwrap()).await;
+    let m: RecommenderModel = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(m.status.as_ref().unwrap().previous.last_run, Some(2));
+    let (_, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read_stored(&stored).await;
+        server.jobs(vec![]).await;
+        server.deployment(Some(existing_deployment(true))).await;
+        server.apply(SERVICE).await;
+        server
+            .apply_stored(DEPLOYMENT, &existing_deployment(true))
+            .await;
+        server.apply(PDB).await;
+
+        let status = server.status().await;
+        assert_eq!(
+            (&status["runs"], &status["evaluations"]),
+            (
+                &json!({"last": 2, "lastCompleted": 2, "cleanedThrough": 2,
+                    "trainedSpecHash": children::training_spec_hash(&model(None).spec),
+                    "lastAttemptStartedAt": minutes_ago(60), "consecutiveFailures": 0,
+                    "handledRetrainRequest": "monday"}),
+                &json!({"last": 3, "lastStartedAt": minutes_ago(30),
+                    "lastError": "forward evaluation movies-eval-3 failed: no report"})
+            )
+        );
+        let mut keys: Vec<&str> = status
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "address",
+                "conditions",
+                "evaluations",
+                "history",
+                "models",
+                "observedGeneration",
+                "phase",
+                "predictor",
+                "runCounts",
+                "runs",
+                "serving",
+                "stale",
+                "url"
+            ],
+            "the user-facing fields and the two ledgers, nothing of the old shape"
+        );
+        server
+    })
+    .await;
+    server.drain_events().await;
 }

@@ -20,6 +20,8 @@ pub enum Phase {
     Suspended,
 }
 
+/// What a person (and `kubectl get`) reads at the top; the controller's own bookkeeping is in
+/// the two ledgers, `runs` and `evaluations`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RecommenderModelStatus {
@@ -38,25 +40,91 @@ pub struct RecommenderModelStatus {
     /// Promoted models, oldest first, bounded: what `pinnedVersion` can name.
     #[serde(default)]
     pub models: Vec<ModelRecord>,
-    /// The training run in flight, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_run: Option<ActiveRun>,
     /// Recent training runs, oldest first, bounded.
     #[serde(default)]
     pub history: Vec<RunRecord>,
     /// Finished runs by outcome since creation.
     #[serde(default)]
     pub run_counts: RunCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PredictorStatus>,
+    /// How the serving version does in production, over all its replicas (written by the
+    /// operator's collector on its own interval, with its own field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineStatus>,
+    /// The predictor Service's in-cluster URL, once a model serves: where to call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The same endpoint as KServe's `status.address` (an Addressable), for tools that read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    /// Ratings newer than the serving model's snapshot, as last counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataStatus>,
+    /// The training runs' ledger: numbering, the run in flight, retries.
+    #[serde(default)]
+    pub runs: RunLedger,
+    /// The forward evaluations' ledger.
+    #[serde(default)]
+    pub evaluations: EvaluationLedger,
+    /// The same bookkeeping where operator versions before the ledgers wrote it: read, never
+    /// written.
+    #[serde(default, flatten, skip_serializing)]
+    pub previous: PreviousLedger,
+}
+
+impl RecommenderModelStatus {
+    /// Moves bookkeeping written by an operator version before the ledgers (top-level
+    /// `lastRun`, `activeRun`, `retryAfter`, ...) into them, where the ledger records nothing
+    /// newer: run numbers take the larger, the rest fills what the ledger leaves unset. The next
+    /// status apply leaves the old fields out, and server-side apply removes them.
+    pub fn adopt_previous(&mut self) {
+        let p = std::mem::take(&mut self.previous);
+        let runs = &mut self.runs;
+        runs.last = runs.last.max(p.last_run.unwrap_or_default());
+        runs.last_completed = runs
+            .last_completed
+            .max(p.last_completed_run.unwrap_or_default());
+        runs.cleaned_through = runs
+            .cleaned_through
+            .max(p.cleaned_through_run.unwrap_or_default());
+        runs.active = runs.active.take().or(p.active_run);
+        runs.trained_spec_hash = runs.trained_spec_hash.take().or(p.trained_spec_hash);
+        runs.last_attempt_started_at = runs.last_attempt_started_at.or(p.last_attempt_started_at);
+        if runs.consecutive_failures == 0 {
+            runs.consecutive_failures = p.consecutive_failures.unwrap_or_default();
+        }
+        runs.retry_after = runs.retry_after.or(p.retry_after);
+        runs.handled_retrain_request = runs
+            .handled_retrain_request
+            .take()
+            .or(p.handled_retrain_request);
+        let evaluations = &mut self.evaluations;
+        evaluations.last = evaluations.last.max(p.last_evaluation.unwrap_or_default());
+        evaluations.active = evaluations.active.take().or(p.active_evaluation);
+        evaluations.last_started_at = evaluations.last_started_at.or(p.last_evaluation_started_at);
+        evaluations.last_error = evaluations.last_error.take().or(p.last_evaluation_error);
+    }
+}
+
+/// The controller's bookkeeping of training runs: enough to number the next run, adopt the one
+/// in flight after a restart, retry with backoff and not retrain what was already tried.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLedger {
     /// Highest run number ever started; the next run is this plus one.
     #[serde(default)]
-    pub last_run: u32,
+    pub last: u32,
     /// Highest run number whose outcome has been recorded.
     #[serde(default)]
-    pub last_completed_run: u32,
+    pub last_completed: u32,
     /// Runs up to this one have had the model store cleaned of what they left outside the
     /// retention window (a cleanup Job started for them).
     #[serde(default)]
-    pub cleaned_through_run: u32,
+    pub cleaned_through: u32,
+    /// The training run in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveRun>,
     /// Training-spec hash of the last run that produced a model (promoted or rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_spec_hash: Option<String>,
@@ -82,27 +150,18 @@ pub struct RecommenderModelStatus {
     /// The last value of the retrain annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_retrain_request: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictor: Option<PredictorStatus>,
-    /// How the serving version does in production, over all its replicas (written by the
-    /// operator's collector on its own interval, with its own field manager).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub online: Option<OnlineStatus>,
-    /// The predictor Service's in-cluster URL, once a model serves: where to call it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// The same endpoint as KServe's `status.address` (an Addressable), for tools that read it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<Address>,
-    /// Ratings newer than the serving model's snapshot, as last counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<DataStatus>,
+}
+
+/// The controller's bookkeeping of forward evaluations.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationLedger {
     /// Highest forward-evaluation number ever started.
     #[serde(default)]
-    pub last_evaluation: u32,
+    pub last: u32,
     /// The forward evaluation in flight, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_evaluation: Option<ActiveEvaluation>,
+    pub active: Option<ActiveEvaluation>,
     /// Start of the last forward evaluation: the next waits `forwardEvaluation.interval`.
     #[serde(
         default,
@@ -110,9 +169,49 @@ pub struct RecommenderModelStatus {
         with = "whole_seconds_opt"
     )]
     #[schemars(with = "Option<Rfc3339>")]
-    pub last_evaluation_started_at: Option<Timestamp>,
+    pub last_started_at: Option<Timestamp>,
     /// Why the last forward evaluation failed; cleared by the next that succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The ledgers' fields where operator versions before them wrote them, at the top of the status.
+/// Still in the schema, so that an object stored by such a version keeps them until this version
+/// has read them ([`RecommenderModelStatus::adopt_previous`]); never written.
+#[derive(JsonSchema, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PreviousLedger {
+    /// Replaced by `runs.last`.
+    pub last_run: Option<u32>,
+    /// Replaced by `runs.lastCompleted`.
+    pub last_completed_run: Option<u32>,
+    /// Replaced by `runs.cleanedThrough`.
+    pub cleaned_through_run: Option<u32>,
+    /// Replaced by `runs.active`.
+    pub active_run: Option<ActiveRun>,
+    /// Replaced by `runs.trainedSpecHash`.
+    pub trained_spec_hash: Option<String>,
+    /// Replaced by `runs.lastAttemptStartedAt`.
+    #[serde(with = "whole_seconds_opt")]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub last_attempt_started_at: Option<Timestamp>,
+    /// Replaced by `runs.consecutiveFailures`.
+    pub consecutive_failures: Option<u32>,
+    /// Replaced by `runs.retryAfter`.
+    #[serde(with = "whole_seconds_opt")]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub retry_after: Option<Timestamp>,
+    /// Replaced by `runs.handledRetrainRequest`.
+    pub handled_retrain_request: Option<String>,
+    /// Replaced by `evaluations.last`.
+    pub last_evaluation: Option<u32>,
+    /// Replaced by `evaluations.active`.
+    pub active_evaluation: Option<ActiveEvaluation>,
+    /// Replaced by `evaluations.lastStartedAt`.
+    #[serde(with = "whole_seconds_opt")]
+    #[schemars(with = "Option<Rfc3339>")]
+    pub last_evaluation_started_at: Option<Timestamp>,
+    /// Replaced by `evaluations.lastError`.
     pub last_evaluation_error: Option<String>,
 }
 
@@ -427,7 +526,8 @@ pub enum RunReason {
 }
 
 impl RunReason {
-    const OWN: [Self; 7] = [
+    /// The operator's own reasons.
+    pub const OWN: [Self; 7] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,
@@ -634,11 +734,113 @@ mod tests {
 
     #[test]
     fn a_malformed_time_in_the_status_is_an_error_not_1970() {
-        let status = serde_json::json!({"retryAfter": "soon"});
-        let err = serde_json::from_value::<RecommenderModelStatus>(status).unwrap_err();
-        assert!(
-            err.to_string().contains("\"soon\" is not an RFC 3339 time"),
-            "{err}"
+        for status in [
+            serde_json::json!({"runs": {"retryAfter": "soon"}}),
+            serde_json::json!({"retryAfter": "soon"}),
+        ] {
+            let err = serde_json::from_value::<RecommenderModelStatus>(status).unwrap_err();
+            assert!(
+                err.to_string().contains("\"soon\" is not an RFC 3339 time"),
+                "{err}"
+            );
+        }
+    }
+
+    /// A status as the operator wrote it before the ledgers (top-level `lastRun`,
+    /// `activeRun`, ...): its bookkeeping moves into them, and writing it again leaves the old
+    /// fields out.
+    #[test]
+    fn a_status_written_before_the_ledgers_is_adopted() {
+        let stored = include_str!("testdata/status-before-ledgers.json");
+        let mut status: RecommenderModelStatus = serde_json::from_str(stored).unwrap();
+        let t = |text: &str| Some(text.parse::<Timestamp>().unwrap());
+        status.adopt_previous();
+        assert_eq!(
+            status.runs,
+            RunLedger {
+                last: 4,
+                last_completed: 3,
+                cleaned_through: 2,
+                active: Some(ActiveRun {
+                    run: 4,
+                    job: "movies-train-4".into(),
+                    trigger: RunTrigger::Requested,
+                    started_at: t("2026-11-27T11:50:00Z").unwrap(),
+                    spec_hash: "0123456789abcdef".into(),
+                }),
+                trained_spec_hash: Some("0123456789abcdef".into()),
+                last_attempt_started_at: t("2026-11-27T09:50:00Z"),
+                consecutive_failures: 1,
+                retry_after: t("2026-11-27T11:01:30Z"),
+                handled_retrain_request: Some("2026-11-27T11:45".into()),
+            }
         );
+        assert_eq!(
+            status.evaluations,
+            EvaluationLedger {
+                last: 5,
+                active: Some(ActiveEvaluation {
+                    number: 5,
+                    job: "movies-eval-5".into(),
+                    version: "v2".into(),
+                    since: 893_286_638,
+                    started_at: t("2026-11-27T11:40:00Z").unwrap(),
+                }),
+                last_started_at: t("2026-11-27T11:40:00Z"),
+                last_error: Some(
+                    "forward evaluation movies-eval-4 failed: DeadlineExceeded".into()
+                ),
+            }
+        );
+        assert_eq!(status.previous, PreviousLedger::default());
+        assert_eq!((status.history.len(), status.run_counts.failed), (2, 2));
+
+        let written = serde_json::to_value(&status).unwrap();
+        let before: serde_json::Value = serde_json::from_str(stored).unwrap();
+        let mut old_keys: Vec<&str> = before
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| written.get(k).is_none())
+            .collect();
+        old_keys.sort();
+        assert_eq!(
+            old_keys,
+            [
+                "activeEvaluation",
+                "activeRun",
+                "cleanedThroughRun",
+                "consecutiveFailures",
+                "handledRetrainRequest",
+                "lastAttemptStartedAt",
+                "lastCompletedRun",
+                "lastEvaluation",
+                "lastEvaluationError",
+                "lastEvaluationStartedAt",
+                "lastRun",
+                "retryAfter",
+                "trainedSpecHash",
+            ],
+            "only the moved fields are left out"
+        );
+        assert_eq!(written["runs"]["last"], 4);
+        let mut again = serde_json::from_value::<RecommenderModelStatus>(written).unwrap();
+        again.adopt_previous();
+        assert_eq!(again, status, "adopting twice changes nothing");
+    }
+
+    /// What the ledger records wins over an old field left beside it; run numbers never go back.
+    #[test]
+    fn the_ledger_wins_over_an_old_field() {
+        let mut status: RecommenderModelStatus = serde_json::from_value(serde_json::json!({
+            "runs": {"last": 7, "lastCompleted": 7, "trainedSpecHash": "new"},
+            "lastRun": 4, "lastCompletedRun": 9, "trainedSpecHash": "old", "consecutiveFailures": 2,
+        }))
+        .unwrap();
+        status.adopt_previous();
+        assert_eq!((status.runs.last, status.runs.last_completed), (7, 9));
+        assert_eq!(status.runs.trained_spec_hash.as_deref(), Some("new"));
+        assert_eq!(status.runs.consecutive_failures, 2);
     }
 }

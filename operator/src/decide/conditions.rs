@@ -1,154 +1,109 @@
-//! The conditions a person (and an alert) reads, the phase that sums them up, and events for the
-//! transitions that matter.
+//! The conditions a person (and an alert) reads, put together: each concern computes its own
+//! (`Serving`, `Training`, `Promoted`, `Stale`, `AccuracyDegraded`); here are the ones about
+//! the workers and the database, `Ready` over them, the phase that sums them up, and events for
+//! the transitions that matter.
 
-use super::PlannedEvent;
-use super::freshness::{self, Freshness};
-use super::runs::RunsSeen;
-use super::scaling;
-use super::serving::{self, Serving};
-use crate::condition::{self as cond, Desired, State};
-use crate::crd::{Phase, RecommenderModelStatus, RunOutcome};
+use super::{PlannedEvent, Said};
+use crate::condition::{
+    self as cond, ConditionType, DatabaseReachableReason, Desired, ReadyReason, State,
+    WorkersHealthyReason,
+};
+use crate::crd::{Phase, RunLedger};
 use crate::observe::{DatabaseProbe, Observed};
-use crate::time;
-use crate::validate::Config;
+use crate::validate::{Config, SourceConfig};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::time::Duration;
 
-pub(super) fn desired(
+/// The conditions the concerns computed.
+pub(super) struct Reported {
+    /// Whether a model serves.
+    pub serves: bool,
+    pub serving: Desired,
+    pub training: Desired,
+    pub promoted: Desired,
+    pub stale: Desired,
+    pub accuracy: Desired,
+    /// Why the running trainer cannot make progress.
+    pub stuck_trainer: Option<String>,
+}
+
+/// The conditions as written, the phase, the events for what changed, and when to probe the
+/// database again.
+pub(super) struct Summary {
+    pub conditions: Vec<Condition>,
+    pub phase: Phase,
+    pub said: Said,
+}
+
+/// Adds the database and workers conditions and `Ready` to what the concerns `reported`, merges
+/// them into the `old` conditions and sums them up; `runs` says whether a run is in flight or
+/// failing.
+pub(super) fn report(
     observed: &Observed,
     config: &Config,
-    status: &RecommenderModelStatus,
-    serving: &Serving,
-    freshness: &Freshness,
-    seen: &RunsSeen,
-) -> Vec<Desired> {
-    let spec = &observed.model.spec;
-    let replicas = scaling::desired_replicas(observed.model, observed.rollout.as_ref());
-    let serving_cond = serving::inference_targets(
-        serving::condition(serving, observed.rollout.as_ref(), replicas),
-        serving,
-        status.online.as_ref(),
-        &serving::Targets {
-            latency: config.latency_objective,
-            max_rmse: spec.promotion.max_rmse,
-        },
-        observed.now,
-    );
+    old: &[Condition],
+    reported: Reported,
+    runs: &RunLedger,
+) -> Summary {
+    let model = observed.model;
+    let serves = reported.serves;
     let database = database(&observed.database);
-    let workers = workers(observed, serving, seen);
-    let ready = ready(&[&serving_cond, &database, &workers]);
-    vec![
+    let workers = workers(observed, serves, reported.stuck_trainer);
+    let ready = ready(&[&reported.serving, &database, &workers]);
+    let is_ready = ready.status == State::True;
+    let desired = [
         ready,
-        serving_cond,
-        training(observed, status),
-        promoted(status),
-        freshness::condition(serving.model.as_ref(), freshness, &spec.freshness.max_age),
+        reported.serving,
+        reported.training,
+        reported.promoted,
+        reported.stale,
         database,
         workers,
-    ]
-}
-
-fn training(observed: &Observed, status: &RecommenderModelStatus) -> Desired {
-    if let Some(active) = &status.active_run {
-        return Desired::new(
-            cond::TRAINING,
-            State::True,
-            "Running",
-            format!(
-                "run {} ({}) started at {} ({})",
-                active.run, active.job, active.started_at, active.trigger
-            ),
-        );
-    }
-    if observed.model.spec.suspend {
-        return Desired::new(
-            cond::TRAINING,
-            State::False,
-            "Suspended",
-            "spec.suspend is true",
-        );
-    }
-    match status.retry_after.filter(|at| *at > observed.now) {
-        Some(at) => {
-            let last = status
-                .history
-                .iter()
-                .rev()
-                .find(|r| r.outcome == RunOutcome::Failed)
-                .map(|r| format!(", the last ({}) {}: {}", r.version, r.reason, r.message))
-                .unwrap_or_default();
-            Desired::new(
-                cond::TRAINING,
-                State::False,
-                "BackingOff",
-                format!(
-                    "{} consecutive failed run(s){last}; next attempt not before {}",
-                    status.consecutive_failures,
-                    time::whole(at)
-                ),
-            )
-        }
-        None => Desired::new(
-            cond::TRAINING,
-            State::False,
-            "Idle",
-            "no training run in progress",
-        ),
-    }
-}
-
-fn promoted(status: &RecommenderModelStatus) -> Desired {
-    let Some(last) = status.history.last() else {
-        return Desired::new(
-            cond::PROMOTED,
-            State::Unknown,
-            "NoCandidate",
-            "no training run has finished yet",
-        );
+        reported.accuracy,
+    ];
+    let mut said = Said {
+        events: transition_events(old, &desired),
+        ..Said::default()
     };
-    let (state, reason) = match last.outcome {
-        RunOutcome::Succeeded => (State::True, "Promoted".to_string()),
-        RunOutcome::Rejected => (State::False, last.reason.to_string()),
-        RunOutcome::Failed => (State::False, "TrainingFailed".to_string()),
-    };
-    Desired::new(cond::PROMOTED, state, reason, last.message.clone())
+    // The probe runs on its interval whatever else happens.
+    if let (DatabaseProbe::Reachable | DatabaseProbe::Unreachable(_), SourceConfig::Postgres(pg)) =
+        (&observed.database, &config.source)
+    {
+        said.wake
+            .after(Duration::from_secs(pg.probe_interval_seconds.into()));
+    }
+    Summary {
+        conditions: cond::merge(old, &desired, observed.now, model.metadata.generation),
+        phase: phase(model.spec.suspend, runs, serves, is_ready),
+        said,
+    }
 }
 
 fn database(probe: &DatabaseProbe) -> Desired {
     match probe {
         DatabaseProbe::NotUsed => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::FileSource,
             State::True,
-            "FileSource",
             "the ratings come from a file on the model store",
         ),
         DatabaseProbe::Reachable => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::Reachable,
             State::True,
-            "Reachable",
             "SELECT 1 succeeded",
         ),
         DatabaseProbe::Unreachable(why) => Desired::new(
-            cond::DATABASE_REACHABLE,
+            DatabaseReachableReason::Unreachable,
             State::False,
-            "Unreachable",
             why.clone(),
         ),
     }
 }
 
-fn workers(observed: &Observed, serving: &Serving, seen: &RunsSeen) -> Desired {
-    let rollout = observed
-        .rollout
-        .as_ref()
-        .filter(|_| serving.model.is_some());
-    if let Some(why) = &seen.stuck_trainer {
-        return Desired::new(
-            cond::WORKERS_HEALTHY,
-            State::False,
-            "TrainerPodStuck",
-            why.clone(),
-        );
+fn workers(observed: &Observed, serves: bool, stuck_trainer: Option<String>) -> Desired {
+    if let Some(why) = stuck_trainer {
+        return Desired::new(WorkersHealthyReason::TrainerPodStuck, State::False, why);
     }
+    let rollout = observed.rollout.as_ref().filter(|_| serves);
     let replicas = rollout.map(|r| {
         format!(
             "{} of {} predictor replicas available",
@@ -157,15 +112,13 @@ fn workers(observed: &Observed, serving: &Serving, seen: &RunsSeen) -> Desired {
     });
     match (rollout, replicas) {
         (Some(r), Some(text)) if r.available < r.desired => Desired::new(
-            cond::WORKERS_HEALTHY,
+            WorkersHealthyReason::PredictorReplicasShort,
             State::False,
-            "PredictorReplicasShort",
             text,
         ),
         (_, replicas) => Desired::new(
-            cond::WORKERS_HEALTHY,
+            WorkersHealthyReason::Healthy,
             State::True,
-            "Healthy",
             replicas.unwrap_or_else(|| "no worker reports a problem".into()),
         ),
     }
@@ -176,57 +129,62 @@ fn ready(parts: &[&Desired]) -> Desired {
     let failing: Vec<String> = parts
         .iter()
         .filter(|c| c.status != State::True)
-        .map(|c| format!("{} is {} ({})", c.type_, c.status.as_str(), c.reason))
+        .map(|c| format!("{} is {} ({})", c.type_(), c.status, c.reason))
         .collect();
     if failing.is_empty() {
         Desired::new(
-            cond::READY,
+            ReadyReason::Ready,
             State::True,
-            "Ready",
             "serving, database reachable, workers healthy",
         )
     } else {
-        Desired::new(cond::READY, State::False, "NotReady", failing.join("; "))
+        Desired::new(ReadyReason::NotReady, State::False, failing.join("; "))
     }
 }
 
-pub(super) fn phase(suspend: bool, status: &RecommenderModelStatus) -> Phase {
+fn phase(suspend: bool, runs: &RunLedger, serves: bool, ready: bool) -> Phase {
     if suspend {
         return Phase::Suspended;
     }
-    if status.active_run.is_some() {
+    if runs.active.is_some() {
         return Phase::Training;
     }
-    match &status.serving {
-        None if status.consecutive_failures > 0 => Phase::Failed,
-        None => Phase::Pending,
-        Some(_) if cond::is_true(&status.conditions, cond::READY) => Phase::Serving,
-        Some(_) => Phase::Degraded,
+    match (serves, ready) {
+        (false, _) if runs.consecutive_failures > 0 => Phase::Failed,
+        (false, _) => Phase::Pending,
+        (true, true) => Phase::Serving,
+        (true, false) => Phase::Degraded,
     }
+}
+
+/// Whether a change of this condition is published as an event: `Training` and `Promoted`
+/// changes are announced by the run events.
+pub(super) fn announced(type_: ConditionType) -> bool {
+    !matches!(type_, ConditionType::Training | ConditionType::Promoted)
 }
 
 /// Events for condition changes not already announced by a run event.
 pub(super) fn transition_events(old: &[Condition], new: &[Desired]) -> Vec<PlannedEvent> {
     new.iter()
-        .filter(|c| c.type_ != cond::TRAINING && c.type_ != cond::PROMOTED)
+        .filter(|c| announced(c.type_()))
         .filter(|c| {
-            cond::find(old, c.type_)
-                .is_none_or(|o| o.status != c.status.as_str() || o.reason != c.reason)
+            cond::find(old, c.type_())
+                .is_none_or(|o| o.status != c.status.as_str() || o.reason != c.reason.as_str())
         })
         .filter_map(|c| {
-            let bad = match c.type_ {
-                cond::STALE | cond::ACCURACY_DEGRADED => c.status == State::True,
+            let bad = match c.type_() {
+                ConditionType::Stale | ConditionType::AccuracyDegraded => c.status == State::True,
                 _ => c.status == State::False,
             };
             // A condition's first appearance is news only when it is bad.
-            (bad || cond::find(old, c.type_).is_some()).then_some((c, bad))
+            (bad || cond::find(old, c.type_()).is_some()).then_some((c, bad))
         })
         .map(|(c, bad)| {
-            let note = format!("{} {}: {}", c.type_, c.status.as_str(), c.message);
+            let note = format!("{} {}: {}", c.type_(), c.status, c.message);
             if bad {
-                PlannedEvent::warning(&c.reason, "Observe", &note)
+                PlannedEvent::warning(c.reason, "Observe", &note)
             } else {
-                PlannedEvent::normal(&c.reason, "Observe", &note)
+                PlannedEvent::normal(c.reason, "Observe", &note)
             }
         })
         .collect()

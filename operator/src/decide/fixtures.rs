@@ -2,10 +2,9 @@
 
 use super::{Plan, decide};
 use crate::children::{self, Defaults};
-use crate::condition as cond;
 use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
-    RunTrigger,
+    RunLedger, RunTrigger,
 };
 use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState};
 use crate::validate::{Config, validate};
@@ -166,10 +165,13 @@ pub fn record(version: &str, run: u32, rmse: f64, trained_at: &str) -> ModelReco
 pub fn serving_status(spec: &RecommenderModelSpec, trained_at: &str) -> RecommenderModelStatus {
     RecommenderModelStatus {
         models: vec![record("v1", 1, 0.94, trained_at)],
-        last_run: 1,
-        last_completed_run: 1,
-        trained_spec_hash: Some(children::training_spec_hash(spec)),
-        last_attempt_started_at: Some(at(trained_at)),
+        runs: RunLedger {
+            last: 1,
+            last_completed: 1,
+            trained_spec_hash: Some(children::training_spec_hash(spec)),
+            last_attempt_started_at: Some(at(trained_at)),
+            ..RunLedger::default()
+        },
         ..RecommenderModelStatus::default()
     }
 }
@@ -213,7 +215,11 @@ pub fn decide_for(
 }
 
 pub fn condition<'a>(plan: &'a Plan, type_: &str) -> &'a Condition {
-    cond::find(&plan.status.conditions, type_).unwrap_or_else(|| panic!("no {type_} condition"))
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 pub fn job_name(plan: &Plan) -> Option<String> {

@@ -2,15 +2,16 @@
 //! moment (a timer is set for it), or once `maxNewRatings` ratings arrived after its snapshot
 //! (`NewData`, from the operator's count).
 
-use super::Draft;
+use super::Said;
 use super::forward::NewData;
-use crate::condition::{self as cond, Desired, State};
-use crate::crd::ModelRecord;
+use crate::condition::{Desired, StaleReason, State};
+use crate::crd::{ModelRecord, RunTrigger};
 use crate::time;
+use crate::validate::Config;
 use jiff::Timestamp;
-use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Whether the serving model is stale, since when, and why.
+#[derive(Debug)]
 pub(super) struct Freshness {
     /// When the serving model turns stale; `None` when nothing serves.
     pub stale_at: Option<Timestamp>,
@@ -19,96 +20,102 @@ pub(super) struct Freshness {
     pub old_at: Option<Timestamp>,
     /// The new ratings past `maxNewRatings`, if they are.
     pub new_data: Option<NewData>,
-    /// When the forward evaluation found it degraded (and that should retrain).
-    pub degraded_at: Option<Timestamp>,
+    /// The `Stale` condition.
+    pub condition: Desired,
+    /// A timer for the moment it turns stale.
+    pub said: Said,
 }
 
 impl Freshness {
     /// Why a stale model retrains: new data when that came first.
-    pub fn trigger(&self) -> crate::crd::RunTrigger {
-        match (self.new_data, self.old_at) {
-            (Some(n), Some(old)) if n.since < old => crate::crd::RunTrigger::NewData,
-            (Some(_), None) => crate::crd::RunTrigger::NewData,
-            _ => crate::crd::RunTrigger::Stale,
-        }
+    pub fn trigger(&self) -> RunTrigger {
+        trigger(self.new_data, self.old_at)
     }
 }
 
+fn trigger(new_data: Option<NewData>, old_at: Option<Timestamp>) -> RunTrigger {
+    match (new_data, old_at) {
+        (Some(n), Some(old)) if n.since < old => RunTrigger::NewData,
+        (Some(_), None) => RunTrigger::NewData,
+        _ => RunTrigger::Stale,
+    }
+}
+
+/// How fresh `serving` is at `now`: older than `maxAge` (`max_age` as the user wrote it), or
+/// behind on `new_data`.
 pub(super) fn assess(
     serving: Option<&ModelRecord>,
-    max_age: Duration,
+    config: &Config,
+    max_age: &str,
     new_data: Option<NewData>,
-    d: &mut Draft,
+    now: Timestamp,
 ) -> Freshness {
-    let old_at = serving.map(|m| time::add(m.trained_at, max_age));
+    let old_at = serving.map(|m| time::add(m.trained_at, config.max_age));
     let new_data = new_data.filter(|_| serving.is_some());
     let stale_at = match (old_at, new_data) {
         (Some(old), Some(n)) => Some(old.min(n.since)),
         (old, _) => old,
     };
-    let stale = stale_at.is_some_and(|at| at <= d.now);
+    let stale = stale_at.is_some_and(|at| at <= now);
+    let mut said = Said::default();
     if let Some(at) = stale_at
         && !stale
     {
-        d.wake.at(d.now, at);
+        said.wake.at(now, at);
     }
-    d.status.stale = stale;
+    let condition = condition(serving, stale, old_at, new_data, max_age);
     Freshness {
         stale_at,
         stale,
         old_at,
         new_data,
-        degraded_at: None,
+        condition,
+        said,
     }
 }
 
-/// The `Stale` condition; `max_age` as the user wrote it.
-pub(super) fn condition(
+/// The `Stale` condition.
+fn condition(
     serving: Option<&ModelRecord>,
-    freshness: &Freshness,
+    stale: bool,
+    old_at: Option<Timestamp>,
+    new_data: Option<NewData>,
     max_age: &str,
 ) -> Desired {
-    if let (Some(m), Some(n)) = (serving, freshness.new_data)
-        && freshness.stale
-        && freshness.trigger() == crate::crd::RunTrigger::NewData
+    if let (Some(m), Some(n)) = (serving, new_data)
+        && stale
+        && trigger(new_data, old_at) == RunTrigger::NewData
     {
         return Desired::new(
-            cond::STALE,
+            StaleReason::NewData,
             State::True,
-            "NewData",
             format!(
                 "{} ratings arrived after {}'s snapshot, at least maxNewRatings ({}) since {}",
                 n.ratings, m.version, n.threshold, n.since
             ),
         );
     }
-    match (serving, freshness.old_at) {
-        (Some(m), Some(_)) if freshness.stale => Desired::new(
-            cond::STALE,
+    match (serving, old_at) {
+        (Some(m), Some(_)) if stale => Desired::new(
+            StaleReason::MaxAgeExceeded,
             State::True,
-            "MaxAgeExceeded",
             format!(
                 "{} was trained at {} and is older than maxAge {max_age}",
                 m.version, m.trained_at
             ),
         ),
         (Some(m), Some(at)) => Desired::new(
-            cond::STALE,
+            StaleReason::Fresh,
             State::False,
-            "Fresh",
             format!("{} turns stale at {}", m.version, time::whole(at)),
         ),
-        _ => Desired::new(
-            cond::STALE,
-            State::Unknown,
-            "NoModel",
-            "no model is serving",
-        ),
+        _ => Desired::new(StaleReason::NoModel, State::Unknown, "no model is serving"),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::crd::RunTrigger;
     use crate::decide::fixtures::*;
     use std::time::Duration;
 
@@ -153,8 +160,8 @@ mod tests {
         );
         let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
         assert_eq!(
-            plan.status.active_run.as_ref().unwrap().trigger,
-            crate::crd::RunTrigger::Stale
+            plan.status.runs.active.as_ref().unwrap().trigger,
+            RunTrigger::Stale
         );
         assert_eq!(job_name(&plan).as_deref(), Some("movies-train-2"));
         assert!(
@@ -165,7 +172,7 @@ mod tests {
 
         // An attempt after the model turned stale was rejected: no new attempt in a loop.
         let mut status = serving_status(&spec, "2026-11-27T10:00:00Z");
-        status.last_attempt_started_at = Some(at("2026-11-27T11:30:00Z"));
+        status.runs.last_attempt_started_at = Some(at("2026-11-27T11:30:00Z"));
         let m = model(spec.clone(), Some(status));
         let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
         assert!(plan.start_job.is_none());

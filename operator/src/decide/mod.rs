@@ -1,7 +1,8 @@
 //! The decide stage: a pure function from what is observed (the resource, its training runs,
 //! its predictor rollout, the database probe, the clock) and the validated spec to what should be
 //! (children to apply, the new status, events, when to look again). No client, so every decision
-//! is a unit test. Each concern has its own module, with its tests next to it.
+//! is a unit test. Each concern has its own module, with its tests next to it, and each of its
+//! steps is given the parts of the status it writes and returns what it decided.
 
 mod conditions;
 mod forward;
@@ -23,11 +24,11 @@ pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
 
 use crate::children::{self, Defaults};
-use crate::condition::{self, Desired, State};
+use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
 use crate::crd::{Phase, RecommenderModel, RecommenderModelStatus, RunRecord};
-use crate::observe::{DatabaseProbe, Observed};
+use crate::observe::Observed;
 use crate::time;
-use crate::validate::{Config, Invalid, SourceConfig};
+use crate::validate::{Config, Invalid};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -35,30 +36,94 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::EventType;
 use std::time::Duration;
 
+crate::condition::words! {
+    /// The reason of an event about something the decision did or recorded (a changed condition
+    /// is published under its own reason instead).
+    pub enum Decided {
+        TrainingStarted,
+        TrainingFailed,
+        Promoted,
+        /// A candidate missed a threshold of the gate.
+        GateFailed,
+        /// A candidate did not beat the serving model under `mustBeatServing`.
+        NotBetter,
+        ForwardEvaluationStarted,
+        ForwardEvaluated,
+        ForwardEvaluationFailed,
+        CleanupStarted,
+    }
+}
+
+/// Why an event was published: something decided, or a condition that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    Decided(Decided),
+    Condition(Reason),
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decided(d) => d.as_str(),
+            Self::Condition(r) => r.as_str(),
+        }
+    }
+}
+
+impl From<Decided> for EventReason {
+    fn from(decided: Decided) -> Self {
+        Self::Decided(decided)
+    }
+}
+
+impl From<Reason> for EventReason {
+    fn from(reason: Reason) -> Self {
+        Self::Condition(reason)
+    }
+}
+
+/// Compares the word as published.
+impl PartialEq<&str> for EventReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Every reason an event of the operator can carry.
+pub fn event_reasons() -> Vec<EventReason> {
+    let decided = Decided::ALL.iter().map(|d| EventReason::from(*d));
+    let changed = ConditionType::ALL
+        .iter()
+        .filter(|t| conditions::announced(**t))
+        .flat_map(|t| t.reasons())
+        .map(EventReason::from);
+    decided.chain(changed).collect()
+}
+
 /// An event to publish about the resource (kube's `Event` minus the parts the decision does
 /// not choose, and comparable in tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedEvent {
     pub type_: EventType,
-    pub reason: String,
-    pub action: String,
+    pub reason: EventReason,
+    pub action: &'static str,
     pub note: String,
 }
 
 impl PlannedEvent {
-    pub fn normal(reason: &str, action: &str, note: &str) -> Self {
-        Self::new(EventType::Normal, reason, action, note)
+    pub fn normal(reason: impl Into<EventReason>, action: &'static str, note: &str) -> Self {
+        Self::new(EventType::Normal, reason.into(), action, note)
     }
 
-    pub fn warning(reason: &str, action: &str, note: &str) -> Self {
-        Self::new(EventType::Warning, reason, action, note)
+    pub fn warning(reason: impl Into<EventReason>, action: &'static str, note: &str) -> Self {
+        Self::new(EventType::Warning, reason.into(), action, note)
     }
 
-    fn new(type_: EventType, reason: &str, action: &str, note: &str) -> Self {
+    fn new(type_: EventType, reason: EventReason, action: &'static str, note: &str) -> Self {
         Self {
             type_,
-            reason: reason.into(),
-            action: action.into(),
+            reason,
+            action,
             note: note.into(),
         }
     }
@@ -85,17 +150,30 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
-/// The status being written, and what the decision has to say about it so far.
-struct Draft {
-    now: Timestamp,
-    status: RecommenderModelStatus,
+/// What a step has to say beside the part of the status it writes: events, and when the clock
+/// alone would change its decision.
+#[derive(Debug, Default)]
+struct Said {
     events: Vec<PlannedEvent>,
-    finished: Vec<RunRecord>,
     wake: Wake,
 }
 
+impl Said {
+    fn event(&mut self, event: PlannedEvent) {
+        self.events.push(event);
+    }
+
+    /// Appends what a later step said.
+    fn and(&mut self, later: Said) {
+        self.events.extend(later.events);
+        if let Some(delay) = later.wake.soonest {
+            self.wake.after(delay);
+        }
+    }
+}
+
 /// Collects the soonest moment a decision would change by the clock alone.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Wake {
     soonest: Option<Duration>,
 }
@@ -112,85 +190,111 @@ impl Wake {
     }
 }
 
+/// Each step gets the parts of the status it writes (`&mut`) and what it reads, and returns what
+/// it decided; their order is the data flow: what happened is recorded before the serving model
+/// is chosen, and what to start follows from the model chosen.
 pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan {
     let model = observed.model;
     let old = model.status.clone().unwrap_or_default();
-    let mut draft = Draft {
-        now: observed.now,
-        status: old.clone(),
-        events: Vec::new(),
-        finished: Vec::new(),
-        wake: Wake::default(),
-    };
+    let mut status = old.clone();
     let spec_hash = children::training_spec_hash(&model.spec);
+    let (recorded, mut said) = record(observed, config, &spec_hash, &mut status);
 
-    forward::record_count(observed, config, &mut draft);
-    let seen = runs::record(observed, &spec_hash, &mut draft);
-    forward::record_evaluations(observed, &mut draft);
-    let pin = model.spec.pinned_version.as_deref();
-    retention::trim(&mut draft.status, model.spec.model_store.keep, pin);
-    let serving = serving::choose(&draft.status, pin);
-    draft.status.serving = serving.model.clone();
-    let new_data = forward::new_data(config, serving.model.as_ref(), draft.status.data.as_ref());
-    let mut freshness =
-        freshness::assess(serving.model.as_ref(), config.max_age, new_data, &mut draft);
-    freshness.degraded_at =
-        forward::degraded_at(config, serving.model.as_ref(), &model.spec.promotion);
-    let start_job = runs::start(
-        observed, config, defaults, &spec_hash, &freshness, &mut draft,
-    );
-    let start_evaluation = forward::start_evaluation(observed, config, defaults, &mut draft);
-    let (deployment, service) = serving::children(model, &serving, defaults);
-    let scaling = match &deployment {
-        Some(_) => scaling::plan(model, observed.rollout.as_ref()),
-        None => ScalingPlan::default(),
-    };
-    draft.status.predictor = serving::predictor_status(model, &serving, observed.rollout.as_ref());
-    let cleanup_job = retention::cleanup(
-        model,
-        &serving,
-        observed.rollout.as_ref(),
-        defaults,
-        &mut draft,
-    );
-    (draft.status.url, draft.status.address) = serving::address(model, &serving, defaults);
-
-    let mut desired =
-        conditions::desired(observed, config, &draft.status, &serving, &freshness, &seen);
-    desired.push(forward::condition(
+    // What should be, for the model that serves now.
+    let online = status.online.as_ref();
+    let served = serving::plan(observed, config, defaults, &status.models, online);
+    status.serving = served.chosen.model.clone();
+    (status.predictor, status.url, status.address) = (served.predictor, served.url, served.address);
+    let serving = status.serving.as_ref();
+    let data = status.data.as_ref();
+    let forward = forward::plan(
+        observed,
         config,
-        serving.model.as_ref(),
-        &model.spec.promotion,
-        draft.status.last_evaluation_error.as_deref(),
-    ));
-    let generation = model.metadata.generation;
-    draft.status.conditions = condition::merge(&old.conditions, &desired, draft.now, generation);
-    draft.status.observed_generation = generation;
-    draft.status.phase = conditions::phase(model.spec.suspend, &draft.status);
-    draft
-        .events
-        .extend(conditions::transition_events(&old.conditions, &desired));
+        defaults,
+        serving,
+        data,
+        &mut status.evaluations,
+    );
+    let max_age = &model.spec.freshness.max_age;
+    let freshness = freshness::assess(serving, config, max_age, forward.new_data, observed.now);
+    status.stale = freshness.stale;
+    let reads = runs::Reads {
+        spec_hash: &spec_hash,
+        freshness: &freshness,
+        degraded_at: forward.degraded_at,
+        serving,
+        history: &status.history,
+        models: &status.models,
+    };
+    let started = runs::start(observed, config, defaults, reads, &mut status.runs);
+    let window = retention::Window {
+        history: &status.history,
+        models: &status.models,
+        counts: status.run_counts,
+    };
+    let cleanup = retention::cleanup(observed, &served.chosen, defaults, window, &mut status.runs);
 
-    if let (DatabaseProbe::Reachable | DatabaseProbe::Unreachable(_), SourceConfig::Postgres(pg)) =
-        (&observed.database, &config.source)
-    {
-        draft
-            .wake
-            .after(Duration::from_secs(pg.probe_interval_seconds.into()));
+    let reported = conditions::Reported {
+        serves: status.serving.is_some(),
+        serving: served.condition,
+        training: started.training,
+        promoted: recorded.promoted,
+        stale: freshness.condition,
+        accuracy: forward.condition,
+        stuck_trainer: recorded.stuck_trainer,
+    };
+    let summary = conditions::report(observed, config, &old.conditions, reported, &status.runs);
+    (status.conditions, status.phase) = (summary.conditions, summary.phase);
+    status.observed_generation = model.metadata.generation;
+
+    for later in [
+        freshness.said,
+        started.said,
+        forward.said,
+        cleanup.said,
+        summary.said,
+    ] {
+        said.and(later);
     }
-
     Plan {
-        start_job,
-        start_evaluation,
-        deployment,
-        service,
-        scaling,
-        cleanup_job,
-        status: draft.status,
-        events: draft.events,
-        finished: draft.finished,
-        requeue_after: draft.wake.soonest,
+        start_job: started.job,
+        start_evaluation: forward.job,
+        deployment: served.deployment,
+        service: served.service,
+        scaling: served.scaling,
+        cleanup_job: cleanup.job,
+        status,
+        events: said.events,
+        finished: recorded.finished,
+        requeue_after: said.wake.soonest,
     }
+}
+
+/// What happened since the last look: finished runs (promoting their candidates), then the count
+/// of new ratings and finished evaluations of the model that served until now, and the promoted
+/// models trimmed to the retention window.
+fn record(
+    observed: &Observed,
+    config: &Config,
+    spec_hash: &str,
+    status: &mut RecommenderModelStatus,
+) -> (runs::Recorded, Said) {
+    let book = runs::Book {
+        ledger: &mut status.runs,
+        history: &mut status.history,
+        counts: &mut status.run_counts,
+        models: &mut status.models,
+    };
+    let mut recorded = runs::record(observed, spec_hash, book);
+    let served = status.serving.as_ref();
+    let (data, ledger) = (&mut status.data, &mut status.evaluations);
+    let measured = forward::record(observed, config, served, data, ledger, &mut status.models);
+    let spec = &observed.model.spec;
+    let pin = spec.pinned_version.as_deref();
+    retention::trim(&mut status.models, spec.model_store.keep, pin);
+    let mut said = std::mem::take(&mut recorded.said);
+    said.and(measured);
+    (recorded, said)
 }
 
 /// The plan for a spec that failed validation: nothing is started or changed, what serves keeps
@@ -198,12 +302,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
 pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> Plan {
     let old = model.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let ready = Desired::new(
-        condition::READY,
-        State::False,
-        "InvalidSpec",
-        invalid.to_string(),
-    );
+    let ready = Desired::new(ReadyReason::InvalidSpec, State::False, invalid.to_string());
     let generation = model.metadata.generation;
     status.conditions = condition::set(&old.conditions, &ready, now, generation);
     status.observed_generation = generation;

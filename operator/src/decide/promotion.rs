@@ -6,7 +6,7 @@
 use super::serving::MODELS_LIMIT;
 use crate::crd::{
     Comparison, ComparisonBasis, ComparisonVerdict, ModelRecord, Promotion, RecommenderModelSpec,
-    RecommenderModelStatus, RunOutcome, RunReason,
+    RunOutcome, RunReason,
 };
 use recommender_contract::metrics::Metrics;
 use recommender_contract::report::Challenge;
@@ -259,11 +259,11 @@ pub(super) fn judge_candidate(
     metrics: &Metrics,
     challenge: Option<&Challenge>,
     spec: &RecommenderModelSpec,
-    status: &mut RecommenderModelStatus,
+    models: &mut Vec<ModelRecord>,
 ) -> Judged {
     let current = match &spec.pinned_version {
-        Some(pin) => status.models.iter().find(|m| &m.version == pin),
-        None => status.models.last(),
+        Some(pin) => models.iter().find(|m| &m.version == pin),
+        None => models.last(),
     };
     let version = candidate.version.clone();
     let (verdict, comparison) = judge_against(metrics, &spec.promotion, current, challenge);
@@ -277,9 +277,9 @@ pub(super) fn judge_candidate(
                 "{version} promoted: rmse {:.4}, mae {:.4}{beats}",
                 candidate.metrics.rmse, candidate.metrics.mae
             );
-            status.models.push(candidate);
-            let excess = status.models.len().saturating_sub(MODELS_LIMIT);
-            status.models.drain(..excess);
+            models.push(candidate);
+            let excess = models.len().saturating_sub(MODELS_LIMIT);
+            models.drain(..excess);
             (
                 RunOutcome::Succeeded,
                 RunReason::Promoted,

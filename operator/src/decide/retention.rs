@@ -5,36 +5,50 @@
 //! load a version being deleted.
 
 use super::serving::Serving;
-use super::{Draft, PlannedEvent};
+use super::{Decided, PlannedEvent, Said};
 use crate::children::{self, Defaults};
-use crate::crd::{RecommenderModel, RecommenderModelStatus, RunOutcome};
-use crate::observe::RolloutState;
+use crate::crd::{ModelRecord, RunCounts, RunLedger, RunOutcome, RunRecord};
+use crate::observe::{Observed, RolloutState};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 
 /// Trims `status.models` to the newest `keep`, and the pinned one wherever it is: a version
 /// outside the list is one whose artifact is going.
-pub(super) fn trim(status: &mut RecommenderModelStatus, keep: u32, pin: Option<&str>) {
-    let first_kept = status.models.len().saturating_sub(keep as usize);
+pub(super) fn trim(models: &mut Vec<ModelRecord>, keep: u32, pin: Option<&str>) {
+    let first_kept = models.len().saturating_sub(keep as usize);
     let mut index = 0;
-    status.models.retain(|m| {
+    models.retain(|m| {
         index += 1;
         index > first_kept || Some(m.version.as_str()) == pin
     });
 }
 
+/// What the cleanup reads of the status: the runs recorded and the models kept.
+pub(super) struct Window<'a> {
+    pub history: &'a [RunRecord],
+    pub models: &'a [ModelRecord],
+    pub counts: RunCounts,
+}
+
+/// A cleanup Job to start, if any.
+pub(super) struct Cleanup {
+    pub job: Option<Job>,
+    pub said: Said,
+}
+
 /// A cleanup Job, when a run since the last cleanup left something outside the window and the
-/// rollout has settled; it records the runs it covers.
+/// rollout has settled; it records the runs it covers in `runs.cleanedThrough`.
 pub(super) fn cleanup(
-    model: &RecommenderModel,
+    observed: &Observed,
     serving: &Serving,
-    rollout: Option<&RolloutState>,
     defaults: &Defaults,
-    d: &mut Draft,
-) -> Option<Job> {
-    let status = &d.status;
-    let (since, through) = (status.cleaned_through_run, status.last_completed_run);
-    let produced = status
+    window: Window,
+    runs: &mut RunLedger,
+) -> Cleanup {
+    let mut said = Said::default();
+    let (model, rollout) = (observed.model, observed.rollout.as_ref());
+    let (since, through) = (runs.cleaned_through, runs.last_completed);
+    let produced = window
         .history
         .iter()
         .filter(|r| r.run > since && r.run <= through);
@@ -44,14 +58,15 @@ pub(super) fn cleanup(
         promoted |= record.outcome == RunOutcome::Succeeded;
     }
     // A promotion pushes the oldest model out only once more than `keep` were ever promoted.
-    let outgrown = promoted && status.run_counts.succeeded > u64::from(model.spec.model_store.keep);
+    let outgrown = promoted && window.counts.succeeded > u64::from(model.spec.model_store.keep);
     if !(rejected || outgrown) || !settled(serving, rollout) {
-        return None;
+        return Cleanup { job: None, said };
     }
-    let keep = kept_versions(status, model.spec.pinned_version.as_deref(), rollout);
+    let pin = model.spec.pinned_version.as_deref();
+    let keep = kept_versions(window.models, serving, pin, rollout);
     let job = children::cleanup_job(model, &keep, through, defaults);
-    d.events.push(PlannedEvent::normal(
-        "CleanupStarted",
+    said.event(PlannedEvent::normal(
+        Decided::CleanupStarted,
         "Cleanup",
         &format!(
             "{} deletes the artifacts of runs up to {through} except {}",
@@ -63,8 +78,11 @@ pub(super) fn cleanup(
             }
         ),
     ));
-    d.status.cleaned_through_run = through;
-    Some(job)
+    runs.cleaned_through = through;
+    Cleanup {
+        job: Some(job),
+        said,
+    }
 }
 
 /// Every pod of the predictor runs the serving version (or there is no predictor): nothing can
@@ -80,13 +98,14 @@ fn settled(serving: &Serving, rollout: Option<&RolloutState>) -> bool {
 
 /// The promoted models in the window, the serving (or pinned) one and what the Deployment runs.
 fn kept_versions(
-    status: &RecommenderModelStatus,
+    models: &[ModelRecord],
+    serving: &Serving,
     pin: Option<&str>,
     rollout: Option<&RolloutState>,
 ) -> Vec<String> {
-    let mut keep: Vec<String> = status.models.iter().map(|m| m.version.clone()).collect();
+    let mut keep: Vec<String> = models.iter().map(|m| m.version.clone()).collect();
     let extra = [
-        status.serving.as_ref().map(|m| m.version.clone()),
+        serving.model.as_ref().map(|m| m.version.clone()),
         pin.map(str::to_string),
         rollout.and_then(|r| r.version.clone()),
     ];
@@ -102,7 +121,7 @@ fn kept_versions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{RunReason, RunRecord, RunTrigger};
+    use crate::crd::{RecommenderModel, RunReason, RunTrigger};
     use crate::decide::fixtures::*;
 
     fn history(run: u32, outcome: RunOutcome) -> RunRecord {
@@ -135,38 +154,27 @@ mod tests {
             .collect();
         status.run_counts.succeeded = promoted.into();
         status.run_counts.rejected = rejected.into();
-        status.last_run = promoted + rejected;
-        status.last_completed_run = promoted + rejected;
+        status.runs.last = promoted + rejected;
+        status.runs.last_completed = promoted + rejected;
         model(spec, Some(status))
     }
 
     fn cleanup_args(plan: &crate::decide::Plan) -> Option<String> {
-        plan.cleanup_job.as_ref().map(|job| {
-            job.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .containers[0]
-                .args
-                .clone()
-                .unwrap()
-                .join(" ")
-        })
+        plan.cleanup_job
+            .as_ref()
+            .map(crate::children::testing::args)
     }
 
     #[test]
     fn the_window_keeps_the_newest_and_the_pin() {
         let m = at_rest(2, 5, 0);
-        let mut status = m.status.clone().unwrap();
-        trim(&mut status, 2, None);
-        let versions: Vec<_> = status.models.iter().map(|m| m.version.as_str()).collect();
+        let mut models = m.status.clone().unwrap().models;
+        trim(&mut models, 2, None);
+        let versions: Vec<_> = models.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["v4", "v5"]);
-        let mut status = m.status.unwrap();
-        trim(&mut status, 2, Some("v1"));
-        let versions: Vec<_> = status.models.iter().map(|m| m.version.as_str()).collect();
+        let mut models = m.status.unwrap().models;
+        trim(&mut models, 2, Some("v1"));
+        let versions: Vec<_> = models.iter().map(|m| m.version.as_str()).collect();
         assert_eq!(versions, ["v1", "v4", "v5"]);
     }
 
@@ -186,7 +194,7 @@ mod tests {
             cleanup_args(&plan).as_deref(),
             Some("prune --dir /models/movies --through-run 3 --keep v1 --keep v2")
         );
-        assert_eq!(plan.status.cleaned_through_run, 3);
+        assert_eq!(plan.status.runs.cleaned_through, 3);
         assert!(plan.events.iter().any(|e| e.reason == "CleanupStarted"
             && e.note == "movies-cleanup-3 deletes the artifacts of runs up to 3 except v1, v2"));
 
@@ -228,7 +236,11 @@ mod tests {
         assert_eq!(cleanup_args(&unsettled), None, "rolling back to v1");
         assert_eq!(
             kept_versions(
-                m.status.as_ref().unwrap(),
+                &m.status.as_ref().unwrap().models,
+                &Serving {
+                    model: None,
+                    pin_problem: None
+                },
                 Some("v2"),
                 Some(&available("v7", 1, 1))
             ),

@@ -1,12 +1,14 @@
-//! Training runs: recording how runs ended (promoting or rejecting their candidates), adopting
-//! the run in flight, and starting a new one when something calls for it.
+//! Training runs: recording how runs ended (promoting or rejecting their candidates, which
+//! `Promoted` reports), adopting the run in flight, and starting a new one when something calls
+//! for it (which `Training` reports).
 
 use super::freshness::Freshness;
-use super::{Draft, PlannedEvent, promotion};
+use super::{Decided, PlannedEvent, Said, promotion};
 use crate::children::{self, Defaults};
+use crate::condition::{Desired, PromotedReason, State, TrainingReason};
 use crate::crd::{
     ActiveRun, ArtifactFile, Fingerprint, ModelRecord, RecommenderModel, RecommenderModelSpec,
-    RecommenderModelStatus, RunOutcome, RunReason, RunRecord, RunTrigger,
+    RunCounts, RunLedger, RunOutcome, RunReason, RunRecord, RunTrigger,
 };
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::{Observed, ObservedRun, RunState};
@@ -31,23 +33,37 @@ pub fn backoff(consecutive_failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP)
 }
 
-/// What recording the runs found that the conditions report.
-#[derive(Debug, Default)]
-pub(super) struct RunsSeen {
-    /// Why the running trainer cannot make progress.
+/// The parts of the status that recording runs writes.
+pub(super) struct Book<'a> {
+    pub ledger: &'a mut RunLedger,
+    pub history: &'a mut Vec<RunRecord>,
+    pub counts: &'a mut RunCounts,
+    /// Promoted candidates join these.
+    pub models: &'a mut Vec<ModelRecord>,
+}
+
+/// What recording the runs found.
+pub(super) struct Recorded {
+    /// Runs whose outcome was recorded now (for metrics).
+    pub finished: Vec<RunRecord>,
+    /// Why the running trainer cannot make progress (`WorkersHealthy`).
     pub stuck_trainer: Option<String>,
+    /// The `Promoted` condition: how the last finished run's candidate fared.
+    pub promoted: Desired,
+    pub said: Said,
 }
 
 /// Records the outcome of runs that finished since we last looked, in run order, and adopts the
 /// one still running.
-pub(super) fn record(observed: &Observed, spec_hash: &str, d: &mut Draft) -> RunsSeen {
+pub(super) fn record(observed: &Observed, spec_hash: &str, mut book: Book) -> Recorded {
+    let now = observed.now;
     let mut runs = observed.runs.clone();
     runs.sort_by_key(|r| r.run);
-    let mut running: Option<&ObservedRun> = None;
-    let mut seen = RunsSeen::default();
+    let (mut finished, mut said) = (Vec::new(), Said::default());
+    let (mut running, mut stuck_trainer) = (None, None);
     for run in &runs {
-        d.status.last_run = d.status.last_run.max(run.run);
-        if run.run <= d.status.last_completed_run {
+        book.ledger.last = book.ledger.last.max(run.run);
+        if run.run <= book.ledger.last_completed {
             continue;
         }
         match &run.state {
@@ -56,40 +72,42 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, d: &mut Draft) -> Run
                 pending_since,
             } => {
                 running = Some(run);
-                if let Some(why) = stuck_reason(run, stuck.as_deref(), *pending_since, d) {
-                    seen.stuck_trainer = Some(why);
-                }
+                let why = stuck_reason(run, stuck.as_deref(), *pending_since, now, &mut said);
+                stuck_trainer = why.or(stuck_trainer);
             }
-            _ => {
-                let record = finished(run, &observed.model.spec, d);
-                d.finished.push(record);
-            }
+            _ => finished.push(book.finish(run, &observed.model.spec, now, &mut said)),
         }
     }
-    record_missing_job(&runs, d);
-    d.status.active_run = running.map(|r| ActiveRun {
+    finished.extend(book.missing_job(&runs, now, &mut said));
+    book.ledger.active = running.map(|r| ActiveRun {
         run: r.run,
         job: r.job_name.clone(),
         trigger: r.trigger,
-        started_at: r.started_at.unwrap_or(d.now),
+        started_at: r.started_at.unwrap_or(now),
         spec_hash: r.spec_hash.clone().unwrap_or_else(|| spec_hash.to_string()),
     });
-    seen
+    Recorded {
+        finished,
+        stuck_trainer,
+        promoted: promoted(book.history),
+        said,
+    }
 }
 
 fn stuck_reason(
     run: &ObservedRun,
     stuck: Option<&str>,
     pending_since: Option<Timestamp>,
-    d: &mut Draft,
+    now: Timestamp,
+    said: &mut Said,
 ) -> Option<String> {
     if let Some(reason) = stuck {
         return Some(reason.to_string());
     }
     let since = pending_since?;
     let limit = time::add(since, PENDING_TOLERANCE);
-    if limit > d.now {
-        d.wake.at(d.now, limit);
+    if limit > now {
+        said.wake.at(now, limit);
         return None;
     }
     Some(format!(
@@ -99,36 +117,163 @@ fn stuck_reason(
     ))
 }
 
-/// A run we started whose Job vanished (deleted by hand, or TTL'd while we were away).
-fn record_missing_job(runs: &[ObservedRun], d: &mut Draft) {
-    let Some(active) = d.status.active_run.clone() else {
-        return;
-    };
-    if active.run <= d.status.last_completed_run || runs.iter().any(|r| r.run == active.run) {
-        return;
+impl Book<'_> {
+    /// A run we started whose Job vanished (deleted by hand, or TTL'd while we were away).
+    fn missing_job(
+        &mut self,
+        runs: &[ObservedRun],
+        now: Timestamp,
+        said: &mut Said,
+    ) -> Option<RunRecord> {
+        let active = self.ledger.active.clone()?;
+        if active.run <= self.ledger.last_completed || runs.iter().any(|r| r.run == active.run) {
+            return None;
+        }
+        let record = RunRecord {
+            run: active.run,
+            version: children::version_label(active.run),
+            trigger: active.trigger,
+            started_at: active.started_at,
+            finished_at: now,
+            outcome: RunOutcome::Failed,
+            reason: RunReason::JobMissing,
+            message: format!("Job {} disappeared before it finished", active.job),
+            metrics: None,
+            duration_seconds: None,
+            comparison: None,
+        };
+        self.note_failure(&record, now);
+        said.event(PlannedEvent::warning(
+            Decided::TrainingFailed,
+            "Train",
+            &record.message,
+        ));
+        self.push_history(record.clone());
+        Some(record)
     }
-    let record = RunRecord {
-        run: active.run,
-        version: children::version_label(active.run),
-        trigger: active.trigger,
-        started_at: active.started_at,
-        finished_at: d.now,
-        outcome: RunOutcome::Failed,
-        reason: RunReason::JobMissing,
-        message: format!("Job {} disappeared before it finished", active.job),
-        metrics: None,
-        duration_seconds: None,
-        comparison: None,
+
+    /// Turns a finished run into a history record, promoting or rejecting its candidate.
+    fn finish(
+        &mut self,
+        run: &ObservedRun,
+        spec: &RecommenderModelSpec,
+        now: Timestamp,
+        said: &mut Said,
+    ) -> RunRecord {
+        let finished_at = match &run.state {
+            RunState::Failed { finished_at, .. } | RunState::Succeeded { finished_at, .. } => {
+                finished_at.map(time::whole).unwrap_or(now)
+            }
+            RunState::Running { .. } => now,
+        };
+        let started_at = run.started_at.unwrap_or(now);
+        let mut record = RunRecord {
+            run: run.run,
+            version: children::version_label(run.run),
+            trigger: run.trigger,
+            started_at,
+            finished_at,
+            outcome: RunOutcome::Failed,
+            reason: RunReason::JobMissing,
+            message: String::new(),
+            metrics: None,
+            duration_seconds: None,
+            comparison: None,
+        };
+        let event = match ending(run, finished_at) {
+            Ending::Failed {
+                reason,
+                message,
+                duration,
+            } => {
+                (record.reason, record.message) = (reason, message);
+                record.duration_seconds = duration;
+                self.note_failure(&record, now);
+                PlannedEvent::warning(
+                    Decided::TrainingFailed,
+                    "Train",
+                    &format!(
+                        "run {} failed ({}): {}",
+                        run.run, record.reason, record.message
+                    ),
+                )
+            }
+            Ending::Candidate {
+                model,
+                metrics,
+                challenge,
+                duration,
+            } => {
+                record.metrics = Some(model.metrics.clone());
+                record.duration_seconds = Some(duration);
+                let judged = promotion::judge_candidate(
+                    *model,
+                    &metrics,
+                    challenge.as_deref(),
+                    spec,
+                    self.models,
+                );
+                (
+                    record.outcome,
+                    record.reason,
+                    record.message,
+                    record.comparison,
+                ) = judged;
+                self.ledger.consecutive_failures = 0;
+                self.ledger.retry_after = None;
+                self.ledger.trained_spec_hash = run.spec_hash.clone();
+                self.ledger.last_attempt_started_at = Some(started_at);
+                verdict_event(&record)
+            }
+        };
+        said.event(event);
+        self.push_history(record.clone());
+        record
+    }
+
+    fn note_failure(&mut self, record: &RunRecord, now: Timestamp) {
+        self.ledger.consecutive_failures += 1;
+        let failed_at = record.finished_at.max(now);
+        let delay = backoff(self.ledger.consecutive_failures);
+        self.ledger.retry_after = Some(time::add(failed_at, delay));
+    }
+
+    fn push_history(&mut self, record: RunRecord) {
+        self.ledger.last_completed = self.ledger.last_completed.max(record.run);
+        self.counts.count(record.outcome);
+        self.history.push(record);
+        let excess = self.history.len().saturating_sub(HISTORY_LIMIT);
+        self.history.drain(..excess);
+    }
+}
+
+/// The event for the gate's verdict on a run's candidate.
+fn verdict_event(record: &RunRecord) -> PlannedEvent {
+    let message = &record.message;
+    match (record.outcome, &record.reason) {
+        (RunOutcome::Succeeded, _) => PlannedEvent::normal(Decided::Promoted, "Promote", message),
+        (_, RunReason::NotBetter) => PlannedEvent::warning(Decided::NotBetter, "Promote", message),
+        _ => PlannedEvent::warning(Decided::GateFailed, "Promote", message),
+    }
+}
+
+/// The `Promoted` condition: how the last finished run's candidate fared.
+fn promoted(history: &[RunRecord]) -> Desired {
+    let Some(last) = history.last() else {
+        return Desired::new(
+            PromotedReason::NoCandidate,
+            State::Unknown,
+            "no training run has finished yet",
+        );
     };
-    note_failure(&mut d.status, &record, d.now);
-    d.events.push(PlannedEvent::warning(
-        "TrainingFailed",
-        "Train",
-        &record.message,
-    ));
-    push_history(&mut d.status, record.clone());
-    d.status.last_completed_run = d.status.last_completed_run.max(active.run);
-    d.finished.push(record);
+    let (reason, state) = match (last.outcome, &last.reason) {
+        (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
+        (RunOutcome::Rejected, RunReason::NotBetter) => (PromotedReason::NotBetter, State::False),
+        // The gate rejects for one other reason only.
+        (RunOutcome::Rejected, _) => (PromotedReason::GateFailed, State::False),
+        (RunOutcome::Failed, _) => (PromotedReason::TrainingFailed, State::False),
+    };
+    Desired::new(reason, state, last.message.clone())
 }
 
 /// How a finished run ended, before the gate has had its say.
@@ -246,146 +391,92 @@ fn from_report(run: &ObservedRun, report: &TrainingReport, finished_at: Timestam
     }
 }
 
-/// Turns a finished run into a history record, promoting or rejecting its candidate.
-fn finished(run: &ObservedRun, spec: &RecommenderModelSpec, d: &mut Draft) -> RunRecord {
-    let finished_at = match &run.state {
-        RunState::Failed { finished_at, .. } | RunState::Succeeded { finished_at, .. } => {
-            finished_at.map(time::whole).unwrap_or(d.now)
-        }
-        RunState::Running { .. } => d.now,
-    };
-    let started_at = run.started_at.unwrap_or(d.now);
-    let mut record = RunRecord {
-        run: run.run,
-        version: children::version_label(run.run),
-        trigger: run.trigger,
-        started_at,
-        finished_at,
-        outcome: RunOutcome::Failed,
-        reason: RunReason::JobMissing,
-        message: String::new(),
-        metrics: None,
-        duration_seconds: None,
-        comparison: None,
-    };
-    match ending(run, finished_at) {
-        Ending::Failed {
-            reason,
-            message,
-            duration,
-        } => {
-            (record.reason, record.message, record.duration_seconds) = (reason, message, duration);
-            note_failure(&mut d.status, &record, d.now);
-            d.events.push(PlannedEvent::warning(
-                "TrainingFailed",
-                "Train",
-                &format!(
-                    "run {} failed ({}): {}",
-                    run.run, record.reason, record.message
-                ),
-            ));
-        }
-        Ending::Candidate {
-            model,
-            metrics,
-            challenge,
-            duration,
-        } => {
-            record.metrics = Some(model.metrics.clone());
-            record.duration_seconds = Some(duration);
-            let judged = promotion::judge_candidate(
-                *model,
-                &metrics,
-                challenge.as_deref(),
-                spec,
-                &mut d.status,
-            );
-            (
-                record.outcome,
-                record.reason,
-                record.message,
-                record.comparison,
-            ) = judged;
-            d.status.consecutive_failures = 0;
-            d.status.retry_after = None;
-            d.status.trained_spec_hash = run.spec_hash.clone();
-            d.status.last_attempt_started_at = Some(started_at);
-            d.events.push(match record.outcome {
-                RunOutcome::Succeeded => {
-                    PlannedEvent::normal("Promoted", "Promote", &record.message)
-                }
-                _ => PlannedEvent::warning(record.reason.as_str(), "Promote", &record.message),
-            });
-        }
-    }
-    push_history(&mut d.status, record.clone());
-    d.status.last_completed_run = d.status.last_completed_run.max(run.run);
-    record
+/// What starting a run reads from the rest of the decision and the status.
+pub(super) struct Reads<'a> {
+    pub spec_hash: &'a str,
+    pub freshness: &'a Freshness,
+    /// When the serving model's forward accuracy was found degraded (and that should retrain).
+    pub degraded_at: Option<Timestamp>,
+    pub serving: Option<&'a ModelRecord>,
+    pub history: &'a [RunRecord],
+    pub models: &'a [ModelRecord],
 }
 
-fn note_failure(status: &mut RecommenderModelStatus, record: &RunRecord, now: Timestamp) {
-    status.consecutive_failures += 1;
-    let failed_at = record.finished_at.max(now);
-    status.retry_after = Some(time::add(failed_at, backoff(status.consecutive_failures)));
+/// The run to start, if any, and the `Training` condition after it.
+pub(super) struct Started {
+    pub job: Option<Job>,
+    pub training: Desired,
+    pub said: Said,
 }
 
-fn push_history(status: &mut RecommenderModelStatus, record: RunRecord) {
-    status.run_counts.count(record.outcome);
-    status.history.push(record);
-    let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
-    status.history.drain(..excess);
-}
-
-/// Starts a run when something calls for one and the backoff allows it.
+/// Starts a run when something calls for one and the backoff allows it, recording it in
+/// `ledger`.
 pub(super) fn start(
     observed: &Observed,
     config: &Config,
     defaults: &Defaults,
-    spec_hash: &str,
-    freshness: &Freshness,
-    d: &mut Draft,
+    reads: Reads,
+    ledger: &mut RunLedger,
+) -> Started {
+    let mut said = Said::default();
+    let job = new_run(observed, config, defaults, &reads, ledger, &mut said);
+    let training = training(observed, ledger, reads.history);
+    Started {
+        job,
+        training,
+        said,
+    }
+}
+
+fn new_run(
+    observed: &Observed,
+    config: &Config,
+    defaults: &Defaults,
+    reads: &Reads,
+    ledger: &mut RunLedger,
+    said: &mut Said,
 ) -> Option<Job> {
-    let model = observed.model;
-    if d.status.active_run.is_some() || model.spec.suspend {
+    let (model, now) = (observed.model, observed.now);
+    if ledger.active.is_some() || model.spec.suspend {
         return None;
     }
-    let trigger = trigger(model, config, spec_hash, freshness, d)?;
-    if let Some(at) = d.status.retry_after.filter(|at| *at > d.now) {
-        d.wake.at(d.now, at);
+    let trigger = trigger(model, config, reads, ledger, now, said)?;
+    if let Some(at) = ledger.retry_after.filter(|at| *at > now) {
+        said.wake.at(now, at);
         return None;
     }
-    let run = d.status.last_run + 1;
+    let run = ledger.last + 1;
     let new = children::NewRun {
         run,
         trigger,
-        started_at: d.now,
-        earlier: &d.status.history,
+        started_at: now,
+        earlier: reads.history,
     };
     let mut job = children::trainer_job(model, config, &new, defaults);
     // The candidate is compared with what serves now on the ratings that came after it.
     if model.spec.promotion.must_beat_serving
-        && let Some(serving) = &d.status.serving
+        && let Some(serving) = reads.serving
         && let Some(since) = serving.fingerprint.as_ref().and_then(|f| f.max_timestamp)
     {
         let challenge = &model.spec.promotion.challenge;
         children::challenge_serving(&mut job, model, &serving.version, since, challenge);
     }
     let job_name = children::job_name(&model.name_any(), run);
-    d.events.push(PlannedEvent::normal(
-        "TrainingStarted",
+    said.event(PlannedEvent::normal(
+        Decided::TrainingStarted,
         "Train",
         &format!("run {run} ({job_name}) started: {}", explain(trigger)),
     ));
     if trigger == RunTrigger::Requested {
-        d.status.handled_retrain_request = retrain_request(model);
+        ledger.handled_retrain_request = retrain_request(model);
     }
-    d.status.last_run = run;
-    d.status.active_run = Some(ActiveRun {
+    ledger.last = run;
+    ledger.active = Some(ActiveRun {
         run,
         job: job_name,
         trigger,
-        started_at: time::whole(d.now),
-        spec_hash: spec_hash.to_string(),
+        started_at: time::whole(now),
+        spec_hash: reads.spec_hash.to_string(),
     });
     Some(job)
 }
@@ -410,40 +501,41 @@ fn retrain_request(model: &RecommenderModel) -> Option<String> {
 fn trigger(
     model: &RecommenderModel,
     config: &Config,
-    spec_hash: &str,
-    freshness: &Freshness,
-    d: &mut Draft,
+    reads: &Reads,
+    ledger: &RunLedger,
+    now: Timestamp,
+    said: &mut Said,
 ) -> Option<RunTrigger> {
-    let status = &d.status;
     if let Some(request) = retrain_request(model)
-        && status.handled_retrain_request.as_ref() != Some(&request)
+        && ledger.handled_retrain_request.as_ref() != Some(&request)
     {
         return Some(RunTrigger::Requested);
     }
     // A spec whose last run was rejected is not retried on its own: it would only be
     // rejected again. Failed runs do not set the hash, so they are retried with backoff.
-    if status.trained_spec_hash.as_deref() != Some(spec_hash) {
-        let first = status.models.is_empty() && status.trained_spec_hash.is_none();
+    if ledger.trained_spec_hash.as_deref() != Some(reads.spec_hash) {
+        let first = reads.models.is_empty() && ledger.trained_spec_hash.is_none();
         return Some(if first {
             RunTrigger::NoModel
         } else {
             RunTrigger::SpecChanged
         });
     }
-    let last_attempt = status.last_attempt_started_at;
+    let last_attempt = ledger.last_attempt_started_at;
+    let pinned = model.spec.pinned_version.is_some();
     // Retrain once per staleness, not in a loop when the new candidate is also rejected; a
     // pinned model is stale by choice.
     if model.spec.freshness.retrain_when_stale
-        && model.spec.pinned_version.is_none()
-        && let Some(at) = freshness.stale_at
-        && at <= d.now
+        && !pinned
+        && let Some(at) = reads.freshness.stale_at
+        && at <= now
         && last_attempt.is_none_or(|attempt| attempt < at)
     {
-        return Some(freshness.trigger());
+        return Some(reads.freshness.trigger());
     }
     // Once per degradation, as for staleness.
-    if model.spec.pinned_version.is_none()
-        && let Some(at) = freshness.degraded_at
+    if !pinned
+        && let Some(at) = reads.degraded_at
         && last_attempt.is_none_or(|attempt| attempt < at)
     {
         return Some(RunTrigger::AccuracyDegraded);
@@ -452,12 +544,55 @@ fn trigger(
         && let Some(last) = last_attempt
     {
         let due = time::add(last, interval);
-        if due <= d.now {
+        if due <= now {
             return Some(RunTrigger::Interval);
         }
-        d.wake.at(d.now, due);
+        said.wake.at(now, due);
     }
     None
+}
+
+/// The `Training` condition.
+fn training(observed: &Observed, ledger: &RunLedger, history: &[RunRecord]) -> Desired {
+    if let Some(active) = &ledger.active {
+        return Desired::new(
+            TrainingReason::Running,
+            State::True,
+            format!(
+                "run {} ({}) started at {} ({})",
+                active.run, active.job, active.started_at, active.trigger
+            ),
+        );
+    }
+    if observed.model.spec.suspend {
+        return Desired::new(
+            TrainingReason::Suspended,
+            State::False,
+            "spec.suspend is true",
+        );
+    }
+    let Some(at) = ledger.retry_after.filter(|at| *at > observed.now) else {
+        return Desired::new(
+            TrainingReason::Idle,
+            State::False,
+            "no training run in progress",
+        );
+    };
+    let last = history
+        .iter()
+        .rev()
+        .find(|r| r.outcome == RunOutcome::Failed)
+        .map(|r| format!(", the last ({}) {}: {}", r.version, r.reason, r.message))
+        .unwrap_or_default();
+    Desired::new(
+        TrainingReason::BackingOff,
+        State::False,
+        format!(
+            "{} consecutive failed run(s){last}; next attempt not before {}",
+            ledger.consecutive_failures,
+            time::whole(at)
+        ),
+    )
 }
 
 #[cfg(test)]

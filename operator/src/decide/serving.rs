@@ -1,12 +1,13 @@
 //! Serving: which promoted model the predictor serves (the pin, or the newest), the predictor's
-//! children, and whether its rollout is done.
+//! children and scale, where to call it, and whether its rollout is done and meets its targets
+//! (the `Serving` condition).
 
+use super::scaling::{self, ScalingPlan};
 use crate::children::{self, Defaults};
-use crate::condition::{self as cond, Desired, State};
-use crate::crd::{
-    Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel, RecommenderModelStatus,
-};
-use crate::observe::RolloutState;
+use crate::condition::{Desired, ServingReason, State};
+use crate::crd::{Address, ModelRecord, OnlineStatus, PredictorStatus, RecommenderModel};
+use crate::observe::{Observed, RolloutState};
+use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -26,16 +27,73 @@ pub(super) struct Serving {
     pub pin_problem: Option<String>,
 }
 
+/// Everything about serving the chosen model.
+pub(super) struct Served {
+    pub chosen: Serving,
+    /// The predictor's children, once there is a model to serve.
+    pub deployment: Option<Deployment>,
+    pub service: Option<Service>,
+    pub scaling: ScalingPlan,
+    /// `status.predictor`, `status.url` and `status.address`.
+    pub predictor: Option<PredictorStatus>,
+    pub url: Option<String>,
+    pub address: Option<Address>,
+    /// The `Serving` condition.
+    pub condition: Desired,
+}
+
+/// Chooses the model to serve among the promoted `models` and plans its predictor; `online` is
+/// what the collector last saw of it in production.
+pub(super) fn plan(
+    observed: &Observed,
+    config: &Config,
+    defaults: &Defaults,
+    models: &[ModelRecord],
+    online: Option<&OnlineStatus>,
+) -> Served {
+    let model = observed.model;
+    let rollout = observed.rollout.as_ref();
+    let chosen = choose(models, model.spec.pinned_version.as_deref());
+    let (deployment, service) = children(model, &chosen, defaults);
+    let scaling = match &deployment {
+        Some(_) => scaling::plan(model, rollout),
+        None => ScalingPlan::default(),
+    };
+    let replicas = scaling::desired_replicas(model, rollout);
+    let targets = Targets {
+        latency: config.latency_objective,
+        max_rmse: model.spec.promotion.max_rmse,
+    };
+    let condition = inference_targets(
+        condition(&chosen, rollout, replicas),
+        &chosen,
+        online,
+        &targets,
+        observed.now,
+    );
+    let (url, address) = address(model, &chosen, defaults);
+    Served {
+        predictor: predictor_status(model, &chosen, rollout),
+        chosen,
+        deployment,
+        service,
+        scaling,
+        url,
+        address,
+        condition,
+    }
+}
+
 /// The pinned model if it names a promoted one, else the newest.
-pub(super) fn choose(status: &RecommenderModelStatus, pin: Option<&str>) -> Serving {
-    let newest = status.models.last().cloned();
+fn choose(models: &[ModelRecord], pin: Option<&str>) -> Serving {
+    let newest = models.last().cloned();
     let Some(pin) = pin else {
         return Serving {
             model: newest,
             pin_problem: None,
         };
     };
-    match status.models.iter().find(|m| m.version == pin) {
+    match models.iter().find(|m| m.version == pin) {
         Some(found) => Serving {
             model: Some(found.clone()),
             pin_problem: None,
@@ -44,7 +102,7 @@ pub(super) fn choose(status: &RecommenderModelStatus, pin: Option<&str>) -> Serv
             model: newest,
             pin_problem: Some(format!(
                 "pinnedVersion {pin} is not a promoted model (known: {})",
-                known_versions(&status.models)
+                known_versions(models)
             )),
         },
     }
@@ -62,7 +120,7 @@ fn known_versions(models: &[ModelRecord]) -> String {
 }
 
 /// The predictor Deployment and Service, once there is a model to serve.
-pub(super) fn children(
+fn children(
     model: &RecommenderModel,
     serving: &Serving,
     defaults: &Defaults,
@@ -78,7 +136,7 @@ pub(super) fn children(
 
 /// Where to call the model: the Service's URL once there is a model to serve (the Service is
 /// applied with it), as `status.url` and KServe's `status.address`.
-pub(super) fn address(
+fn address(
     model: &RecommenderModel,
     serving: &Serving,
     defaults: &Defaults,
@@ -90,7 +148,7 @@ pub(super) fn address(
     (Some(url.clone()), Some(Address { url }))
 }
 
-pub(super) fn predictor_status(
+fn predictor_status(
     model: &RecommenderModel,
     serving: &Serving,
     rollout: Option<&RolloutState>,
@@ -106,28 +164,21 @@ pub(super) fn predictor_status(
 }
 
 /// The `Serving` condition.
-pub(super) fn condition(
-    serving: &Serving,
-    rollout: Option<&RolloutState>,
-    replicas: i32,
-) -> Desired {
+fn condition(serving: &Serving, rollout: Option<&RolloutState>, replicas: i32) -> Desired {
     match (&serving.model, rollout) {
         (None, _) => Desired::new(
-            cond::SERVING,
+            ServingReason::NoModel,
             State::False,
-            "NoModel",
             "no model has been promoted yet",
         ),
         (Some(_), _) if serving.pin_problem.is_some() => Desired::new(
-            cond::SERVING,
+            ServingReason::PinnedVersionUnknown,
             State::False,
-            "PinnedVersionUnknown",
             serving.pin_problem.clone().unwrap_or_default(),
         ),
         (Some(m), None) => Desired::new(
-            cond::SERVING,
+            ServingReason::RollingOut,
             State::False,
-            "RollingOut",
             format!("creating the predictor for {}", m.version),
         ),
         (Some(m), Some(r)) => rollout_condition(&m.version, r, replicas),
@@ -135,7 +186,7 @@ pub(super) fn condition(
 }
 
 /// What the serving version must achieve in production.
-pub(super) struct Targets {
+struct Targets {
     /// p99 server latency.
     pub latency: Duration,
     pub max_rmse: f64,
@@ -143,7 +194,7 @@ pub(super) struct Targets {
 
 /// An available rollout still serves when it misses its inference targets, and says so: the
 /// reason changes, so an alert can page on it without taking `Ready` down.
-pub(super) fn inference_targets(
+fn inference_targets(
     available: Desired,
     serving: &Serving,
     online: Option<&OnlineStatus>,
@@ -154,16 +205,18 @@ pub(super) fn inference_targets(
         return available;
     };
     let recent = crate::time::add(online.observed_at, ONLINE_MAX_AGE) >= now;
-    if available.reason != "Available" || online.version != model.version || !recent {
+    if available.reason != ServingReason::Available.into()
+        || online.version != model.version
+        || !recent
+    {
         return available;
     }
     if let Some(p99) = online.latency_p99_seconds
         && p99 > targets.latency.as_secs_f64()
     {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::LatencyObjectiveMissed,
             State::True,
-            "LatencyObjectiveMissed",
             format!(
                 "{}: p99 {:.2}ms over the latency objective {:?} ({} req/s on {} replica(s))",
                 model.version,
@@ -179,9 +232,8 @@ pub(super) fn inference_targets(
         && rmse > targets.max_rmse
     {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::OnlineRmseOverGate,
             State::True,
-            "OnlineRmseOverGate",
             format!(
                 "{}: online rmse {rmse:.4} over {} feedback ratings exceeds maxRmse {:?}",
                 model.version, online.feedback, targets.max_rmse
@@ -194,17 +246,15 @@ pub(super) fn inference_targets(
 fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Desired {
     if let Some(why) = &rollout.deadline_exceeded {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::RolloutStuck,
             State::False,
-            "RolloutStuck",
             format!("the rollout of {version} did not become available: {why}"),
         );
     }
     if desired == 0 {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::ScaledToZero,
             State::False,
-            "ScaledToZero",
             "spec.predictor.replicas is 0",
         );
     }
@@ -217,9 +267,8 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
         && rollout.total <= rollout.updated;
     if current {
         return Desired::new(
-            cond::SERVING,
+            ServingReason::Available,
             State::True,
-            "Available",
             format!(
                 "{version} available on {} of {desired} replicas",
                 rollout.available
@@ -233,14 +282,13 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
     if rolled_out {
         // Every pod runs this version, yet not all are available: crashed or failing probes.
         let (reason, what) = if rollout.available > 0 {
-            ("PartiallyAvailable", "available on only")
+            (ServingReason::PartiallyAvailable, "available on only")
         } else {
-            ("Unavailable", "available on")
+            (ServingReason::Unavailable, "available on")
         };
         return Desired::new(
-            cond::SERVING,
-            State::from_bool(rollout.available > 0),
             reason,
+            State::from_bool(rollout.available > 0),
             format!(
                 "{version} {what} {} of {desired} replicas",
                 rollout.available
@@ -249,9 +297,8 @@ fn rollout_condition(version: &str, rollout: &RolloutState, desired: i32) -> Des
     }
     // An older version still answering counts as serving while the new one rolls out.
     Desired::new(
-        cond::SERVING,
+        ServingReason::RollingOut,
         State::from_bool(rollout.available > 0),
-        "RollingOut",
         format!(
             "rolling out {version}: {} updated, {} of {desired} available",
             rollout.updated, rollout.available

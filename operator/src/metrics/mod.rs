@@ -1,4 +1,5 @@
 //! Prometheus metrics, named as docs/contracts.md fixes them (the Helm chart's alerts use them).
+//! Each is declared once, in a table (`declare_metrics!`): its field, kind, name, help and labels.
 
 mod online;
 
@@ -6,6 +7,7 @@ use crate::crd::{
     OnlineStatus, RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunRecord,
 };
 use jiff::Timestamp;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -13,22 +15,105 @@ use prometheus::{
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// The labels of a per-resource series.
+const MODEL: [&str; 2] = ["namespace", "name"];
+
+/// A kind of metric the tables declare.
+trait Declare: Collector + Clone + Sized + 'static {
+    fn declare(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self>;
+}
+
+impl Declare for GaugeVec {
+    fn declare(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        Self::new(Opts::new(name, help), labels)
+    }
+}
+
+impl Declare for IntCounterVec {
+    fn declare(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        Self::new(Opts::new(name, help), labels)
+    }
+}
+
+impl Declare for IntCounter {
+    fn declare(name: &str, help: &str, _labels: &[&str]) -> prometheus::Result<Self> {
+        Self::new(name, help)
+    }
+}
+
+/// Reconcile durations: from a few milliseconds (nothing to do) to seconds (a slow API server).
+impl Declare for Histogram {
+    fn declare(name: &str, help: &str, _labels: &[&str]) -> prometheus::Result<Self> {
+        let buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        Self::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+    }
+}
+
+/// Declares a struct of metrics, one line each (`field: Kind = name, help, labels;`), and its
+/// `register`, which creates each one and registers it.
+macro_rules! declare_metrics {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($fvis:vis $field:ident: $kind:ty = $metric:literal, $help:literal, $labels:expr;)+
+    }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($fvis $field: $kind,)+
+        }
+
+        impl $name {
+            $vis fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+                Ok(Self {
+                    $($field: {
+                        let metric = <$kind as $crate::metrics::Declare>::declare(
+                            $metric, $help, &$labels,
+                        )?;
+                        registry.register(Box::new(metric.clone()))?;
+                        metric
+                    },)+
+                })
+            }
+        }
+    };
+}
+use declare_metrics;
+
+declare_metrics! {
+    /// The operator's reconciles, and what each resource's status says.
+    struct Families {
+        reconciles: IntCounter = "recommender_operator_reconcile_total",
+            "Reconciliations run.", [];
+        errors: IntCounterVec = "recommender_operator_reconcile_errors_total",
+            "Reconciliations that failed, by error kind.", ["error"];
+        duration: Histogram = "recommender_operator_reconcile_duration_seconds",
+            "Time one reconciliation took.", [];
+        condition: GaugeVec = "recommender_model_condition",
+            "1 for each condition's current status.",
+            ["namespace", "name", "type", "status", "reason"];
+        age: GaugeVec = "recommender_model_age_seconds", "Age of the serving model.", MODEL;
+        rmse: GaugeVec = "recommender_model_serving_rmse",
+            "Cross-validated RMSE of the serving model.", MODEL;
+        mae: GaugeVec = "recommender_model_serving_mae",
+            "Cross-validated MAE of the serving model.", MODEL;
+        accuracy: GaugeVec = "recommender_model_serving_accuracy",
+            "Cross-validated share of predictions within one star, of the serving model.", MODEL;
+        info: GaugeVec = "recommender_model_serving_info",
+            "1 for the serving model's version.", ["namespace", "name", "version"];
+        runs: IntCounterVec = "recommender_model_training_runs_total",
+            "Finished training runs by outcome.", ["namespace", "name", "outcome"];
+        last_success: GaugeVec = "recommender_model_last_successful_training_timestamp_seconds",
+            "When the last promoted model finished training.", MODEL;
+        replicas: GaugeVec = "recommender_model_predictor_replicas",
+            "Predictor replicas by state (desired|available).", ["namespace", "name", "state"];
+    }
+}
+
 type Key = (String, String);
 
 pub struct Metrics {
     pub registry: Registry,
-    reconciles: IntCounter,
-    errors: IntCounterVec,
-    duration: Histogram,
-    condition: GaugeVec,
-    age: GaugeVec,
-    rmse: GaugeVec,
-    mae: GaugeVec,
-    accuracy: GaugeVec,
-    info: GaugeVec,
-    runs: IntCounterVec,
-    last_success: GaugeVec,
-    replicas: GaugeVec,
+    m: Families,
     production: online::Production,
     /// Per object: label sets last exported, so a changed reason or version replaces the old
     /// series instead of leaving it at 1, and when its serving model was trained (for age).
@@ -45,111 +130,32 @@ struct Exported {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let model = ["namespace", "name"];
-        let gauge =
-            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
-                let g = GaugeVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(g.clone()))?;
-                Ok(g)
-            };
-        let reconciles = IntCounter::new(
-            "recommender_operator_reconcile_total",
-            "Reconciliations run.",
-        )?;
-        registry.register(Box::new(reconciles.clone()))?;
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "recommender_operator_reconcile_errors_total",
-                "Reconciliations that failed, by error kind.",
-            ),
-            &["error"],
-        )?;
-        registry.register(Box::new(errors.clone()))?;
+        let m = Families::register(&registry)?;
+        // Every error kind is a series from the start, so a rate over it exists before the first.
         for kind in crate::error::Error::RECONCILE_LABELS {
-            errors.with_label_values(&[kind]);
+            m.errors.with_label_values(&[kind]);
         }
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "recommender_operator_reconcile_duration_seconds",
-                "Time one reconciliation took.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )?;
-        registry.register(Box::new(duration.clone()))?;
-        let runs = IntCounterVec::new(
-            Opts::new(
-                "recommender_model_training_runs_total",
-                "Finished training runs by outcome.",
-            ),
-            &["namespace", "name", "outcome"],
-        )?;
-        registry.register(Box::new(runs.clone()))?;
-        let production = online::Production::new(&registry)?;
         Ok(Self {
-            production,
-            condition: gauge(
-                "recommender_model_condition",
-                "1 for each condition's current status.",
-                &["namespace", "name", "type", "status", "reason"],
-            )?,
-            age: gauge(
-                "recommender_model_age_seconds",
-                "Age of the serving model.",
-                &model,
-            )?,
-            rmse: gauge(
-                "recommender_model_serving_rmse",
-                "Cross-validated RMSE of the serving model.",
-                &model,
-            )?,
-            mae: gauge(
-                "recommender_model_serving_mae",
-                "Cross-validated MAE of the serving model.",
-                &model,
-            )?,
-            accuracy: gauge(
-                "recommender_model_serving_accuracy",
-                "Cross-validated share of predictions within one star, of the serving model.",
-                &model,
-            )?,
-            info: gauge(
-                "recommender_model_serving_info",
-                "1 for the serving model's version.",
-                &["namespace", "name", "version"],
-            )?,
-            last_success: gauge(
-                "recommender_model_last_successful_training_timestamp_seconds",
-                "When the last promoted model finished training.",
-                &model,
-            )?,
-            replicas: gauge(
-                "recommender_model_predictor_replicas",
-                "Predictor replicas by state (desired|available).",
-                &["namespace", "name", "state"],
-            )?,
+            production: online::Production::register(&registry)?,
+            m,
             registry,
-            reconciles,
-            errors,
-            duration,
-            runs,
             exported: Mutex::default(),
         })
     }
 
     pub fn reconciled(&self, seconds: f64) {
-        self.reconciles.inc();
-        self.duration.observe(seconds);
+        self.m.reconciles.inc();
+        self.m.duration.observe(seconds);
     }
 
     pub fn failed(&self, label: &str) {
-        self.errors.with_label_values(&[label]).inc();
+        self.m.errors.with_label_values(&[label]).inc();
     }
 
     pub fn runs_finished(&self, namespace: &str, name: &str, runs: &[RunRecord]) {
         for run in runs {
-            self.runs
+            self.m
+                .runs
                 .with_label_values(&[namespace, name, run.outcome.as_str()])
                 .inc();
         }
@@ -163,11 +169,13 @@ impl Metrics {
             .or_default();
         for [type_, status, reason] in entry.conditions.drain(..) {
             let _ = self
+                .m
                 .condition
                 .remove_label_values(&[namespace, name, &type_, &status, &reason]);
         }
         for c in &status.conditions {
-            self.condition
+            self.m
+                .condition
                 .with_label_values(&[namespace, name, &c.type_, &c.status, &c.reason])
                 .set(1.0);
             entry
@@ -175,43 +183,50 @@ impl Metrics {
                 .push([c.type_.clone(), c.status.clone(), c.reason.clone()]);
         }
         if let Some(old) = entry.version.take() {
-            let _ = self.info.remove_label_values(&[namespace, name, &old]);
+            let _ = self.m.info.remove_label_values(&[namespace, name, &old]);
         }
         match &status.serving {
             Some(model) => {
-                self.rmse
+                self.m
+                    .rmse
                     .with_label_values(&[namespace, name])
                     .set(model.metrics.rmse);
-                self.mae
+                self.m
+                    .mae
                     .with_label_values(&[namespace, name])
                     .set(model.metrics.mae);
-                self.accuracy
+                self.m
+                    .accuracy
                     .with_label_values(&[namespace, name])
                     .set(model.metrics.accuracy);
-                self.info
+                self.m
+                    .info
                     .with_label_values(&[namespace, name, &model.version])
                     .set(1.0);
                 entry.version = Some(model.version.clone());
                 entry.trained_at = Some(model.trained_at);
             }
             None => {
-                let _ = self.rmse.remove_label_values(&[namespace, name]);
-                let _ = self.mae.remove_label_values(&[namespace, name]);
-                let _ = self.accuracy.remove_label_values(&[namespace, name]);
-                let _ = self.age.remove_label_values(&[namespace, name]);
+                let _ = self.m.rmse.remove_label_values(&[namespace, name]);
+                let _ = self.m.mae.remove_label_values(&[namespace, name]);
+                let _ = self.m.accuracy.remove_label_values(&[namespace, name]);
+                let _ = self.m.age.remove_label_values(&[namespace, name]);
                 entry.trained_at = None;
             }
         }
         if let Some(newest) = status.models.last().map(|m| m.trained_at) {
-            self.last_success
+            self.m
+                .last_success
                 .with_label_values(&[namespace, name])
                 .set(newest.as_second() as f64);
         }
         if let Some(p) = &status.predictor {
-            self.replicas
+            self.m
+                .replicas
                 .with_label_values(&[namespace, name, "desired"])
                 .set(p.desired_replicas.into());
-            self.replicas
+            self.m
+                .replicas
                 .with_label_values(&[namespace, name, "available"])
                 .set(p.available_replicas.into());
         }
@@ -248,26 +263,34 @@ impl Metrics {
         };
         for [type_, status, reason] in entry.conditions {
             let _ = self
+                .m
                 .condition
                 .remove_label_values(&[namespace, name, &type_, &status, &reason]);
         }
         if let Some(version) = entry.version {
-            let _ = self.info.remove_label_values(&[namespace, name, &version]);
+            let _ = self
+                .m
+                .info
+                .remove_label_values(&[namespace, name, &version]);
         }
         for g in [
-            &self.age,
-            &self.rmse,
-            &self.mae,
-            &self.accuracy,
-            &self.last_success,
+            &self.m.age,
+            &self.m.rmse,
+            &self.m.mae,
+            &self.m.accuracy,
+            &self.m.last_success,
         ] {
             let _ = g.remove_label_values(&[namespace, name]);
         }
         for state in ["desired", "available"] {
-            let _ = self.replicas.remove_label_values(&[namespace, name, state]);
+            let _ = self
+                .m
+                .replicas
+                .remove_label_values(&[namespace, name, state]);
         }
         for outcome in RunOutcome::ALL {
             let _ = self
+                .m
                 .runs
                 .remove_label_values(&[namespace, name, outcome.as_str()]);
         }
@@ -287,7 +310,7 @@ impl Metrics {
             for ((namespace, name), entry) in exported.iter() {
                 if let Some(trained) = entry.trained_at {
                     let age = now.duration_since(trained).as_secs_f64().max(0.0);
-                    self.age.with_label_values(&[namespace, name]).set(age);
+                    self.m.age.with_label_values(&[namespace, name]).set(age);
                 }
             }
         }
@@ -301,8 +324,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::condition::{self as conditions, Desired, State};
-    use crate::crd::ModelRecord;
+    use crate::condition::{self as conditions, Desired, ReadyReason, State};
+    use crate::decide::fixtures::record;
 
     #[test]
     fn reconcile_error_series_exist_before_any_error() {
@@ -323,12 +346,7 @@ mod tests {
         let mut status = RecommenderModelStatus {
             conditions: conditions::merge(
                 &[],
-                &[Desired::new(
-                    conditions::READY,
-                    State::False,
-                    "NotReady",
-                    "",
-                )],
+                &[Desired::new(ReadyReason::NotReady, State::False, "")],
                 now,
                 None,
             ),
@@ -337,29 +355,11 @@ mod tests {
         metrics.observe_status("ml", "movies", &status);
         status.conditions = conditions::merge(
             &[],
-            &[Desired::new(conditions::READY, State::True, "Ready", "")],
+            &[Desired::new(ReadyReason::Ready, State::True, "")],
             now,
             None,
         );
-        status.serving = Some(ModelRecord {
-            version: "v1".into(),
-            run: 1,
-            metrics: crate::crd::ModelMetrics {
-                folds: 4,
-                rmse: 0.94,
-                mae: 0.74,
-                rmse_std: 0.0,
-                mae_std: 0.0,
-                accuracy: 0.0,
-                precision_at_10: 0.0,
-                recall_at_10: 0.0,
-                ndcg_at_10: 0.0,
-            },
-            trained_at: "2026-11-27T11:00:00Z".parse().unwrap(),
-            fingerprint: None,
-            artifact: None,
-            forward: None,
-        });
+        status.serving = Some(record("v1", 1, 0.94, "2026-11-27T11:00:00Z"));
         metrics.observe_status("ml", "movies", &status);
         let text = metrics.render(now);
         assert!(text.contains(r#"recommender_model_condition{name="movies",namespace="ml",reason="Ready",status="True",type="Ready"} 1"#), "{text}");

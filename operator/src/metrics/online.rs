@@ -2,25 +2,38 @@
 //! RMSE gate, training deadline) from the spec and status, and its `status.online` figures. A
 //! series exists only while its value is known, so an alert never compares with a stale number.
 
+use super::{MODEL, declare_metrics};
 use crate::crd::{OnlineStatus, RecommenderModelSpec, RecommenderModelStatus};
 use crate::time::parse_go_duration;
-use prometheus::{GaugeVec, IntCounter, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter};
 
-const MODEL: [&str; 2] = ["namespace", "name"];
-
-pub(super) struct Production {
-    objective: GaugeVec,
-    max_rmse: GaugeVec,
-    run_started: GaugeVec,
-    run_deadline: GaugeVec,
-    requests: GaugeVec,
-    latency: GaugeVec,
-    rmse: GaugeVec,
-    mae: GaugeVec,
-    feedback: GaugeVec,
-    acceptance: GaugeVec,
-    shown: GaugeVec,
-    pub(super) writes: IntCounter,
+declare_metrics! {
+    pub(super) struct Production {
+        objective: GaugeVec = "recommender_model_latency_objective_seconds",
+            "spec.predictor.latencyObjective.", MODEL;
+        max_rmse: GaugeVec = "recommender_model_max_rmse", "spec.promotion.maxRmse.", MODEL;
+        run_started: GaugeVec = "recommender_model_active_run_started_timestamp_seconds",
+            "When the training run in flight started.", MODEL;
+        run_deadline: GaugeVec = "recommender_model_active_run_deadline_seconds",
+            "spec.trainer.activeDeadlineSeconds of the run in flight.", MODEL;
+        requests: GaugeVec = "recommender_model_online_requests_per_second",
+            "Inference requests per second over the serving version's replicas.", MODEL;
+        latency: GaugeVec = "recommender_model_online_latency_seconds",
+            "Server-side latency of the serving version over the last collection interval.",
+            ["namespace", "name", "quantile"];
+        rmse: GaugeVec = "recommender_model_online_rmse",
+            "RMSE of the serving version against feedback.", MODEL;
+        mae: GaugeVec = "recommender_model_online_mae",
+            "MAE of the serving version against feedback.", MODEL;
+        feedback: GaugeVec = "recommender_model_online_feedback",
+            "Feedback ratings behind the online RMSE and MAE.", MODEL;
+        acceptance: GaugeVec = "recommender_model_online_acceptance_rate",
+            "Suggestions the user went on to rate, divided by suggestions shown.", MODEL;
+        shown: GaugeVec = "recommender_model_online_suggestions_shown",
+            "Suggestions shown by the predictors (since they started).", MODEL;
+        pub(super) writes: IntCounter = "recommender_operator_online_status_writes_total",
+            "status.online writes (only when the figures changed).", [];
+    }
 }
 
 fn set(gauge: &GaugeVec, labels: &[&str], value: Option<f64>) {
@@ -33,78 +46,6 @@ fn set(gauge: &GaugeVec, labels: &[&str], value: Option<f64>) {
 }
 
 impl Production {
-    pub(super) fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let gauge =
-            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
-                let g = GaugeVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(g.clone()))?;
-                Ok(g)
-            };
-        let writes = IntCounter::new(
-            "recommender_operator_online_status_writes_total",
-            "status.online writes (only when the figures changed).",
-        )?;
-        registry.register(Box::new(writes.clone()))?;
-        Ok(Self {
-            objective: gauge(
-                "recommender_model_latency_objective_seconds",
-                "spec.predictor.latencyObjective.",
-                &MODEL,
-            )?,
-            max_rmse: gauge(
-                "recommender_model_max_rmse",
-                "spec.promotion.maxRmse.",
-                &MODEL,
-            )?,
-            run_started: gauge(
-                "recommender_model_active_run_started_timestamp_seconds",
-                "When the training run in flight started.",
-                &MODEL,
-            )?,
-            run_deadline: gauge(
-                "recommender_model_active_run_deadline_seconds",
-                "spec.trainer.activeDeadlineSeconds of the run in flight.",
-                &MODEL,
-            )?,
-            requests: gauge(
-                "recommender_model_online_requests_per_second",
-                "Inference requests per second over the serving version's replicas.",
-                &MODEL,
-            )?,
-            latency: gauge(
-                "recommender_model_online_latency_seconds",
-                "Server-side latency of the serving version over the last collection interval.",
-                &["namespace", "name", "quantile"],
-            )?,
-            rmse: gauge(
-                "recommender_model_online_rmse",
-                "RMSE of the serving version against feedback.",
-                &MODEL,
-            )?,
-            mae: gauge(
-                "recommender_model_online_mae",
-                "MAE of the serving version against feedback.",
-                &MODEL,
-            )?,
-            feedback: gauge(
-                "recommender_model_online_feedback",
-                "Feedback ratings behind the online RMSE and MAE.",
-                &MODEL,
-            )?,
-            acceptance: gauge(
-                "recommender_model_online_acceptance_rate",
-                "Suggestions the user went on to rate, divided by suggestions shown.",
-                &MODEL,
-            )?,
-            shown: gauge(
-                "recommender_model_online_suggestions_shown",
-                "Suggestions shown by the predictors (since they started).",
-                &MODEL,
-            )?,
-            writes,
-        })
-    }
-
     pub(super) fn observe_targets(
         &self,
         labels: &[&str; 2],
@@ -115,7 +56,7 @@ impl Production {
             parse_go_duration(&spec.predictor.latency_objective).map(|d| d.as_secs_f64());
         set(&self.objective, labels, objective);
         set(&self.max_rmse, labels, Some(spec.promotion.max_rmse));
-        let run = status.active_run.as_ref();
+        let run = status.runs.active.as_ref();
         set(
             &self.run_started,
             labels,

@@ -146,10 +146,10 @@ async fn read_runs(
                 .any(|o| Some(&o.uid) == uid.as_ref())
         })
         .collect();
-    let last_completed = model.status.as_ref().map_or(0, |s| s.last_completed_run);
+    let last_completed = model.status.as_ref().map_or(0, |s| s.runs.last_completed);
     let evaluation_pending = |n: u32| {
         model.status.as_ref().is_none_or(|s| {
-            n > s.last_evaluation || s.active_evaluation.as_ref().is_some_and(|a| a.number == n)
+            n > s.evaluations.last || s.evaluations.active.as_ref().is_some_and(|a| a.number == n)
         })
     };
     // Pods are only read for runs still to be recorded: they hold the termination messages.

@@ -1,3 +1,6 @@
+//! The forward side of `decide`: counts of new ratings, forward evaluations started and recorded,
+//! `Stale` by new data and `AccuracyDegraded`, each through the whole decision.
+
 use crate::crd::{
     Fingerprint, PostgresSource, RecommenderModelSpec, RecommenderModelStatus, RunTrigger,
     SecretKeyRef, Source,
@@ -113,7 +116,7 @@ fn new_ratings_past_the_limit_make_the_model_stale_and_retrain_once() {
     assert!(plan.status.stale);
     assert_eq!(plan.status.data.as_ref().unwrap().exceeded_at, Some(now()));
     assert_eq!(
-        plan.status.active_run.as_ref().unwrap().trigger,
+        plan.status.runs.active.as_ref().unwrap().trigger,
         RunTrigger::NewData
     );
     assert!(
@@ -125,9 +128,9 @@ fn new_ratings_past_the_limit_make_the_model_stale_and_retrain_once() {
     // The next count keeps when the limit was first reached; the candidate already tried
     // since then is not tried again.
     let mut after = plan.status.clone();
-    after.active_run = None;
-    after.last_completed_run = after.last_run;
-    after.last_attempt_started_at = Some(now());
+    after.runs.active = None;
+    after.runs.last_completed = after.runs.last;
+    after.runs.last_attempt_started_at = Some(now());
     let m = model(spec.clone(), Some(after));
     let mut obs = observe(&m, vec![], Some(available("v1", 1, 1)));
     obs.new_ratings = Some(Ok(count(7000)));
@@ -149,8 +152,8 @@ fn a_count_of_another_model_or_a_failed_count_changes_no_verdict() {
     (v2.version, v2.run) = ("v2".into(), 2);
     v2.fingerprint.as_mut().unwrap().max_timestamp = Some(SNAPSHOT + 100);
     status.models.push(v2);
-    status.last_run = 2;
-    status.last_completed_run = 2;
+    status.runs.last = 2;
+    status.runs.last_completed = 2;
     let m = model(spec.clone(), Some(status.clone()));
     let mut obs = observe(&m, vec![], Some(available("v2", 1, 1)));
     obs.database = crate::observe::DatabaseProbe::Reachable;
@@ -203,7 +206,7 @@ fn a_forward_evaluation_starts_with_enough_new_ratings_at_most_every_interval() 
         "{}",
         args(job)
     );
-    let active = plan.status.active_evaluation.as_ref().unwrap();
+    let active = plan.status.evaluations.active.as_ref().unwrap();
     assert_eq!((active.number, active.version.as_str()), (1, "v1"));
     assert!(
         plan.start_job.is_none(),
@@ -212,8 +215,8 @@ fn a_forward_evaluation_starts_with_enough_new_ratings_at_most_every_interval() 
 
     // Evaluated 30 minutes ago: the next one waits for the interval, with a timer.
     let mut status = v1_serving(&spec);
-    status.last_evaluation = 1;
-    status.last_evaluation_started_at = Some(at("2026-11-27T11:30:00Z"));
+    status.evaluations.last = 1;
+    status.evaluations.last_started_at = Some(at("2026-11-27T11:30:00Z"));
     let plan = decide_with(&spec, status, Some(Ok(count(100))), vec![]);
     assert!(plan.start_evaluation.is_none());
     assert_eq!(
@@ -253,8 +256,8 @@ fn evaluated(rmse: f64, ratings: u64) -> ObservedEvaluation {
 fn forward_accuracy_is_recorded_and_judged() {
     let spec = forward_spec("1h");
     let mut status = v1_serving(&spec);
-    status.last_evaluation = 1;
-    status.last_evaluation_started_at = Some(at("2026-11-27T11:58:00Z"));
+    status.evaluations.last = 1;
+    status.evaluations.last_started_at = Some(at("2026-11-27T11:58:00Z"));
     // (forward rmse, maxRmse, degraded?, reason); v1's CV rmse is 0.94, maxRmseIncrease 0.1.
     let cases = [
         (0.98, 1.0, "False", "WithinLimits"),
@@ -278,7 +281,7 @@ fn forward_accuracy_is_recorded_and_judged() {
         );
         assert_eq!(forward.evaluated_at, at("2026-11-27T11:59:00Z"));
         assert_eq!(plan.status.models[0].forward.as_ref(), Some(forward));
-        assert!(plan.status.active_evaluation.is_none());
+        assert!(plan.status.evaluations.active.is_none());
         let c = condition(&plan, "AccuracyDegraded");
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
@@ -286,7 +289,7 @@ fn forward_accuracy_is_recorded_and_judged() {
             "{rmse}"
         );
         assert!(plan.start_evaluation.is_none(), "nothing new since it");
-        let retrains = plan.status.active_run.as_ref().map(|r| r.trigger);
+        let retrains = plan.status.runs.active.as_ref().map(|r| r.trigger);
         if degraded == "True" {
             assert_eq!(retrains, Some(RunTrigger::AccuracyDegraded), "{rmse}");
             assert!(
@@ -312,8 +315,8 @@ fn forward_accuracy_is_recorded_and_judged() {
 fn a_failed_evaluation_is_said_and_retried_after_the_interval() {
     let spec = forward_spec("1h");
     let mut status = v1_serving(&spec);
-    status.last_evaluation = 1;
-    status.last_evaluation_started_at = Some(at("2026-11-27T11:58:00Z"));
+    status.evaluations.last = 1;
+    status.evaluations.last_started_at = Some(at("2026-11-27T11:58:00Z"));
     let mut failed = evaluated(1.0, 500);
     failed.state = EvaluationState::Failed {
         message: "SourceUnavailable: cannot connect".into(),
@@ -342,7 +345,7 @@ fn must_beat_serving_asks_the_trainer_to_challenge_the_serving_model() {
         s.promotion.challenge.min_ratings = 500;
     });
     let mut status = v1_serving(&spec);
-    status.trained_spec_hash = Some("old".into());
+    status.runs.trained_spec_hash = Some("old".into());
     let plan = decide_with(&spec, status, None, vec![]);
     let job = plan.start_job.as_ref().expect("a training run");
     assert!(
@@ -356,7 +359,7 @@ fn must_beat_serving_asks_the_trainer_to_challenge_the_serving_model() {
 
     let plain = pg_spec(|_| {});
     let mut status = v1_serving(&plain);
-    status.trained_spec_hash = Some("old".into());
+    status.runs.trained_spec_hash = Some("old".into());
     let plan = decide_with(&plain, status, None, vec![]);
     assert!(!args(plan.start_job.as_ref().unwrap()).contains("--challenge"));
 }

@@ -1,3 +1,6 @@
+//! Training runs through the whole decision: started, adopted, promoted or rejected, failed and
+//! retried with backoff, retrained on each trigger, recorded in a bounded history.
+
 use super::*;
 use crate::crd::{Phase, RunOutcome, RunReason, RunTrigger};
 use crate::decide::fixtures::*;
@@ -12,7 +15,7 @@ fn no_model_starts_run_one() {
     let m = model(file_spec(), None);
     let plan = decide_for(&m, vec![], None);
     assert_eq!(job_name(&plan).as_deref(), Some("movies-train-1"));
-    let active = plan.status.active_run.as_ref().unwrap();
+    let active = plan.status.runs.active.as_ref().unwrap();
     assert_eq!((active.run, active.trigger), (1, RunTrigger::NoModel));
     assert_eq!(active.started_at, now());
     assert_eq!(plan.status.phase, Phase::Training);
@@ -29,14 +32,14 @@ fn running_job_is_adopted_not_duplicated() {
     let m = model(spec.clone(), None);
     let plan = decide_for(&m, vec![running(1, &spec)], None);
     assert!(plan.start_job.is_none(), "an existing Job must be adopted");
-    let active = plan.status.active_run.as_ref().unwrap();
+    let active = plan.status.runs.active.as_ref().unwrap();
     assert_eq!(active.job, "movies-train-1");
     assert_eq!(
         active.started_at,
         at("2026-11-27T11:50:00Z"),
         "from the Job"
     );
-    assert_eq!(plan.status.last_run, 1);
+    assert_eq!(plan.status.runs.last, 1);
 }
 
 #[test]
@@ -137,7 +140,7 @@ fn gate_outcomes_table() {
         if !has_model {
             status.models.clear();
         }
-        status.last_run = 2;
+        status.runs.last = 2;
         let m = model(spec.clone(), Some(status));
         let plan = decide_for(&m, vec![succeeded(2, spec, rmse, mae)], None);
         let last = plan.status.history.last().unwrap();
@@ -198,8 +201,8 @@ fn failed_run(spec: &crate::crd::RecommenderModelSpec) -> crate::observe::Observ
 fn failed_job_is_recorded_and_retried_with_backoff_while_v1_serves() {
     let spec = file_spec();
     let mut status = serving_status(&spec, "2026-11-27T00:00:00Z");
-    status.last_run = 2;
-    status.trained_spec_hash = Some("old".into()); // run 2 was for a changed spec
+    status.runs.last = 2;
+    status.runs.trained_spec_hash = Some("old".into()); // run 2 was for a changed spec
     let m = model(spec.clone(), Some(status));
     let plan = decide_for(&m, vec![failed_run(&spec)], Some(available("v1", 1, 1)));
     let last = plan.status.history.last().unwrap();
@@ -209,8 +212,11 @@ fn failed_job_is_recorded_and_retried_with_backoff_while_v1_serves() {
         last.message,
         "PodFailurePolicy: relation \"ratings\" does not exist"
     );
-    assert_eq!(plan.status.consecutive_failures, 1);
-    assert_eq!(plan.status.retry_after, Some(at("2026-11-27T12:00:30Z")));
+    assert_eq!(plan.status.runs.consecutive_failures, 1);
+    assert_eq!(
+        plan.status.runs.retry_after,
+        Some(at("2026-11-27T12:00:30Z"))
+    );
     assert!(
         plan.start_job.is_none(),
         "no retry before the backoff elapses"
@@ -302,7 +308,7 @@ fn a_vanished_job_is_a_failed_run() {
     let plan = decide_for(&later, vec![], None);
     let last = plan.status.history.last().unwrap();
     assert_eq!((last.run, &last.reason), (1, &RunReason::JobMissing));
-    assert_eq!(plan.status.consecutive_failures, 1);
+    assert_eq!(plan.status.runs.consecutive_failures, 1);
     assert!(plan.start_job.is_none(), "backing off before run 2");
 }
 
@@ -316,7 +322,7 @@ fn decide_at_rest(spec: crate::crd::RecommenderModelSpec) -> Plan {
 }
 
 fn trigger_of(plan: &Plan) -> Option<RunTrigger> {
-    plan.status.active_run.as_ref().map(|a| a.trigger)
+    plan.status.runs.active.as_ref().map(|a| a.trigger)
 }
 
 #[test]
@@ -355,13 +361,12 @@ fn spec_change_interval_and_request_trigger_training() {
     let plan = decide_for(&m, vec![], Some(available("v1", 1, 1)));
     assert_eq!(trigger_of(&plan), Some(RunTrigger::Requested));
     assert_eq!(
-        plan.status.handled_retrain_request.as_deref(),
+        plan.status.runs.handled_retrain_request.as_deref(),
         Some("2026-11-27T12:00")
     );
-    m.status = Some(RecommenderModelStatus {
-        active_run: None,
-        ..plan.status.clone()
-    });
+    let mut handled = plan.status.clone();
+    handled.runs.active = None;
+    m.status = Some(handled);
     let again = decide_for(&m, vec![], Some(available("v1", 1, 1)));
     assert!(
         again.start_job.is_none(),
@@ -385,7 +390,7 @@ fn history_is_bounded() {
     let status = m.status.unwrap();
     assert_eq!(status.history.len(), HISTORY_LIMIT);
     assert_eq!(status.history.first().unwrap().run, 6);
-    assert_eq!(status.last_completed_run, 15);
+    assert_eq!(status.runs.last_completed, 15);
     assert_eq!(
         status.run_counts,
         crate::crd::RunCounts {

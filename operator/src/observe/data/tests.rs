@@ -1,3 +1,5 @@
+//! Counting new ratings (the statement, when a count is due) and reading forward-evaluation Jobs.
+
 use super::*;
 use crate::crd::{DataStatus, Fingerprint, SecretKeyRef};
 use crate::decide::fixtures::{at, record};
