@@ -10,6 +10,26 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_recommender-trainer"))
 }
 
+/// `generate --users U --items I --ratings R [EXTRA...] --out DATA`, which must succeed.
+fn generate(data: &Path, [users, items, ratings]: [&str; 3], extra: &[&str]) {
+    let status = bin()
+        .args([
+            "generate",
+            "--users",
+            users,
+            "--items",
+            items,
+            "--ratings",
+            ratings,
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(data)
+        .status()
+        .unwrap();
+    assert!(status.success(), "generate {data:?}: {status}");
+}
+
 /// `evaluate --json --source DATA --report REPORT ARGS...`, which must succeed; its JSON.
 fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value {
     let out = bin()
@@ -32,21 +52,11 @@ fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value
 fn generate_then_train_writes_artifact_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("synthetic.tsv.gz");
-    let st = bin()
-        .args([
-            "generate",
-            "--users",
-            "200",
-            "--items",
-            "100",
-            "--ratings",
-            "6000",
-        ])
-        .args(["--rank", "4", "--seed", "3", "--out"])
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    generate(
+        &data,
+        ["200", "100", "6000"],
+        &["--rank", "4", "--seed", "3"],
+    );
 
     let model = dir.path().join("v1.model");
     let report = dir.path().join("report.json");
@@ -125,23 +135,7 @@ fn generate_then_train_writes_artifact_and_report() {
 fn evaluate_prints_json_and_baseline_works() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("r.tsv");
-    assert!(
-        bin()
-            .args([
-                "generate",
-                "--users",
-                "50",
-                "--items",
-                "40",
-                "--ratings",
-                "1500",
-                "--out"
-            ])
-            .arg(&data)
-            .status()
-            .unwrap()
-            .success()
-    );
+    generate(&data, ["50", "40", "1500"], &[]);
     let v = evaluate_json(
         &data,
         &dir.path().join("r.json"),
@@ -188,21 +182,7 @@ fn failure_exits_1_with_a_failed_report() {
 fn the_operators_artifact_paths_still_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("r.tsv");
-    let generated = bin()
-        .args([
-            "generate",
-            "--users",
-            "50",
-            "--items",
-            "40",
-            "--ratings",
-            "1500",
-            "--out",
-        ])
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+    generate(&data, ["50", "40", "1500"], &[]);
     let folder = dir.path().join("movies");
     let report = dir.path().join("report.json");
     let train = |version: &str, extra: &[&str]| {

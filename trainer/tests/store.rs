@@ -26,6 +26,13 @@ fn trainer(target: &Target, args: &[&str]) -> Command {
     command
 }
 
+/// `train --source SOURCE --version VERSION` with the small hyperparameters, in `target`.
+fn train_version(target: &Target, source: &str, version: &str) -> Command {
+    let mut command = trainer(target, &["train", "--source", source, "--version", version]);
+    command.args(SMALL);
+    command
+}
+
 /// Runs and returns the output and the report it left.
 fn run(command: &mut Command, report: &Path) -> (Output, TrainingReport) {
     let _ = std::fs::remove_file(report);
@@ -101,10 +108,7 @@ fn versions_in(target: &Target, store: &BlockingStore, work: &Path) {
     let sha1 = v1.artifact_sha256.clone().unwrap();
 
     // The same version again is refused before any training, and v1 stays as it was.
-    let (out, again) = run(
-        trainer(target, &["train", "--source", source, "--version", "v1"]).args(SMALL),
-        &report,
-    );
+    let (out, again) = run(&mut train_version(target, source, "v1"), &report);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(again.error.unwrap().reason, "StoreAlreadyExists");
     assert_eq!(again.data, None);
@@ -257,17 +261,10 @@ fn train_creates_the_folder_of_a_models_first_version() {
         flags: vec!["--store".into(), folder.display().to_string()],
         env: Vec::new(),
     };
-    let mut train = trainer(
-        &target,
-        &[
-            "train",
-            "--source",
-            data.to_str().unwrap(),
-            "--version",
-            "v1",
-        ],
+    let (out, report) = run(
+        &mut train_version(&target, data.to_str().unwrap(), "v1"),
+        &dir.path().join("r.json"),
     );
-    let (out, report) = run(train.args(SMALL), &dir.path().join("r.json"));
     succeeded(&out, &report);
     assert!(folder.join("v1.model").is_file());
     assert!(folder.join("runs/v1.json").is_file());
@@ -324,17 +321,10 @@ fn a_refusing_s3_store_fails_the_run_before_training() {
         ),
     ];
     for (target, reason, words) in cases {
-        let mut train = trainer(
-            &target,
-            &[
-                "train",
-                "--source",
-                data.to_str().unwrap(),
-                "--version",
-                "v1",
-            ],
+        let (out, report) = run(
+            &mut train_version(&target, data.to_str().unwrap(), "v1"),
+            &dir.path().join("r.json"),
         );
-        let (out, report) = run(train.args(SMALL), &dir.path().join("r.json"));
         assert_eq!(out.status.code(), Some(1));
         let error = report.error.clone().unwrap();
         assert_eq!(error.reason, reason, "{}", error.message);
