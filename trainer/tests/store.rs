@@ -83,19 +83,8 @@ fn versions_in(target: &Target, store: &BlockingStore, work: &Path) {
     let report = work.join("report.json");
     let source = "store:ratings.tsv";
 
-    let mut train = trainer(
-        target,
-        &[
-            "train",
-            "--source",
-            source,
-            "--version",
-            "v1",
-            "--format",
-            "ml-100k",
-        ],
-    );
-    let (out, v1) = run(train.args(SMALL), &report);
+    let mut train = train_version(target, source, "v1");
+    let (out, v1) = run(train.args(["--format", "ml-100k"]), &report);
     succeeded(&out, &v1);
     assert_eq!(v1.data.as_ref().unwrap().rows, 3000);
     let bytes = store.get("v1.model", 1 << 30).unwrap();
@@ -115,23 +104,9 @@ fn versions_in(target: &Target, store: &BlockingStore, work: &Path) {
     assert_eq!(store.get("v1.model", 1 << 30).unwrap(), bytes);
 
     // v2 challenges v1, read and verified from the store, and records the verdict on v1.
-    let mut train = trainer(
-        target,
-        &[
-            "train",
-            "--source",
-            source,
-            "--version",
-            "v2",
-            "--challenge",
-            "v1",
-            "--challenge-sha256",
-            &sha1,
-            "--verdicts",
-            "v1=Succeeded:Promoted",
-        ],
-    );
-    let (out, v2) = run(train.args(SMALL), &report);
+    let mut train = train_version(target, source, "v2");
+    train.args(["--challenge", "v1", "--challenge-sha256", &sha1]);
+    let (out, v2) = run(train.args(["--verdicts", "v1=Succeeded:Promoted"]), &report);
     succeeded(&out, &v2);
     let challenge = v2.challenge.unwrap();
     assert_eq!(challenge.champion, "v1");
@@ -147,21 +122,11 @@ fn versions_in(target: &Target, store: &BlockingStore, work: &Path) {
 
     // A champion with other bytes than recorded is not compared with.
     let wrong = Sha256::of(b"another artifact").to_string();
-    let mut train = trainer(
-        target,
-        &[
-            "train",
-            "--source",
-            source,
-            "--version",
-            "v3",
-            "--challenge",
-            "v1",
-            "--challenge-sha256",
-            &wrong,
-        ],
+    let mut train = train_version(target, source, "v3");
+    let (out, v3) = run(
+        train.args(["--challenge", "v1", "--challenge-sha256", &wrong]),
+        &report,
     );
-    let (out, v3) = run(train.args(SMALL), &report);
     succeeded(&out, &v3);
     let why = v3.challenge.unwrap().fallback.unwrap();
     assert!(why.contains("is corrupt") && why.contains(&sha1), "{why}");
