@@ -6,6 +6,8 @@
 //!   termination message;
 //! - [`metrics`]: the quality measures, per test fold and cross-validated, which the report, the
 //!   trainer's folds and the `RecommenderModel` status carry;
+//! - [`refusal`]: why a predictor refused the version it was told to serve, which the operator
+//!   reads from the pod's termination message;
 //! - [`stats`]: what a predictor replica answers on `GET /v1/stats` for the operator's collector;
 //! - [`defaults`]: the hyperparameter defaults the CRD, the trainer CLI and the operator's Job
 //!   arguments share.
@@ -15,5 +17,6 @@
 
 pub mod defaults;
 pub mod metrics;
+pub mod refusal;
 pub mod report;
 pub mod stats;

@@ -3,14 +3,51 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use recommender_store::{Sha256, StoreArgs};
 
-/// Serves a trainer artifact over HTTP.
+/// Serves a trainer artifact over HTTP: a version fetched from the model store (`--store`,
+/// `--model-version`, `--model-sha256`, what the operator passes), or a file (`--model`).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "recommender-predictor", version, about)]
 pub struct Config {
-    /// Model artifact written by `recommender-trainer train --out`.
-    #[arg(long, env = "MODEL_PATH")]
-    pub model: PathBuf,
+    /// A model artifact file, loaded again when it is replaced or on SIGHUP (development use;
+    /// the operator passes --store).
+    #[arg(
+        long,
+        env = "MODEL_PATH",
+        conflicts_with = "store",
+        required_unless_present = "store"
+    )]
+    pub model: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The version to serve from --store, `<VERSION>.model`; fetched once at start.
+    // `requires = "store"` alone lets `--model PATH --model-version V` through: clap excuses a
+    // missing requirement that conflicts with an argument given (here --model).
+    #[arg(
+        long,
+        env = "MODEL_VERSION",
+        value_name = "VERSION",
+        requires = "store",
+        conflicts_with = "model"
+    )]
+    pub model_version: Option<String>,
+
+    /// The sha256 of the artifact's bytes: any other bytes are refused (the version the
+    /// operator recorded, or a file that was replaced).
+    #[arg(long, env = "MODEL_SHA256", value_name = "HEX", value_parser = parse_sha256)]
+    pub model_sha256: Option<Sha256>,
+
+    /// The largest artifact read, in bytes: it is held in memory.
+    #[arg(long, env = "MAX_MODEL_BYTES", default_value_t = 4 << 30)]
+    pub max_model_bytes: u64,
+
+    /// Where the reason goes when the predictor refuses the version it was told to serve and
+    /// exits (JSON, read by the operator from the container's last state).
+    #[arg(long, env = "TERMINATION_LOG", default_value = "/dev/termination-log")]
+    pub termination_log: PathBuf,
 
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
@@ -132,6 +169,10 @@ impl Config {
     }
 }
 
+fn parse_sha256(text: &str) -> Result<Sha256, String> {
+    text.parse()
+}
+
 /// Accepts `250ms`, `2s`, `5m`, `24h` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -174,8 +215,35 @@ mod tests {
     fn defaults_match_the_contract() {
         let config = Config::with_model("/models/m/v1.model");
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.model, PathBuf::from("/models/m/v1.model"));
+        assert_eq!(config.model, Some(PathBuf::from("/models/m/v1.model")));
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_store_or_a_file_not_both() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from(["recommender-predictor"].iter().chain(args));
+        let digest = "ab".repeat(32);
+        let c = parse(&[
+            "--store",
+            "s3://models/movies",
+            "--store-endpoint",
+            "http://s3:8333",
+            "--model-version",
+            "v3",
+            "--model-sha256",
+            &digest,
+        ])
+        .unwrap();
+        assert_eq!(c.model, None);
+        assert_eq!(c.store.store.as_deref(), Some("s3://models/movies"));
+        assert_eq!(c.model_version.as_deref(), Some("v3"));
+        assert_eq!(c.model_sha256.unwrap().to_string(), digest);
+        assert!(parse(&[]).is_err(), "neither --model nor --store");
+        assert!(parse(&["--model", "m", "--store", "/models/m"]).is_err());
+        assert!(parse(&["--model", "m", "--model-version", "v3"]).is_err());
+        let bad = parse(&["--model", "m", "--model-sha256", "abc"]).unwrap_err();
+        assert!(bad.to_string().contains("not a sha256 digest"), "{bad}");
     }
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {

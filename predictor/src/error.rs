@@ -3,14 +3,15 @@
 //! Every client mistake maps to a 4xx with a body `{"error": "<code>", "message": "<what and
 //! where>"}`, so callers can branch on `error` and humans can read `message`.
 
-use std::{io, path::PathBuf};
+use std::io;
 
 use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use recommender_model::ArtifactError;
 use serde::Serialize;
+
+use crate::source::LoadError;
 
 /// What a shed request's `Retry-After` says: by then the requests ahead of it are long done
 /// (they answer in microseconds), or a load balancer has picked another replica.
@@ -48,14 +49,9 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("no verified model is loaded yet")]
     ModelNotLoaded,
-    #[error("loading model {path}: {source}")]
-    Load {
-        path: PathBuf,
-        #[source]
-        source: ArtifactError,
-    },
-    #[error("loading model {path}: {message}")]
-    LoadPanicked { path: PathBuf, message: String },
+    /// The model refused (crate::source).
+    #[error("model refused: {0}")]
+    Load(LoadError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("write token {source_name}: {message}")]
@@ -94,8 +90,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::ModelNotLoaded => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Load { .. }
-            | Error::LoadPanicked { .. }
+            Error::Load(_)
             | Error::Config(_)
             | Error::WriteToken { .. }
             | Error::Bind { .. }

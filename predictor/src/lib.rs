@@ -1,5 +1,7 @@
 //! `recommender-predictor`: serves a trainer artifact over HTTP with predictions, suggestions,
-//! a feedback loop, Prometheus metrics and hot reload. See `docs/predictor-api.md`.
+//! a feedback loop and Prometheus metrics: a version fetched from the model store and verified
+//! against the sha256 the operator recorded, or a file reloaded when it is replaced. See
+//! `docs/predictor-api.md`.
 
 pub mod auth;
 pub mod config;
@@ -11,6 +13,7 @@ pub mod metrics;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod source;
 pub mod state;
 pub mod top_index;
 

@@ -10,6 +10,7 @@ use prometheus::{
     core::{Collector, Metric},
 };
 
+use recommender_contract::refusal::RefusalReason;
 use recommender_contract::stats::{Bucket, LatencyHistogram};
 
 use crate::error::Error;
@@ -241,9 +242,10 @@ metrics! {
     pub model_load_timestamp_seconds: Gauge = "model_load_timestamp_seconds";
     /// Models loaded and swapped in, including the first.
     pub model_reloads: IntCounter = "model_reloads_total";
-    /// Model loads refused (missing, unreadable or corrupt artifact); the previous model kept
-    /// serving.
-    pub model_load_failures: IntCounter = "model_load_failures_total";
+    /// Model loads refused, by reason (Corrupt: not the recorded sha256; NotFound;
+    /// InvalidArtifact; TooLarge; Unreachable, BucketMissing, CredentialsRefused: the store;
+    /// InvalidConfig; Other); the previous model kept serving.
+    model_load_failures: IntCounterVec = "model_load_failures_total" ["reason"];
     /// RMSE of the served model's predictions against ratings reported as feedback.
     pub online_rmse: Gauge = "online_rmse";
     /// MAE of the served model's predictions against ratings reported as feedback.
@@ -291,7 +293,15 @@ impl Metrics {
         for timeout in ConnectionTimeout::ALL {
             metrics.connection_timeout(timeout);
         }
+        for reason in RefusalReason::ALL {
+            metrics.model_load_failure(reason);
+        }
         Ok(metrics)
+    }
+
+    pub fn model_load_failure(&self, reason: RefusalReason) -> IntCounter {
+        self.model_load_failures
+            .with_label_values(&[reason.as_str()])
     }
 
     pub fn connection_timeout(&self, timeout: ConnectionTimeout) -> IntCounter {

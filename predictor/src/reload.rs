@@ -1,7 +1,8 @@
-//! Loading the artifact and swapping it in: at start, on SIGHUP and when the file at the model
-//! path is replaced. Loads run on the blocking pool; the swap is one atomic pointer store, so
-//! requests in flight finish on the model they started with. A failed load leaves the served
-//! model untouched.
+//! Loading the artifact and swapping it in. A version of the model store is fetched once, at
+//! start; a file is loaded at start, on SIGHUP and when it is replaced (crate::source). Loads run
+//! on the blocking pool; the swap is one atomic pointer store, so requests in flight finish on
+//! the model they started with. A refused load leaves the served model untouched, and is logged
+//! with why and counted by reason.
 
 use std::{
     os::unix::fs::MetadataExt,
@@ -11,7 +12,8 @@ use std::{
 };
 
 use jiff::Timestamp;
-use recommender_model::{Ranker, artifact};
+use recommender_contract::refusal::RefusalReason;
+use recommender_model::Ranker;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::watch,
@@ -19,6 +21,7 @@ use tokio::{
 
 use crate::{
     error::Error,
+    source::LoadError,
     state::{AppState, ServedModel},
     top_index::TopIndex,
 };
@@ -48,39 +51,45 @@ impl FileStamp {
     }
 }
 
-/// Loads the artifact at the model path and, if it verifies, serves it. Returns the version now
-/// served; on failure the previous model (if any) keeps serving and the failure is counted.
+/// Reads the artifact from the model's source and, if it verifies, serves it. Returns the
+/// version now served; on failure the previous model (if any) keeps serving and the failure is
+/// counted.
 pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
-    let path = state.model_path.clone();
+    let fetched = match state.source.fetch().await {
+        Ok(fetched) => fetched,
+        Err(e) => return Err(failed(state, e)),
+    };
     let (depth, max_bytes) = (
         state.limits.precompute_depth,
         state.limits.precompute_max_bytes,
     );
-    let loaded = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            artifact::load(&path).map(|a| {
-                let ranker = Ranker::new(&a.model.factors);
-                let top = TopIndex::build(&a.model, &ranker, depth, max_bytes);
-                (a, ranker, top)
-            })
-        }
+    let artifact = fetched.artifact;
+    let indexed = tokio::task::spawn_blocking(move || {
+        let ranker = Ranker::new(&artifact.model.factors);
+        let top = TopIndex::build(&artifact.model, &ranker, depth, max_bytes);
+        (artifact, ranker, top)
     })
     .await;
-    let (artifact, ranker, top) = match loaded {
-        Ok(Ok(loaded)) => loaded,
-        Ok(Err(source)) => return Err(failed(state, Error::Load { path, source })),
+    let (artifact, ranker, top) = match indexed {
+        Ok(indexed) => indexed,
         Err(join) => {
+            let message = format!("indexing {} panicked: {join}", state.source.location());
             return Err(failed(
                 state,
-                Error::LoadPanicked {
-                    path,
-                    message: join.to_string(),
+                LoadError {
+                    reason: RefusalReason::Other,
+                    message,
                 },
             ));
         }
     };
-    let served = ServedModel::new(artifact, path, ranker, top);
+    let served = ServedModel::new(
+        artifact,
+        state.source.location(),
+        fetched.sha256,
+        ranker,
+        top,
+    );
     let version = served.version().to_owned();
     let metrics = &state.metrics;
     metrics.model_info.reset();
@@ -101,7 +110,8 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
         items = served.model().items.len(),
         precomputed_depth = served.top.as_ref().map_or(0, |t| t.depth()),
         precomputed_bytes = served.top.as_ref().map_or(0, |t| t.bytes()),
-        path = %served.path.display(),
+        artifact = %served.location,
+        sha256 = %served.sha256,
         "serving model"
     );
     state.model.store(Some(Arc::new(served)));
@@ -113,13 +123,18 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
     Ok(version)
 }
 
-fn failed(state: &AppState, error: Error) -> Error {
+fn failed(state: &AppState, error: LoadError) -> Error {
     let keeping = state.model.load();
+    let (artifact, reason) = (state.source.location(), error.reason.as_str());
     match keeping.as_deref() {
-        Some(old) => tracing::warn!(error = %error, keeping = old.version(), "model load refused"),
-        None => tracing::warn!(error = %error, "model load refused; no model to serve yet"),
+        Some(old) => {
+            tracing::error!(%artifact, reason, error = %error, keeping = old.version(), "model refused")
+        }
+        None => {
+            tracing::error!(%artifact, reason, error = %error, "model refused; no model to serve")
+        }
     }
-    state.metrics.model_load_failures.inc();
+    state.metrics.model_load_failure(error.reason).inc();
     let mut status = state
         .load_status
         .lock()
@@ -127,18 +142,29 @@ fn failed(state: &AppState, error: Error) -> Error {
     status.failures += 1;
     status.last_error = Some(error.to_string());
     status.last_error_at = Some(Timestamp::now());
-    error
+    Error::Load(error)
 }
 
-/// Loads the model now, then again on SIGHUP or whenever the file's identity changes, until
-/// `shutdown` flips. A file that failed to load is not retried until it changes (or SIGHUP), so a
-/// corrupt artifact is counted once rather than once per poll.
+/// Loads the model now and keeps it until `shutdown` flips. A file is loaded again on SIGHUP or
+/// whenever its identity changes; one that failed to load is not retried until it changes (or
+/// SIGHUP), so a corrupt artifact is counted once rather than once per poll. A store's version
+/// is fetched once, and a refusal ends the watch with the error: the server stops and the
+/// predictor exits with it, so its pod never becomes ready.
 pub async fn watch_model(
     state: Arc<AppState>,
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+    let Some(path) = state.source.watched_file().map(Path::to_path_buf) else {
+        reload(&state).await?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => tracing::info!("SIGHUP: nothing to reload, a new version arrives by a rollout"),
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    };
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut attempted: Option<Option<FileStamp>> = None;
@@ -148,7 +174,7 @@ pub async fn watch_model(
             _ = hangup.recv() => true,
             _ = shutdown.changed() => return Ok(()),
         };
-        let stamp = FileStamp::of(&state.model_path);
+        let stamp = FileStamp::of(&path);
         if !forced && attempted == Some(stamp) {
             continue;
         }

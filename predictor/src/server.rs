@@ -1,5 +1,7 @@
 //! Running the server: bind, load the model in the background, accept connections within their
-//! bounds, serve until SIGTERM, drain.
+//! bounds, serve until SIGTERM, drain. A store's version that is refused stops the server too:
+//! the reason goes to the termination-message path (a [`Refusal`]) and the predictor exits, so
+//! its pod never becomes ready and the pods of the previous version keep serving.
 //!
 //! Each connection is served by hyper's HTTP/1 connection with a timer, so a client must finish
 //! its request headers within `--header-read-timeout` (hyper starts that clock at accept and
@@ -22,6 +24,8 @@ use tokio::{
 };
 use tokio_io_timeout::TimeoutStream;
 
+use recommender_contract::refusal::{REFUSAL_FORMAT, Refusal};
+
 use crate::{
     config::Config, error::Error, metrics::ConnectionTimeout, reload, routes::router,
     state::AppState,
@@ -29,37 +33,75 @@ use crate::{
 
 /// Serves until SIGTERM or SIGINT, then stops accepting, lets requests in flight finish and
 /// returns. The listener is up before the model is loaded, so liveness answers at once while
-/// readiness waits for a verified model.
+/// readiness waits for a verified model. A refused store version ends it early with
+/// [`Error::Load`], after its [`Refusal`] is written to `--termination-log`.
 pub async fn run(config: Config) -> Result<(), Error> {
-    let state = AppState::new(&config)?;
+    let state = match AppState::new(&config) {
+        Ok(state) => state,
+        Err(Error::Load(e)) => {
+            // The store's flags or key pair: nothing was fetched, so say what was asked for.
+            let refusal = Refusal {
+                format: REFUSAL_FORMAT,
+                reason: e.reason,
+                version: config.model_version.clone().unwrap_or_default(),
+                artifact: config.store.store.clone().unwrap_or_default(),
+                message: e.message.clone(),
+            };
+            tracing::error!(reason = e.reason.as_str(), error = %e, "model refused");
+            write_refusal(&config, &refusal);
+            return Err(Error::Load(e));
+        }
+        Err(e) => return Err(e),
+    };
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
     let listener = listen(config.listen, config.max_connections).map_err(|source| Error::Bind {
         addr: config.listen,
         source,
     })?;
-    tracing::info!(addr = %config.listen, model = %config.model.display(), "listening");
+    tracing::info!(addr = %config.listen, model = %state.source.location(), "listening");
 
     let (stop_watcher, stopped) = watch::channel(false);
-    let watcher = tokio::spawn(reload::watch_model(
+    let mut watcher = tokio::spawn(reload::watch_model(
         Arc::clone(&state),
         config.reload_poll,
         stopped,
     ));
-    let shutdown = async move {
+    // The watcher ends before a signal only when it cannot go on: a refused store version.
+    let mut ended = None;
+    let shutdown = async {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
             _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+            result = &mut watcher => ended = Some(result),
         }
     };
-    serve(listener, state, shutdown).await;
-    let _ = stop_watcher.send(true);
-    match watcher.await {
+    serve(listener, Arc::clone(&state), shutdown).await;
+    let result = match ended {
+        Some(result) => result,
+        None => {
+            let _ = stop_watcher.send(true);
+            watcher.await
+        }
+    };
+    match result {
+        Ok(Err(Error::Load(e))) => {
+            write_refusal(&config, &state.source.refusal(&e));
+            return Err(Error::Load(e));
+        }
         Ok(result) => result?,
         Err(e) => tracing::warn!(error = %e, "model watcher ended abnormally"),
     }
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// The predictor's last word, for the operator (docs/contracts.md). Outside a container the
+/// path may not be writable: the log has said it all already.
+fn write_refusal(config: &Config, refusal: &Refusal) {
+    if let Err(e) = std::fs::write(&config.termination_log, refusal.to_json()) {
+        tracing::warn!(path = %config.termination_log.display(), error = %e, "cannot write the termination message");
+    }
 }
 
 /// Binds with a listen queue as long as the connection bound: a burst of new connections waits

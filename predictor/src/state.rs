@@ -2,7 +2,6 @@
 //! the limits from the configuration.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -10,16 +9,20 @@ use std::{
 use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 use recommender_model::{Artifact, Model, Ranker};
+use recommender_store::Sha256;
 
 use crate::{
     auth::WriteToken, config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics,
-    top_index::TopIndex,
+    source::ModelSource, top_index::TopIndex,
 };
 
 /// A verified artifact and where and when it was loaded.
 pub struct ServedModel {
     pub artifact: Artifact,
-    pub path: PathBuf,
+    /// Where it was read from: a path, or `s3://BUCKET/PREFIX/KEY`.
+    pub location: String,
+    /// Of the artifact's bytes, as read.
+    pub sha256: Sha256,
     pub loaded_at: Timestamp,
     /// Parsed from the artifact's `created_at`; `None` if it is not RFC 3339.
     pub created_at: Option<Timestamp>,
@@ -30,11 +33,18 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
-    pub fn new(artifact: Artifact, path: PathBuf, ranker: Ranker, top: Option<TopIndex>) -> Self {
+    pub fn new(
+        artifact: Artifact,
+        location: String,
+        sha256: Sha256,
+        ranker: Ranker,
+        top: Option<TopIndex>,
+    ) -> Self {
         let created_at = artifact.meta.created_at.parse::<Timestamp>().ok();
         ServedModel {
             artifact,
-            path,
+            location,
+            sha256,
             loaded_at: Timestamp::now(),
             created_at,
             ranker,
@@ -121,7 +131,7 @@ pub struct LoadStatus {
 }
 
 pub struct AppState {
-    pub model_path: PathBuf,
+    pub source: ModelSource,
     pub model: ArcSwapOption<ServedModel>,
     pub limits: Limits,
     pub metrics: Metrics,
@@ -133,10 +143,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state, with the model's source opened (no request yet); a source the flags cannot
+    /// name is [`Error::Load`], which the server reports as the predictor's refusal.
     pub fn new(config: &Config) -> Result<Arc<Self>, Error> {
         config.validate().map_err(Error::Config)?;
         Ok(Arc::new(AppState {
-            model_path: config.model.clone(),
+            source: ModelSource::from_config(config).map_err(Error::Load)?,
             model: ArcSwapOption::empty(),
             limits: Limits::of(config),
             metrics: Metrics::new()?,

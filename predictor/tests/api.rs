@@ -324,7 +324,7 @@ async fn metrics_follow_prometheus_conventions() {
         r#"recommender_predictor_model_info{algorithm="svd",version="v1"} 1"#,
         "recommender_predictor_model_loaded 1",
         "recommender_predictor_model_reloads_total 1",
-        "recommender_predictor_model_load_failures_total 0",
+        r#"recommender_predictor_model_load_failures_total{reason="Corrupt"} 0"#,
         "# TYPE recommender_predictor_model_age_seconds gauge",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");

@@ -1,4 +1,7 @@
-//! The real binary: SIGHUP reloads, SIGTERM drains a request in flight and exits cleanly.
+//! The real binary: SIGHUP reloads, SIGTERM drains a request in flight and exits cleanly; a
+//! version of the model store (a directory, and the real S3 server of tests/cluster/s3.sh) is
+//! served with the recorded digest, and refused otherwise: the predictor exits and leaves the
+//! reason in its termination message.
 
 mod common;
 
@@ -10,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::write;
+use common::{artifact, write};
+use recommender_contract::refusal::{Refusal, RefusalReason};
+use recommender_store::Sha256;
+use recommender_store::testing::{Server, server};
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -144,4 +150,129 @@ fn sighup_reloads_and_sigterm_drains_in_flight_requests() {
         get(addr, "/livez").is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// A predictor serving `version` of the store `flags` name with the digest `sha256`.
+fn predictor(
+    flags: &[String],
+    env: &[(&str, String)],
+    version: &str,
+    sha256: Sha256,
+    termination_log: &std::path::Path,
+) -> (KillOnDrop, SocketAddr) {
+    let addr = free_addr();
+    let child = Command::new(env!("CARGO_BIN_EXE_recommender-predictor"))
+        .args(flags)
+        .args(["--model-version", version, "--model-sha256"])
+        .arg(sha256.to_string())
+        .arg("--termination-log")
+        .arg(termination_log)
+        .args(["--listen", &addr.to_string()])
+        .env_remove("MODEL_PATH")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (KillOnDrop(child), addr)
+}
+
+/// Waits for the predictor to exit on its own; its refusal.
+fn refused(child: &mut KillOnDrop, termination_log: &std::path::Path) -> Refusal {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "still running after a refusal");
+        sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(1), "{exit:?}");
+    Refusal::parse(&std::fs::read_to_string(termination_log).unwrap()).unwrap()
+}
+
+/// Serves `good` and refuses `flipped` (the same bytes, one flipped) and a missing version, from
+/// the store the flags name, where `good` is `v1.model` and `flipped` is `v2.model`.
+fn serves_the_recorded_bytes_only(flags: &[String], env: &[(&str, String)], good: Sha256) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let (mut child, addr) = predictor(flags, env, "v1", good, &log);
+    wait_until(
+        "readiness",
+        || matches!(get(addr, "/readyz"), Ok((200, body)) if body.contains("\"v1\"")),
+    );
+    let (status, model) = get(addr, "/v1/model").unwrap();
+    assert_eq!(status, 200);
+    assert!(model.contains(&good.to_string()), "{model}");
+    signal(&child.0, "TERM");
+    assert!(child.0.wait().unwrap().success());
+    assert!(!log.exists(), "a refusal was written");
+
+    let (mut child, _) = predictor(flags, env, "v2", good, &log);
+    let refusal = refused(&mut child, &log);
+    assert_eq!(
+        (refusal.reason, refusal.version.as_str()),
+        (RefusalReason::Corrupt, "v2")
+    );
+    assert!(refusal.artifact.ends_with("/v2.model"), "{refusal:?}");
+    assert!(refusal.message.contains(&good.to_string()), "{refusal:?}");
+
+    let (mut child, _) = predictor(flags, env, "v3", good, &log);
+    assert_eq!(refused(&mut child, &log).reason, RefusalReason::NotFound);
+}
+
+fn flipped(bytes: &[u8]) -> Vec<u8> {
+    let mut flipped = bytes.to_vec();
+    flipped[bytes.len() / 2] ^= 0x01;
+    flipped
+}
+
+#[test]
+fn a_directory_store_version_serves_with_its_digest_and_is_refused_otherwise() {
+    let store = tempfile::tempdir().unwrap();
+    let bytes = artifact("v1", 1).to_bytes().unwrap();
+    std::fs::write(store.path().join("v1.model"), &bytes).unwrap();
+    std::fs::write(store.path().join("v2.model"), flipped(&bytes)).unwrap();
+    let flags = vec!["--store".to_string(), store.path().display().to_string()];
+    serves_the_recorded_bytes_only(&flags, &[], Sha256::of(&bytes));
+}
+
+#[test]
+fn an_s3_store_version_serves_with_its_digest_and_is_refused_otherwise() {
+    let Some(s) = server("an_s3_store_version_serves_with_its_digest_and_is_refused_otherwise")
+    else {
+        return;
+    };
+    let prefix = s.fresh_prefix("predictor");
+    let store =
+        recommender_store::BlockingStore::open(&s.config(&s.args(&s.bucket, &prefix), &s.rw))
+            .unwrap();
+    let bytes = artifact("v1", 1).to_bytes().unwrap();
+    store.put_new("v1.model", bytes.clone()).unwrap();
+    // v2's recorded digest is v1's: as if a byte of v1 flipped in the bucket.
+    store.put_new("v2.model", flipped(&bytes)).unwrap();
+    let flags = s.flags(&prefix);
+    let good = Sha256::of(&bytes);
+    serves_the_recorded_bytes_only(&flags, &Server::key_env(&s.rw), good);
+
+    // Refused credentials: the server's words, and no credential, in the refusal.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let wrong = (s.rw.0.clone(), "not-the-secret".to_string());
+    let (mut child, _) = predictor(&flags, &Server::key_env(&wrong), "v1", good, &log);
+    let refusal = refused(&mut child, &log);
+    assert_eq!(refusal.reason, RefusalReason::CredentialsRefused);
+    assert!(
+        refusal.message.contains("SignatureDoesNotMatch"),
+        "{refusal:?}"
+    );
+    s.assert_no_secrets(&refusal.to_json());
+
+    // No key pair at all: refused before any request.
+    let (mut child, _) = predictor(&flags, &[], "v1", good, &log);
+    let refusal = refused(&mut child, &log);
+    assert_eq!(refusal.reason, RefusalReason::InvalidConfig);
+    assert!(refusal.message.contains("AWS_ACCESS_KEY_ID"), "{refusal:?}");
 }

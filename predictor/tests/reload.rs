@@ -1,5 +1,5 @@
 //! Model changes while serving: atomic swaps under load, corrupt artifacts refused, the file
-//! watcher.
+//! watcher; a store's version served only with the digest the operator recorded.
 
 mod common;
 
@@ -16,6 +16,16 @@ use axum::http::StatusCode;
 use common::*;
 use recommender_model::artifact;
 use recommender_predictor::reload::{reload, watch_model};
+use recommender_store::Sha256;
+
+/// Refused loads of `reason`.
+async fn failures(app: &App, reason: &str) -> f64 {
+    metric(
+        app,
+        &format!(r#"recommender_predictor_model_load_failures_total{{reason="{reason}"}}"#),
+    )
+    .await
+}
 
 async fn metric(app: &App, name: &str) -> f64 {
     let text = String::from_utf8(app.state.metrics.encode().unwrap()).unwrap();
@@ -90,10 +100,7 @@ async fn hot_reload_under_concurrent_requests_fails_no_request() {
         metric(&app, "recommender_predictor_model_reloads_total").await,
         6.0
     );
-    assert_eq!(
-        metric(&app, "recommender_predictor_model_load_failures_total").await,
-        0.0
-    );
+    assert_eq!(failures(&app, "InvalidArtifact").await, 0.0);
 }
 
 #[tokio::test]
@@ -119,10 +126,7 @@ async fn corrupt_artifacts_are_refused_and_the_old_model_keeps_serving() {
         assert_eq!(body["model_version"], "v1");
         assert_eq!(get(&app.router, "/readyz").await.0, StatusCode::OK);
     }
-    assert_eq!(
-        metric(&app, "recommender_predictor_model_load_failures_total").await,
-        3.0
-    );
+    assert_eq!(failures(&app, "InvalidArtifact").await, 3.0);
     let (_, summary) = get(&app.router, "/v1/summary").await;
     assert_eq!(summary["model_version"], "v1");
     assert_eq!(summary["loads"]["failed"], 3);
@@ -168,10 +172,7 @@ async fn the_watcher_loads_replaced_files_and_counts_a_bad_one_once() {
         get(&app.router, "/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(
-        metric(&app, "recommender_predictor_model_load_failures_total").await,
-        1.0
-    );
+    assert_eq!(failures(&app, "NotFound").await, 1.0);
 
     write(&app.path, "v1", 1);
     wait_for(&app, "v1", async || {
@@ -187,14 +188,11 @@ async fn the_watcher_loads_replaced_files_and_counts_a_bad_one_once() {
     std::fs::write(&tmp, &bad).unwrap();
     std::fs::rename(&tmp, &app.path).unwrap();
     wait_for(&app, "the failure", async || {
-        metric(&app, "recommender_predictor_model_load_failures_total").await == 2.0
+        failures(&app, "InvalidArtifact").await == 1.0
     })
     .await;
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(
-        metric(&app, "recommender_predictor_model_load_failures_total").await,
-        2.0
-    );
+    assert_eq!(failures(&app, "InvalidArtifact").await, 1.0);
     assert_eq!(get(&app.router, "/readyz").await.1["model_version"], "v1");
 
     artifact::save(&app.path, &artifact("v3", 3)).unwrap();
@@ -205,4 +203,78 @@ async fn the_watcher_loads_replaced_files_and_counts_a_bad_one_once() {
 
     stop.send(true).unwrap();
     watcher.await.unwrap().unwrap();
+}
+
+/// An app told to serve `version` from the directory store `dir`, with the digest `sha256`.
+fn store_app(dir: &std::path::Path, version: &str, sha256: Option<Sha256>) -> App {
+    let root = dir.display().to_string();
+    app_with(|c| {
+        c.model = None;
+        c.store.store = Some(root);
+        c.model_version = Some(version.into());
+        c.model_sha256 = sha256;
+    })
+}
+
+fn digest(a: &recommender_model::Artifact) -> Sha256 {
+    Sha256::of(&a.to_bytes().unwrap())
+}
+
+#[tokio::test]
+async fn a_store_version_is_served_only_with_the_recorded_digest() {
+    let store = tempfile::tempdir().unwrap();
+    let v1 = write(&store.path().join("v1.model"), "v1", 1);
+
+    let app = store_app(store.path(), "v1", Some(digest(&v1)));
+    assert_eq!(reload(&app.state).await.unwrap(), "v1");
+    let (_, model) = get(&app.router, "/v1/model").await;
+    assert_eq!(model["sha256"], digest(&v1).to_string());
+    assert_eq!(
+        model["path"],
+        store.path().join("v1.model").display().to_string()
+    );
+
+    // The operator recorded other bytes for v1: refused with both digests, never served.
+    let recorded = digest(&artifact("v1", 9));
+    let app = store_app(store.path(), "v1", Some(recorded));
+    let err = reload(&app.state).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&recorded.to_string()) && err.contains(&digest(&v1).to_string()),
+        "{err}"
+    );
+    assert!(err.contains("\"v1.model\""), "{err}");
+    assert_eq!(failures(&app, "Corrupt").await, 1.0);
+    assert_eq!(
+        get(&app.router, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // A version that is not there; one whose artifact says it is another version.
+    let app = store_app(store.path(), "v2", None);
+    assert!(reload(&app.state).await.is_err());
+    assert_eq!(failures(&app, "NotFound").await, 1.0);
+    std::fs::copy(store.path().join("v1.model"), store.path().join("v3.model")).unwrap();
+    let app = store_app(store.path(), "v3", Some(digest(&v1)));
+    let err = reload(&app.state).await.unwrap_err().to_string();
+    assert!(err.contains("holds version \"v1\", not \"v3\""), "{err}");
+    assert_eq!(failures(&app, "InvalidArtifact").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_replaced_file_with_another_digest_is_refused_and_the_old_model_serves() {
+    let first = artifact("v1", 1);
+    let app = app_with(|c| c.model_sha256 = Some(digest(&first)));
+    artifact::save(&app.path, &first).unwrap();
+    assert_eq!(reload(&app.state).await.unwrap(), "v1");
+
+    // A valid artifact, but not the bytes the digest names.
+    write(&app.path, "v2", 2);
+    let err = reload(&app.state).await.unwrap_err().to_string();
+    assert!(err.contains("is corrupt: its sha256 is"), "{err}");
+    assert_eq!(failures(&app, "Corrupt").await, 1.0);
+    let (status, body) = get(&app.router, "/v1/predict?user=u1&item=i2").await;
+    assert_eq!(
+        (status, body["model_version"].as_str()),
+        (StatusCode::OK, Some("v1"))
+    );
 }

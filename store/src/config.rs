@@ -39,6 +39,19 @@ pub struct S3Config {
     pub ca_file: Option<PathBuf>,
 }
 
+impl StoreConfig {
+    /// Where `key` lives, for reports and records: the file's path in a directory,
+    /// `s3://BUCKET/PREFIX/KEY` in a bucket (the endpoint is the store's description, and no
+    /// credential is ever part of either).
+    pub fn location(&self, key: &str) -> String {
+        match self {
+            Self::Local { root } => root.join(key).display().to_string(),
+            Self::S3(s3) if s3.prefix.is_empty() => format!("s3://{}/{key}", s3.bucket),
+            Self::S3(s3) => format!("s3://{}/{}/{key}", s3.bucket, s3.prefix),
+        }
+    }
+}
+
 impl S3Config {
     /// Plain HTTP only when the endpoint says so; Amazon S3 is always HTTPS.
     pub fn allow_http(&self) -> bool {
@@ -422,6 +435,31 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"--store "models/m": a directory must be an absolute path"#
+        );
+    }
+
+    #[test]
+    fn a_location_names_the_object_and_nothing_secret() {
+        assert_eq!(
+            args("/models/m")
+                .config_with(keys)
+                .unwrap()
+                .location("runs/v1.json"),
+            "/models/m/runs/v1.json"
+        );
+        let mut a = args("s3://models-bucket/team/recs/");
+        a.endpoint = Some("http://127.0.0.1:58333".into());
+        a.path_style = true;
+        assert_eq!(
+            a.config_with(keys).unwrap().location("v3.model"),
+            "s3://models-bucket/team/recs/v3.model"
+        );
+        assert_eq!(
+            args("s3://models-bucket")
+                .config_with(keys)
+                .unwrap()
+                .location("v3.model"),
+            "s3://models-bucket/v3.model"
         );
     }
 

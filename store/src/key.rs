@@ -9,7 +9,7 @@ use object_store::path::Path;
 pub const MAX_KEY_BYTES: usize = 1024;
 
 /// Why `key` cannot be a key, in words that follow "the key ...".
-pub(crate) fn check(key: &str) -> Result<(), String> {
+pub fn check(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("is empty".into());
     }

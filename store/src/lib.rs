@@ -9,7 +9,8 @@
 //!   [`BlockingStore`] the same for callers without a runtime.
 //! - [`StoreError`] and its [`Reason`]: why an operation failed, in the server's own words.
 //!
-//! docs/model-store.md describes the store for users.
+//! docs/model-store.md describes the store for users. Feature `testing`: the S3 server the
+//! integration tests of this crate and those built on it use ([`testing`]).
 
 mod blocking;
 mod config;
@@ -17,6 +18,8 @@ mod digest;
 mod error;
 pub mod key;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use blocking::BlockingStore;
 pub use config::{ConfigError, Credentials, DEFAULT_REGION, S3Config, StoreArgs, StoreConfig};

@@ -8,23 +8,23 @@
 //! errors come from the same ratings, so the difference and its paired bootstrap interval say
 //! whether the challenger is better on what users rate now.
 
-use std::path::PathBuf;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recommender_contract::report::{Challenge, Paired};
-use recommender_model::{Artifact, Hyperparameters, artifact};
+use recommender_model::{Artifact, Hyperparameters};
 
 use crate::data::Ratings;
 use crate::error::Result;
+use crate::model_store::StoredArtifact;
 use crate::svd::group_by_user;
 use crate::train::fit_ordered;
 
 /// What `--challenge` asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ChallengeOptions {
-    /// The champion's artifact (`/models/<model>/<version>.model`).
-    pub champion: PathBuf,
+    /// The champion's artifact in the model store (`<version>.model`), checked against the
+    /// sha256 the operator recorded for it when one is given.
+    pub champion: StoredArtifact,
     /// The champion's snapshot; default: the `maxTimestamp` in its artifact.
     pub since: Option<i64>,
     /// Share of the new ratings, the newest, held out for the comparison.
@@ -41,10 +41,8 @@ pub struct ChallengeOptions {
 /// timestamps ([`crate::data::Selection::timestamps`]). Never fails: anything that prevents a
 /// paired comparison is the report's `fallback`.
 pub fn challenge(opts: &ChallengeOptions, data: &Ratings, hp: &Hyperparameters) -> Challenge {
-    let label = opts
-        .champion
-        .file_stem()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let key = opts.champion.key.as_str();
+    let label = key.strip_suffix(".model").unwrap_or(key).to_string();
     let fallback = |since: i64, new_ratings: u64, why: String| Challenge {
         champion: label.clone(),
         since,
@@ -52,9 +50,10 @@ pub fn challenge(opts: &ChallengeOptions, data: &Ratings, hp: &Hyperparameters) 
         paired: None,
         fallback: Some(why),
     };
-    let champion = match artifact::load(&opts.champion) {
+    let champion = match opts.champion.read() {
         Ok(a) => a,
         Err(e) => {
+            tracing::error!(champion = %opts.champion.location(), error = %e, "cannot read the champion");
             return fallback(
                 opts.since.unwrap_or(0),
                 0,

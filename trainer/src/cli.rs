@@ -1,15 +1,17 @@
-//! Command-line flags and the three subcommands.
+//! Command-line flags and the subcommands.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use recommender_contract::defaults::{BASELINE, FOLDS, SVD};
 use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_pgtls::SslMode;
+use recommender_store::{Sha256, StoreArgs, StoreConfig};
 use recommender_trainer::baseline::BaselineParams;
 use recommender_trainer::blocked::MAX_FIT_THREADS;
 use recommender_trainer::challenge::ChallengeOptions;
@@ -18,9 +20,10 @@ use recommender_trainer::data::{Selection, parse_scale};
 use recommender_trainer::generate::{GenerateOptions, generate as write_ratings};
 use recommender_trainer::history;
 use recommender_trainer::loaders::{FileOptions, Format, parse_columns};
+use recommender_trainer::model_store::{self, ModelStore, StoredArtifact};
 use recommender_trainer::pg::{DEFAULT_QUERY, PgOptions};
 use recommender_trainer::retention::PruneOptions;
-use recommender_trainer::run::{RunConfig, Source, run};
+use recommender_trainer::run::{Output, RunConfig, Source, run};
 use recommender_trainer::score::{ScoreConfig, score};
 use recommender_trainer::svd::SvdParams;
 use recommender_trainer::{Error, Hyperparameters, kernel};
@@ -29,9 +32,10 @@ use crate::progress::Reporter;
 
 /// Trains Surprise-compatible SVD recommenders from rating files or PostgreSQL.
 ///
-/// `train` cross-validates, fits on all the data and writes a model artifact; `evaluate` only
-/// cross-validates; `generate` writes synthetic ratings. A compact JSON report goes to
-/// `--report` whether the run succeeds (exit 0) or fails (exit 1).
+/// `train` cross-validates, fits on all the data and writes a model artifact and its run record
+/// to the model store (`--store`: the model's folder, a directory or s3://BUCKET/PREFIX);
+/// `evaluate` only cross-validates; `generate` writes synthetic ratings. A compact JSON report
+/// goes to `--report` whether the run succeeds (exit 0) or fails (exit 1).
 #[derive(Parser, Debug)]
 #[command(name = "recommender-trainer")]
 pub struct Cli {
@@ -41,12 +45,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Cross-validate, train on all ratings, write the model artifact.
+    /// Cross-validate, train on all ratings, write the model artifact `<VERSION>.model` and the
+    /// run record `runs/<VERSION>.json` to --store, each written once.
     ///
     /// Examples:
-    ///   recommender-trainer train --source u.data --out v1.model --version v1
+    ///   recommender-trainer train --source u.data --store /tmp/movies --version v1
     ///   PGPASSWORD=... recommender-trainer train --source postgres \
-    ///       --pg-url postgres://app@db:5432/movies --out /models/movies/v2.model --version v2
+    ///       --pg-url postgres://app@db:5432/movies --store /models/movies --version v2
+    ///   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... recommender-trainer train \
+    ///       --store s3://models/movies --store-endpoint http://s3:8333 --store-path-style \
+    ///       --source store:ratings.csv --version v3
     #[command(verbatim_doc_comment)]
     Train(TrainArgs),
     /// Cross-validate only and print the table (no artifact).
@@ -55,37 +63,42 @@ pub enum Command {
     /// saw) and report RMSE, MAE and accuracy with the count.
     ///
     /// Example:
-    ///   recommender-trainer score --model /models/movies/v3.model --source postgres \
-    ///       --pg-host db --pg-database shop --pg-user reader --pg-query "SELECT ..."
+    ///   recommender-trainer score --store /models/movies --model v3 --model-sha256 HEX \
+    ///       --source postgres --pg-host db --pg-database shop --pg-user reader \
+    ///       --pg-query "SELECT ..."
     #[command(verbatim_doc_comment)]
     Score(ScoreArgs),
     /// Write synthetic ratings (`user TAB item TAB rating TAB timestamp`) with a known
     /// low-rank structure, for size and speed tests.
     Generate(GenerateArgs),
-    /// Delete a model's artifacts outside its retention window (the operator's cleanup Jobs).
+    /// Delete a model's runs outside its retention window (the operator's cleanup Jobs).
     ///
-    /// Deletes `v<N>.model` (and a crashed writer's `.v<N>.model.*.tmp`) in --dir for every run
-    /// N up to --through-run whose version is not a --keep; later runs and other files are left
-    /// alone. Prints each deleted file.
+    /// Deletes `v<N>.model`, `runs/v<N>.json` and `runs/v<N>.verdict.json` in --store for every
+    /// run N up to --through-run whose version is not a --keep, and in a directory a crashed
+    /// writer's leftovers of those runs; later runs and other objects are left alone. Prints
+    /// each deleted key.
     ///
     /// Example:
-    ///   recommender-trainer prune --dir /models/movies --through-run 7 --keep v5 --keep v7
+    ///   recommender-trainer prune --store /models/movies --through-run 7 --keep v5 --keep v7
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
     /// Print the run history kept beside a model's artifacts: one line (or JSON record) per
     /// training run, with hyperparameters, metrics mean ± std, durations, outcome and verdict.
     ///
-    /// Example (from a pod or host that mounts the model store):
+    /// Examples:
     ///   recommender-trainer history --store /models/movies
+    ///   recommender-trainer history --store s3://models/movies --store-endpoint https://s3.example
     #[command(verbatim_doc_comment)]
     History(HistoryArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// The model's folder on the model store.
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Until the operator passes --store: the model's folder, a directory.
+    #[arg(long, conflicts_with = "store", hide = true)]
+    pub dir: Option<PathBuf>,
     /// Only artifacts of runs up to this one are deleted.
     #[arg(long)]
     pub through_run: u32,
@@ -104,12 +117,26 @@ fn parse_version(text: &str) -> Result<String, String> {
 }
 
 pub fn prune(p: PruneArgs) -> ExitCode {
+    let config = match &p.dir {
+        Some(dir) => StoreArgs {
+            store: Some(absolute(dir).display().to_string()),
+            ..StoreArgs::default()
+        }
+        .config(),
+        None => p.store.config(),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = PruneOptions {
-        dir: p.dir,
         keep: p.keep.into_iter().collect(),
         through_run: p.through_run,
     };
-    match recommender_trainer::retention::prune(&opts) {
+    match recommender_trainer::retention::prune(config, &opts) {
         Ok(pruned) => {
             for name in &pruned.deleted {
                 println!("deleted {name}");
@@ -126,9 +153,8 @@ pub fn prune(p: PruneArgs) -> ExitCode {
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
-    /// The model's folder on the model store (holding `runs/`), or the `runs/` folder itself.
-    #[arg(long)]
-    pub store: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// One JSON record per line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -144,13 +170,22 @@ pub enum Algorithm {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// A ratings file (plain or gzip), or the word `postgres` to read from a database.
+    /// A ratings file (plain or gzip), `store:KEY` for an object in --store, or the word
+    /// `postgres` to read from a database.
     #[arg(long)]
     pub source: String,
-    /// Artifact to write (required for `train`, ignored by `evaluate`).
-    #[arg(long)]
+    /// The largest `store:KEY` source read, in bytes (compressed, for gzip): it is held in memory
+    /// while it is parsed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOURCE_MAX_BYTES)]
+    pub source_max_bytes: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Until the operator passes --store: the artifact's path (its folder is the store, its
+    /// name the key; the run record goes to the folder's runs/).
+    #[arg(long, conflicts_with = "store", hide = true)]
     pub out: Option<PathBuf>,
-    /// Version label stored in the artifact and the report [default: derived from the time].
+    /// Version label stored in the artifact and the report, and the artifact's name in the
+    /// store, `<LABEL>.model` [default: derived from the time].
     #[arg(long = "version", value_name = "LABEL")]
     pub version_label: Option<String>,
     /// Where to write the JSON run report.
@@ -177,10 +212,15 @@ pub struct TrainArgs {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Champion/challenger (train)")]
 pub struct ChallengeArgs {
-    /// The serving model's artifact: compare the candidate with it on the newest ratings after
-    /// its snapshot, neither having trained on them (the report's `challenge`).
-    #[arg(long, value_name = "ARTIFACT")]
-    pub challenge: Option<PathBuf>,
+    /// The serving version (`<VERSION>.model` in --store): compare the candidate with it on the
+    /// newest ratings after its snapshot, neither having trained on them (the report's
+    /// `challenge`). Without --store, until the operator passes it: the artifact's path.
+    #[arg(long, value_name = "VERSION")]
+    pub challenge: Option<String>,
+    /// The sha256 recorded for the serving version's artifact: other bytes are not compared
+    /// with (the report's `challenge.fallback` says why).
+    #[arg(long, value_name = "HEX", requires = "challenge", value_parser = parse_sha256)]
+    pub challenge_sha256: Option<Sha256>,
     /// The champion's snapshot as epoch seconds [default: the newest rating time in its artifact].
     #[arg(long, value_name = "EPOCH_SECONDS", requires = "challenge")]
     pub challenge_since: Option<i64>,
@@ -199,10 +239,15 @@ pub struct ChallengeArgs {
 }
 
 impl ChallengeArgs {
-    fn options(&self, seed: u64) -> Result<Option<ChallengeOptions>, Error> {
+    fn options(
+        &self,
+        seed: u64,
+        store: Option<&Arc<ModelStore>>,
+    ) -> Result<Option<ChallengeOptions>, Error> {
         let Some(champion) = &self.challenge else {
             return Ok(None);
         };
+        let champion = stored_artifact(champion, self.challenge_sha256, store)?;
         if !(self.holdout > 0.0 && self.holdout <= 1.0) {
             return Err(Error::Config(format!(
                 "--holdout must be in (0, 1], got {}",
@@ -216,7 +261,7 @@ impl ChallengeArgs {
             )));
         }
         Ok(Some(ChallengeOptions {
-            champion: champion.clone(),
+            champion,
             since: self.challenge_since,
             holdout: self.holdout,
             min_ratings: self.min_compared,
@@ -229,14 +274,25 @@ impl ChallengeArgs {
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// The model artifact to score.
-    #[arg(long, value_name = "ARTIFACT")]
-    pub model: PathBuf,
+    /// The version to score (`<VERSION>.model` in --store). Without --store, until the operator
+    /// passes it: the artifact's path.
+    #[arg(long, value_name = "VERSION")]
+    pub model: String,
+    /// The sha256 recorded for the version's artifact: other bytes are refused (reason
+    /// StoreCorrupt).
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub model_sha256: Option<Sha256>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The largest `store:KEY` source read, in bytes (see `train`).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOURCE_MAX_BYTES)]
+    pub source_max_bytes: u64,
     /// Score ratings newer than this (epoch seconds) [default: the newest rating time in the
     /// artifact, i.e. everything the model never saw].
     #[arg(long, value_name = "EPOCH_SECONDS")]
     pub since: Option<i64>,
-    /// A ratings file (plain or gzip), or the word `postgres` to read from a database.
+    /// A ratings file (plain or gzip), `store:KEY` for an object in --store, or the word
+    /// `postgres` to read from a database.
     #[arg(long)]
     pub source: String,
     /// Where to write the JSON run report.
@@ -401,8 +457,44 @@ impl ModelArgs {
     }
 }
 
-fn source(name: &str, file: &FileArgs, pg: &PgArgs, select: Selection) -> Result<Source, Error> {
+/// A `store:KEY` source is read whole into memory: at most this many bytes by default.
+const DEFAULT_SOURCE_MAX_BYTES: u64 = 2 << 30;
+
+/// Where the ratings are. `store` is the model store, for `store:KEY`; `limit` bounds that read.
+fn source(
+    name: &str,
+    file: &FileArgs,
+    pg: &PgArgs,
+    select: Selection,
+    store: Option<&Arc<ModelStore>>,
+    limit: u64,
+) -> Result<Source, Error> {
     let scale = file.rating_scale.as_deref().map(parse_scale).transpose()?;
+    let file_options = || -> Result<FileOptions, Error> {
+        Ok(FileOptions {
+            format: file.format,
+            // A literal tab is awkward to type in a manifest, so `\t` means tab.
+            delimiter: file.delimiter.as_deref().map(|d| d.replace("\\t", "\t")),
+            header: file.header,
+            columns: file.columns.as_deref().map(parse_columns).transpose()?,
+            skip_bad_lines: file.skip_bad_lines,
+            scale,
+            select,
+        })
+    };
+    if let Some(key) = name.strip_prefix("store:") {
+        let store = store.ok_or_else(|| {
+            Error::Config(format!(
+                "--source {name:?} is an object in the model store: give --store"
+            ))
+        })?;
+        return Ok(Source::Stored {
+            store: Arc::clone(store),
+            key: key.to_string(),
+            limit,
+            opts: file_options()?,
+        });
+    }
     Ok(if name == "postgres" {
         Source::Postgres(PgOptions {
             url: pg.pg_url.clone(),
@@ -419,37 +511,112 @@ fn source(name: &str, file: &FileArgs, pg: &PgArgs, select: Selection) -> Result
             select,
         })
     } else {
-        Source::File(
-            PathBuf::from(name),
-            FileOptions {
-                format: file.format,
-                // A literal tab is awkward to type in a manifest, so `\t` means tab.
-                delimiter: file.delimiter.as_deref().map(|d| d.replace("\\t", "\t")),
-                header: file.header,
-                columns: file.columns.as_deref().map(parse_columns).transpose()?,
-                skip_bad_lines: file.skip_bad_lines,
-                scale,
-                select,
-            },
-        )
+        Source::File(PathBuf::from(name), file_options()?)
     })
 }
 
+fn parse_sha256(text: &str) -> Result<Sha256, String> {
+    text.parse()
+}
+
+/// `path` made absolute against the working directory, as a directory store needs.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The directory store holding the file at `path`, and the file's name as its key: how the
+/// artifact paths the operator passes today map onto the store.
+fn folder_of(path: &Path) -> Result<(StoreConfig, String), Error> {
+    let path = absolute(path);
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Config(format!(
+            "{} is not a file's path",
+            path.display()
+        )));
+    };
+    let config = StoreConfig::Local {
+        root: folder.to_path_buf(),
+    };
+    Ok((config, name.to_string_lossy().into_owned()))
+}
+
+/// The store `--store` names, opened; `None` without the flag. `create` makes a directory
+/// store's folder (a model's first version).
+fn open_store(args: &StoreArgs, create: bool) -> Result<Option<Arc<ModelStore>>, Error> {
+    if args.store.is_none() {
+        return Ok(None);
+    }
+    let config = args.config().map_err(recommender_store::StoreError::from)?;
+    let open = if create {
+        ModelStore::create
+    } else {
+        ModelStore::open
+    };
+    open(config).map(Some)
+}
+
+/// A version's artifact in `store`, or, without a store, the artifact at the path `model`.
+fn stored_artifact(
+    model: &str,
+    sha256: Option<Sha256>,
+    store: Option<&Arc<ModelStore>>,
+) -> Result<StoredArtifact, Error> {
+    let (store, key) = match store {
+        Some(store) => {
+            model_store::check_version(model)?;
+            (Arc::clone(store), model_store::artifact_key(model))
+        }
+        None => {
+            let (config, key) = folder_of(Path::new(model))?;
+            (ModelStore::open(config)?, key)
+        }
+    };
+    Ok(StoredArtifact { store, key, sha256 })
+}
+
 fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
-    let challenge = a.challenge.options(a.model.seed)?;
+    let version = a.version_label.clone().unwrap_or_else(|| {
+        jiff::Timestamp::now()
+            .strftime("t%Y%m%dT%H%M%SZ")
+            .to_string()
+    });
+    let store = open_store(&a.store, write)?;
+    let output = match (&a.out, &store) {
+        _ if !write => None,
+        (Some(out), _) => {
+            let (config, artifact) = folder_of(out)?;
+            Some(Output {
+                store: ModelStore::create(config)?,
+                artifact,
+            })
+        }
+        (None, Some(store)) => {
+            model_store::check_version(&version)?;
+            Some(Output {
+                store: Arc::clone(store),
+                artifact: model_store::artifact_key(&version),
+            })
+        }
+        (None, None) => {
+            return Err(Error::Config(
+                "`train` needs --store (the model's folder: a directory or s3://BUCKET/PREFIX) for the artifact (or use `evaluate`)".into(),
+            ));
+        }
+    };
+    let challenge = a.challenge.options(a.model.seed, store.as_ref())?;
     // A comparison splits the ratings by time, so it needs their times.
     let select = Selection {
         after: None,
         timestamps: challenge.is_some(),
     };
-    let source = source(&a.source, &a.file, &a.pg, select)?;
-    let out = if write {
-        Some(a.out.clone().ok_or_else(|| {
-            Error::Config("`train` needs --out PATH for the artifact (or use `evaluate`)".into())
-        })?)
-    } else {
-        None
-    };
+    let source = source(
+        &a.source,
+        &a.file,
+        &a.pg,
+        select,
+        store.as_ref(),
+        a.source_max_bytes,
+    )?;
     if let Some(n) = a.model.threads {
         // Only the first call can succeed; a second one in-process keeps the first pool.
         let _ = rayon::ThreadPoolBuilder::new()
@@ -474,12 +641,8 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
             parallel: true,
             fit_threads: a.model.fit_threads,
         },
-        out,
-        version: a.version_label.clone().unwrap_or_else(|| {
-            jiff::Timestamp::now()
-                .strftime("t%Y%m%dT%H%M%SZ")
-                .to_string()
-        }),
+        output,
+        version,
         challenge,
     })
 }
@@ -553,20 +716,37 @@ fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
     }
 }
 
-/// `score`: exit 0 with a report, 1 when scoring failed (the report says why), 2 for usage.
+/// `score`: exit 0 with a report, 1 when scoring failed (the report says why), 2 for usage
+/// (with a report too, so the operator can say why).
 pub fn score_command(a: ScoreArgs) -> ExitCode {
-    let source = match source(&a.source, &a.file, &a.pg, Selection::default()) {
-        Ok(s) => s,
+    let config = open_store(&a.store, false).and_then(|store| {
+        Ok(ScoreConfig {
+            model: stored_artifact(&a.model, a.model_sha256, store.as_ref())?,
+            since: a.since,
+            source: source(
+                &a.source,
+                &a.file,
+                &a.pg,
+                Selection::default(),
+                store.as_ref(),
+                a.source_max_bytes,
+            )?,
+        })
+    });
+    let config = match config {
+        Ok(config) => config,
         Err(e) => {
+            let report = TrainingReport {
+                finished_at: jiff::Timestamp::now().to_string(),
+                error: Some(e.to_run_error()),
+                ..TrainingReport::failed(String::new(), String::new())
+            };
+            write_report(&a.report, &report);
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let report = score(&ScoreConfig {
-        model: a.model,
-        since: a.since,
-        source,
-    });
+    let report = score(&config);
     write_report(&a.report, &report);
     match (&report.forward, &report.error) {
         (Some(f), _) => {
@@ -648,12 +828,13 @@ pub fn generate(g: GenerateArgs) -> ExitCode {
 
 /// `history`: the run records of one model, as a table or JSON lines.
 pub fn history(a: HistoryArgs) -> ExitCode {
-    let dir = if a.store.ends_with(history::RUNS_DIR) {
-        a.store.clone()
-    } else {
-        a.store.join(history::RUNS_DIR)
-    };
-    let records = match history::read(&dir) {
+    let records = open_store(&a.store, false).and_then(|store| match store {
+        Some(store) => history::read(&store),
+        None => Err(Error::Config(
+            "--store is required (the model's folder: a directory or s3://BUCKET/PREFIX)".into(),
+        )),
+    });
+    let records = match records {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -737,7 +918,7 @@ mod tests {
             let base = [
                 "recommender-trainer",
                 "prune",
-                "--dir",
+                "--store",
                 "/models/m",
                 "--through-run",
                 "4",

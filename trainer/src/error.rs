@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use recommender_contract::report::RunError;
 use recommender_model::ArtifactError;
+use recommender_store::{Reason, StoreError};
 
 /// Everything the trainer library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,10 @@ pub enum Error {
 
     #[error("cannot write the report: {0}")]
     Report(#[from] recommender_contract::report::ReportError),
+
+    /// The model store refused or failed an operation; the store says why in its own words.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Error {
@@ -69,6 +74,7 @@ impl Error {
                 | ArtifactError::CorruptArtifact { .. } => "InvalidArtifact",
             },
             Error::Report(_) => "InternalError",
+            Error::Store(e) => store_reason(e.reason()),
         }
     }
 
@@ -81,4 +87,37 @@ impl Error {
     }
 }
 
+/// A store failure's run reason: `Store` and the store's own reason (`StoreUnreachable`,
+/// `StoreCredentialsRefused`, `StoreFull`, ...), so the operator can name the store as the cause
+/// and tell its reasons apart (docs/contracts.md).
+pub fn store_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Unreachable => "StoreUnreachable",
+        Reason::BucketMissing => "StoreBucketMissing",
+        Reason::CredentialsRefused => "StoreCredentialsRefused",
+        Reason::NotFound => "StoreNotFound",
+        Reason::AlreadyExists => "StoreAlreadyExists",
+        Reason::Corrupt => "StoreCorrupt",
+        Reason::TooLarge => "StoreTooLarge",
+        Reason::Full => "StoreFull",
+        Reason::ReadOnly => "StoreReadOnly",
+        Reason::InvalidKey => "StoreInvalidKey",
+        Reason::InvalidConfig => "StoreInvalidConfig",
+        Reason::Other => "StoreOther",
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator reads a store failure back as `Store` + the store's reason.
+    #[test]
+    fn store_reasons_are_the_stores_own_prefixed() {
+        for reason in Reason::ALL {
+            assert_eq!(store_reason(reason), format!("Store{}", reason.as_str()));
+        }
+    }
+}

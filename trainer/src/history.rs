@@ -1,12 +1,12 @@
-//! The run history on the model store: one JSON record per training run in
-//! `<model folder>/runs/<version>.json`, what the old app kept in its ModelMetrics table
+//! The run history on the model store: one JSON record per training run under
+//! `runs/<version>.json` in the model's folder, what the old app kept in its ModelMetrics table
 //! (hyperparameters, metrics mean ± std per fold, durations, outcome) and more. The trainer
 //! writes its run's record at the end of the run; the operator's verdict on a candidate
-//! (promoted or rejected) is added by the next run, which the operator tells (`--verdicts`).
-//! Nothing else writes there, and records are never deleted with artifacts.
+//! (promoted or rejected) is written by the next run, which the operator tells (`--verdicts`),
+//! as `runs/<version>.verdict.json`. Both are written once (crate::model_store); `prune` deletes
+//! them with the run's artifact.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
 
 use recommender_contract::metrics::{MeanStd, Metrics};
 use recommender_contract::report::{DataFingerprint, Durations, Outcome, RunError};
@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cv::{CvResult, FoldResult};
 use crate::error::{Error, Result};
+use crate::model_store::{self, Kind, ModelStore, RUNS};
 
-/// The folder of run records beside the artifacts.
-pub const RUNS_DIR: &str = "runs";
+/// A record or verdict larger than this is not one the trainer wrote.
+pub const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -43,30 +44,20 @@ pub struct RunRecord {
     pub durations: Durations,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ArtifactFile>,
-    /// The operator's decision on this run, once a later run has been told it.
+    /// The operator's decision on this run, once a later run has been told it: read from
+    /// `runs/<version>.verdict.json` (records of earlier trainers hold it themselves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
 }
 
-/// The artifact as written: what `sha256sum` and `ls -l` would say of it.
+/// The artifact as written: where (a path, or `s3://BUCKET/PREFIX/KEY`), and what `ls -l` and
+/// `sha256sum` would say of it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactFile {
     pub path: String,
     pub bytes: u64,
     pub sha256: String,
-}
-
-impl ArtifactFile {
-    pub fn of(path: &Path) -> Result<Self> {
-        use sha2::{Digest, Sha256};
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self {
-            path: path.display().to_string(),
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        })
-    }
 }
 
 /// The operator's verdict on a run: `Succeeded` (promoted), `Rejected` or `Failed`, with its
@@ -112,39 +103,47 @@ impl RunRecord {
     }
 }
 
-/// `<artifact's folder>/runs`.
-pub fn runs_dir(artifact: &Path) -> PathBuf {
-    artifact
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join(RUNS_DIR)
-}
-
-/// Writes `record` as `<dir>/<version>.json`, atomically (a reader never sees half a record).
-pub fn write(dir: &Path, record: &RunRecord) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(format!("{}.json", record.version));
-    let tmp = dir.join(format!(".{}.json.tmp", record.version));
+/// Writes `record` as `runs/<version>.json`, once: a run's record is never rewritten.
+pub fn write(store: &ModelStore, record: &RunRecord) -> Result<()> {
     let json = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::Config(format!("cannot serialise the run record: {e}")))?;
-    std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    store.put_new(&model_store::record_key(&record.version), json)?;
+    Ok(())
 }
 
-/// Every record in `dir`, oldest run first; a file that is not a record is an error naming it.
-pub fn read(dir: &Path) -> Result<Vec<RunRecord>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+/// Every record in the store with its verdict, oldest run first; an object under `runs/` that
+/// should be a record or verdict and is not is an error naming it.
+pub fn read(store: &ModelStore) -> Result<Vec<RunRecord>> {
     let mut records = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+    let mut verdicts = BTreeMap::new();
+    for object in store.list(RUNS)? {
+        let Some((kind, version)) = model_store::parse_key(&object.key) else {
             continue;
+        };
+        let bytes = store.get(&object.key, MAX_RECORD_BYTES)?;
+        let not_one = |what: &str, e: serde_json::Error| {
+            Error::InvalidData(format!(
+                "{}: not a {what}: {e}",
+                store.location(&object.key)
+            ))
+        };
+        match kind {
+            Kind::Record => records.push(
+                serde_json::from_slice::<RunRecord>(&bytes)
+                    .map_err(|e| not_one("run record", e))?,
+            ),
+            Kind::Verdict => {
+                let verdict: Verdict =
+                    serde_json::from_slice(&bytes).map_err(|e| not_one("verdict", e))?;
+                verdicts.insert(version.to_string(), verdict);
+            }
+            Kind::Artifact => {}
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let record: RunRecord = serde_json::from_str(&text).map_err(|e| {
-            Error::InvalidData(format!("{}: not a run record: {e}", path.display()))
-        })?;
-        records.push(record);
+    }
+    for record in &mut records {
+        if record.verdict.is_none() {
+            record.verdict = verdicts.remove(&record.version);
+        }
     }
     records.sort_by_key(|r| version_number(&r.version));
     Ok(records)
@@ -155,21 +154,32 @@ fn version_number(version: &str) -> (u64, String) {
     (n, version.to_string())
 }
 
-/// Adds verdicts to the records that lack one; returns how many it added.
-pub fn record_verdicts(dir: &Path, verdicts: &[(String, Verdict)]) -> Result<usize> {
+/// Writes the verdicts of runs that left a record and have no verdict yet; returns how many it
+/// wrote. It lists `runs/` first, so it is also the run's first word with the store: a store
+/// that does not answer, or refuses the key pair or a write, fails here, before any training.
+pub fn record_verdicts(store: &ModelStore, verdicts: &[(String, Verdict)]) -> Result<usize> {
+    let mut recorded = BTreeSet::new();
+    let mut judged = BTreeSet::new();
+    for object in store.list(RUNS)? {
+        match model_store::parse_key(&object.key) {
+            Some((Kind::Record, version)) => recorded.insert(version.to_string()),
+            Some((Kind::Verdict, version)) => judged.insert(version.to_string()),
+            _ => false,
+        };
+    }
     let mut added = 0;
     for (version, verdict) in verdicts {
-        let path = dir.join(format!("{version}.json"));
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue; // a run that left no record (its pod never started, say)
-        };
-        let mut record: RunRecord = serde_json::from_str(&text).map_err(|e| {
-            Error::InvalidData(format!("{}: not a run record: {e}", path.display()))
-        })?;
-        if record.verdict.is_none() {
-            record.verdict = Some(verdict.clone());
-            write(dir, &record)?;
-            added += 1;
+        // A run that left no record (its pod never started, say) gets no verdict either.
+        if !recorded.contains(version) || judged.contains(version) {
+            continue;
+        }
+        let json = serde_json::to_vec(verdict)
+            .map_err(|e| Error::Config(format!("cannot serialise a verdict: {e}")))?;
+        match store.put_new(&model_store::verdict_key(version), json) {
+            Ok(_) => added += 1,
+            // Another run wrote it meanwhile: verdicts are not rewritten.
+            Err(e) if e.reason() == recommender_store::Reason::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(added)
@@ -247,51 +257,70 @@ mod tests {
         }
     }
 
+    fn store() -> (tempfile::TempDir, std::sync::Arc<ModelStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::open(recommender_store::StoreConfig::Local {
+            root: dir.path().to_path_buf(),
+        })
+        .unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn records_round_trip_in_run_order_and_take_verdicts_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = store();
         for v in ["v10", "v2", "v1"] {
-            write(dir.path(), &record(v)).unwrap();
+            write(&store, &record(v)).unwrap();
         }
+        let again = write(&store, &record("v2")).unwrap_err();
+        assert_eq!(again.reason(), "StoreAlreadyExists", "{again}");
         let verdicts =
             parse_verdicts("v2=Rejected:GateFailed,v10=Succeeded:Promoted,v9=Failed:OOMKilled")
                 .unwrap();
         assert_eq!(
-            record_verdicts(dir.path(), &verdicts).unwrap(),
+            record_verdicts(&store, &verdicts).unwrap(),
             2,
             "v9 left no record"
         );
+        assert!(!dir.path().join("runs/v9.verdict.json").exists());
         let again = parse_verdicts("v2=Succeeded:Promoted").unwrap();
         assert_eq!(
-            record_verdicts(dir.path(), &again).unwrap(),
+            record_verdicts(&store, &again).unwrap(),
             0,
             "a verdict is not rewritten"
         );
-        let records = read(dir.path()).unwrap();
+        let records = read(&store).unwrap();
         let versions: Vec<_> = records.iter().map(|r| r.version.as_str()).collect();
         assert_eq!(versions, ["v1", "v2", "v10"]);
         assert_eq!(records[1].verdict.as_ref().unwrap().reason, "GateFailed");
+        assert_eq!(records[0].verdict, None);
         let table = table(&records);
         assert!(table.contains("Rejected (GateFailed)"), "{table}");
     }
 
-    /// A record as the previous trainer wrote it (folds without the ranking and test times)
-    /// still reads, and the history table shows its spread.
+    /// A record as the previous trainer wrote it (folds without the ranking and test times, the
+    /// verdict inside the record) still reads, and the history table shows its spread.
     #[test]
     fn records_of_the_previous_trainer_still_read() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = store();
         let old = r#"{"version":"v1","algorithm":"svd","hyperparameters":{"algorithm":"baseline",
             "n_epochs":10,"reg_i":10.0,"reg_u":15.0},"startedAt":"2026-12-01T10:00:00Z",
             "finishedAt":"2026-12-01T10:00:05Z","outcome":"Succeeded",
             "spread":{"rmse":{"mean":0.94,"std":0.01},"mae":{"mean":0.74,"std":0.005}},
             "folds":[{"fold":0,"nTrain":75,"nTest":25,"rmse":0.93,"mae":0.735,"accuracy":0.7,
             "precisionAt10":0.1,"recallAt10":0.2,"ndcgAt10":0.3,"fitSeconds":0.5}],
-            "durations":{"loadSeconds":0.1,"cvSeconds":1.0,"fitSeconds":0.5,"totalSeconds":2.0}}"#;
-        std::fs::write(dir.path().join("v1.json"), old).unwrap();
-        let records = read(dir.path()).unwrap();
+            "durations":{"loadSeconds":0.1,"cvSeconds":1.0,"fitSeconds":0.5,"totalSeconds":2.0},
+            "verdict":{"outcome":"Succeeded","reason":"Promoted"}}"#;
+        std::fs::create_dir(dir.path().join("runs")).unwrap();
+        std::fs::write(dir.path().join("runs/v1.json"), old).unwrap();
+        // What the previous trainer left when it died writing a record: not a record.
+        std::fs::write(dir.path().join("runs/.v2.json.tmp"), "{").unwrap();
+        let records = read(&store).unwrap();
+        assert_eq!(records.len(), 1);
         let fold = &records[0].folds[0];
         assert_eq!((fold.n_test, fold.scores.ndcg_at_10), (25, 0.3));
         assert_eq!((fold.ranked_users, fold.rank_seconds), (0, 0.0));
+        assert_eq!(records[0].verdict.as_ref().unwrap().reason, "Promoted");
         let table = table(&records);
         assert!(table.contains("0.9400 ± 0.0100"), "{table}");
     }
@@ -303,9 +332,10 @@ mod tests {
             err.contains("\"v2=Rejected\" is not VERSION=OUTCOME:REASON"),
             "{err}"
         );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("v1.json"), "{").unwrap();
-        let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("v1.json: not a run record"), "{err}");
+        let (dir, store) = store();
+        std::fs::create_dir(dir.path().join("runs")).unwrap();
+        std::fs::write(dir.path().join("runs/v1.json"), "{").unwrap();
+        let err = read(&store).unwrap_err().to_string();
+        assert!(err.contains("runs/v1.json: not a run record"), "{err}");
     }
 }

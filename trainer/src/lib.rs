@@ -1,8 +1,8 @@
 //! Surprise-compatible recommender training, everything the `recommender-trainer` binary runs:
 //! rating loaders (files and PostgreSQL), SVD by SGD and BaselineOnly by ALS, k-fold
 //! cross-validation with top-10 ranking quality, the champion/challenger comparison, forward
-//! scoring of a model on newer ratings, synthetic ratings, the run history and the model store's
-//! pruning.
+//! scoring of a model on newer ratings, synthetic ratings, and the model's folder in the model
+//! store (`recommender-store`): artifacts written once, the run history, pruning.
 //!
 //! The model and its artifact file are `recommender-model`'s and the report a run leaves is
 //! `recommender-contract`'s, so nothing but the trainer's own binary depends on this crate.
@@ -18,6 +18,7 @@ pub mod history;
 pub mod kernel;
 mod lanes;
 pub mod loaders;
+pub mod model_store;
 pub mod pg;
 pub mod retention;
 pub mod run;

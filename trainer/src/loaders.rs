@@ -251,6 +251,12 @@ pub fn load_file(path: &Path, opts: &FileOptions) -> Result<Ratings> {
     load_reader(file, &path.display().to_string(), opts)
 }
 
+/// Loads ratings held in memory (an object read from the model store), plain or gzip; `name`
+/// says where they came from in errors.
+pub fn load_bytes(bytes: &[u8], name: &str, opts: &FileOptions) -> Result<Ratings> {
+    load_reader(bytes, name, opts)
+}
+
 /// Loads ratings from `input`, plain or gzip; `file` names it in errors.
 pub fn load_reader(input: impl Read, file: &str, opts: &FileOptions) -> Result<Ratings> {
     let file = file.to_owned();
@@ -500,6 +506,16 @@ mod tests {
         gz.finish().unwrap();
         let r = load_file(&p, &FileOptions::default()).unwrap();
         assert_eq!(r.triples.len(), 2);
+
+        // The same bytes from memory (an object of the model store) load the same ratings.
+        let bytes = std::fs::read(&p).unwrap();
+        let m = load_bytes(&bytes, "store:u.data", &FileOptions::default()).unwrap();
+        assert_eq!(m.fingerprint, r.fingerprint);
+        let plain = load_bytes(b"1\t2\t3\t4\n", "x", &FileOptions::default()).unwrap();
+        assert_eq!(plain.triples.len(), 1);
+        let err = load_bytes(b"1\t2\tx\t4\n", "store:bad.data", &FileOptions::default());
+        let (file, line, _) = bad_line(err.unwrap_err());
+        assert_eq!((file.as_str(), line), ("store:bad.data", 1));
     }
 
     #[test]

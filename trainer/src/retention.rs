@@ -1,84 +1,125 @@
-//! `prune`: deletes a model's artifacts outside the retention window the operator computed.
+//! `prune`: deletes the runs outside the retention window the operator computed, each run's
+//! artifact, record and verdict together (crate::model_store has the keys).
 //!
-//! Only artifacts of finished runs are candidates (`v<N>.model` and a crashed writer's
-//! `.v<N>.model.*.tmp`, with N at most `through_run`); a later run's files are never touched, so
-//! a training run that writes meanwhile is safe. Anything else in the folder (a ratings file the
-//! model trains from, say) is left alone.
+//! Only finished runs are candidates (a version `v<N>` with N at most `through_run`); a later
+//! run's objects are never touched, so a training run that writes meanwhile is safe. Anything else
+//! in the folder (a ratings file the model trains from, say) is left alone. In a directory store it
+//! also removes what a writer that died mid-write left for those runs: the store's staging files
+//! (`<key>#<n>`, which listings never show) and the previous trainer's temp files
+//! (`.v<N>.model.*.tmp`, `runs/.v<N>.json.tmp`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use recommender_store::StoreConfig;
 
 use crate::error::{Error, Result};
+use crate::model_store::{self, Kind, ModelStore, RUNS};
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
-    /// The model's folder on the model store (`/models/<model>`).
-    pub dir: PathBuf,
     /// Versions to keep (`v3`), whatever their run.
     pub keep: BTreeSet<String>,
     /// Only runs up to this one are candidates.
     pub through_run: u32,
 }
 
-/// What a prune did, file names sorted.
+impl PruneOptions {
+    /// Whether the objects of `version` go.
+    fn prunes(&self, version: &str) -> bool {
+        model_store::run_number(version)
+            .is_some_and(|run| run <= self.through_run && !self.keep.contains(version))
+    }
+}
+
+/// What a prune did: keys deleted and artifacts kept, sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub deleted: Vec<String>,
     pub kept: Vec<String>,
 }
 
-/// The run an artifact (or its writer's temp file) belongs to.
-fn run_of(name: &str) -> Option<u32> {
-    let stem = match name.strip_suffix(".model") {
-        Some(stem) => stem,
-        // tempfile names: `.` + artifact name + `.` + random + `.tmp`
-        None => {
-            name.strip_prefix('.')?
-                .strip_suffix(".tmp")?
-                .split_once(".model.")?
-                .0
-        }
-    };
-    let digits = stem.strip_prefix('v')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-pub fn prune(opts: &PruneOptions) -> Result<Pruned> {
+/// Prunes the model's folder in the store `config` names.
+pub fn prune(config: StoreConfig, opts: &PruneOptions) -> Result<Pruned> {
     let mut pruned = Pruned::default();
-    let entries = match std::fs::read_dir(&opts.dir) {
-        Ok(entries) => entries,
+    if let StoreConfig::Local { root } = &config
+        && !root.exists()
+    {
         // Nothing was ever written for this model.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(pruned),
-        Err(e) => return Err(Error::io(&opts.dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&opts.dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(run) = run_of(&name) else { continue };
-        let kept = opts.keep.contains(&format!("v{run}"));
-        if kept || run > opts.through_run {
-            if name.ends_with(".model") {
-                pruned.kept.push(name);
+        return Ok(pruned);
+    }
+    let store = ModelStore::open(config)?;
+    for object in store.list("")? {
+        let Some((kind, version)) = model_store::parse_key(&object.key) else {
+            continue;
+        };
+        if !opts.prunes(version) {
+            if kind == Kind::Artifact && model_store::run_number(version).is_some() {
+                pruned.kept.push(object.key);
             }
             continue;
         }
-        remove(&entry.path())?;
-        tracing::info!(file = %name, "deleted");
-        pruned.deleted.push(name);
+        store.delete(&object.key)?;
+        tracing::info!(key = %object.key, "deleted");
+        pruned.deleted.push(object.key);
+    }
+    if let StoreConfig::Local { root } = store.config() {
+        pruned.deleted.extend(leftovers(root, opts)?);
     }
     pruned.deleted.sort();
     pruned.kept.sort();
     Ok(pruned)
 }
 
-fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        // Another cleanup got there first.
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
+/// Removes the leftovers of pruned runs from a directory store; returns their names, relative to
+/// the model's folder.
+fn leftovers(root: &Path, opts: &PruneOptions) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (folder, prefix) in [(root.to_path_buf(), ""), (root.join(RUNS), "runs/")] {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&folder, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&folder, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = leftover_of(&name) else {
+                continue;
+            };
+            let prunes = model_store::parse_key(&format!("{prefix}{key}"))
+                .is_some_and(|(_, version)| opts.prunes(version));
+            if !prunes {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                // Another cleanup got there first.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(entry.path(), e));
+                }
+                _ => {}
+            }
+            tracing::info!(file = %name, "deleted a crashed writer's leftover");
+            removed.push(format!("{prefix}{name}"));
+        }
+    }
+    Ok(removed)
+}
+
+/// The name a leftover file was being written as, if `name` is one.
+fn leftover_of(name: &str) -> Option<String> {
+    // The store's staging file: `<name>#<n>`.
+    if let Some((target, n)) = name.rsplit_once('#')
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Some(target.to_string());
+    }
+    // The previous trainer's: `.<name>.<random>.tmp` for artifacts, `.<name>.tmp` for records.
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    match inner.split_once(".model.") {
+        Some((stem, _)) => Some(format!("{stem}.model")),
+        None => inner.ends_with(".json").then(|| inner.to_string()),
     }
 }
 
@@ -87,66 +128,127 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_map_to_runs() {
-        assert_eq!(run_of("v12.model"), Some(12));
-        assert_eq!(run_of(".v3.model.a1B2c3.tmp"), Some(3));
+    fn leftovers_map_to_what_they_were_written_as() {
+        assert_eq!(leftover_of("v12.model#1").as_deref(), Some("v12.model"));
+        assert_eq!(
+            leftover_of("v3.verdict.json#23").as_deref(),
+            Some("v3.verdict.json")
+        );
+        assert_eq!(
+            leftover_of(".v3.model.a1B2c3.tmp").as_deref(),
+            Some("v3.model")
+        );
+        assert_eq!(leftover_of(".v3.json.tmp").as_deref(), Some("v3.json"));
         for other in [
+            "v3.model",
             "u.data",
-            "v.model",
-            "vx.model",
-            "v1.model.bak",
-            "ratings.model",
+            "v1#x",
+            "a#",
             ".v3.tmp",
+            "v1.model.bak",
         ] {
-            assert_eq!(run_of(other), None, "{other}");
+            assert_eq!(leftover_of(other), None, "{other}");
         }
     }
 
-    #[test]
-    fn deletes_finished_runs_outside_the_window_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "v1.model",
-            "v2.model",
-            "v3.model",
-            "v4.model",
-            "v6.model",
-            ".v5.model.x1y2.tmp",
-            ".v7.model.x1y2.tmp",
-            "u.data",
-        ] {
-            std::fs::write(dir.path().join(name), name).unwrap();
+    fn names(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for (folder, prefix) in [(root.to_path_buf(), ""), (root.join("runs"), "runs/")] {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    out.push(format!("{prefix}{}", entry.file_name().to_string_lossy()));
+                }
+            }
         }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn deletes_finished_runs_outside_the_window_with_their_records_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("runs")).unwrap();
+        std::fs::create_dir_all(root.join("ratings")).unwrap();
+        let mut files: Vec<String> = Vec::new();
+        for n in 1..=7 {
+            files.push(format!("v{n}.model"));
+            files.push(format!("runs/v{n}.json"));
+        }
+        files.retain(|f| f != "v5.model" && f != "v7.model"); // v5 failed; v7 is being written
+        files.extend(
+            [
+                "runs/v2.verdict.json",
+                "runs/v3.verdict.json",
+                "v5.model#1",
+                "v7.model#1",
+                ".v6.model.x1y2.tmp",
+                "runs/.v1.json.tmp",
+                "runs/v3.json#2",
+                "u.data",
+                "my ratings.csv",
+                "ratings/v1.model",
+                "runs/notes.txt",
+                "t20261109T100000Z.model",
+            ]
+            .map(String::from),
+        );
+        for name in &files {
+            std::fs::write(root.join(name), name).unwrap();
+        }
+        let config = StoreConfig::Local {
+            root: root.to_path_buf(),
+        };
         let opts = PruneOptions {
-            dir: dir.path().into(),
             keep: ["v2".to_string(), "v4".to_string()].into(),
             through_run: 6,
         };
-        let pruned = prune(&opts).unwrap();
+        let pruned = prune(config.clone(), &opts).unwrap();
         assert_eq!(
             pruned.deleted,
-            [".v5.model.x1y2.tmp", "v1.model", "v3.model", "v6.model"]
+            [
+                ".v6.model.x1y2.tmp",
+                "runs/.v1.json.tmp",
+                "runs/v1.json",
+                "runs/v3.json",
+                "runs/v3.json#2",
+                "runs/v3.verdict.json",
+                "runs/v5.json",
+                "runs/v6.json",
+                "v1.model",
+                "v3.model",
+                "v5.model#1",
+                "v6.model",
+            ]
         );
         assert_eq!(pruned.kept, ["v2.model", "v4.model"]);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
-            [".v7.model.x1y2.tmp", "u.data", "v2.model", "v4.model"]
+            names(root),
+            [
+                "my ratings.csv",
+                "runs/notes.txt",
+                "runs/v2.json",
+                "runs/v2.verdict.json",
+                "runs/v4.json",
+                "runs/v7.json",
+                "t20261109T100000Z.model",
+                "u.data",
+                "v2.model",
+                "v4.model",
+                "v7.model#1",
+            ]
         );
+        assert!(root.join("ratings/v1.model").exists());
 
         assert_eq!(
-            prune(&opts).unwrap().deleted,
+            prune(config, &opts).unwrap().deleted,
             Vec::<String>::new(),
             "idempotent"
         );
-        let missing = PruneOptions {
-            dir: dir.path().join("never-trained"),
-            ..opts
+        let missing = StoreConfig::Local {
+            root: root.join("never-trained"),
         };
-        assert_eq!(prune(&missing).unwrap(), Pruned::default());
+        assert_eq!(prune(missing, &opts).unwrap(), Pruned::default());
     }
 }

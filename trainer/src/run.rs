@@ -1,13 +1,14 @@
-//! One trainer run end to end: load, cross-validate, fit on everything, write the artifact,
-//! and describe the result as the operator's [`TrainingReport`].
+//! One trainer run end to end: load, cross-validate, fit on everything, write the artifact to
+//! the model store, and describe the result as the operator's [`TrainingReport`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use recommender_contract::report::{Outcome, TrainingReport};
 use recommender_model::Hyperparameters;
 use recommender_model::artifact::{
-    self, Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
+    Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
 };
 
 use crate::challenge::{self, ChallengeOptions};
@@ -16,6 +17,7 @@ use crate::data::Ratings;
 use crate::error::{Error, Result};
 use crate::history::{self, ArtifactFile, Verdict};
 use crate::loaders::{self, FileOptions};
+use crate::model_store::ModelStore;
 use crate::pg::{self, PgOptions};
 use crate::train;
 
@@ -23,6 +25,14 @@ use crate::train;
 #[derive(Clone, Debug)]
 pub enum Source {
     File(PathBuf, FileOptions),
+    /// An object of the model store (`--source store:KEY`), read whole into memory, so at most
+    /// `limit` bytes (compressed, for a gzip file).
+    Stored {
+        store: Arc<ModelStore>,
+        key: String,
+        limit: u64,
+        opts: FileOptions,
+    },
     Postgres(PgOptions),
 }
 
@@ -30,9 +40,27 @@ impl Source {
     pub fn load(&self) -> Result<Ratings> {
         match self {
             Source::File(path, opts) => loaders::load_file(path, opts),
+            Source::Stored {
+                store,
+                key,
+                limit,
+                opts,
+            } => {
+                let bytes = store.get(key, *limit)?;
+                loaders::load_bytes(&bytes, &store.location(key), opts)
+            }
             Source::Postgres(opts) => pg::load_postgres(opts),
         }
     }
+}
+
+/// Where a training run puts what it made: the artifact under `artifact` and the run record
+/// under `runs/<version>.json`, both in `store`.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub store: Arc<ModelStore>,
+    /// The artifact's key, `<version>.model`.
+    pub artifact: String,
 }
 
 #[derive(Clone, Debug)]
@@ -40,8 +68,8 @@ pub struct RunConfig {
     pub source: Source,
     pub hyperparameters: Hyperparameters,
     pub cv: CvOptions,
-    /// Artifact path; `None` evaluates only.
-    pub out: Option<PathBuf>,
+    /// Where the artifact and the run record go; `None` evaluates only.
+    pub output: Option<Output>,
     /// Version label recorded in the artifact and the report.
     pub version: String,
     /// The operator's verdicts on earlier runs, for their records in the run history.
@@ -62,7 +90,8 @@ fn now() -> String {
 }
 
 /// Runs the whole pipeline; failures are folded into a `Failed` report rather than returned.
-/// A run that writes an artifact also leaves its record in the run history beside it.
+/// A run that writes an artifact also leaves its record in the run history beside it, whether
+/// it succeeded or failed.
 pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
     let started = Instant::now();
     let started_at = now();
@@ -81,22 +110,21 @@ pub fn run(cfg: &RunConfig, progress: &(dyn Fn(Progress) + Sync)) -> RunOutput {
             report.error = Some(e.to_run_error());
         }
     }
-    if let Some(out) = &cfg.out {
-        keep_history(cfg, out, &report, cv_out.as_ref(), started_at);
+    if let Some(output) = &cfg.output {
+        keep_history(cfg, &output.store, &report, cv_out.as_ref(), started_at);
     }
     RunOutput { report, cv: cv_out }
 }
 
-/// Records this run, and the verdicts on earlier ones, in the run history. The history is a
-/// record, not the run's purpose: a store that refuses it is logged, and the run stands.
+/// Records this run in the run history. The history is a record, not the run's purpose: a store
+/// that refuses it is logged, and the run stands.
 fn keep_history(
     cfg: &RunConfig,
-    out: &std::path::Path,
+    store: &ModelStore,
     report: &TrainingReport,
     cv: Option<&CvResult>,
     started_at: String,
 ) {
-    let dir = history::runs_dir(out);
     let record = history::RunRecord {
         version: report.version.clone(),
         algorithm: report.algorithm.clone(),
@@ -121,10 +149,8 @@ fn keep_history(
         Some(cv) => record.with_cv(cv),
         None => record,
     };
-    let written =
-        history::record_verdicts(&dir, &cfg.verdicts).and_then(|_| history::write(&dir, &record));
-    if let Err(e) = written {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the run history");
+    if let Err(e) = history::write(store, &record) {
+        tracing::warn!(error = %e, "cannot keep the run record");
     }
 }
 
@@ -135,6 +161,13 @@ fn stages(
     cv_out: &mut Option<CvResult>,
 ) -> Result<()> {
     train::validate(&cfg.hyperparameters)?;
+    if let Some(output) = &cfg.output {
+        // Before any work: a store that does not answer, or refuses the key pair or writes,
+        // fails the run in seconds rather than after the training.
+        let added = history::record_verdicts(&output.store, &cfg.verdicts)?;
+        output.store.ensure_absent(&output.artifact)?;
+        tracing::info!(verdicts = added, "model store answers");
+    }
     let t = Instant::now();
     let data = cfg.source.load()?;
     report.durations.load_seconds = t.elapsed().as_secs_f64();
@@ -167,7 +200,7 @@ fn stages(
     );
     *cv_out = Some(cv);
 
-    let Some(out) = &cfg.out else {
+    let Some(output) = &cfg.output else {
         return Ok(());
     };
     let t = Instant::now();
@@ -196,12 +229,12 @@ fn stages(
         },
         model,
     };
-    artifact::save(out, &artifact)?;
-    let file = ArtifactFile::of(out)?;
-    tracing::info!(path = %out.display(), bytes = file.bytes, sha256 = %file.sha256, "artifact written");
-    report.artifact = Some(file.path);
-    report.artifact_bytes = Some(file.bytes);
-    report.artifact_sha256 = Some(file.sha256);
+    let written = output.store.write_artifact(&output.artifact, &artifact)?;
+    let location = output.store.location(&written.key);
+    tracing::info!(artifact = %location, bytes = written.size, sha256 = %written.sha256, "artifact written");
+    report.artifact = Some(location);
+    report.artifact_bytes = Some(written.size);
+    report.artifact_sha256 = Some(written.sha256.to_string());
     Ok(())
 }
 
@@ -209,6 +242,18 @@ fn stages(
 mod tests {
     use super::*;
     use crate::svd::SvdParams;
+    use recommender_model::artifact::Artifact;
+    use recommender_store::StoreConfig;
+
+    fn output(root: &std::path::Path, version: &str) -> Option<Output> {
+        Some(Output {
+            store: ModelStore::create(StoreConfig::Local {
+                root: root.to_path_buf(),
+            })
+            .unwrap(),
+            artifact: format!("{version}.model"),
+        })
+    }
 
     /// Writes a small ml-100k style file; returns its path and newest timestamp.
     fn write_data(dir: &std::path::Path) -> (PathBuf, i64) {
@@ -230,7 +275,9 @@ mod tests {
     #[test]
     fn successful_run_writes_a_loadable_artifact_and_fitting_report() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("v1.model");
+        // The model's first version: nothing has created its folder yet.
+        let folder = dir.path().join("movies");
+        let out = folder.join("v1.model");
         let (data, newest) = write_data(dir.path());
         let cfg = RunConfig {
             source: Source::File(data, FileOptions::default()),
@@ -240,7 +287,7 @@ mod tests {
                 ..Default::default()
             }),
             cv: CvOptions::default(),
-            out: Some(out.clone()),
+            output: output(&folder, "v1"),
             version: "v1".into(),
             verdicts: Vec::new(),
             challenge: None,
@@ -249,7 +296,8 @@ mod tests {
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
         let json = r.report.to_json().unwrap();
         assert!(json.len() <= recommender_contract::report::MAX_REPORT_BYTES);
-        let a = artifact::load(&out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let a = Artifact::from_bytes(&bytes, &out).unwrap();
         assert_eq!(a.meta.version, "v1");
         assert_eq!(
             a.meta.metrics,
@@ -262,12 +310,16 @@ mod tests {
         assert_eq!(a.meta.data.max_timestamp, Some(newest));
         assert!(a.model.predict("1", "4").user_known);
         assert!(!a.model.predict("3", "4").user_known);
-        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(r.report.artifact.as_deref(), Some(out.to_str().unwrap()));
         assert_eq!(r.report.artifact_bytes, Some(bytes.len() as u64));
-        assert_eq!(r.report.artifact_sha256.as_ref().unwrap().len(), 64);
+        assert_eq!(
+            r.report.artifact_sha256,
+            Some(recommender_store::Sha256::of(&bytes).to_string())
+        );
 
         // The run left its record beside the artifact, with every fold.
-        let records = history::read(&dir.path().join("runs")).unwrap();
+        let store = &cfg.output.as_ref().unwrap().store;
+        let records = history::read(store).unwrap();
         assert_eq!(records.len(), 1);
         let rec = &records[0];
         assert_eq!(
@@ -284,16 +336,30 @@ mod tests {
             *r.report.artifact_sha256.as_ref().unwrap()
         );
 
+        // The version is written once: a second run under the same label fails before it
+        // trains, and the first artifact and record are what they were.
+        let again = run(&cfg, &|_| {});
+        assert_eq!(
+            again.report.error.as_ref().unwrap().reason,
+            "StoreAlreadyExists"
+        );
+        assert_eq!(
+            again.report.data, None,
+            "refused before loading the ratings"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+        assert_eq!(history::read(store).unwrap(), records);
+
         // The next run records the operator's verdict on this one, and its own failure.
         let next = RunConfig {
             source: Source::File(dir.path().join("gone.data"), FileOptions::default()),
-            out: Some(dir.path().join("v2.model")),
+            output: output(&folder, "v2"),
             version: "v2".into(),
             verdicts: history::parse_verdicts("v1=Succeeded:Promoted").unwrap(),
             ..cfg
         };
         assert_eq!(run(&next, &|_| {}).report.outcome, Outcome::Failed);
-        let records = history::read(&dir.path().join("runs")).unwrap();
+        let records = history::read(store).unwrap();
         assert_eq!(records[0].verdict.as_ref().unwrap().reason, "Promoted");
         assert_eq!(
             (records[1].version.as_str(), records[1].outcome),
@@ -309,7 +375,7 @@ mod tests {
             source: Source::File(dir.path().join("missing.csv"), FileOptions::default()),
             hyperparameters: Hyperparameters::Svd(SvdParams::default()),
             cv: CvOptions::default(),
-            out: None,
+            output: None,
             version: "v2".into(),
             verdicts: Vec::new(),
             challenge: None,

@@ -3,20 +3,20 @@
 //! and accuracy (share within one star) with the count. Cross-validation says how a model does on
 //! ratings like those it was trained on; this says how it does on what users rate now.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use recommender_contract::report::{Forward, Outcome, TrainingReport};
-use recommender_model::artifact;
 
 use crate::data::{Ratings, Selection};
 use crate::error::{Error, Result};
+use crate::model_store::StoredArtifact;
 use crate::run::Source;
 
 /// What `recommender-trainer score` is asked to do.
 #[derive(Clone, Debug)]
 pub struct ScoreConfig {
-    pub model: PathBuf,
+    /// The model scored: the serving version's artifact, checked against its recorded sha256.
+    pub model: StoredArtifact,
     /// Score ratings newer than this; default: the artifact's `maxTimestamp`.
     pub since: Option<i64>,
     /// Where the ratings come from; its selection is set here.
@@ -29,7 +29,7 @@ pub fn score(cfg: &ScoreConfig) -> TrainingReport {
     // The version and algorithm are the model's, once it is read. The artifact is the model
     // scored, not one written: its size and checksum are its training run's.
     let mut report = TrainingReport {
-        artifact: Some(cfg.model.display().to_string()),
+        artifact: Some(cfg.model.location()),
         ..TrainingReport::failed(String::new(), String::new())
     };
     match stages(cfg, &mut report) {
@@ -54,13 +54,13 @@ pub fn score(cfg: &ScoreConfig) -> TrainingReport {
 }
 
 fn stages(cfg: &ScoreConfig, report: &mut TrainingReport) -> Result<Forward> {
-    let model = artifact::load(&cfg.model)?;
+    let model = cfg.model.read()?;
     report.version = model.meta.version.clone();
     report.algorithm = model.meta.algorithm.clone();
     let since = cfg.since.or(model.meta.data.max_timestamp).ok_or_else(|| {
         Error::Config(format!(
             "{} records no newest rating time; pass --since",
-            cfg.model.display()
+            cfg.model.location()
         ))
     })?;
     let t = Instant::now();
@@ -76,18 +76,12 @@ fn with_selection(source: &Source, since: i64) -> Source {
         after: Some(since),
         timestamps: false,
     };
-    match source {
-        Source::File(path, opts) => {
-            let mut opts = opts.clone();
-            opts.select = select;
-            Source::File(path.clone(), opts)
-        }
-        Source::Postgres(opts) => {
-            let mut opts = opts.clone();
-            opts.select = select;
-            Source::Postgres(opts)
-        }
+    let mut source = source.clone();
+    match &mut source {
+        Source::File(_, opts) | Source::Stored { opts, .. } => opts.select = select,
+        Source::Postgres(opts) => opts.select = select,
     }
+    source
 }
 
 /// Errors of `model` on every rating of `data`, as a user of the predictor would have seen them
@@ -124,9 +118,12 @@ mod tests {
     use super::*;
     use crate::cv::CvOptions;
     use crate::loaders::FileOptions;
-    use crate::run::{RunConfig, run};
+    use crate::model_store::ModelStore;
+    use crate::run::{Output, RunConfig, run};
     use crate::svd::SvdParams;
     use recommender_model::Hyperparameters;
+    use recommender_store::{Sha256, StoreConfig};
+    use std::sync::Arc;
 
     /// Trains on ratings up to t=1000 and scores ratings after it: a copy of the training
     /// ratings (error as in training), the same copy with `6 - rating` (error far higher), and
@@ -144,7 +141,15 @@ mod tests {
         }
         let train = dir.path().join("old.data");
         std::fs::write(&train, &old).unwrap();
-        let model = dir.path().join("v1.model");
+        let store = ModelStore::open(StoreConfig::Local {
+            root: dir.path().to_path_buf(),
+        })
+        .unwrap();
+        let stored = |key: &str, sha256: Option<Sha256>| StoredArtifact {
+            store: Arc::clone(&store),
+            key: key.into(),
+            sha256,
+        };
         let hp = Hyperparameters::Svd(SvdParams {
             n_factors: 8,
             n_epochs: 40,
@@ -154,12 +159,17 @@ mod tests {
             source: Source::File(train, FileOptions::default()),
             hyperparameters: hp,
             cv: CvOptions::default(),
-            out: Some(model.clone()),
+            output: Some(Output {
+                store: Arc::clone(&store),
+                artifact: "v1.model".into(),
+            }),
             version: "v1".into(),
             challenge: None,
             verdicts: Vec::new(),
         };
-        assert_eq!(run(&cfg, &|_| {}).report.outcome, Outcome::Succeeded);
+        let trained = run(&cfg, &|_| {}).report;
+        assert_eq!(trained.outcome, Outcome::Succeeded);
+        let sha256: Sha256 = trained.artifact_sha256.unwrap().parse().unwrap();
 
         let shifted = |flip: bool| -> String {
             old.lines()
@@ -174,7 +184,7 @@ mod tests {
             let all = dir.path().join("all.data");
             std::fs::write(&all, format!("{old}{extra}")).unwrap();
             score(&ScoreConfig {
-                model: model.clone(),
+                model: stored("v1.model", Some(sha256)),
                 since: None,
                 source: Source::File(all, FileOptions::default()),
             })
@@ -195,11 +205,26 @@ mod tests {
         assert!(flipped.accuracy < f.accuracy, "{flipped:?} vs {f:?}");
 
         let missing = score(&ScoreConfig {
-            model: dir.path().join("v7.model"),
+            model: stored("v7.model", None),
             since: Some(0),
             source: Source::File(dir.path().join("all.data"), FileOptions::default()),
         });
         assert_eq!(missing.outcome, Outcome::Failed);
-        assert_eq!(missing.error.unwrap().reason, "IoError");
+        assert_eq!(missing.error.unwrap().reason, "StoreNotFound");
+
+        // A model whose bytes are not the ones recorded for it is not scored.
+        let corrupt = score(&ScoreConfig {
+            model: stored("v1.model", Some(Sha256::of(b"another model"))),
+            since: None,
+            source: Source::File(dir.path().join("all.data"), FileOptions::default()),
+        });
+        let error = corrupt.error.unwrap();
+        assert_eq!(error.reason, "StoreCorrupt");
+        assert!(
+            error.message.contains(&sha256.to_string()),
+            "{}",
+            error.message
+        );
+        assert_eq!(corrupt.forward, None);
     }
 }

@@ -10,6 +10,26 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_recommender-trainer"))
 }
 
+/// `generate --users U --items I --ratings R [EXTRA...] --out DATA`, which must succeed.
+fn generate(data: &Path, [users, items, ratings]: [&str; 3], extra: &[&str]) {
+    let status = bin()
+        .args([
+            "generate",
+            "--users",
+            users,
+            "--items",
+            items,
+            "--ratings",
+            ratings,
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(data)
+        .status()
+        .unwrap();
+    assert!(status.success(), "generate {data:?}: {status}");
+}
+
 /// `evaluate --json --source DATA --report REPORT ARGS...`, which must succeed; its JSON.
 fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value {
     let out = bin()
@@ -32,21 +52,11 @@ fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value
 fn generate_then_train_writes_artifact_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("synthetic.tsv.gz");
-    let st = bin()
-        .args([
-            "generate",
-            "--users",
-            "200",
-            "--items",
-            "100",
-            "--ratings",
-            "6000",
-        ])
-        .args(["--rank", "4", "--seed", "3", "--out"])
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    generate(
+        &data,
+        ["200", "100", "6000"],
+        &["--rank", "4", "--seed", "3"],
+    );
 
     let model = dir.path().join("v1.model");
     let report = dir.path().join("report.json");
@@ -62,9 +72,9 @@ fn generate_then_train_writes_artifact_and_report() {
             "10",
             "--folds",
             "3",
-            "--out",
+            "--store",
         ])
-        .arg(&model)
+        .arg(dir.path())
         .arg("--report")
         .arg(&report)
         .output()
@@ -125,23 +135,7 @@ fn generate_then_train_writes_artifact_and_report() {
 fn evaluate_prints_json_and_baseline_works() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("r.tsv");
-    assert!(
-        bin()
-            .args([
-                "generate",
-                "--users",
-                "50",
-                "--items",
-                "40",
-                "--ratings",
-                "1500",
-                "--out"
-            ])
-            .arg(&data)
-            .status()
-            .unwrap()
-            .success()
-    );
+    generate(&data, ["50", "40", "1500"], &[]);
     let v = evaluate_json(
         &data,
         &dir.path().join("r.json"),
@@ -166,8 +160,8 @@ fn failure_exits_1_with_a_failed_report() {
             "--source",
         ])
         .arg(&bad)
-        .arg("--out")
-        .arg(dir.path().join("v9.model"))
+        .arg("--store")
+        .arg(dir.path())
         .arg("--report")
         .arg(&report)
         .output()
@@ -179,6 +173,63 @@ fn failure_exits_1_with_a_failed_report() {
     assert_eq!(e.reason, "InvalidData");
     assert!(e.message.contains("bad.data:2:"), "{}", e.message);
     assert!(!dir.path().join("v9.model").exists());
+    // The failed run is recorded; only a successful one writes an artifact.
+    assert!(dir.path().join("runs/v9.json").is_file());
+}
+
+/// What the operator passes until it moves onto the store: artifact paths and a folder.
+#[test]
+fn the_operators_artifact_paths_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("r.tsv");
+    generate(&data, ["50", "40", "1500"], &[]);
+    let folder = dir.path().join("movies");
+    let report = dir.path().join("report.json");
+    let train = |version: &str, extra: &[&str]| {
+        bin()
+            .args([
+                "train",
+                "--epochs",
+                "3",
+                "--folds",
+                "2",
+                "--version",
+                version,
+                "--source",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(folder.join(format!("{version}.model")))
+            .arg("--report")
+            .arg(&report)
+            .args(extra)
+            .status()
+            .unwrap()
+    };
+    assert!(train("v1", &[]).success());
+    let champion = folder.join("v1.model");
+    assert!(train("v2", &["--challenge", champion.to_str().unwrap()]).success());
+    let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.challenge.unwrap().champion, "v1");
+    assert!(folder.join("runs/v2.json").is_file());
+    let score = bin()
+        .args(["score", "--since", "0", "--model"])
+        .arg(folder.join("v2.model"))
+        .arg("--source")
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .status()
+        .unwrap();
+    assert!(score.success());
+    let prune = bin()
+        .args(["prune", "--through-run", "2", "--keep", "v2", "--dir"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(prune.status.success(), "{prune:?}");
+    assert!(!champion.exists() && !folder.join("runs/v1.json").exists());
+    assert!(folder.join("v2.model").is_file());
 }
 
 #[test]
@@ -191,7 +242,7 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--store"));
     let r = TrainingReport::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(

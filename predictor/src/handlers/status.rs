@@ -170,7 +170,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> Response {
             created_at: &m.artifact.meta.created_at,
             age_seconds: m.age_seconds(now),
             loaded_at: m.loaded_at,
-            path: m.path.display().to_string(),
+            path: m.location.clone(),
             cv_rmse: cv.rmse,
             cv_mae: cv.mae,
         }
@@ -232,7 +232,10 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Response {
 #[derive(Serialize)]
 struct ModelOut<'a> {
     model_version: &'a str,
+    /// Where the artifact was read from: a path, or `s3://BUCKET/PREFIX/KEY`.
     path: String,
+    /// Of the artifact's bytes as read.
+    sha256: String,
     loaded_at: Timestamp,
     age_seconds: f64,
     users: usize,
@@ -251,7 +254,8 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Result<Response, Error
         StatusCode::OK,
         &ModelOut {
             model_version: served.version(),
-            path: served.path.display().to_string(),
+            path: served.location.clone(),
+            sha256: served.sha256.to_string(),
             loaded_at: served.loaded_at,
             age_seconds: served.age_seconds(Timestamp::now()),
             users: model.users.len(),

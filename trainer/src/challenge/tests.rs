@@ -2,9 +2,12 @@ use super::*;
 use crate::cv::CvOptions;
 use crate::data::Selection;
 use crate::loaders::{FileOptions, load_file};
-use crate::run::{RunConfig, Source, run};
+use crate::model_store::ModelStore;
+use crate::run::{Output, RunConfig, Source, run};
 use crate::svd::SvdParams;
-use std::path::Path;
+use recommender_store::StoreConfig;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[test]
 fn split_by_time_keeps_ties_together() {
@@ -94,9 +97,13 @@ fn hp() -> Hyperparameters {
     })
 }
 
-fn options(champion: PathBuf, min_ratings: u64) -> ChallengeOptions {
+fn options(store: &Arc<ModelStore>, key: &str, min_ratings: u64) -> ChallengeOptions {
     ChallengeOptions {
-        champion,
+        champion: StoredArtifact {
+            store: Arc::clone(store),
+            key: key.into(),
+            sha256: None,
+        },
         since: None,
         holdout: 0.5,
         min_ratings,
@@ -110,13 +117,19 @@ fn options(champion: PathBuf, min_ratings: u64) -> ChallengeOptions {
 fn a_challenger_that_knows_the_new_users_wins_on_the_newest_ratings() {
     let dir = tempfile::tempdir().unwrap();
     let (all, old) = write_data(dir.path());
-    let champion = dir.path().join("v1.model");
+    let store = ModelStore::open(StoreConfig::Local {
+        root: dir.path().to_path_buf(),
+    })
+    .unwrap();
     let trained = run(
         &RunConfig {
             source: Source::File(old, FileOptions::default()),
             hyperparameters: hp(),
             cv: CvOptions::default(),
-            out: Some(champion.clone()),
+            output: Some(Output {
+                store: Arc::clone(&store),
+                artifact: "v1.model".into(),
+            }),
             version: "v1".into(),
             challenge: None,
             verdicts: Vec::new(),
@@ -137,7 +150,7 @@ fn a_challenger_that_knows_the_new_users_wins_on_the_newest_ratings() {
     )
     .unwrap();
 
-    let report = challenge(&options(champion.clone(), 50), &data, &hp());
+    let report = challenge(&options(&store, "v1.model", 50), &data, &hp());
     assert_eq!((report.champion.as_str(), report.since), ("v1", 1199));
     let paired = report.paired.expect("a paired comparison");
     assert_eq!(report.fallback, None);
@@ -147,12 +160,19 @@ fn a_challenger_that_knows_the_new_users_wins_on_the_newest_ratings() {
     assert!(paired.high < 0.0, "the challenger is better: {paired:?}");
     assert!((paired.difference - (paired.challenger_rmse - paired.champion_rmse)).abs() < 1e-12);
 
-    let few = challenge(&options(champion, 100_000), &data, &hp());
+    let few = challenge(&options(&store, "v1.model", 100_000), &data, &hp());
     assert!(few.paired.is_none());
     let why = few.fallback.unwrap();
     assert!(why.contains("fewer than 100000"), "{why}");
 
-    let missing = challenge(&options(dir.path().join("v9.model"), 1), &data, &hp());
+    let missing = challenge(&options(&store, "v9.model", 1), &data, &hp());
+    assert_eq!(missing.champion, "v9");
     let why = missing.fallback.unwrap();
     assert!(why.starts_with("cannot read the champion"), "{why}");
+
+    // A champion whose bytes are not the ones the operator recorded is not compared with.
+    let mut corrupt = options(&store, "v1.model", 1);
+    corrupt.champion.sha256 = Some(recommender_store::Sha256::of(b"another artifact"));
+    let why = challenge(&corrupt, &data, &hp()).fallback.unwrap();
+    assert!(why.contains("is corrupt: its sha256 is"), "{why}");
 }
