@@ -53,7 +53,7 @@ cleanup() {
   local rc=$?
   stage_done
   [ "$rc" = 0 ] || failed_stage=$((${#stage_names[@]} - 1))
-  stage "stop what still runs (PostgreSQL; after a failure, the cluster too)"
+  stage "stop what still runs (PostgreSQL, the S3 server; after a failure, the cluster too)"
   stack_down >/dev/null 2>&1 || true
   stage_done
   summary "$rc"
@@ -78,9 +78,10 @@ bash tests/deny/run.sh
 stage "fuzz targets over their corpora and findings, then a fixed number of runs (fuzz/run.sh ci; docs/fuzzing.md)"
 bash fuzz/run.sh ci
 
-stage "build upstream control plane and node (cached by version)"
+stage "build upstream control plane, node and S3 server (cached by version)"
 BIN_DIR=$(bash tests/cluster/build.sh)
 export PATH="$BIN_DIR:$PATH"
+bash tests/cluster/s3.sh build >/dev/null
 
 stage "binaries the images carry (the dev profile is optimised; see Cargo.toml)"
 cargo build --locked --bins
@@ -90,9 +91,10 @@ stage "the README's first command, bash tests/demo.sh: a fresh cluster, the oper
 stack_lock
 bash tests/demo.sh
 
-stage "the network tools image and PostgreSQL with MovieLens 100k, on the demo's cluster"
+stage "the network tools image, PostgreSQL with MovieLens 100k and the S3 server, on the demo's cluster"
 stack_up "$RECOMMENDER_BIN_DIR" --test-tools
 stack_postgres_up
+stack_s3_up
 
 stage "unit and integration tests (includes CRD freshness)"
 cargo test --workspace --locked --exclude recommender-e2e

@@ -23,6 +23,8 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need_apt+=(libc6-dev)
 command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
+# The S3 server's forward from the node address to its loopback-only gateway (tests/cluster/s3.sh).
+command -v socat >/dev/null || need_apt+=(socat)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then

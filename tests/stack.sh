@@ -14,11 +14,14 @@
 # stack_postgres_up     starts PostgreSQL (after stack_up, so that pods reach it) and exports
 #                       what `postgres.sh env` prints
 # stack_postgres_down   stops the PostgreSQL this shell started, if it did
+# stack_s3_up           starts the S3 server (after stack_up, so that pods reach it through the
+#                       node address) and exports what `s3.sh env` prints
+# stack_s3_down         stops the S3 server this shell started, if it did, and deletes its data
 # stack_crd             applies crds/ and waits until the API server serves it
 # stack_e2e [ARGS]      the end-to-end suite on the running stack: `cargo nextest run` of the
 #                       recommender-e2e crate's tests with tests/nextest.toml and ARGS
-# stack_down            stops the Prometheus a test may have left, the PostgreSQL this shell
-#                       started, and the cluster (and what the node left: bridge, rules, mounts)
+# stack_down            stops the Prometheus a test may have left, the PostgreSQL and S3 server
+#                       this shell started, and the cluster (and what the node left: bridge, rules, mounts)
 
 export RECOMMENDER_NODE=real
 
@@ -42,6 +45,17 @@ stack_postgres_down() {
   STACK_POSTGRES=0
 }
 
+stack_s3_up() {
+  STACK_S3=1
+  bash "$REPO_ROOT/tests/cluster/s3.sh" up
+  eval "$(bash "$REPO_ROOT/tests/cluster/s3.sh" env)"
+}
+
+stack_s3_down() {
+  [ "${STACK_S3:-0}" = 0 ] || bash "$REPO_ROOT/tests/cluster/s3.sh" down >/dev/null 2>&1 || true
+  STACK_S3=0
+}
+
 stack_crd() {
   kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/recommendermodels.yaml" >/dev/null
   kube_wait 60 --for=condition=Established crd/recommendermodels.recommender.dev >/dev/null
@@ -57,6 +71,7 @@ stack_e2e() {
 stack_down() {
   bash "$REPO_ROOT/tests/cluster/prometheus.sh" down >/dev/null 2>&1 || true
   stack_postgres_down
+  stack_s3_down
   bash "$REPO_ROOT/tests/cluster/cluster.sh" down || true
 }
 
