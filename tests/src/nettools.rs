@@ -3,6 +3,7 @@
 //! hardened as the operator hardens its pods, and commands run in it with `kubectl exec`.
 
 use crate::command::kubectl;
+use crate::env::Env;
 use crate::namespace::apply_json;
 use crate::operator::is_ready;
 use crate::wait::wait_for;
@@ -80,6 +81,16 @@ impl NetTools {
             name,
             ip,
         }
+    }
+
+    /// One on each node, started together, in the order of `env.nodes`.
+    pub async fn start_on_every_node(client: &Client, namespace: &str, env: &Env) -> Vec<Self> {
+        futures::future::join_all(
+            env.nodes
+                .iter()
+                .map(|node| Self::start_on(client, namespace, Some(&node.name))),
+        )
+        .await
     }
 
     /// Runs `args` in the pod: `(succeeded, stdout + stderr)`.

@@ -221,12 +221,7 @@ async fn pods_resolve_cluster_names_only_and_reach_services_by_them() {
         );
     }
 
-    let tools = futures::future::join_all(
-        env.nodes
-            .iter()
-            .map(|node| NetTools::start_on(&client, &ns.name, Some(&node.name))),
-    )
-    .await;
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let db_ip = services
         .get(DB_SERVICE)
@@ -303,12 +298,7 @@ async fn cluster_wide_a_node_that_dies_turns_not_ready_loses_its_endpoints_and_c
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-node-loss").await;
     // A listening pod on every node, all behind one Service.
-    let tools = futures::future::join_all(
-        env.nodes
-            .iter()
-            .map(|node| NetTools::start_on(&client, &ns.name, Some(&node.name))),
-    )
-    .await;
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
     apply_json(
         &client,
         &serde_json::json!({
@@ -464,12 +454,7 @@ async fn cluster_wide_pods_and_services_reach_nothing_beyond_this_machine() {
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-contained").await;
-    let tools = futures::future::join_all(
-        env.nodes
-            .iter()
-            .map(|node| NetTools::start_on(&client, &ns.name, Some(&node.name))),
-    )
-    .await;
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
 
     // The service range, and pod addresses no node's bridge holds, are routed into the nodes'
     // interface, where what kube-proxy does not translate goes nowhere.
