@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, locally, from a fresh machine: a local cluster with a real node (containerd,
-# kubelet, kube-proxy, CoreDNS), the operator installed by its Helm chart from its image, and a
+# The main job, locally, from a fresh machine: a local cluster with real nodes (each a containerd
+# and a kubelet; kube-proxy, CoreDNS), the operator installed by its Helm chart from its image, and a
 # sample RecommenderModel trained on MovieLens 100k (when ../shared has it) or on ratings the
 # trainer generates; ends with `kubectl get recommendermodels` and a prediction from the served
 # model, through its Service.
@@ -26,7 +26,7 @@ bash tests/cluster/build.sh >/dev/null
 cargo build --locked --bins
 BIN="$PWD/target/debug"
 
-say "starting the local cluster (control plane and a real node) and importing the project's images"
+say "starting the local cluster (control plane and real nodes) and importing the project's images"
 stack_up "$BIN"
 
 say "installing the CRD, and the operator with its Helm chart (namespace recommender-system)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end suite alone, on a cluster of its own: builds the binaries, brings up the local
-# stack (cluster with a real node and the project's images, PostgreSQL), runs the suite (or the
-# tests the arguments select) and stops everything. Holds a machine-wide lock while the node is
-# up: a machine runs one real node at a time, so concurrent runs wait their turn.
+# stack (cluster with real nodes, RECOMMENDER_NODES of them, 3 by default, and the project's
+# images; PostgreSQL), runs the suite (or the tests the arguments select) and stops everything.
+# Holds a machine-wide lock while the nodes are up: a machine runs one real cluster at a time, so
+# concurrent runs wait their turn.
 #
 #   bash tests/e2e.sh                     every end-to-end test: concurrently, then those that
 #                                         touch the whole cluster one at a time (tests/nextest.toml)

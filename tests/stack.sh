@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The local stack the demo, the end-to-end tests and the benchmarks run on, brought up and down
-# the same way by each of them: the control plane and the real node (tests/cluster/cluster.sh)
-# with the project's images imported into the node's containerd (tests/cluster/images.sh),
+# the same way by each of them: the control plane and the real nodes (tests/cluster/cluster.sh)
+# with the project's images imported into every node's containerd (tests/cluster/images.sh),
 # PostgreSQL with MovieLens (tests/cluster/postgres.sh), and the Prometheus a live alert test
 # may have left (tests/cluster/prometheus.sh). Source it after lib.sh.
 #

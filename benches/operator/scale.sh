@@ -34,6 +34,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# One node: the figures are per node (its pods, its containerd's shims, its allocatable), and the
+# models' volumes are pinned to it (tests/cluster/cluster.sh starts 3 by default).
+export RECOMMENDER_NODES="${RECOMMENDER_NODES:-1}"
 
 MODELS=200
 REPLICAS=1

@@ -1,46 +1,64 @@
 #!/usr/bin/env bash
 # A throw-away Kubernetes cluster on this machine: etcd, kube-apiserver (TLS + RBAC),
 # kube-controller-manager and kube-scheduler, built once by build.sh and cached by version, plus
-# one node. The node is either
-#   real   containerd, the CNI bridge, kubelet, kube-proxy and CoreDNS: pods are real containers
-#          in network namespaces on a bridge of this machine, contained (see "Network" below).
-#          Needs root. The default.
+# N nodes. The nodes are either
+#   real   each node a kubelet with its own containerd, CNI bridge, pod subnet, node address,
+#          root dir and cgroup root; one kube-proxy and CoreDNS for all of them: pods are real
+#          containers in network namespaces on bridges of this machine, contained (see "Network"
+#          below). Needs root. The default.
 #   none   no node: pods stay Pending (RECOMMENDER_NODE=none).
 #
-#   cluster.sh up                  build if needed, start everything, wait until ready (real node:
-#                                  node Ready and CoreDNS available)
-#   cluster.sh down                stop exactly what `up` started (recorded PIDs); real node: also
-#                                  its containers, mounts, bridge, iptables rules, interface
+#   cluster.sh up                  build if needed, start everything, wait until ready (real nodes:
+#                                  every node Ready and CoreDNS available); ends with "N nodes ready"
+#   cluster.sh down                stop exactly what `up` started (recorded PIDs); real nodes: also
+#                                  their containers, mounts, bridges, iptables rules, interface
 #   cluster.sh env                 print `export KEY=value` lines (KUBECONFIG, ports, addresses)
 #   cluster.sh status              show which components are running
+#   cluster.sh nodes               one line per node: name, zone, address, bridge, pod subnet, state
 #   cluster.sh stop|start|restart COMPONENT
 #                                  one of etcd, kube-apiserver, kube-controller-manager,
-#                                  kube-scheduler, containerd, kubelet, kube-proxy
+#                                  kube-scheduler, kube-proxy, containerd-NODE, kubelet-NODE
 #                                  (e.g. to restart the API server under a test)
+#   cluster.sh stop-node NODE      the node dies: SIGKILL to its kubelet, its containerd, their
+#                                  shims and every process of its pods, its pods' network
+#                                  interfaces gone; nothing is drained or evicted gracefully
+#   cluster.sh start-node NODE     the node boots again (containerd, kubelet) and turns Ready
 #
-# Network of the real node (one per machine):
-#   - node address NODE_IP (10.250.0.1/32) on `recnode0`, an ifb interface this script creates:
-#     ifb devices drop whatever is routed into them, so the service range is routed there
-#     (`10.96.0.0/16 dev recnode0 src NODE_IP`): a ClusterIP kube-proxy does not translate goes
-#     nowhere, yet local connect() works and kube-proxy's DNAT applies.
-#   - the API server listens on NODE_IP; 127.0.0.1:PORT reaches it through a nat OUTPUT DNAT rule.
-#     The `kubernetes` Service points at NODE_IP:PORT. kubelet listens on NODE_IP too.
-#   - pods on bridge `recbr0`, 10.244.0.0/22, no masquerade (CNI ipMasq false); iptables chains
-#     RECOMMENDER-FORWARD (nothing forwarded between the bridge and any other interface),
-#     RECOMMENDER-INPUT (pods reach only NODE_IP on the host) and RECOMMENDER-OUTPUT (traffic
-#     kube-proxy redirected may only go to pods or NODE_IP), each first in its built-in chain;
-#     IPv6 forwarding to and from the bridge is dropped too.
+# Nodes (RECOMMENDER_NODES of them, 1 to 9; default 3): node-I has the address NODE_IP + I - 1
+# (10.250.0.I), bridge recbr(I-1), pod subnet 10.244.(4(I-1)).0/22 (10.244.0.0/22, 10.244.4.0/22, ...), zone zone-a, zone-b, ...
+# (label topology.kubernetes.io/zone), cgroup root /recommender/node-I in every cgroup hierarchy,
+# and its files under $STATE/nodes/node-I. `up` on a running cluster adds the nodes it lacks
+# (and starts those `stop-node` stopped).
+#
+# Network (one real cluster per machine):
+#   - node addresses (10.250.0.I/32) on `recnode0`, an ifb interface this script creates: ifb
+#     devices drop whatever is routed into them, so the service range and the cluster's pod range
+#     are routed there (`10.96.0.0/16 dev recnode0 src NODE_IP`): a ClusterIP kube-proxy does not
+#     translate, or a pod address no bridge holds, goes nowhere, yet local connect() works and
+#     kube-proxy's DNAT applies. Each node's bridge holds its subnet's gateway, so traffic between
+#     nodes' pods is routed by this host.
+#   - the API server listens on node-1's address NODE_IP; 127.0.0.1:PORT reaches it through a nat
+#     OUTPUT DNAT rule. The `kubernetes` Service points at NODE_IP:PORT. Each kubelet listens on its
+#     node's address.
+#   - no masquerade (CNI ipMasq false); iptables chains RECOMMENDER-FORWARD (traffic between the
+#     nodes' bridges passes, nothing is forwarded between a bridge and any other interface),
+#     RECOMMENDER-INPUT (pods reach only the API server, PostgreSQL and S3 ports of the node
+#     addresses on the host) and RECOMMENDER-OUTPUT (traffic kube-proxy redirected may only go to
+#     pods or node addresses), each first in its built-in chain; IPv6 forwarding to and from the
+#     bridges is dropped too.
 #   - CoreDNS serves cluster.local (and the reverse zones of the pod and service ranges) only,
 #     forwards nothing; NodePorts only on NODE_IP.
 #
-# Environment: RECOMMENDER_STATE (state dir, default /tmp/recommender-cluster),
-# RECOMMENDER_ETCD_PORT (52379), RECOMMENDER_ETCD_PEER_PORT (52380),
+# Environment: RECOMMENDER_STATE (state dir, default /tmp/recommender-cluster), RECOMMENDER_NODES
+# (3), RECOMMENDER_ETCD_PORT (52379), RECOMMENDER_ETCD_PEER_PORT (52380),
 # RECOMMENDER_APISERVER_PORT (56443), RECOMMENDER_KCM_PORT (50257),
-# RECOMMENDER_SCHEDULER_PORT (50259), RECOMMENDER_KUBELET_PORT (10250, on NODE_IP),
-# RECOMMENDER_KUBELET_HEALTHZ_PORT (10248), RECOMMENDER_PROXY_HEALTHZ_PORT (10256),
-# RECOMMENDER_PROXY_METRICS_PORT (10249), RECOMMENDER_NODE_IP (10.250.0.1),
-# RECOMMENDER_NODE_NAME (local-node), RECOMMENDER_KEEP_DATA=1 keeps etcd data across `up`,
-# RECOMMENDER_READY_TIMEOUT (seconds, 120). Versions and the cache location as in build.sh.
+# RECOMMENDER_SCHEDULER_PORT (50259), RECOMMENDER_KUBELET_PORT (10250, on each node's address),
+# RECOMMENDER_KUBELET_HEALTHZ_PORT (10248; node-I's is 100 * (I - 1) above it),
+# RECOMMENDER_PROXY_HEALTHZ_PORT (10256), RECOMMENDER_PROXY_METRICS_PORT (10249),
+# RECOMMENDER_NODE_IP (10.250.0.1, node-1's address), RECOMMENDER_PG_PORT (55432) and
+# RECOMMENDER_S3_PORT (58333) (the host ports pods may reach, besides the API server's),
+# RECOMMENDER_KEEP_DATA=1 keeps etcd data across `up`, RECOMMENDER_READY_TIMEOUT (seconds, 120).
+# Versions and the cache location as in build.sh.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,15 +77,25 @@ SERVICE_CIDR="10.96.0.0/16"
 KUBERNETES_SERVICE_IP="10.96.0.1"
 DNS_IP="10.96.0.10"
 CLUSTER_CIDR="10.244.0.0/16"
-NODE_POD_SUBNET="10.244.0.0/22"
 NODE_IP="${RECOMMENDER_NODE_IP:-10.250.0.1}"
 NODE_IFACE=recnode0
-BRIDGE=recbr0
-NODE_NAME="${RECOMMENDER_NODE_NAME:-local-node}"
 MAX_PODS=500
+MAX_NODES=9
+ZONE_LETTERS=abcdefghi
+# The host ports pods may reach on the node addresses: the API server, and the PostgreSQL and S3
+# servers of tests/cluster/postgres.sh and s3.sh (which forward the S3 gateway's HTTP and HTTPS
+# ports there; its other listeners stay on 127.0.0.1).
+PG_PORT="${RECOMMENDER_PG_PORT:-55432}"
+S3_PORT="${RECOMMENDER_S3_PORT:-58333}"
+POD_HOST_PORTS="$API_PORT,$PG_PORT,$S3_PORT,$((S3_PORT + 8))"
+# How fast a dead node shows and its pods are replaced (docs/local-cluster.md): kubelets renew
+# their lease every 4 s (a quarter of its duration), the controller manager marks a node whose
+# lease is 20 s old Unknown and its pods not ready (default 50 s), and pods tolerate an
+# unreachable or not-ready node for 15 s before they are evicted (default 300 s).
+NODE_LEASE_SECONDS=16
+NODE_MONITOR_GRACE=20s
+NODE_TOLERATION_SECONDS=15
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
-REAL_NODE=(containerd kubelet kube-proxy)
-ALL_COMPONENTS=("${CONTROL_PLANE[@]}" "${REAL_NODE[@]}")
 # iptables chains of this script, and prefixes of the chains kubelet, kube-proxy and the CNI
 # plugins add (removed by `down`).
 OUR_CHAINS_RE='^(KUBE-|CNI-|RECOMMENDER-)'
@@ -76,7 +104,6 @@ PKI="$STATE/pki"
 LOGS="$STATE/logs"
 PIDS="$STATE/pids"
 KUBECONFIG_PATH="$STATE/kubeconfig"
-CONTAINERD_SOCK="$STATE/containerd.sock"
 VOLUMES="$STATE/volumes"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -96,6 +123,47 @@ MODE="$(recorded_mode)"
 case $MODE in real | none) ;; *) die "RECOMMENDER_NODE must be real or none (got '$MODE')" ;; esac
 
 kubectl_() { "$(cat "$STATE/bin-dir")/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+# --- nodes --------------------------------------------------------------------------------------
+
+# How many nodes this cluster has: what `up` recorded (the most it ever started), else the
+# environment's.
+wanted_nodes() {
+  local n="${RECOMMENDER_NODES:-3}"
+  [[ "$n" =~ ^[1-9]$ ]] || die "RECOMMENDER_NODES must be 1 to $MAX_NODES (got '$n')"
+  echo "$n"
+}
+node_count() { cat "$STATE/node-count" 2>/dev/null || wanted_nodes; }
+
+# node_vars I: node-I's settings in N_* variables.
+node_vars() {
+  local i=$1
+  N_NAME="node-$i"
+  N_IP="${NODE_IP%.*}.$((${NODE_IP##*.} + i - 1))"
+  N_BRIDGE="recbr$((i - 1))"
+  N_SUBNET="10.244.$((4 * (i - 1))).0/22"
+  N_GATEWAY="10.244.$((4 * (i - 1))).1"
+  N_DIR="$STATE/nodes/$N_NAME"
+  N_SOCK="$N_DIR/containerd.sock"
+  N_HEALTHZ=$((KUBELET_HEALTHZ_PORT + 100 * (i - 1)))
+  N_ZONE="zone-${ZONE_LETTERS:i-1:1}"
+  N_CGROUP="/recommender/$N_NAME"
+}
+
+node_indices() { seq 1 "$(node_count)"; }
+
+# node-I -> I, for a node of this cluster.
+node_index() {
+  local name=$1 i
+  i=${name#node-}
+  if [[ "$name" != node-* || ! "$i" =~ ^[1-9]$ ]] || [ "$i" -gt "$(node_count)" ]; then
+    die "no node '$name' in this cluster (node-1 to node-$(node_count))"
+  fi
+  echo "$i"
+}
+
+# A component's binary: containerd-node-2 runs containerd.
+binary_of() { echo "${1%%-node-*}"; }
 
 # --- certificates -------------------------------------------------------------------------------
 
@@ -144,17 +212,21 @@ gen_pki() {
   gen_client_cert controller-manager system:kube-controller-manager ""
   gen_client_cert scheduler system:kube-scheduler ""
   if [ "$MODE" = real ]; then
-    # The Node authorizer and NodeRestriction know the kubelet by this name and group.
-    gen_client_cert "node-$NODE_NAME" "system:node:$NODE_NAME" system:nodes
+    local i
+    for i in $(node_indices); do
+      node_vars "$i"
+      # The Node authorizer and NodeRestriction know each kubelet by this name and group.
+      gen_client_cert "node-$N_NAME" "system:node:$N_NAME" system:nodes
+      if [ ! -s "$PKI/kubelet-$N_NAME.crt" ] || ! has_san "$PKI/kubelet-$N_NAME.crt" "$N_IP"; then
+        sign "kubelet-$N_NAME" "/O=system:nodes/CN=system:node:$N_NAME" "basicConstraints=CA:FALSE" \
+          "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+          "subjectAltName=IP:$N_IP,DNS:$N_NAME"
+      fi
+    done
     gen_client_cert kube-proxy system:kube-proxy ""
     # The API server's identity towards kubelets (logs, exec, port-forward), bound to
     # system:kubelet-api-admin by `up`.
     gen_client_cert apiserver-kubelet-client kube-apiserver-kubelet-client ""
-    if [ ! -s "$PKI/kubelet-$NODE_NAME.crt" ] || ! has_san "$PKI/kubelet-$NODE_NAME.crt" "$NODE_IP"; then
-      sign "kubelet-$NODE_NAME" "/O=system:nodes/CN=system:node:$NODE_NAME" "basicConstraints=CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-        "subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"
-    fi
   fi
 }
 
@@ -212,22 +284,25 @@ write_if_changed() { # path < content
   if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
 }
 
-write_node_config() { # bins
+# Node I's containerd, CNI and kubelet configuration, and its kubelet's kubeconfig.
+write_node_config() { # bins I
   local bins=$1
-  mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/kubelet" "$STATE/pod-logs" "$VOLUMES"
-  write_if_changed "$STATE/containerd/config.toml" <<EOF
-# containerd of the local cluster: its own root, state and socket; nothing system-wide.
+  node_vars "$2"
+  mkdir -p "$N_DIR/containerd" "$N_DIR/cni/net.d" "$N_DIR/kubelet" "$N_DIR/pod-logs" "$VOLUMES"
+  write_kubeconfig "$N_DIR/kubelet.kubeconfig" "node-$N_NAME" "system:node:$N_NAME" "https://$NODE_IP:$API_PORT"
+  write_if_changed "$N_DIR/containerd/config.toml" <<EOF
+# containerd of $N_NAME: its own root, state, socket and runc state; nothing system-wide.
 version = 2
-root = "$STATE/containerd/root"
-state = "$STATE/containerd/state"
+root = "$N_DIR/containerd/root"
+state = "$N_DIR/containerd/state"
 oom_score = 0
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [grpc]
-  address = "$CONTAINERD_SOCK"
+  address = "$N_SOCK"
 
 [ttrpc]
-  address = "$CONTAINERD_SOCK.ttrpc"
+  address = "$N_SOCK.ttrpc"
 
 [debug]
   address = ""
@@ -236,7 +311,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = ""
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$STATE/containerd/opt"
+  path = "$N_DIR/containerd/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]
   # Lowering oom_score_adj is refused without CAP_SYS_RESOURCE; without this every sandbox fails.
@@ -252,21 +327,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # Not /run/containerd/runc, which every node's containerd would share.
+        Root = "$N_DIR/containerd/state/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$STATE/cni/net.d"
+    conf_dir = "$N_DIR/cni/net.d"
     max_conf_num = 1
 EOF
-  write_if_changed "$STATE/cni/net.d/10-recommender.conflist" <<EOF
+  write_if_changed "$N_DIR/cni/net.d/10-recommender.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "recommender-pods",
   "plugins": [
     {
-      "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+      "type": "bridge", "bridge": "$N_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": {
-        "type": "host-local", "ranges": [[{"subnet": "$NODE_POD_SUBNET"}]],
-        "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$STATE/cni/ipam"
+        "type": "host-local", "ranges": [[{"subnet": "$N_SUBNET", "gateway": "$N_GATEWAY"}]],
+        "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$N_DIR/cni/ipam"
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}},
@@ -274,16 +351,16 @@ EOF
   ]
 }
 EOF
-  write_if_changed "$STATE/kubelet/config.yaml" <<EOF
+  write_if_changed "$N_DIR/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: $NODE_IP
+address: $N_IP
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: $KUBELET_HEALTHZ_PORT
-tlsCertFile: $PKI/kubelet-$NODE_NAME.crt
-tlsPrivateKeyFile: $PKI/kubelet-$NODE_NAME.key
+healthzPort: $N_HEALTHZ
+tlsCertFile: $PKI/kubelet-$N_NAME.crt
+tlsPrivateKeyFile: $PKI/kubelet-$N_NAME.key
 rotateCertificates: false
 serverTLSBootstrap: false
 authentication:
@@ -293,8 +370,10 @@ authentication:
 authorization:
   mode: Webhook
   webhook: {cacheAuthorizedTTL: 30s, cacheUnauthorizedTTL: 5s}
-containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+containerRuntimeEndpoint: unix://$N_SOCK
 cgroupDriver: cgroupfs
+# Each node's pods in a hierarchy of their own: two kubelets never manage the same kubepods.
+cgroupRoot: $N_CGROUP
 failCgroupV1: false
 failSwapOn: false
 clusterDomain: cluster.local
@@ -302,15 +381,22 @@ clusterDNS: [$DNS_IP]
 # Pods get the cluster's DNS only: no search domains or resolvers of the host.
 resolvConf: ""
 maxPods: $MAX_PODS
-podLogsDir: $STATE/pod-logs
-volumePluginDir: $STATE/kubelet/volume-plugins
+podLogsDir: $N_DIR/pod-logs
+volumePluginDir: $N_DIR/kubelet/volume-plugins
 enforceNodeAllocatable: []
 evictionHard: {}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 localStorageCapacityIsolation: false
 serializeImagePulls: false
+# Renewed every quarter of it: the controller manager's grace period (NODE_MONITOR_GRACE) allows
+# several renewals to be late on a busy machine before it takes the node for dead.
+nodeLeaseDurationSeconds: $NODE_LEASE_SECONDS
 EOF
+}
+
+# One kube-proxy in the host's network namespace serves every node: they all share it.
+write_proxy_config() {
   write_if_changed "$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -318,7 +404,7 @@ clientConnection:
   kubeconfig: $STATE/kube-proxy.kubeconfig
 mode: iptables
 clusterCIDR: $CLUSTER_CIDR
-hostnameOverride: $NODE_NAME
+hostnameOverride: node-1
 bindAddress: $NODE_IP
 healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
 metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
@@ -339,7 +425,9 @@ iptables:
 EOF
 }
 
-coredns_manifests() { # image
+# CoreDNS, two replicas on two nodes when there are several (as kubeadm runs it), so that a node
+# that dies takes at most one away.
+coredns_manifests() { # image replicas
   cat <<EOF
 apiVersion: v1
 kind: ServiceAccount
@@ -387,7 +475,7 @@ metadata:
   namespace: kube-system
   labels: {k8s-app: kube-dns}
 spec:
-  replicas: 1
+  replicas: $2
   selector: {matchLabels: {k8s-app: kube-dns}}
   template:
     metadata: {labels: {k8s-app: kube-dns}}
@@ -396,6 +484,13 @@ spec:
       priorityClassName: system-cluster-critical
       dnsPolicy: Default
       tolerations: [{key: CriticalAddonsOnly, operator: Exists}]
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              labelSelector: {matchLabels: {k8s-app: kube-dns}}
+              topologyKey: kubernetes.io/hostname
       securityContext:
         runAsNonRoot: true
         runAsUser: 65532
@@ -524,51 +619,75 @@ iface_owner() { cat "/sys/class/net/$NODE_IFACE/ifalias" 2>/dev/null || true; }
 net_ours() { [ ! -d "/sys/class/net/$NODE_IFACE" ] || [ "$(iface_owner)" = "recommender:$STATE" ]; }
 
 net_up() {
-  local owner
+  local owner i bridges=() addresses=() b c
   owner=$(iface_owner)
   if [ -d "/sys/class/net/$NODE_IFACE" ] && [ "$owner" != "recommender:$STATE" ]; then
-    die "$NODE_IFACE belongs to another cluster (${owner:-unknown}); one real node per machine: stop that cluster first"
+    die "$NODE_IFACE belongs to another cluster (${owner:-unknown}); one real cluster per machine: stop that cluster first"
   fi
   save_sysctls
   if [ ! -d "/sys/class/net/$NODE_IFACE" ]; then
-    log "creating $NODE_IFACE ($NODE_IP/32) and routing $SERVICE_CIDR into it"
+    log "creating $NODE_IFACE and routing $SERVICE_CIDR and $CLUSTER_CIDR into it"
     ip link add "$NODE_IFACE" type ifb
     ip link set "$NODE_IFACE" alias "recommender:$STATE"
   fi
   sysctl -qw "net.ipv6.conf.$NODE_IFACE.disable_ipv6=1" 2>/dev/null || true
-  ip addr replace "$NODE_IP/32" dev "$NODE_IFACE"
+  for i in $(node_indices); do
+    node_vars "$i"
+    ip addr replace "$N_IP/32" dev "$NODE_IFACE"
+    addresses+=("$N_IP")
+    bridges+=("$N_BRIDGE")
+    # The bridge exists, with its gateway and so the route to its subnet, before the node's first
+    # pod (the CNI plugin takes it as it is): a pod address of a node without pods yet must not
+    # fall through to the default route.
+    [ -d "/sys/class/net/$N_BRIDGE" ] || ip link add "$N_BRIDGE" type bridge
+    ip addr replace "$N_GATEWAY/22" dev "$N_BRIDGE"
+    ip link set "$N_BRIDGE" up
+  done
   ip link set "$NODE_IFACE" up
   ip route replace "$SERVICE_CIDR" dev "$NODE_IFACE" src "$NODE_IP"
+  ip route replace "$CLUSTER_CIDR" dev "$NODE_IFACE" src "$NODE_IP"
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
 
-  # Pods talk to each other, to Services and to the node address; nothing is forwarded between
-  # the bridge and any other interface, in either direction.
+  # Pods talk to each other, on their node's bridge or another's, to Services and to the node
+  # addresses; nothing is forwarded between a bridge and any other interface, in either direction.
   ensure_chain iptables filter RECOMMENDER-FORWARD
-  ipt iptables -A RECOMMENDER-FORWARD -i "$BRIDGE" -o "$BRIDGE" -j RETURN
-  ipt iptables -A RECOMMENDER-FORWARD -i "$BRIDGE" -m comment --comment "pods reach nothing beyond this machine" -j DROP
-  ipt iptables -A RECOMMENDER-FORWARD -o "$BRIDGE" -m comment --comment "nothing from elsewhere reaches pods" -j DROP
-  # On the host, pods reach the node address only (API server, kubelet, PostgreSQL).
+  for b in "${bridges[@]}"; do
+    for c in "${bridges[@]}"; do ipt iptables -A RECOMMENDER-FORWARD -i "$b" -o "$c" -j RETURN; done
+  done
+  for b in "${bridges[@]}"; do
+    ipt iptables -A RECOMMENDER-FORWARD -i "$b" -m comment --comment "pods reach nothing beyond this machine" -j DROP
+    ipt iptables -A RECOMMENDER-FORWARD -o "$b" -m comment --comment "nothing from elsewhere reaches pods" -j DROP
+  done
+  # On the host, pods reach the API server, PostgreSQL and S3 ports of the node addresses only.
   ensure_chain iptables filter RECOMMENDER-INPUT
-  ipt iptables -A RECOMMENDER-INPUT -i "$BRIDGE" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
-  ipt iptables -A RECOMMENDER-INPUT -i "$BRIDGE" -d "$NODE_IP/32" -j RETURN
-  ipt iptables -A RECOMMENDER-INPUT -i "$BRIDGE" -m comment --comment "pods reach only the node address on the host" -j DROP
+  for b in "${bridges[@]}"; do
+    ipt iptables -A RECOMMENDER-INPUT -i "$b" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+    for c in "${addresses[@]}"; do
+      ipt iptables -A RECOMMENDER-INPUT -i "$b" -d "$c/32" -p tcp -m multiport --dports "$POD_HOST_PORTS" -j RETURN
+    done
+    ipt iptables -A RECOMMENDER-INPUT -i "$b" -m comment --comment "pods reach only the API server, database and store ports on the host" -j DROP
+  done
   # What kube-proxy (or our API server rule) redirected from the host goes to pods or the node
-  # address. (Matched by the new destination, in the original direction only: OUTPUT's -o is
+  # addresses. (Matched by the new destination, in the original direction only: OUTPUT's -o is
   # still the route before the DNAT, and replies of such connections carry the DNAT state too.)
   ensure_chain iptables filter RECOMMENDER-OUTPUT
   ipt iptables -A RECOMMENDER-OUTPUT -m conntrack --ctstate DNAT --ctdir ORIGINAL -d "$CLUSTER_CIDR" -j RETURN
-  ipt iptables -A RECOMMENDER-OUTPUT -m conntrack --ctstate DNAT --ctdir ORIGINAL -d "$NODE_IP/32" -j RETURN
+  for c in "${addresses[@]}"; do
+    ipt iptables -A RECOMMENDER-OUTPUT -m conntrack --ctstate DNAT --ctdir ORIGINAL -d "$c/32" -j RETURN
+  done
   ipt iptables -A RECOMMENDER-OUTPUT -m conntrack --ctstate DNAT --ctdir ORIGINAL -m comment --comment "Service traffic stays on this machine" -j DROP
-  # 127.0.0.1:API_PORT reaches the API server, which listens on the node address.
+  # 127.0.0.1:API_PORT reaches the API server, which listens on node-1's address.
   ensure_chain iptables nat RECOMMENDER-APISERVER
   ipt iptables -t nat -A RECOMMENDER-APISERVER -d 127.0.0.1/32 -p tcp --dport "$API_PORT" \
     -j DNAT --to-destination "$NODE_IP:$API_PORT"
   # Pods have IPv6 link-local addresses only: nothing of theirs is forwarded or accepted.
   ensure_chain ip6tables filter RECOMMENDER-FORWARD
-  ipt ip6tables -A RECOMMENDER-FORWARD -i "$BRIDGE" -j DROP
-  ipt ip6tables -A RECOMMENDER-FORWARD -o "$BRIDGE" -j DROP
   ensure_chain ip6tables filter RECOMMENDER-INPUT
-  ipt ip6tables -A RECOMMENDER-INPUT -i "$BRIDGE" -j DROP
+  for b in "${bridges[@]}"; do
+    ipt ip6tables -A RECOMMENDER-FORWARD -i "$b" -j DROP
+    ipt ip6tables -A RECOMMENDER-FORWARD -o "$b" -j DROP
+    ipt ip6tables -A RECOMMENDER-INPUT -i "$b" -j DROP
+  done
   ensure_jumps
 }
 
@@ -608,15 +727,23 @@ remove_chains() {
   done
 }
 
+# The bridges of this cluster's nodes (recbr0, recbr1, ...), however many it had.
+our_bridges() {
+  local d
+  for d in /sys/class/net/recbr[0-9]; do [ -d "$d" ] && basename "$d"; done
+  return 0
+}
+
 net_down() {
+  local b
   if ! net_ours; then
     log "leaving the network alone: $NODE_IFACE belongs to $(iface_owner)"
     return
   fi
   remove_chains
-  if [ -d "/sys/class/net/$BRIDGE" ]; then
-    ip link del "$BRIDGE" && log "removed bridge $BRIDGE"
-  fi
+  for b in $(our_bridges); do
+    ip link del "$b" && log "removed bridge $b"
+  done
   if [ -d "/sys/class/net/$NODE_IFACE" ]; then
     ip link del "$NODE_IFACE" && log "removed $NODE_IFACE and its routes"
   fi
@@ -632,6 +759,7 @@ pid_of() { # component -> pid if the recorded process is alive and still runs ou
   pid=$(cat "$f")
   [ -d "/proc/$pid" ] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+  c=$(binary_of "$c")
   case "$exe" in */"$c" | */"$c (deleted)") echo "$pid" ;; *) return 1 ;; esac
 }
 
@@ -657,7 +785,9 @@ component_args() { # component -> argv (one per line)
         --allow-privileged=true \
         --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
         --audit-log-format=json --audit-log-maxsize=100 --audit-log-maxbackup=1 \
-        --cert-dir="$STATE/apiserver-certs" --v=1
+        --cert-dir="$STATE/apiserver-certs" --v=1 \
+        --default-not-ready-toleration-seconds="$NODE_TOLERATION_SECONDS" \
+        --default-unreachable-toleration-seconds="$NODE_TOLERATION_SECONDS"
       if [ "$MODE" = real ]; then
         # The `kubernetes` Service's endpoint is the node address (lease reconciler, default).
         printf '%s\n' --bind-address="$NODE_IP" --advertise-address="$NODE_IP" \
@@ -679,7 +809,8 @@ component_args() { # component -> argv (one per line)
         --leader-elect=false --service-account-private-key-file="$PKI/sa.key" \
         --root-ca-file="$PKI/ca.crt" --cluster-signing-cert-file="$PKI/ca.crt" \
         --cluster-signing-key-file="$PKI/ca.key" --use-service-account-credentials=true \
-        --concurrent-job-syncs=10 --concurrent-deployment-syncs=10 --v=1
+        --concurrent-job-syncs=10 --concurrent-deployment-syncs=10 --v=1 \
+        --node-monitor-period=2s --node-monitor-grace-period="$NODE_MONITOR_GRACE"
       ;;
     kube-scheduler)
       printf '%s\n' --kubeconfig="$STATE/scheduler.kubeconfig" \
@@ -688,17 +819,20 @@ component_args() { # component -> argv (one per line)
         --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$STATE/scheduler-certs" \
         --leader-elect=false --v=1
       ;;
-    containerd)
-      printf '%s\n' --config="$STATE/containerd/config.toml"
+    containerd-node-[1-9])
+      node_vars "${1##*-}"
+      printf '%s\n' --config="$N_DIR/containerd/config.toml"
       ;;
-    kubelet)
-      printf '%s\n' --config="$STATE/kubelet/config.yaml" --kubeconfig="$STATE/kubelet.kubeconfig" \
-        --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$STATE/kubelet" --v=1
+    kubelet-node-[1-9])
+      node_vars "${1##*-}"
+      printf '%s\n' --config="$N_DIR/kubelet/config.yaml" --kubeconfig="$N_DIR/kubelet.kubeconfig" \
+        --hostname-override="$N_NAME" --node-ip="$N_IP" --root-dir="$N_DIR/kubelet" \
+        --node-labels="topology.kubernetes.io/zone=$N_ZONE" --v=1
       ;;
     kube-proxy)
       printf '%s\n' --config="$STATE/kube-proxy.yaml" --v=1
       ;;
-    *) die "unknown component '$1' (one of: ${ALL_COMPONENTS[*]})" ;;
+    *) die "unknown component '$1' (one of: $(all_components))" ;;
   esac
 }
 
@@ -708,7 +842,7 @@ addresses_of() { # component -> host:port it listens on (none for containerd)
     kube-apiserver) if [ "$MODE" = real ]; then echo "$NODE_IP:$API_PORT"; else echo "127.0.0.1:$API_PORT"; fi ;;
     kube-controller-manager) echo "127.0.0.1:$KCM_PORT" ;;
     kube-scheduler) echo "127.0.0.1:$SCHED_PORT" ;;
-    kubelet) echo "$NODE_IP:$KUBELET_PORT 127.0.0.1:$KUBELET_HEALTHZ_PORT" ;;
+    kubelet-node-[1-9]) node_vars "${1##*-}" && echo "$N_IP:$KUBELET_PORT 127.0.0.1:$N_HEALTHZ" ;;
     kube-proxy) echo "127.0.0.1:$PROXY_HEALTHZ_PORT 127.0.0.1:$PROXY_METRICS_PORT" ;;
   esac
 }
@@ -746,9 +880,9 @@ start_component() {
   mapfile -t args < <(component_args "$c")
   mkdir -p "$LOGS" "$PIDS"
   [ "$c" != kube-apiserver ] || write_audit_policy
-  program="$bins/$c"
+  program="$bins/$(binary_of "$c")"
   case $c in
-    containerd) program=$(command -v containerd) || fail_with_log "$c" "containerd is not installed (bash tests/install-prereqs.sh)" ;;
+    containerd-node-*) program=$(command -v containerd) || fail_with_log "$c" "containerd is not installed (bash tests/install-prereqs.sh)" ;;
   esac
   # setsid: the components outlive this script and do not get the caller's terminal signals.
   # 9>&-: nor do they hold the real node's lock (tests/stack.sh) after the test run that took it.
@@ -814,16 +948,16 @@ apiserver_ready() {
   curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://127.0.0.1:$API_PORT/readyz" | grep -q '^ok$'
 }
-node_ready() {
-  kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' | grep -q True
+node_ready() { # name
+  kubectl_ get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' | grep -q True
 }
 component_healthy() { curl -sfk "https://127.0.0.1:$(addresses_of "$1" | sed 's/.*://')/healthz" | grep -q '^ok$'; }
 # The socket answers before the CRI service has recovered its state; a kubelet started then
 # exits ("server is not initialized yet"). The CRI service logs its streaming server last.
-containerd_ready() {
-  ctr --address "$CONTAINERD_SOCK" version >/dev/null &&
+containerd_ready() { # socket log
+  ctr --address "$1" version >/dev/null &&
     awk '/Start cri plugin/ { started = 1; cri = 0 } started && /Start streaming server/ { cri = 1 }
-      END { exit !cri }' "$LOGS/containerd.log"
+      END { exit !cri }' "$2"
 }
 # Healthy and past its first sync of the rules (its jumps are in place then).
 proxy_synced() {
@@ -834,17 +968,73 @@ proxy_synced() {
 
 start_one() {
   local c=$1 bins=$2
+  case $c in
+    containerd-node-* | kubelet-node-*) start_nodes "$bins" no-images "${c##*-}"; return ;;
+  esac
   start_component "$c" "$bins"
   case $c in
     etcd) wait_until etcd "healthy" etcd_healthy ;;
     kube-apiserver) wait_until kube-apiserver "ready (/readyz)" apiserver_ready ;;
-    kubelet) wait_until "$c" "Ready as Node $NODE_NAME" node_ready ;;
-    containerd) wait_until containerd "answering on $CONTAINERD_SOCK" containerd_ready ;;
     kube-proxy) wait_until kube-proxy "healthy and synced" proxy_synced ;;
     *) wait_until "$c" "healthy (/healthz)" component_healthy "$c" ;;
   esac
-  # kubelet and kube-proxy put their jumps first in the built-in chains: ours go back on top.
-  case $c in kubelet | kube-proxy) ensure_jumps ;; esac
+  # kube-proxy puts its jumps first in the built-in chains: ours go back on top.
+  [ "$c" != kube-proxy ] || ensure_jumps
+}
+
+# Node I's cgroup root in every cgroup hierarchy. A new cpuset starts with no CPUs and no memory
+# nodes, in which nothing can run: they are copied from the top.
+make_cgroup_root() {
+  local h d
+  for h in /sys/fs/cgroup/*/; do
+    d="${h%/}/recommender"
+    mkdir -p "$d${N_CGROUP#/recommender}" 2>/dev/null || continue
+    if [ -f "${h}cpuset.cpus" ]; then
+      for d in "$d" "$d${N_CGROUP#/recommender}"; do
+        [ -n "$(cat "$d/cpuset.cpus")" ] || cat "${h}cpuset.cpus" >"$d/cpuset.cpus"
+        [ -n "$(cat "$d/cpuset.mems")" ] || cat "${h}cpuset.mems" >"$d/cpuset.mems"
+      done
+    fi
+  done
+}
+
+# Starts the given nodes together: their containerds, the pause and CoreDNS images (unless
+# `no-images`), then their kubelets, each waited for once all of its kind have been started.
+# A node whose containerd and kubelet are both down boots clean, as a machine after a power cut:
+# no mounts, and no runtime state (containerd's `state`, tmpfs on a real machine).
+start_nodes() { # bins images|no-images I...
+  local bins=$1 images=$2 i socks=()
+  shift 2
+  for i in "$@"; do
+    node_vars "$i"
+    if ! pid_of "containerd-$N_NAME" >/dev/null && ! pid_of "kubelet-$N_NAME" >/dev/null; then
+      kill_shims "$N_SOCK"
+      unmount_under "$N_DIR"
+      remove_unmounted "$N_DIR/containerd/state" || true
+    fi
+    make_cgroup_root
+    start_component "containerd-$N_NAME" "$bins"
+  done
+  for i in "$@"; do
+    node_vars "$i"
+    wait_until "containerd-$N_NAME" "answering on $N_SOCK" containerd_ready "$N_SOCK" "$LOGS/containerd-$N_NAME.log"
+    socks+=("$N_SOCK")
+  done
+  if [ "$images" = images ]; then
+    RECOMMENDER_K8S_BIN="$bins" RECOMMENDER_CONTAINERD_ADDRESSES="$(IFS=,; echo "${socks[*]}")" \
+      RECOMMENDER_STATE="$STATE" "$HERE/images.sh" >/dev/null </dev/null ||
+      fail_with_log "containerd-$N_NAME" "building or importing the pause and CoreDNS images failed"
+  fi
+  for i in "$@"; do
+    node_vars "$i"
+    start_component "kubelet-$N_NAME" "$bins"
+  done
+  for i in "$@"; do
+    node_vars "$i"
+    wait_until "kubelet-$N_NAME" "Ready as Node $N_NAME" node_ready "$N_NAME"
+  done
+  # kubelets put their jumps first in the built-in chains: ours go back on top.
+  ensure_jumps
 }
 
 # --- the real node's pods, mounts and leftovers -------------------------------------------------
@@ -871,14 +1061,14 @@ remove_unmounted() {
   rm -rf "$1"
 }
 
-# Stops every container and sandbox of the node's containerd and removes their network
+# Stops every container and sandbox of a node's containerd and removes their network
 # namespaces (which removes their veths).
-remove_containers() {
-  local c=(ctr --address "$CONTAINERD_SOCK" --namespace k8s.io) ids id netns=() ns
-  containerd_ready >/dev/null 2>&1 || return 0
+remove_containers() { # socket log
+  local c=(ctr --address "$1" --namespace k8s.io) ids id netns=() ns
+  containerd_ready "$1" "$2" >/dev/null 2>&1 || return 0
   ids=$("${c[@]}" containers ls -q 2>/dev/null || true)
   [ -n "$ids" ] || return 0
-  log "removing $(echo "$ids" | wc -l) containers and sandboxes"
+  log "removing $(echo "$ids" | wc -l) containers and sandboxes of $(basename "$(dirname "$1")")"
   for id in $ids; do
     ns=$("${c[@]}" containers info "$id" 2>/dev/null | python3 -c '
 import json, sys
@@ -899,40 +1089,116 @@ for n in (spec.get("linux") or {}).get("namespaces") or []:
   done
 }
 
-# containerd-shim processes of our containerd (found by its socket in their command line) that
-# outlived their containers.
-kill_shims() {
+# containerd-shim processes of a node's containerd (found by its socket in their command line)
+# that outlived their containers.
+kill_shims() { # socket
   local f p
-  for f in $(grep -lsaF -- "$CONTAINERD_SOCK" /proc/[0-9]*/cmdline || true); do
+  for f in $(grep -lsaF -- "$1" /proc/[0-9]*/cmdline || true); do
     p=${f#/proc/}
     p=${p%/cmdline}
     case $(cat "/proc/$p/comm" 2>/dev/null || true) in containerd-shim*) kill -KILL "$p" 2>/dev/null || true ;; esac
   done
 }
 
+# The processes of node I's pods: every process in its cgroup root, in any hierarchy.
+node_processes() {
+  find /sys/fs/cgroup/*/recommender/"$N_NAME" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
+}
+
 node_down() {
-  local bins
+  local bins i kubelets=() containerds=()
   bins=$(cat "$STATE/bin-dir" 2>/dev/null || true)
-  # The controllers too: nothing should create or schedule pods while the node goes away.
-  stop_component kube-proxy kubelet kube-scheduler kube-controller-manager
-  remove_containers
-  stop_component containerd
-  kill_shims
+  for i in $(node_indices); do
+    node_vars "$i"
+    kubelets+=("kubelet-$N_NAME")
+    containerds+=("containerd-$N_NAME")
+  done
+  # The controllers too: nothing should create or schedule pods while the nodes go away.
+  stop_component kube-proxy "${kubelets[@]}" kube-scheduler kube-controller-manager
+  for i in $(node_indices); do
+    node_vars "$i"
+    remove_containers "$N_SOCK" "$LOGS/containerd-$N_NAME.log"
+  done
+  stop_component "${containerds[@]}"
+  for i in $(node_indices); do
+    node_vars "$i"
+    kill_shims "$N_SOCK"
+  done
   unmount_under "$STATE"
   # kubelet links container logs from this fixed folder.
   find /var/log/containers -maxdepth 1 -type l -lname "$STATE/*" -delete 2>/dev/null || true
   if [ -n "$bins" ] && [ -x "$bins/kube-proxy" ] && net_ours; then
     "$bins/kube-proxy" --cleanup --v=0 >>"$LOGS/kube-proxy.log" 2>&1 || true
   fi
-  # Empty cgroups the kubelet made (rmdir refuses any that still hold a process).
-  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
-  remove_unmounted "$STATE/kubelet" || true
-  remove_unmounted "$STATE/containerd/state" || true
-  rm -rf "$STATE/cni/ipam" "$STATE/pod-logs"
+  # The nodes' cgroup roots and what the kubelets made in them (rmdir refuses any that still
+  # holds a process).
+  find /sys/fs/cgroup/*/recommender -depth -type d -exec rmdir {} + 2>/dev/null || true
+  for i in $(node_indices); do
+    node_vars "$i"
+    remove_unmounted "$N_DIR/kubelet" || true
+    remove_unmounted "$N_DIR/containerd/state" || true
+    rm -rf "$N_DIR/cni/ipam" "$N_DIR/pod-logs"
+  done
 }
 
 real_node_leftovers() {
-  [ "$(iface_owner)" = "recommender:$STATE" ] || [ -s "$PIDS/containerd.pid" ] || [ -s "$PIDS/kubelet.pid" ]
+  [ "$(iface_owner)" = "recommender:$STATE" ] || compgen -G "$PIDS/containerd-node-*.pid" >/dev/null ||
+    compgen -G "$PIDS/kubelet-node-*.pid" >/dev/null
+}
+
+# A node dies: its kubelet, containerd, their shims and every process of its pods get SIGKILL at
+# once, as when a machine loses power. Nothing is drained, evicted or told: the control plane
+# finds out as it would, from the node's lease going stale. Its pods stop answering (their
+# interfaces are gone, as the machine's would be), and what a reboot clears (mounts) is cleared.
+cmd_stop_node() {
+  local i c pid pids=() links veth netns
+  i=$(node_index "$1")
+  node_vars "$i"
+  # Its pods' interfaces on its bridge, and the network namespaces they lead into.
+  links=$(ip -o link show master "$N_BRIDGE" 2>/dev/null || true)
+  for c in "kubelet-$N_NAME" "containerd-$N_NAME"; do
+    if pid=$(pid_of "$c"); then
+      kill -KILL "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  kill_shims "$N_SOCK"
+  for _ in $(seq 1 50); do
+    pid=$(node_processes)
+    [ -n "$pid" ] || break
+    # shellcheck disable=SC2086
+    kill -KILL $pid 2>/dev/null || true
+    sleep 0.1
+  done
+  [ -z "$(node_processes)" ] || die "processes of $N_NAME's pods survive SIGKILL: $(node_processes | tr '\n' ' ')"
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
+  done
+  rm -f "$PIDS/kubelet-$N_NAME.pid" "$PIDS/containerd-$N_NAME.pid"
+  while read -r veth netns; do
+    [ -n "$veth" ] || continue
+    ip link del "$veth" 2>/dev/null || true
+    if [ -n "$netns" ] && [ -e "/run/netns/$netns" ]; then
+      umount "/run/netns/$netns" 2>/dev/null || true
+      rm -f "/run/netns/$netns"
+    fi
+  done < <(awk '{
+      name = $2; sub(/@.*/, "", name); sub(/:$/, "", name); ns = ""
+      for (f = 1; f < NF; f++) if ($f == "link-netns") ns = $(f + 1)
+      print name, ns
+    }' <<<"$links")
+  unmount_under "$N_DIR"
+  log "$N_NAME stopped: kubelet, containerd and the processes of its pods killed, its pods' interfaces removed"
+}
+
+cmd_start_node() {
+  local i
+  i=$(node_index "$1")
+  [ "$MODE" = real ] || die "this cluster has no real nodes"
+  apiserver_ready || die "the API server is not ready: 'up' the cluster first"
+  start_nodes "$(bin_dir)" no-images "$i"
+  node_vars "$i"
+  log "$N_NAME Ready"
 }
 
 # --- commands -----------------------------------------------------------------------------------
@@ -949,7 +1215,7 @@ check_real_prereqs() {
 }
 
 cmd_up() {
-  local bins c wanted
+  local bins c wanted count i
   command -v openssl >/dev/null || die "openssl is required"
   command -v curl >/dev/null || die "curl is required"
   wanted=$(mode_from_env)
@@ -959,15 +1225,19 @@ cmd_up() {
   MODE=$wanted
   [ "$MODE" != real ] || check_real_prereqs
   [ "$MODE" != real ] || net_ours ||
-    die "$NODE_IFACE belongs to another cluster ($(iface_owner)); one real node per machine: stop that cluster first"
+    die "$NODE_IFACE belongs to another cluster ($(iface_owner)); one real cluster per machine: stop that cluster first"
   bins=$(bin_dir) || die "building the binaries failed (see the output above)"
   for c in "${CONTROL_PLANE[@]}"; do [ -x "$bins/$c" ] || die "$bins/$c is missing after build"; done
   mkdir -p "$STATE" "$LOGS" "$PIDS"
   echo "$bins" >"$STATE/bin-dir"
   echo "$MODE" >"$STATE/node-mode"
-  # A fresh cluster gets fresh node folders too (claims, pod logs), unless asked to keep them.
+  # A running cluster keeps the nodes it has and gets those it lacks.
+  count=$(wanted_nodes)
+  [ "$count" -ge "$(cat "$STATE/node-count" 2>/dev/null || echo 0)" ] || count=$(cat "$STATE/node-count")
+  echo "$count" >"$STATE/node-count"
+  # A fresh cluster starts with an empty etcd, unless asked to keep it.
   if ! pid_of etcd >/dev/null && [ "${RECOMMENDER_KEEP_DATA:-0}" != 1 ]; then
-    rm -rf "$STATE/etcd-data" "$STATE/node"
+    rm -rf "$STATE/etcd-data"
   fi
   gen_pki
   write_kubeconfig "$KUBECONFIG_PATH" admin kubernetes-admin
@@ -975,40 +1245,53 @@ cmd_up() {
   write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler system:kube-scheduler
   UP_IN_PROGRESS=1
   if [ "$MODE" = real ]; then
-    write_kubeconfig "$STATE/kubelet.kubeconfig" "node-$NODE_NAME" "system:node:$NODE_NAME" "https://$NODE_IP:$API_PORT"
     write_kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy system:kube-proxy "https://$NODE_IP:$API_PORT"
-    write_node_config "$bins"
+    for i in $(node_indices); do write_node_config "$bins" "$i"; done
+    write_proxy_config
     net_up
   fi
   for c in "${CONTROL_PLANE[@]}"; do start_one "$c" "$bins"; done
   case $MODE in
-    real) up_real_node "$bins" ;;
+    real) up_real_nodes "$bins" ;;
     none) log "RECOMMENDER_NODE=none: no node, pods will stay Pending" ;;
   esac
   UP_IN_PROGRESS=0
-  log "cluster ready ($MODE node): export KUBECONFIG=$KUBECONFIG_PATH"
+  log "cluster ready ($MODE nodes): export KUBECONFIG=$KUBECONFIG_PATH"
+  [ "$MODE" != real ] || log "$(ready_summary)"
 }
 
-up_real_node() {
-  local bins=$1 deadline
+# "3 nodes ready: node-1 (zone-a, 10.250.0.1), ...": what a log of the suite shows it ran on.
+ready_summary() {
+  local i count=0 list=()
+  for i in $(node_indices); do
+    node_vars "$i"
+    node_ready "$N_NAME" 2>/dev/null || continue
+    count=$((count + 1))
+    list+=("$N_NAME ($N_ZONE, $N_IP)")
+  done
+  local joined
+  joined=$(printf '%s, ' "${list[@]}")
+  if [ "$count" = 1 ]; then echo "1 node ready: ${joined%, }"; else echo "$count nodes ready: ${joined%, }"; fi
+}
+
+up_real_nodes() {
+  local bins=$1 deadline replicas=1
   bootstrap_manifests | kubectl_ apply -f - >/dev/null || fail_with_log kube-apiserver "could not create the kubelet client's RBAC binding"
-  pid_of kubelet >/dev/null || pid_of containerd >/dev/null || remove_unmounted "$STATE/containerd/state" || true
-  start_one containerd "$bins"
-  RECOMMENDER_K8S_BIN="$bins" RECOMMENDER_CONTAINERD_ADDRESS="$CONTAINERD_SOCK" RECOMMENDER_STATE="$STATE" \
-    "$HERE/images.sh" >/dev/null </dev/null || fail_with_log containerd "building or importing the pause and CoreDNS images failed"
-  start_one kubelet "$bins"
+  # shellcheck disable=SC2046
+  start_nodes "$bins" images $(node_indices)
   start_one kube-proxy "$bins"
-  coredns_manifests "$(coredns_image "$bins")" | kubectl_ apply -f - >/dev/null || fail_with_log kube-apiserver "could not create CoreDNS"
+  [ "$(node_count)" = 1 ] || replicas=2
+  coredns_manifests "$(coredns_image "$bins")" "$replicas" | kubectl_ apply -f - >/dev/null || fail_with_log kube-apiserver "could not create CoreDNS"
   deadline=$((SECONDS + READY_TIMEOUT))
-  until [ "$(kubectl_ -n kube-system get deployment coredns -o 'jsonpath={.status.availableReplicas}' 2>/dev/null)" = 1 ]; do
+  until [ "$(kubectl_ -n kube-system get deployment coredns -o 'jsonpath={.status.availableReplicas}' 2>/dev/null)" = "$replicas" ]; do
     if [ $SECONDS -ge $deadline ]; then
       kubectl_ -n kube-system get pods -o wide >&2 || true
       kubectl_ -n kube-system get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 15 >&2 || true
-      fail_with_log kubelet "CoreDNS not available after ${READY_TIMEOUT}s"
+      fail_with_log kubelet-node-1 "CoreDNS not available after ${READY_TIMEOUT}s"
     fi
     sleep 0.5
   done
-  log "node $NODE_NAME Ready at $NODE_IP; CoreDNS available at $DNS_IP"
+  log "CoreDNS available at $DNS_IP ($replicas replicas)"
 }
 
 cmd_down() {
@@ -1019,7 +1302,17 @@ cmd_down() {
   stop_component kube-scheduler kube-controller-manager
   for c in kube-apiserver etcd; do stop_component "$c"; done
   [ $real = 0 ] || net_down
-  rm -f "$STATE/node-mode"
+  rm -f "$STATE/node-mode" "$STATE/node-count"
+}
+
+# Comma-separated, in node order: what `env` prints of every node.
+nodes_list() { # N_* variable name
+  local i out=()
+  for i in $(node_indices); do
+    node_vars "$i"
+    out+=("${!1}")
+  done
+  (IFS=,; echo "${out[*]}")
 }
 
 cmd_env() {
@@ -1031,29 +1324,41 @@ cmd_env() {
   echo "export RECOMMENDER_APISERVER_URL=https://127.0.0.1:$API_PORT"
   echo "export RECOMMENDER_CA_FILE=$PKI/ca.crt"
   echo "export RECOMMENDER_NODE_MODE=$MODE"
-  echo "export RECOMMENDER_NODE_NAME=$NODE_NAME"
-  echo "export RECOMMENDER_NODE_STATE=$STATE/node"
   echo "export RECOMMENDER_AUDIT_LOG=$LOGS/audit.log"
   if [ "$MODE" = real ]; then
+    node_vars 1
+    echo "export RECOMMENDER_NODE_NAME=$N_NAME"
     echo "export RECOMMENDER_NODE_IP=$NODE_IP"
+    echo "export RECOMMENDER_CONTAINERD_ADDRESS=$N_SOCK"
+    echo "export RECOMMENDER_BRIDGE=$N_BRIDGE"
+    echo "export RECOMMENDER_NODE_NAMES=$(nodes_list N_NAME)"
+    echo "export RECOMMENDER_NODE_IPS=$(nodes_list N_IP)"
+    echo "export RECOMMENDER_NODE_ZONES=$(nodes_list N_ZONE)"
+    echo "export RECOMMENDER_BRIDGES=$(nodes_list N_BRIDGE)"
+    echo "export RECOMMENDER_POD_SUBNETS=$(nodes_list N_SUBNET)"
+    echo "export RECOMMENDER_CONTAINERD_ADDRESSES=$(nodes_list N_SOCK)"
     echo "export RECOMMENDER_POD_CIDR=$CLUSTER_CIDR"
     echo "export RECOMMENDER_SERVICE_CIDR=$SERVICE_CIDR"
     echo "export RECOMMENDER_DNS_IP=$DNS_IP"
-    echo "export RECOMMENDER_CONTAINERD_ADDRESS=$CONTAINERD_SOCK"
     echo "export RECOMMENDER_VOLUMES_DIR=$VOLUMES"
-    echo "export RECOMMENDER_BRIDGE=$BRIDGE"
   fi
 }
 
+all_components() {
+  local i out=("${CONTROL_PLANE[@]}")
+  if [ "$MODE" = real ]; then
+    out+=(kube-proxy)
+    for i in $(node_indices); do out+=("containerd-node-$i" "kubelet-node-$i"); done
+  fi
+  echo "${out[*]}"
+}
+
 cmd_status() {
-  local c pid rc=0 want
-  for c in "${ALL_COMPONENTS[@]}"; do
-    want=0
-    case " ${CONTROL_PLANE[*]} " in *" $c "*) want=1 ;; esac
-    [ "$MODE" = real ] && case " ${REAL_NODE[*]} " in *" $c "*) want=1 ;; esac
+  local c pid rc=0
+  for c in $(all_components); do
     if pid=$(pid_of "$c"); then
       printf '%-24s running (pid %s)\n' "$c" "$pid"
-    elif [ $want = 1 ]; then
+    else
       printf '%-24s stopped\n' "$c"
       rc=1
     fi
@@ -1062,25 +1367,40 @@ cmd_status() {
   return $rc
 }
 
+cmd_nodes() {
+  local i ready
+  [ "$MODE" = real ] || die "this cluster has no real nodes"
+  printf '%-8s %-7s %-12s %-7s %-15s %s\n' NAME ZONE ADDRESS BRIDGE POD-SUBNET READY
+  for i in $(node_indices); do
+    node_vars "$i"
+    ready=$(kubectl_ get node "$N_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+    printf '%-8s %-7s %-12s %-7s %-15s %s\n' "$N_NAME" "$N_ZONE" "$N_IP" "$N_BRIDGE" "$N_SUBNET" "${ready:-unknown}"
+  done
+}
+
 valid_component() {
   local c
-  for c in "${ALL_COMPONENTS[@]}"; do [ "$c" = "${1:-}" ] && return; done
-  die "unknown component '${1:-}' (one of: ${ALL_COMPONENTS[*]})"
+  for c in $(all_components); do [ "$c" = "${1:-}" ] && return; done
+  die "unknown component '${1:-}' (one of: $(all_components))"
 }
 
 case "${1:-}" in
   stop | start | restart) valid_component "${2:-}" ;;
+  stop-node | start-node) [ -n "${2:-}" ] || die "usage: $0 $1 NODE (node-1 to node-$(node_count))" ;;
 esac
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  nodes) cmd_nodes ;;
   stop) stop_component "$2" ;;
   start) start_one "$2" "$(bin_dir)" ;;
   restart) stop_component "${2:?component}" && start_one "$2" "$(bin_dir)" ;;
+  stop-node) cmd_stop_node "$2" ;;
+  start-node) cmd_start_node "$2" ;;
   *)
-    echo "usage: $0 up|down|env|status|stop COMPONENT|start COMPONENT|restart COMPONENT" >&2
+    echo "usage: $0 up|down|env|status|nodes|stop COMPONENT|start COMPONENT|restart COMPONENT|stop-node NODE|start-node NODE" >&2
     exit 2
     ;;
 esac

@@ -18,8 +18,10 @@
 #      (netcat-openbsd) and sleep with their libraries, for network checks from inside a pod
 #      (the end-to-end tests' NetTools, tests/src/nettools.rs): `sleep infinity` as its command,
 #      `kubectl exec` the tools.
-#   4. imports each into containerd at RECOMMENDER_CONTAINERD_ADDRESS (default: the socket of the
-#      cluster in RECOMMENDER_STATE), unless it is already there from the same inputs.
+#   4. imports each into the containerd of every node: the sockets RECOMMENDER_CONTAINERD_ADDRESSES
+#      lists (comma-separated; `cluster.sh env` prints it), else RECOMMENDER_CONTAINERD_ADDRESS,
+#      else those of every node of the cluster in RECOMMENDER_STATE; into each unless it is
+#      already there from the same inputs (a stamp per node, beside its containerd's root).
 #
 # Re-runs are cheap: every image is keyed by a hash of its inputs (binaries, Dockerfile, base
 # files); an image whose inputs did not change is neither rebuilt nor re-imported.
@@ -31,8 +33,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE_ROOT="${RECOMMENDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/recommender-operator}"
 STATE="${RECOMMENDER_STATE:-/tmp/recommender-cluster}"
-ADDRESS="${RECOMMENDER_CONTAINERD_ADDRESS:-$STATE/containerd.sock}"
-STAMPS="${RECOMMENDER_IMAGE_STAMPS:-$STATE/containerd/image-stamps}"
+if [ -n "${RECOMMENDER_CONTAINERD_ADDRESSES:-${RECOMMENDER_CONTAINERD_ADDRESS:-}}" ]; then
+  IFS=, read -r -a ADDRESSES <<<"${RECOMMENDER_CONTAINERD_ADDRESSES:-$RECOMMENDER_CONTAINERD_ADDRESS}"
+else
+  ADDRESSES=("$STATE"/nodes/node-*/containerd.sock)
+fi
 STORE="$CACHE_ROOT/buildah"
 BASE=localhost/recommender-distroless:debian12
 # Bump to rebuild every image after a change of how they are assembled.
@@ -52,15 +57,19 @@ if [ "${1:-}" = --test-tools ]; then
 fi
 BIN_DIR="${1:-}"
 [ -z "$BIN_DIR" ] || BIN_DIR="$(cd "$BIN_DIR" && pwd)" || die "no folder $1"
-[ -S "$ADDRESS" ] || die "no containerd socket at $ADDRESS: start the cluster first (tests/cluster/cluster.sh up)"
+for address in "${ADDRESSES[@]}"; do
+  [ -S "$address" ] || die "no containerd socket at $address: start the cluster first (tests/cluster/cluster.sh up)"
+done
 
-mkdir -p "$STORE" "$STAMPS"
+mkdir -p "$STORE"
 # buildah's network configuration (it creates /etc/cni/net.d/cni.lock otherwise) stays in its
 # storage folder too; no build step here runs anything, so no network is ever set up.
 printf '[network]\nnetwork_config_dir = "%s/cni"\n' "$STORE" >"$STORE/containers.conf"
 export CONTAINERS_CONF="$STORE/containers.conf"
 bah() { buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs "$@"; }
-ctr_() { ctr --address "$ADDRESS" --namespace k8s.io "$@"; }
+ctr_() { local address=$1; shift; ctr --address "$address" --namespace k8s.io "$@"; }
+# A node's stamps: which inputs each image in its containerd was built from.
+stamps_of() { echo "$(dirname "$1")/containerd/image-stamps"; }
 
 WORK="$(mktemp -d /tmp/recommender-images.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
@@ -137,21 +146,31 @@ full_name() {
   echo "docker.io/$1"
 }
 
+# Into every node that lacks it (or has it from other inputs): pushed out of buildah once,
+# imported into each of those nodes' containerd.
 import_image() { # buildah-image containerd-name inputs-hash
-  local img=$1 name=$2 hash=$3 stamp
-  stamp="$STAMPS/$(echo "$name" | tr '/:' '__')"
-  if [ "$(cat "$stamp" 2>/dev/null || true)" = "$hash" ] && [ -n "$(ctr_ images ls -q "name==$name")" ]; then
+  local img=$1 name=$2 hash=$3 stamp address wanting=()
+  for address in "${ADDRESSES[@]}"; do
+    stamp="$(stamps_of "$address")/$(echo "$name" | tr '/:' '__')"
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$hash" ] || [ -z "$(ctr_ "$address" images ls -q "name==$name")" ]; then
+      wanting+=("$address")
+    fi
+  done
+  if [ ${#wanting[@]} = 0 ]; then
     log "$name: up to date"
     echo "$name"
     return
   fi
-  log "$name: importing into containerd"
+  log "$name: importing into ${#wanting[@]} node(s)"
   rm -f "$WORK/image.tar"
   bah push --quiet "$img" "docker-archive:$WORK/image.tar:$name" >/dev/null
-  ctr_ images import "$WORK/image.tar" >/dev/null
+  for address in "${wanting[@]}"; do
+    ctr_ "$address" images import "$WORK/image.tar" >/dev/null
+    [ -n "$(ctr_ "$address" images ls -q "name==$name")" ] || die "$name is not in containerd at $address after the import"
+    mkdir -p "$(stamps_of "$address")"
+    echo "$hash" >"$(stamps_of "$address")/$(echo "$name" | tr '/:' '__')"
+  done
   rm -f "$WORK/image.tar"
-  [ -n "$(ctr_ images ls -q "name==$name")" ] || die "$name is not in containerd after the import"
-  echo "$hash" >"$stamp"
   echo "$name"
 }
 

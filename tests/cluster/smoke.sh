@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real node's own lifecycle (cluster.sh), on a running cluster that tests have used:
-# `down` leaves no bridge, interface, service route, KUBE-/CNI-/RECOMMENDER- iptables chain, mount
-# under the state dir, process of the cluster, pod network namespace or host folder it created
-# behind and restores the sysctls it changed; `up` works again afterwards, and the second `down`
+# `down` leaves no bridge (of any node), interface, service route, KUBE-/CNI-/RECOMMENDER- iptables
+# chain, mount under the state dir, process of the cluster, pod network namespace, node cgroup or
+# host folder it created behind and restores the sysctls it changed; `up` works again afterwards, and the second `down`
 # is as clean. tests/all.sh runs it last, on the cluster the demo and the end-to-end suite ran on.
 # What the node does for pods (DNS, Services, containment, logs, exec, port-forward, hardened
 # containers) is asserted by the end-to-end tests (tests/tests/node.rs).
@@ -30,29 +30,37 @@ fail() {
 eval "$("$HERE/cluster.sh" env)"
 [ "$RECOMMENDER_NODE_MODE" = real ] || fail "the cluster runs without a real node"
 
-# The network namespaces of the node's sandboxes, from containerd's container specs.
+# The network namespaces of every node's sandboxes, from containerd's container specs.
 our_netns() {
-  local id
-  for id in $(ctr --address "$RECOMMENDER_CONTAINERD_ADDRESS" -n k8s.io containers ls -q); do
-    ctr --address "$RECOMMENDER_CONTAINERD_ADDRESS" -n k8s.io containers info "$id" | python3 -c '
+  local id address addresses
+  IFS=, read -r -a addresses <<<"$RECOMMENDER_CONTAINERD_ADDRESSES"
+  for address in "${addresses[@]}"; do
+    for id in $(ctr --address "$address" -n k8s.io containers ls -q); do
+      ctr --address "$address" -n k8s.io containers info "$id" | python3 -c '
 import json, sys
 for n in (json.load(sys.stdin).get("Spec") or {}).get("linux", {}).get("namespaces") or []:
     if n.get("type") == "network" and "/netns/" in n.get("path", ""):
         print(n["path"])'
+    done
   done | sort -u
 }
 
 check_clean() {
-  local what=$1 left d c p
-  [ ! -d "/sys/class/net/$RECOMMENDER_BRIDGE" ] || fail "$what: bridge $RECOMMENDER_BRIDGE still exists"
+  local what=$1 left d c p bridge bridges
+  IFS=, read -r -a bridges <<<"$RECOMMENDER_BRIDGES"
+  for bridge in "${bridges[@]}"; do
+    [ ! -d "/sys/class/net/$bridge" ] || fail "$what: bridge $bridge still exists"
+  done
+  left=$(find /sys/fs/cgroup/*/recommender -maxdepth 0 2>/dev/null || true)
+  [ -z "$left" ] || fail "$what: the nodes' cgroups are left: $left"
   [ ! -d /sys/class/net/recnode0 ] || fail "$what: interface recnode0 still exists"
   ! ip -4 route show | grep -q "^$RECOMMENDER_SERVICE_CIDR" || fail "$what: a route for the service range is left"
   left=$({ iptables-save; ip6tables-save; } | grep -E '^:(KUBE-|CNI-|RECOMMENDER-)|-j (KUBE-|CNI-|RECOMMENDER-)' || true)
   [ -z "$left" ] || fail "$what: iptables chains left: $left"
   left=$(awk -v s="$RECOMMENDER_STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo)
   [ -z "$left" ] || fail "$what: mounts left: $left"
-  for c in containerd kubelet kube-proxy etcd kube-apiserver; do
-    [ ! -s "$RECOMMENDER_STATE/pids/$c.pid" ] || fail "$what: $c still recorded as running"
+  for c in "$RECOMMENDER_STATE"/pids/*.pid; do
+    [ ! -s "$c" ] || fail "$what: $(basename "$c" .pid) still recorded as running"
   done
   for p in /proc/[0-9]*; do
     case $(tr '\0' ' ' 2>/dev/null <"$p/cmdline" || true) in
@@ -77,11 +85,11 @@ cp "$RECOMMENDER_STATE/host-paths.created" "$WORK/host-paths.created" 2>/dev/nul
 t0=$SECONDS
 "$HERE/cluster.sh" down || fail "cluster.sh down"
 check_clean "after down"
-ok "down in $((SECONDS - t0))s: no bridge, interface, route, KUBE-/CNI-/RECOMMENDER- chain, mount, process, pod netns (${#pod_netns[@]}) or host folder left; sysctls restored"
+ok "down in $((SECONDS - t0))s: no bridge (${RECOMMENDER_BRIDGES//,/, }), interface, route, KUBE-/CNI-/RECOMMENDER- chain, mount, process, pod netns (${#pod_netns[@]}), node cgroup or host folder left; sysctls restored"
 
 t0=$SECONDS
 "$HERE/cluster.sh" up || fail "cluster.sh up after down"
-ok "up again after down in $((SECONDS - t0))s (node Ready, CoreDNS available)"
+ok "up again after down in $((SECONDS - t0))s (every node Ready, CoreDNS available)"
 mapfile -t pod_netns < <(our_netns)
 "$HERE/cluster.sh" down || fail "cluster.sh down (second)"
 check_clean "after the second down"

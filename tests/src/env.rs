@@ -6,12 +6,26 @@ pub struct Env {
     pub repo: PathBuf,
     /// The cluster's state folder (logs, audit log).
     pub state: PathBuf,
-    /// Where PersistentVolumes' folders live on the node.
+    /// Where PersistentVolumes' folders live on the nodes (one machine: the same folder for all).
     pub volumes: PathBuf,
-    /// containerd's socket, for what a test does to the node itself (tagging an image).
-    pub containerd: PathBuf,
-    pub node_name: String,
+    /// The cluster's nodes, node-1 first.
+    pub nodes: Vec<Node>,
     pub pg: PgParams,
+}
+
+/// One real node of tests/cluster/cluster.sh: a kubelet with its own containerd and bridge.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// Its InternalIP, where its kubelet listens.
+    pub ip: String,
+    /// Its `topology.kubernetes.io/zone` label.
+    pub zone: String,
+    /// The bridge its pods' interfaces are on.
+    pub bridge: String,
+    /// Its containerd's socket, for what a test does to the node itself (tagging an image,
+    /// finding a container's process).
+    pub containerd: PathBuf,
 }
 
 /// The ratings database: a PostgreSQL server on the host, reached by pods at `pod_host:pod_port`.
@@ -50,12 +64,7 @@ impl Env {
             "RECOMMENDER_VOLUMES_DIR",
             "the node's volume folder: tests/cluster/cluster.sh env (real node)",
         ));
-        let containerd = PathBuf::from(required(
-            "RECOMMENDER_CONTAINERD_ADDRESS",
-            "the node's containerd socket: tests/cluster/cluster.sh env (real node)",
-        ));
-        let node_name =
-            std::env::var("RECOMMENDER_NODE_NAME").unwrap_or_else(|_| "local-node".into());
+        let nodes = Node::from_env();
         let url = required(
             "RECOMMENDER_TEST_PG_URL",
             "the ratings database: tests/cluster/postgres.sh env",
@@ -71,10 +80,64 @@ impl Env {
             repo,
             state,
             volumes,
-            containerd,
-            node_name,
+            nodes,
             pg: PgParams::parse(&url, pod_host, pod_port),
         }
+    }
+}
+
+impl Env {
+    /// The node of that name; panics naming the nodes there are.
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+                panic!("no node {name} in this cluster ({names:?})")
+            })
+    }
+}
+
+impl Node {
+    /// The nodes `cluster.sh env` lists, one comma-separated variable per property, in order.
+    fn from_env() -> Vec<Self> {
+        let list = |var: &str| -> Vec<String> {
+            required(var, "the nodes: tests/cluster/cluster.sh env (real nodes)")
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        };
+        let (names, ips, zones) = (
+            list("RECOMMENDER_NODE_NAMES"),
+            list("RECOMMENDER_NODE_IPS"),
+            list("RECOMMENDER_NODE_ZONES"),
+        );
+        let (bridges, sockets) = (
+            list("RECOMMENDER_BRIDGES"),
+            list("RECOMMENDER_CONTAINERD_ADDRESSES"),
+        );
+        for (var, values) in [
+            ("RECOMMENDER_NODE_IPS", &ips),
+            ("RECOMMENDER_NODE_ZONES", &zones),
+            ("RECOMMENDER_BRIDGES", &bridges),
+            ("RECOMMENDER_CONTAINERD_ADDRESSES", &sockets),
+        ] {
+            assert_eq!(
+                values.len(),
+                names.len(),
+                "{var} names one value per node of RECOMMENDER_NODE_NAMES ({names:?}): {values:?}"
+            );
+        }
+        (0..names.len())
+            .map(|i| Self {
+                name: names[i].clone(),
+                ip: ips[i].clone(),
+                zone: zones[i].clone(),
+                bridge: bridges[i].clone(),
+                containerd: PathBuf::from(&sockets[i]),
+            })
+            .collect()
     }
 }
 

@@ -22,12 +22,15 @@ mod wait;
 pub use chart::{PREVIOUS_CHART, chart_version, previous_chart};
 pub use command::{helm, kubectl};
 pub use dns::resolve;
-pub use env::{Env, PgParams, required_env};
+pub use env::{Env, Node, PgParams, required_env};
 pub use http::{get, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
-pub use nettools::{NETTOOLS_IMAGE, NetTools};
-pub use node::{NodeProcess, container_processes, dropped_by, predictor_process, tag_image};
+pub use nettools::{NETTOOLS_IMAGE, NETTOOLS_LABEL, NETTOOLS_PORT, NetTools};
+pub use node::{
+    DeadNode, NodeProcess, cluster_sh, container_processes, dropped_by, predictor_process,
+    tag_image,
+};
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};

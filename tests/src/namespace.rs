@@ -1,6 +1,7 @@
 //! The cluster client, and a namespace of each test's own holding what a platform team would
 //! have set up before applying a model: the model store (a PersistentVolumeClaim bound to a real
-//! PersistentVolume on the node), the database password Secret, and the database as a Service.
+//! PersistentVolume on one of the nodes), the database password Secret, and the database as a
+//! Service.
 
 use crate::command::kubectl;
 use crate::env::Env;
@@ -78,19 +79,31 @@ pub async fn apply_json(client: &Client, manifest: &Value) -> DynamicObject {
 pub struct TestNamespace {
     pub name: String,
     pub client: Client,
-    /// The model store's folder on the node.
+    /// The model store's folder on the machine.
     pub store: PathBuf,
+    /// The node the model store's volume is on. A `local` PersistentVolume is one node's disk,
+    /// like block storage that attaches to one node at a time (`ReadWriteOnce`): every pod that
+    /// mounts the claim (trainer, predictors) runs on this node.
+    pub store_node: String,
 }
 
 impl TestNamespace {
+    /// A namespace named `prefix-<pid>`, its model store on a node picked from that name, so that
+    /// the suite's concurrent tests spread over the nodes.
     pub async fn create(client: &Client, env: &Env, prefix: &str) -> Self {
         let name = format!("{prefix}-{}", std::process::id() % 100_000);
-        Self::create_named(client, env, &name).await
+        let node = spread_over(env, &name);
+        Self::create_on(client, env, &name, &node).await
     }
 
     /// A namespace of exactly this name: for what must know it in advance (a database
     /// certificate naming `postgres.<namespace>.svc.cluster.local`).
     pub async fn create_named(client: &Client, env: &Env, name: &str) -> Self {
+        Self::create_on(client, env, name, &spread_over(env, name)).await
+    }
+
+    /// A namespace of exactly this name with its model store on `node`.
+    pub async fn create_on(client: &Client, env: &Env, name: &str, node: &str) -> Self {
         let name = name.to_string();
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         let _ = namespaces
@@ -104,6 +117,7 @@ impl TestNamespace {
         .await;
         let ns = Self {
             store: env.volumes.join(&name).join(MODEL_STORE_CLAIM),
+            store_node: env.node(node).name.clone(),
             name,
             client: client.clone(),
         };
@@ -135,7 +149,7 @@ impl TestNamespace {
                     "claimRef": {"namespace": ns, "name": MODEL_STORE_CLAIM},
                     "local": {"path": self.store},
                     "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [env.node_name]}
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [self.store_node]}
                     ]}]}},
                 },
             }),
@@ -174,6 +188,16 @@ impl TestNamespace {
     pub fn db_host(&self) -> String {
         format!("{DB_SERVICE}.{}.svc.cluster.local", self.name)
     }
+}
+
+/// One of the nodes, the same for the same name (FNV-1a of it).
+fn spread_over(env: &Env, name: &str) -> String {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    env.nodes[(hash % env.nodes.len() as u64) as usize]
+        .name
+        .clone()
 }
 
 /// Deleting the namespace stops the test's pods even when the test panicked; `kubectl` because

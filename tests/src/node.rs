@@ -1,16 +1,17 @@
-//! What a test does to the node itself, as root on this machine: a container's host process
-//! (to see how it runs, or to crash it), images in containerd, and the host's firewall rules.
+//! What a test does to the nodes themselves, as root on this machine: a container's host process
+//! (to see how it runs, or to crash it), images in the nodes' containerd, the host's firewall
+//! rules, and a node's death and return (`cluster.sh stop-node` / `start-node`).
 
-use crate::env::Env;
+use crate::env::{Env, Node};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use std::process::Command;
 
-fn ctr(env: &Env, args: &[&str]) -> (bool, String) {
+fn ctr(node: &Node, args: &[&str]) -> (bool, String) {
     let out = Command::new("ctr")
         .arg("--address")
-        .arg(&env.containerd)
+        .arg(&node.containerd)
         .args(["-n", "k8s.io"])
         .args(args)
         .output()
@@ -23,7 +24,7 @@ fn ctr(env: &Env, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Gives the node image `from` a second name `to`, as a registry push of it would.
+/// Gives image `from` a second name `to` on every node, as a registry push of it would.
 pub fn tag_image(env: &Env, from: &str, to: &str) {
     let full = |name: &str| {
         if name
@@ -36,8 +37,10 @@ pub fn tag_image(env: &Env, from: &str, to: &str) {
             format!("docker.io/{name}")
         }
     };
-    let (ok, out) = ctr(env, &["images", "tag", "--force", &full(from), &full(to)]);
-    assert!(ok, "ctr images tag {from} {to}: {out}");
+    for node in &env.nodes {
+        let (ok, out) = ctr(node, &["images", "tag", "--force", &full(from), &full(to)]);
+        assert!(ok, "ctr images tag {from} {to} on {}: {out}", node.name);
+    }
 }
 
 /// A container's process as the host sees it.
@@ -160,8 +163,15 @@ pub async fn predictor_process(env: &Env, client: &Client, ns: &str) -> (Pod, No
     (predictor, process)
 }
 
-/// The host processes of `pod`'s running containers named `container`.
+/// The host processes of `pod`'s running containers named `container`, from its node's
+/// containerd.
 pub fn container_processes(env: &Env, pod: &Pod, container: &str) -> Vec<NodeProcess> {
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .map(|name| env.node(name))
+        .unwrap_or_else(|| panic!("pod {:?} is on no node", pod.metadata.name));
     let ids: Vec<String> = pod
         .status
         .iter()
@@ -170,7 +180,7 @@ pub fn container_processes(env: &Env, pod: &Pod, container: &str) -> Vec<NodePro
         .filter_map(|c| c.container_id.clone())
         .map(|id| id.trim_start_matches("containerd://").to_string())
         .collect();
-    let (ok, tasks) = ctr(env, &["tasks", "ls"]);
+    let (ok, tasks) = ctr(node, &["tasks", "ls"]);
     assert!(ok, "ctr tasks ls: {tasks}");
     tasks
         .lines()
@@ -192,8 +202,9 @@ pub fn container_processes(env: &Env, pod: &Pod, container: &str) -> Vec<NodePro
         .collect()
 }
 
-/// The packets the host's rules of `chain` (filter table) dropped so far.
-pub fn dropped_by(chain: &str) -> u64 {
+/// The packets the host's rules of `chain` (filter table) dropped so far; with a bridge, only
+/// those of the rules for traffic from or to it.
+pub fn dropped_by(chain: &str, bridge: Option<&str>) -> u64 {
     let out = Command::new("iptables")
         .args(["-w", "5", "-L", chain, "-v", "-n", "-x"])
         .output()
@@ -206,8 +217,68 @@ pub fn dropped_by(chain: &str) -> u64 {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
+            // pkts bytes target prot opt in out source destination
             let fields: Vec<&str> = l.split_whitespace().collect();
-            (fields.get(2) == Some(&"DROP")).then(|| fields[0].parse::<u64>().ok())?
+            let ours =
+                bridge.is_none_or(|b| fields.get(5) == Some(&b) || fields.get(6) == Some(&b));
+            (fields.get(2) == Some(&"DROP") && ours).then(|| fields[0].parse::<u64>().ok())?
         })
         .sum()
+}
+
+/// `tests/cluster/cluster.sh ARGS` (`stop kube-apiserver`, `stop-node node-2`, ...), or what went
+/// wrong.
+pub fn cluster_sh(env: &Env, args: &[&str]) -> Result<(), String> {
+    let script = env.repo.join("tests/cluster/cluster.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cluster.sh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A node that died: `stop-node` killed its kubelet, containerd and pods at once. Dropping it
+/// boots the node again (`start-node`, which waits until it is Ready), even after a panic, so
+/// that the tests after this one find every node.
+pub struct DeadNode<'a> {
+    env: &'a Env,
+    pub name: String,
+    revived: bool,
+}
+
+impl<'a> DeadNode<'a> {
+    pub fn stop(env: &'a Env, node: &str) -> Self {
+        cluster_sh(env, &["stop-node", node]).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            env,
+            name: node.into(),
+            revived: false,
+        }
+    }
+
+    /// Boots it again and waits until it is Ready.
+    pub fn start(mut self) {
+        self.revived = true;
+        cluster_sh(self.env, &["start-node", &self.name]).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for DeadNode<'_> {
+    fn drop(&mut self) {
+        // Not a panic: this may run while a failed test unwinds.
+        if !self.revived
+            && let Err(e) = cluster_sh(self.env, &["start-node", &self.name])
+        {
+            eprintln!("bringing {} back after the test: {e}", self.name);
+        }
+    }
 }

@@ -1,14 +1,17 @@
-//! The real node as the other tests rely on it (tests/cluster/cluster.sh, docs/local-cluster.md):
-//! the operator's containers run hardened, as the host sees their processes; `kubectl logs`, `exec`
-//! and `port-forward` reach them through the API server, while the kubelet's own API refuses
-//! anonymous requests; pods resolve cluster names, and only those, and reach Services by them;
-//! and nothing a pod or a Service sends leaves this machine.
+//! The real nodes as the other tests rely on them (tests/cluster/cluster.sh,
+//! docs/local-cluster.md): the operator's containers run hardened, as the host sees their
+//! processes; `kubectl logs`, `exec` and `port-forward` reach them through the API server, while
+//! each kubelet's own API refuses anonymous requests; pods on every node resolve cluster names, and
+//! only those, and reach Services and the pods of the other nodes; and nothing a pod of any node or
+//! a Service sends leaves this machine.
 
-use k8s_openapi::api::core::v1::Service;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{Node as NodeObject, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams};
 use recommender_e2e::*;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const NONROOT: u32 = 65532;
 
@@ -112,9 +115,11 @@ async fn containers_run_hardened_and_answer_logs_exec_and_port_forward() {
         "{body}"
     );
 
-    // Those went through the API server's client certificate; the kubelet refuses anyone else.
-    let kubelet = format!("https://{}:10250/pods", required_env("RECOMMENDER_NODE_IP"));
-    assert_eq!(curl_code(&["-k", &kubelet]), "401", "anonymous {kubelet}");
+    // Those went through the API server's client certificate; every kubelet refuses anyone else.
+    for node in &env.nodes {
+        let kubelet = format!("https://{}:10250/pods", node.ip);
+        assert_eq!(curl_code(&["-k", &kubelet]), "401", "anonymous {kubelet}");
+    }
 }
 
 /// `kubectl logs TARGET`: not empty, and plain text (no colour codes).
@@ -188,7 +193,35 @@ async fn pods_resolve_cluster_names_only_and_reach_services_by_them() {
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-dns").await;
-    let tools = NetTools::start(&client, &ns.name).await;
+
+    // Each node registered itself with its address, zone and host name.
+    let nodes: Api<NodeObject> = Api::all(client.clone());
+    for node in &env.nodes {
+        let object = nodes.get(&node.name).await.unwrap();
+        let labels = object.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels.get("topology.kubernetes.io/zone"),
+            Some(&node.zone),
+            "{}",
+            node.name
+        );
+        assert_eq!(
+            labels.get("kubernetes.io/hostname"),
+            Some(&node.name),
+            "{}",
+            node.name
+        );
+        let addresses = object.status.and_then(|s| s.addresses).unwrap_or_default();
+        assert!(
+            addresses
+                .iter()
+                .any(|a| a.type_ == "InternalIP" && a.address == node.ip),
+            "{}: {addresses:?}",
+            node.name
+        );
+    }
+
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let db_ip = services
         .get(DB_SERVICE)
@@ -197,22 +230,44 @@ async fn pods_resolve_cluster_names_only_and_reach_services_by_them() {
         .spec
         .and_then(|s| s.cluster_ip)
         .expect("the database Service's ClusterIP");
-
-    // The Service's full name, and `kubernetes.default` through the pod's search path.
     let db = format!("{DB_SERVICE}.{}.svc.cluster.local", ns.name);
-    assert_eq!(tools.resolve(&db), Ok(db_ip.clone()), "{db}");
-    assert_eq!(
-        tools.resolve("kubernetes.default"),
-        Ok("10.96.0.1".to_string())
-    );
-    // CoreDNS forwards nothing: no outside name resolves.
-    for name in ["example.com", "www.debian.org.", "deb.debian.org"] {
-        let answer = tools.resolve(name);
-        assert!(answer.is_err(), "{name} resolved in a pod: {answer:?}");
+    for (node, here) in env.nodes.iter().zip(&tools) {
+        // The Service's full name, and `kubernetes.default` through the pod's search path.
+        assert_eq!(
+            here.resolve(&db),
+            Ok(db_ip.clone()),
+            "{db} on {}",
+            node.name
+        );
+        assert_eq!(
+            here.resolve("kubernetes.default"),
+            Ok("10.96.0.1".to_string()),
+            "on {}",
+            node.name
+        );
+        // CoreDNS forwards nothing: no outside name resolves.
+        for name in ["example.com", "www.debian.org.", "deb.debian.org"] {
+            let answer = here.resolve(name);
+            assert!(
+                answer.is_err(),
+                "{name} resolved in a pod on {}: {answer:?}",
+                node.name
+            );
+        }
+        // By name, through the ClusterIP kube-proxy translates, to the database on the host.
+        assert!(here.connects(&db, 5432), "{} -> {db}:5432", node.name);
+        // Straight to the pods of every node, its own and the others', through the bridges.
+        for (other, peer) in env.nodes.iter().zip(&tools) {
+            assert!(
+                here.connects(&peer.ip, NETTOOLS_PORT),
+                "a pod on {} -> the pod {}:{NETTOOLS_PORT} on {}",
+                node.name,
+                peer.ip,
+                other.name
+            );
+        }
     }
 
-    // By name, through the ClusterIP kube-proxy translates, to the database on the host.
-    assert!(tools.connects(&db, 5432), "pod -> {db}:5432");
     // From the host: the Service, and the API server's `kubernetes` Service with TLS verified.
     assert!(
         std::net::TcpStream::connect_timeout(
@@ -230,6 +285,168 @@ async fn pods_resolve_cluster_names_only_and_reach_services_by_them() {
     );
 }
 
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it kills a node, and with it whatever
+/// other tests run there.
+#[tokio::test]
+async fn cluster_wide_a_node_that_dies_turns_not_ready_loses_its_endpoints_and_comes_back() {
+    let env = Env::load();
+    assert!(
+        env.nodes.len() >= 2,
+        "a node's death needs another node to watch it from: {} node(s); RECOMMENDER_NODES",
+        env.nodes.len()
+    );
+    let client = client().await;
+    let ns = TestNamespace::create(&client, &env, "e2e-node-loss").await;
+    // A listening pod on every node, all behind one Service.
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
+    apply_json(
+        &client,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "listeners", "namespace": ns.name},
+            "spec": {"selector": {NETTOOLS_LABEL.0: NETTOOLS_LABEL.1},
+                "ports": [{"port": NETTOOLS_PORT, "targetPort": NETTOOLS_PORT}]},
+        }),
+    )
+    .await;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns.name);
+    let all: Vec<&str> = env.nodes.iter().map(|n| n.name.as_str()).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "an endpoint ready on every node",
+        || async { (ready_endpoint_nodes(&slices).await == all).then_some(()) },
+    )
+    .await;
+
+    // The last node dies; node-1's pod watches.
+    let (victim, watcher) = (env.nodes.last().unwrap(), &tools[0]);
+    let victim_ip = tools.last().unwrap().ip.clone();
+    let nodes: Api<NodeObject> = Api::all(client.clone());
+    let started = Instant::now();
+    let dead = DeadNode::stop(&env, &victim.name);
+    assert!(
+        !watcher.connects(&victim_ip, NETTOOLS_PORT),
+        "the pod on {} still answers after stop-node",
+        victim.name
+    );
+    // The control plane learns it only from the node's lease going stale.
+    let ready = wait_for(Duration::from_secs(90), "the node not Ready", || async {
+        let status = node_ready(&nodes, &victim.name).await;
+        (status.0 != "True").then_some(status)
+    })
+    .await;
+    let not_ready_after = started.elapsed();
+    assert_eq!(
+        ready,
+        ("Unknown".to_string(), "NodeStatusUnknown".to_string()),
+        "{}'s Ready condition",
+        victim.name
+    );
+    let survivors: Vec<&str> = all[..all.len() - 1].to_vec();
+    wait_for(
+        Duration::from_secs(60),
+        "no ready endpoint on the dead node",
+        || async { (ready_endpoint_nodes(&slices).await == survivors).then_some(()) },
+    )
+    .await;
+    let endpoints_after = started.elapsed();
+    eprintln!(
+        "{} stopped: not Ready after {not_ready_after:?}, its endpoint not ready after {endpoints_after:?}",
+        victim.name
+    );
+    // Once kube-proxy has the change, the Service sends nothing to the dead node any more (by
+    // its ClusterIP: CoreDNS may have had a pod there too).
+    let service_ip = Api::<Service>::namespaced(client.clone(), &ns.name)
+        .get("listeners")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("the Service's ClusterIP");
+    wait_until(
+        Duration::from_secs(15),
+        "kube-proxy's rules updated",
+        || async { watcher.connects(&service_ip, NETTOOLS_PORT) },
+    )
+    .await;
+    for attempt in 0..10 {
+        assert!(
+            watcher.connects(&service_ip, NETTOOLS_PORT),
+            "connection {attempt} through the Service failed with {} dead",
+            victim.name
+        );
+    }
+
+    // It boots again (start-node waits until it is Ready) and runs pods again: its old pod,
+    // restarted, or a new one in its place once the eviction of the old one completes.
+    dead.start();
+    assert_eq!(
+        node_ready(&nodes, &victim.name).await.0,
+        "True",
+        "{} after start-node",
+        victim.name
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let name = format!("nettools-{}", victim.name);
+    let back = wait_for(
+        Duration::from_secs(120),
+        "a ready pod on the node again",
+        || async {
+            match pods.get_opt(&name).await.ok()? {
+                None => Some(
+                    NetTools::start_on(&client, &ns.name, Some(&victim.name))
+                        .await
+                        .ip,
+                ),
+                Some(pod) if pod.metadata.deletion_timestamp.is_none() && is_ready(&pod) => {
+                    pod.status?.pod_ip
+                }
+                Some(_) => None,
+            }
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "an endpoint ready on every node again",
+        || async { (ready_endpoint_nodes(&slices).await == all).then_some(()) },
+    )
+    .await;
+    assert!(
+        watcher.connects(&back, NETTOOLS_PORT),
+        "node-1's pod -> {}'s pod {back} after start-node",
+        victim.name
+    );
+}
+
+/// A node's Ready condition: (status, reason).
+async fn node_ready(nodes: &Api<NodeObject>, name: &str) -> (String, String) {
+    let node = nodes.get(name).await.unwrap();
+    let conditions = node.status.and_then(|s| s.conditions).unwrap_or_default();
+    let ready = conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap_or_else(|| panic!("{name} has no Ready condition"));
+    (ready.status, ready.reason.unwrap_or_default())
+}
+
+/// The nodes (sorted) of the ready endpoints of the Service `listeners`.
+async fn ready_endpoint_nodes(slices: &Api<EndpointSlice>) -> Vec<String> {
+    let list = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=listeners"))
+        .await
+        .unwrap();
+    let mut nodes: Vec<String> = list
+        .items
+        .into_iter()
+        .flat_map(|s| s.endpoints)
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .filter_map(|e| e.node_name)
+        .collect();
+    nodes.sort();
+    nodes
+}
+
 /// Runs alone (`cluster_wide_`, tests/nextest.toml): it counts the drops of the machine's
 /// firewall rules, which another test's traffic could add to.
 #[tokio::test]
@@ -237,51 +454,42 @@ async fn cluster_wide_pods_and_services_reach_nothing_beyond_this_machine() {
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-contained").await;
-    let tools = NetTools::start(&client, &ns.name).await;
+    let tools = NetTools::start_on_every_node(&client, &ns.name, &env).await;
 
-    // The service range is routed into the node's interface, where what kube-proxy does not
-    // translate goes nowhere.
-    for ip in ["10.96.0.1", "10.96.255.254"] {
+    // The service range, and pod addresses no node's bridge holds, are routed into the nodes'
+    // interface, where what kube-proxy does not translate goes nowhere.
+    for ip in ["10.96.0.1", "10.96.255.254", "10.244.200.1"] {
         let route = run("ip", &["-4", "route", "get", ip]);
         assert!(route.contains(" dev recnode0 "), "{ip}: {route}");
     }
-
-    // From a pod: the host's gateway, an outside address, an unused ClusterIP, each dropped by
-    // the rule that keeps the bridge's traffic on it.
     let default_route = run("ip", &["-4", "route", "show", "default"]);
     let gateway = default_route
         .split_whitespace()
         .nth(2)
         .unwrap_or("192.0.2.1")
         .to_string();
-    for (host, port) in [
-        (gateway.as_str(), 80),
-        ("192.0.2.1", 443),
-        ("10.96.255.254", 80),
-    ] {
-        let before = dropped_by("RECOMMENDER-FORWARD");
-        assert!(!tools.connects(host, port), "a pod reached {host}:{port}");
-        let after = dropped_by("RECOMMENDER-FORWARD");
-        assert!(
-            after > before,
-            "pod -> {host}:{port} failed, but not by RECOMMENDER-FORWARD ({before} -> {after})"
-        );
-    }
-    // The host's own outside address: dropped on the way in.
-    let node_ip = required_env("RECOMMENDER_NODE_IP");
+    // The host's own outside address (not a node's, nor a bridge's).
     let addresses = run("ip", &["-4", "-o", "addr", "show", "scope", "global"]);
     let outside = addresses.lines().find_map(|l| {
         let address = l.split_whitespace().nth(3)?.split('/').next()?;
-        (address != node_ip).then(|| address.to_string())
+        let ours = env.nodes.iter().any(|n| n.ip == address) || address.starts_with("10.244.");
+        (!ours).then(|| address.to_string())
     });
-    if let Some(address) = outside {
-        let before = dropped_by("RECOMMENDER-INPUT");
-        assert!(!tools.connects(&address, 22), "a pod reached {address}:22");
-        assert!(
-            dropped_by("RECOMMENDER-INPUT") > before,
-            "pod -> {address}:22 failed, but not by RECOMMENDER-INPUT"
-        );
-    }
+    let api_port: u16 = required_env("RECOMMENDER_APISERVER_URL")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("RECOMMENDER_APISERVER_URL ends in a port");
+
+    // Each node's pods at once: the drops are counted by the rules of its own bridge.
+    std::thread::scope(|threads| {
+        for (node, tools) in env.nodes.iter().zip(&tools) {
+            let (gateway, outside) = (&gateway, &outside);
+            let (env, api_port) = (&env, api_port);
+            threads
+                .spawn(move || contained(env, node, tools, gateway, outside.as_deref(), api_port));
+        }
+    });
 
     // From the host: a Service whose endpoint is outside goes nowhere.
     for manifest in [
@@ -310,14 +518,14 @@ async fn cluster_wide_pods_and_services_reach_nothing_beyond_this_machine() {
         || async { run("iptables-save", &["-t", "nat"]).contains(&format!("-d {outside_ip}/32")) },
     )
     .await;
-    let before = dropped_by("RECOMMENDER-OUTPUT");
+    let before = dropped_by("RECOMMENDER-OUTPUT", None);
     assert_eq!(
         curl_code(&[&format!("http://{outside_ip}/")]),
         "000",
         "the host reached {outside_ip} -> 192.0.2.1"
     );
     assert!(
-        dropped_by("RECOMMENDER-OUTPUT") > before,
+        dropped_by("RECOMMENDER-OUTPUT", None) > before,
         "host -> {outside_ip} (endpoint 192.0.2.1) failed, but not by RECOMMENDER-OUTPUT"
     );
 
@@ -340,6 +548,54 @@ async fn cluster_wide_pods_and_services_reach_nothing_beyond_this_machine() {
         .nth(2)
         .and_then(|l| l.split_whitespace().next());
     assert_eq!(first, Some("RECOMMENDER-FORWARD"), "{forward}");
+}
+
+/// What a pod on `node` cannot reach, each dropped by the rule of its node's bridge that keeps it
+/// on this machine: the host's gateway, an outside address, an unused ClusterIP, a pod address no
+/// node holds (RECOMMENDER-FORWARD); the host's outside address, and the node addresses' ports
+/// other than the API server's, the database's and the store's, such as a kubelet's
+/// (RECOMMENDER-INPUT). The API server's port it does reach.
+fn contained(
+    env: &Env,
+    node: &Node,
+    tools: &NetTools,
+    gateway: &str,
+    outside: Option<&str>,
+    api_port: u16,
+) {
+    let bridge = Some(node.bridge.as_str());
+    let mut blocked = vec![
+        ("RECOMMENDER-FORWARD", gateway.to_string(), 80),
+        ("RECOMMENDER-FORWARD", "192.0.2.1".into(), 443),
+        ("RECOMMENDER-FORWARD", "10.96.255.254".into(), 80),
+        ("RECOMMENDER-FORWARD", "10.244.200.1".into(), 80),
+        ("RECOMMENDER-INPUT", node.ip.clone(), 10250),
+        ("RECOMMENDER-INPUT", env.nodes[0].ip.clone(), 10250),
+    ];
+    if let Some(address) = outside {
+        blocked.push(("RECOMMENDER-INPUT", address.to_string(), 22));
+    }
+    for (chain, host, port) in blocked {
+        let before = dropped_by(chain, bridge);
+        assert!(
+            !tools.connects(&host, port),
+            "a pod on {} reached {host}:{port}",
+            node.name
+        );
+        let after = dropped_by(chain, bridge);
+        assert!(
+            after > before,
+            "{} -> {host}:{port} failed, but not by {chain} for {} ({before} -> {after})",
+            node.name,
+            node.bridge
+        );
+    }
+    assert!(
+        tools.connects(&env.nodes[0].ip, api_port),
+        "a pod on {} cannot reach the API server at {}:{api_port}",
+        node.name,
+        env.nodes[0].ip
+    );
 }
 
 /// A host command's output; it must succeed.

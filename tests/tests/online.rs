@@ -259,18 +259,29 @@ async fn online_status_sums_two_replicas_as_the_feedback_says() {
     };
     // The collector writes `status.online` and the reconcile it wakes then writes the Serving
     // condition from it: the two are read together once that reconcile has happened (its reason
-    // names an inference target), which on a busy node can be a few seconds after the figures.
+    // names the target these figures miss, and an RMSE reason their RMSE, not that of an earlier
+    // collection that saw part of the feedback), which on a busy node can be a few seconds after
+    // the figures.
     let status = wait_status(
         &models(&client, &ns.name),
         "movies",
         COLLECTED,
         "request rate and latency in status.online, and the Serving condition written from them",
         |s| {
-            s.online.as_ref().is_some_and(|o| {
-                o.requests_per_second.is_some_and(|r| r > 1.0) && o.latency_p99_seconds.is_some()
-            }) && condition(s, "Serving").is_some_and(|c| {
-                ["LatencyObjectiveMissed", "OnlineRmseOverGate"].contains(&c.reason.as_str())
-            })
+            let Some(o) = s.online.as_ref() else {
+                return false;
+            };
+            o.requests_per_second.is_some_and(|r| r > 1.0)
+                && o.latency_p99_seconds.is_some()
+                && condition(s, "Serving").is_some_and(|c| match c.reason.as_str() {
+                    "LatencyObjectiveMissed" => o.latency_p99_seconds > Some(0.005),
+                    "OnlineRmseOverGate" => {
+                        o.latency_p99_seconds <= Some(0.005)
+                            && o.rmse
+                                .is_some_and(|rmse| c.message.contains(&format!("{rmse:.4}")))
+                    }
+                    _ => false,
+                })
         },
     )
     .await;

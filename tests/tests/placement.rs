@@ -106,8 +106,9 @@ fn assert_pod_settings(pod: &Pod, node: &str) {
     );
 }
 
-/// Runs alone (`cluster_wide_`, tests/nextest.toml): it taints the only node, where no other
-/// test's pod could start meanwhile.
+/// Runs alone (`cluster_wide_`, tests/nextest.toml): it taints a node, the one its model store's
+/// volume is on, where the volumes of other tests may be too, whose pods could not start there
+/// meanwhile.
 #[tokio::test]
 async fn cluster_wide_pod_settings_put_training_on_a_tainted_node_pool_and_reach_both_pods() {
     let env = Env::load();
@@ -123,8 +124,9 @@ async fn cluster_wide_pod_settings_put_training_on_a_tainted_node_pool_and_reach
     ] {
         apply_json(&client, &manifest).await;
     }
-    // Only pods that tolerate the taint may start on the node from now on.
-    let _pool = NodePool::create(&env.node_name);
+    // Only pods that tolerate the taint may start on the node from now on. The pool is the
+    // node of the model store's volume, where trainer and predictor must run anyway.
+    let _pool = NodePool::create(&ns.store_node);
 
     // The schema refuses what the operator sets, naming the field.
     let mut reserved = postgres_model(&env, &ns, "reserved", on_the_pool);
@@ -155,7 +157,7 @@ async fn cluster_wide_pod_settings_put_training_on_a_tainted_node_pool_and_reach
             .unwrap();
         assert!(!list.items.is_empty(), "a {component} pod");
         for pod in &list.items {
-            assert_pod_settings(pod, &env.node_name);
+            assert_pod_settings(pod, &ns.store_node);
         }
     }
     let trainer = pods

@@ -81,15 +81,7 @@ async fn cluster_wide_a_run_in_flight_while_the_api_server_is_down_is_recorded_o
     .await;
     trainer_running(&client, &ns.name).await;
 
-    let script = env.repo.join("tests/cluster/cluster.sh");
-    let cluster = |verb: &str| {
-        let ok = std::process::Command::new("bash")
-            .arg(&script)
-            .args([verb, "kube-apiserver"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "cluster.sh {verb} kube-apiserver");
-    };
+    let cluster = |verb: &str| cluster_sh(&env, &[verb, "kube-apiserver"]).unwrap();
     cluster("stop");
     // The trainer keeps training on the node while nobody can ask about it.
     tokio::time::sleep(Duration::from_secs(15)).await;
