@@ -201,6 +201,9 @@ async fn run(cli: Cli) -> Result<()> {
         None
     };
 
+    let lease = leadership
+        .as_ref()
+        .map_or_else(leader::Lease::unelected, |held| held.lease());
     let mut ctx = Context::new(
         client,
         metrics,
@@ -210,12 +213,13 @@ async fn run(cli: Cli) -> Result<()> {
             cluster_domain: cli.cluster_domain.clone(),
         },
         cli.identity.clone(),
+        lease.clone(),
     );
     ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
     let scopes = scopes(&cli.namespaces);
     if cli.online_interval > 0 {
         let interval = Duration::from_secs(cli.online_interval);
-        let collector = Collector::new(ctx.client.clone(), ctx.metrics.clone(), interval);
+        let collector = Collector::new(ctx.client.clone(), ctx.metrics.clone(), lease, interval);
         tokio::spawn(collector.run(scopes.clone(), stop_rx.clone()));
     }
     run_controllers(Arc::new(ctx), scopes, stop_rx).await;

@@ -9,6 +9,7 @@ use crate::controller::scoped;
 use crate::crd::{KIND, OnlineStatus, RecommenderModel};
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::leader::Lease;
 use crate::metrics::Metrics;
 use aggregate::{Readings, Sample, aggregate, same_figures};
 use futures::future::join_all;
@@ -38,17 +39,19 @@ pub struct Collector {
     client: Client,
     http: HttpClient<HttpConnector, Empty<Bytes>>,
     metrics: Arc<Metrics>,
+    lease: Lease,
     interval: Duration,
     readings: HashMap<Key, Readings>,
     written: HashMap<Key, OnlineStatus>,
 }
 
 impl Collector {
-    pub fn new(client: Client, metrics: Arc<Metrics>, interval: Duration) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, lease: Lease, interval: Duration) -> Self {
         Self {
             client,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             metrics,
+            lease,
             interval,
             readings: HashMap::new(),
             written: HashMap::new(),
@@ -176,6 +179,7 @@ impl Collector {
         {
             return Ok(());
         }
+        self.lease.ensure_held()?;
         let api: Api<RecommenderModel> = Api::namespaced(self.client.clone(), &key.0);
         let patch = serde_json::json!({
             "apiVersion": RecommenderModel::api_version(&()),
