@@ -7,6 +7,8 @@ use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
 use serde::{Deserialize, Serialize};
 use std::hash::BuildHasher;
 
+mod wire;
+
 /// Precision of the user sketches: 2^14 registers.
 pub const USER_SKETCH_PRECISION: u8 = 14;
 /// Relative standard error of a distinct-user count from the sketches, 1.04 / sqrt(2^14); small
@@ -171,9 +173,24 @@ impl BuildHasher for StableHasher {
     }
 }
 
-/// A distinct count of user ids that merges across replicas.
-#[derive(Serialize, Deserialize, Clone, Debug)]
+/// A distinct count of user ids that merges across replicas. Read only in a form this build could
+/// have written (`wire`), so merging or counting a forged one cannot panic.
+#[derive(Serialize, Clone, Debug)]
 pub struct UserSketch(HyperLogLogPlus<String, StableHasher>);
+
+impl<'de> Deserialize<'de> for UserSketch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = wire::Wire::deserialize(deserializer)?;
+        wire.check()
+            .map_err(|why| D::Error::custom(format!("not a user sketch: {why}")))?;
+        // Checked, the same fields become the sketch they describe.
+        let value = serde_json::to_value(&wire).map_err(D::Error::custom)?;
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(D::Error::custom)
+    }
+}
 
 impl Default for UserSketch {
     fn default() -> Self {
@@ -277,5 +294,116 @@ mod tests {
             small.insert(u);
         }
         assert_eq!(small.count(), 3, "small sets are exact");
+    }
+
+    /// `sketch` as JSON, changed by `forge`, read back.
+    fn forged(
+        sketch: &UserSketch,
+        forge: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<UserSketch, String> {
+        let mut value = serde_json::to_value(sketch).unwrap();
+        forge(&mut value);
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    fn sketch_of(users: std::ops::Range<u32>) -> UserSketch {
+        let mut sketch = UserSketch::default();
+        for u in users {
+            sketch.insert(&format!("user-{u}"));
+        }
+        sketch
+    }
+
+    #[test]
+    fn genuine_sketches_read_back_sparse_and_dense() {
+        for users in [0..0, 0..50, 0..500, 0..20_000] {
+            let n = users.len();
+            let mut sketch = sketch_of(users.clone());
+            let mut back = forged(&sketch, |_| {}).unwrap();
+            assert_eq!(back.count(), sketch.count(), "{n} users");
+        }
+    }
+
+    #[test]
+    fn forged_sketches_are_refused_with_the_reason_and_never_panic() {
+        let sparse = sketch_of(0..500);
+        let dense = sketch_of(0..20_000);
+        assert!(serde_json::to_value(&dense).unwrap()["registers"].is_object());
+        type Forge = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&UserSketch, &str, Forge)> = vec![
+            (
+                &sparse,
+                "precision",
+                Box::new(|v| v["precision"] = 4.into()),
+            ),
+            (
+                &sparse,
+                "counts",
+                Box::new(|v| v["counts"][0] = 1_000_000.into()),
+            ),
+            (
+                &sparse,
+                "runs past the end",
+                Box::new(|v| v["sparse"]["buf"].as_array_mut().unwrap().push(0x80.into())),
+            ),
+            (
+                &sparse,
+                "exceeds 32 bits",
+                Box::new(|v| {
+                    v["sparse"]["buf"] = serde_json::json!([255, 255, 255, 255, 255, 1]);
+                    v["sparse"]["count"] = 1.into();
+                }),
+            ),
+            (
+                &sparse,
+                "overflow",
+                Box::new(|v| {
+                    v["sparse"]["buf"] = serde_json::json!([254, 255, 255, 255, 15, 2]);
+                    v["sparse"]["count"] = 2.into();
+                }),
+            ),
+            (
+                &sparse,
+                "claims",
+                Box::new(|v| v["sparse"]["count"] = 7.into()),
+            ),
+            (
+                &sparse,
+                "leading zeros",
+                Box::new(|v| v["tmpset"] = serde_json::json!([127])),
+            ),
+            (
+                &sparse,
+                "unmerged",
+                Box::new(|v| v["tmpset"] = (0..1000u32).map(|c| c * 2).collect()),
+            ),
+            (
+                &dense,
+                "registers in",
+                Box::new(|v| v["registers"]["count"] = 100_000.into()),
+            ),
+            (
+                &dense,
+                "registers in",
+                Box::new(|v| v["registers"]["buf"].as_array_mut().unwrap().truncate(10)),
+            ),
+            (
+                &dense,
+                "zero registers",
+                Box::new(|v| v["registers"]["zeros"] = 0.into()),
+            ),
+            (
+                &dense,
+                "beside a sparse list",
+                Box::new(|v| v["tmpset"] = serde_json::json!([2])),
+            ),
+        ];
+        for (sketch, why, forge) in cases {
+            let err = forged(sketch, forge).unwrap_err();
+            assert!(
+                err.contains("not a user sketch") && err.contains(why),
+                "{why}: {err}"
+            );
+        }
     }
 }
