@@ -41,6 +41,14 @@ pub enum Error {
 
     #[error("cannot write the report: {0}")]
     Report(#[from] recommender_contract::report::ReportError),
+
+    /// The fit's parameters left the finite numbers (a learning rate too high for the data):
+    /// nothing it produced is written.
+    #[error(
+        "the fit diverged at epoch {epoch}: its parameters are no longer finite numbers (lower \
+         the learning rate, lrAll)"
+    )]
+    Diverged { epoch: usize },
 }
 
 impl Error {
@@ -69,6 +77,7 @@ impl Error {
                 | ArtifactError::CorruptArtifact { .. } => "InvalidArtifact",
             },
             Error::Report(_) => "InternalError",
+            Error::Diverged { .. } => "Diverged",
         }
     }
 

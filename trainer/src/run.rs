@@ -303,6 +303,41 @@ mod tests {
     }
 
     #[test]
+    fn a_diverged_run_fails_with_its_reason_and_writes_no_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v1.model");
+        let (data, _) = write_data(dir.path());
+        let cfg = RunConfig {
+            source: Source::File(data, FileOptions::default()),
+            hyperparameters: Hyperparameters::Svd(SvdParams {
+                n_factors: 5,
+                n_epochs: 100,
+                lr_bu: 1.0,
+                lr_bi: 1.0,
+                lr_pu: 1.0,
+                lr_qi: 1.0,
+                ..Default::default()
+            }),
+            cv: CvOptions::default(),
+            out: Some(out.clone()),
+            version: "v1".into(),
+            verdicts: Vec::new(),
+            challenge: None,
+        };
+        let r = run(&cfg, &|_| {});
+        assert_eq!(r.report.outcome, Outcome::Failed);
+        let err = r.report.error.as_ref().unwrap();
+        assert_eq!(err.reason, "Diverged");
+        assert!(err.message.contains("diverged at epoch"), "{}", err.message);
+        // The report is JSON the operator can read (no NaN turned into null).
+        let json = r.report.to_json().unwrap();
+        let back = TrainingReport::parse(&json).unwrap();
+        assert_eq!(back.error.unwrap().reason, "Diverged");
+        assert!(!out.exists(), "no artifact");
+        assert!(r.report.artifact.is_none());
+    }
+
+    #[test]
     fn failed_run_reports_why() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = RunConfig {
