@@ -227,24 +227,33 @@ mod tests {
         (p, newest)
     }
 
+    /// Run v1: SVD with `params` on the file `data`, the artifact to `out`.
+    fn svd_run(data: PathBuf, out: &std::path::Path, params: SvdParams) -> RunConfig {
+        RunConfig {
+            source: Source::File(data, FileOptions::default()),
+            hyperparameters: Hyperparameters::Svd(params),
+            cv: CvOptions::default(),
+            out: Some(out.to_path_buf()),
+            version: "v1".into(),
+            verdicts: Vec::new(),
+            challenge: None,
+        }
+    }
+
     #[test]
     fn successful_run_writes_a_loadable_artifact_and_fitting_report() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("v1.model");
         let (data, newest) = write_data(dir.path());
-        let cfg = RunConfig {
-            source: Source::File(data, FileOptions::default()),
-            hyperparameters: Hyperparameters::Svd(SvdParams {
+        let cfg = svd_run(
+            data,
+            &out,
+            SvdParams {
                 n_factors: 5,
                 n_epochs: 5,
                 ..Default::default()
-            }),
-            cv: CvOptions::default(),
-            out: Some(out.clone()),
-            version: "v1".into(),
-            verdicts: Vec::new(),
-            challenge: None,
-        };
+            },
+        );
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
         let json = r.report.to_json().unwrap();
@@ -307,9 +316,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("v1.model");
         let (data, _) = write_data(dir.path());
-        let cfg = RunConfig {
-            source: Source::File(data, FileOptions::default()),
-            hyperparameters: Hyperparameters::Svd(SvdParams {
+        let cfg = svd_run(
+            data,
+            &out,
+            SvdParams {
                 n_factors: 5,
                 n_epochs: 100,
                 lr_bu: 1.0,
@@ -317,13 +327,8 @@ mod tests {
                 lr_pu: 1.0,
                 lr_qi: 1.0,
                 ..Default::default()
-            }),
-            cv: CvOptions::default(),
-            out: Some(out.clone()),
-            version: "v1".into(),
-            verdicts: Vec::new(),
-            challenge: None,
-        };
+            },
+        );
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Failed);
         let err = r.report.error.as_ref().unwrap();
