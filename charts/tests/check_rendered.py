@@ -29,6 +29,7 @@ WATCH_PERMISSIONS = {
     ("recommender.dev", "recommendermodels/finalizers"): {"update"},
     ("batch", "jobs"): {"list", "watch", "create", "patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "replicasets"): {"list"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},

@@ -5,6 +5,7 @@ use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
 use crate::decide::{Plan, PlannedEvent, ScalingPlan};
 use crate::error::{Error, Result};
 use crate::labels::{HANDOVER_MANAGER, MANAGER};
+use crate::leader::Lease;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -36,20 +37,22 @@ impl<K> Child for K where
 {
 }
 
-/// Holds what every write needs: the client, the field manager and the event recorder (created
-/// once, so repeated events are folded into series).
+/// Holds what every write needs: the client, the field manager, the event recorder (created
+/// once, so repeated events are folded into series) and the Lease, asked before each write.
 pub struct Applier {
     client: Client,
     manager: &'static str,
     recorder: Recorder,
+    lease: Lease,
 }
 
 impl Applier {
-    pub fn new(client: Client, recorder: Recorder) -> Self {
+    pub fn new(client: Client, recorder: Recorder, lease: Lease) -> Self {
         Self {
             client,
             manager: MANAGER,
             recorder,
+            lease,
         }
     }
 
@@ -113,6 +116,7 @@ impl Applier {
     async fn hand_over_replicas(&self, deployment: &Deployment, replicas: i32) -> Result<()> {
         let namespace = deployment.namespace().unwrap_or_default();
         let name = deployment.name_any();
+        self.lease.ensure_held()?;
         let patch = serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -138,6 +142,7 @@ impl Applier {
 
     /// Deletes a child that is no longer wanted; one already gone is fine.
     async fn delete<K: Child>(&self, namespace: &str, name: &str) -> Result<()> {
+        self.lease.ensure_held()?;
         match self
             .api::<K>(namespace)
             .delete(name, &DeleteParams::default())
@@ -159,6 +164,7 @@ impl Applier {
     async fn child<K: Child>(&self, object: &K) -> Result<()> {
         let namespace = object.namespace().unwrap_or_default();
         let name = object.name_any();
+        self.lease.ensure_held()?;
         self.api::<K>(&namespace)
             .patch(&name, &self.params(), &Patch::Apply(object))
             .await
@@ -180,6 +186,7 @@ impl Applier {
     ) -> Result<()> {
         let namespace = model.namespace().unwrap_or_default();
         let name = model.name_any();
+        self.lease.ensure_held()?;
 
         // `online` belongs to the collector's field manager: leaving it out of this apply leaves
         // it alone, where sending the value read earlier would undo the collector's newer one.
@@ -203,6 +210,9 @@ impl Applier {
     pub async fn events(&self, model: &RecommenderModel, events: &[PlannedEvent]) {
         let reference = model.object_ref(&());
         for planned in events {
+            if !self.lease.held() {
+                return;
+            }
             let event = Event {
                 type_: planned.type_,
                 reason: planned.reason.as_str().into(),

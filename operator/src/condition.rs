@@ -126,6 +126,8 @@ conditions! {
         FileSource,
         Reachable,
         Unreachable,
+        /// A Secret the spec names lacks the label `recommender.dev/allow=true`.
+        SecretNotAllowed,
     }
     WorkersHealthy: WorkersHealthyReason {
         TrainerPodStuck,

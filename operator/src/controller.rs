@@ -8,9 +8,11 @@ use crate::crd::RecommenderModel;
 use crate::decide;
 use crate::error::{Error, Result};
 use crate::labels::{self, MANAGER};
+use crate::leader::Lease;
 use crate::metrics::Metrics;
 use crate::observe;
 use crate::validate::validate;
+use backoff::Backoff;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -20,7 +22,6 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,8 +34,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
     pub probe_timeout: Duration,
-    /// Consecutive reconcile errors per object, for the retry backoff.
-    failures: Mutex<HashMap<ObjectRef<RecommenderModel>, u32>>,
+    /// Whether this replica may write (see `Lease`).
+    pub lease: Lease,
+    /// Consecutive reconcile errors per object, for the retry delay.
+    backoff: Mutex<Backoff<ObjectRef<RecommenderModel>>>,
 }
 
 impl Context {
@@ -43,19 +46,35 @@ impl Context {
         metrics: Arc<Metrics>,
         defaults: Defaults,
         instance: Option<String>,
+        lease: Lease,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance,
         };
         Self {
-            apply: Applier::new(client.clone(), Recorder::new(client.clone(), reporter)),
+            apply: Applier::new(
+                client.clone(),
+                Recorder::new(client.clone(), reporter),
+                lease.clone(),
+            ),
             client,
             metrics,
             defaults,
             probe_timeout: Duration::from_secs(3),
-            failures: Mutex::default(),
+            lease,
+            backoff: Mutex::new(Backoff::new(rand::random())),
         }
+    }
+
+    /// The retry delays, seeded: tests fix the jitter.
+    pub fn with_backoff_seed(mut self, seed: u64) -> Self {
+        self.backoff = Mutex::new(Backoff::new(seed));
+        self
+    }
+
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff<ObjectRef<RecommenderModel>>> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -67,15 +86,13 @@ pub async fn reconcile(model: Arc<RecommenderModel>, ctx: Arc<Context>) -> Resul
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     let span = info_span!("reconcile", namespace = %namespace, model = %name);
     async move {
+        // A replica that lost the Lease neither reads nor writes: it is shutting down.
+        ctx.lease.ensure_held()?;
         let started = Instant::now();
         let result = reconcile_inner(&model, &namespace, &name, &ctx).await;
         ctx.metrics.reconciled(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            let key = ObjectRef::from_obj(model.as_ref());
-            ctx.failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            ctx.backoff().forget(&ObjectRef::from_obj(model.as_ref()));
         }
         result
     }
@@ -135,21 +152,17 @@ async fn reconcile_inner(
     })
 }
 
-/// Retries a failed object with exponential backoff (1 s doubling to 5 min), counting the
+/// Retries a failed object after a jittered exponential delay (see `Backoff`), counting the
 /// failure by kind.
 pub fn error_policy(model: Arc<RecommenderModel>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(error.metric_label());
-    let key = ObjectRef::from_obj(model.as_ref());
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let count = failures.entry(key).or_insert(0);
-    *count = count.saturating_add(1);
-    let delay = Duration::from_secs(1 << (*count - 1).min(8)).min(Duration::from_secs(300));
+    let delay = ctx.backoff().failed(ObjectRef::from_obj(model.as_ref()));
     warn!(
         namespace = model.namespace().unwrap_or_default(),
         name = %model.name_any(),
         error = %error,
         kind = error.metric_label(),
-        retry_in_seconds = delay.as_secs(),
+        retry_in_seconds = delay.as_secs_f64(),
         "reconcile failed"
     );
     Action::requeue(delay)
@@ -204,24 +217,27 @@ pub async fn run(
                     .map(|(model, ns)| ObjectRef::new(model).within(&ns))
             },
         );
-    let pruner = tokio::spawn(prune_metrics(
+    let pruner = tokio::spawn(prune_deleted(
         controller.store(),
-        ctx.metrics.clone(),
+        ctx.clone(),
         namespace.clone(),
     ));
-    let ctx_metrics = ctx.metrics.clone();
+    let forgetting = ctx.clone();
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
-            let metrics = ctx_metrics.clone();
+            let ctx = forgetting.clone();
             async move {
                 match result {
                     Ok(_) => {}
-                    // A child changed after its owner was deleted: nothing to do but forget it.
+                    // A child changed, or a retry fell due, after its owner was deleted: nothing
+                    // to do but forget it.
                     Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
                         if let Some(ns) = &gone.namespace {
-                            metrics.forget(ns, &gone.name);
+                            ctx.metrics.forget(ns, &gone.name);
+                            let key = ObjectRef::<RecommenderModel>::new(&gone.name).within(ns);
+                            ctx.backoff().forget(&key);
                         }
                         tracing::debug!(object = %gone, "owner already deleted");
                     }
@@ -234,28 +250,34 @@ pub async fn run(
 }
 
 /// Deleted resources are never reconciled again (owner references clean up the children):
-/// every 30 s, the metric series of those gone from the watch cache (of the `watched` namespace)
-/// are dropped.
-async fn prune_metrics(
+/// every 30 s, the metric series and retry counts of those gone from the watch cache (of the
+/// `watched` namespace) are dropped.
+async fn prune_deleted(
     store: kube::runtime::reflector::Store<RecommenderModel>,
-    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
     watched: Option<String>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tick.tick().await;
-        let known = metrics.known().into_iter();
-        for (ns, name) in known.filter(|(ns, _)| watched.as_ref().is_none_or(|w| w == ns)) {
+        if store.wait_until_ready().await.is_err() {
+            continue;
+        }
+        let in_scope = |ns: &str| watched.as_deref().is_none_or(|w| w == ns);
+        let known = ctx.metrics.known().into_iter();
+        for (ns, name) in known.filter(|(ns, _)| in_scope(ns)) {
             let key = ObjectRef::<RecommenderModel>::new(&name).within(&ns);
-            if store.get(&key).is_none()
-                && store.wait_until_ready().await.is_ok()
-                && store.get(&key).is_none()
-            {
-                metrics.forget(&ns, &name);
+            if store.get(&key).is_none() {
+                ctx.metrics.forget(&ns, &name);
             }
         }
+        ctx.backoff().retain(|key| {
+            !key.namespace.as_deref().is_some_and(in_scope) || store.get(key).is_some()
+        });
     }
 }
+
+mod backoff;
 
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,11 @@ pub const ANNOTATION_SINCE: &str = "recommender.dev/since";
 /// Annotation on a `RecommenderModel` whose value, when changed, requests one training run.
 pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
 
+/// The label a user puts on a Secret (value `true`) to let the operator read it and send its value
+/// to the database a spec names. Without it, a spec could make the operator read any Secret of its
+/// namespace and send it to any host.
+pub const ALLOW_SECRET: &str = "recommender.dev/allow";
+
 /// `key=value` for label selectors.
 pub fn selector(key: &str, value: &str) -> String {
     format!("{key}={value}")

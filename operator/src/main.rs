@@ -6,7 +6,7 @@ use recommender_operator::children::Defaults;
 use recommender_operator::controller::{self, Context};
 use recommender_operator::leader;
 use recommender_operator::metrics::Metrics;
-use recommender_operator::online::Collector;
+use recommender_operator::online::{self, Collector};
 use recommender_operator::server::{self, Health};
 use recommender_operator::{Error, Result};
 use std::io::IsTerminal;
@@ -201,6 +201,9 @@ async fn run(cli: Cli) -> Result<()> {
         None
     };
 
+    let lease = leadership
+        .as_ref()
+        .map_or_else(leader::Lease::unelected, |held| held.lease());
     let mut ctx = Context::new(
         client,
         metrics,
@@ -210,13 +213,23 @@ async fn run(cli: Cli) -> Result<()> {
             cluster_domain: cli.cluster_domain.clone(),
         },
         cli.identity.clone(),
+        lease.clone(),
     );
     ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
     let scopes = scopes(&cli.namespaces);
     if cli.online_interval > 0 {
         let interval = Duration::from_secs(cli.online_interval);
-        let collector = Collector::new(ctx.client.clone(), ctx.metrics.clone(), interval);
-        tokio::spawn(collector.run(scopes.clone(), stop_rx.clone()));
+        let (client, metrics, scopes) = (ctx.client.clone(), ctx.metrics.clone(), scopes.clone());
+        let start = move |stop| {
+            let collector =
+                Collector::new(client.clone(), metrics.clone(), lease.clone(), interval);
+            collector.run(scopes.clone(), stop)
+        };
+        tokio::spawn(online::supervise(
+            start,
+            ctx.metrics.clone(),
+            stop_rx.clone(),
+        ));
     }
     run_controllers(Arc::new(ctx), scopes, stop_rx).await;
 

@@ -29,7 +29,8 @@ async fn set_ca(client: &Client, ns: &str, pem_file: &str) {
     apply_json(
         client,
         &json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "ratings-db-ca", "namespace": ns},
+            "metadata": {"name": "ratings-db-ca", "namespace": ns,
+                "labels": {"recommender.dev/allow": "true"}},
             "stringData": {"ca.crt": pem}}),
     )
     .await;

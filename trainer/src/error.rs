@@ -46,6 +46,14 @@ pub enum Error {
     /// The model store refused or failed an operation; the store says why in its own words.
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    /// The fit's parameters left the finite numbers (a learning rate too high for the data):
+    /// nothing it produced is written.
+    #[error(
+        "the fit diverged at epoch {epoch}: its parameters are no longer finite numbers (lower \
+         the learning rate, lrAll)"
+    )]
+    Diverged { epoch: usize },
 }
 
 impl Error {
@@ -75,6 +83,7 @@ impl Error {
             },
             Error::Report(_) => "InternalError",
             Error::Store(e) => store_reason(e.reason()),
+            Error::Diverged { .. } => "Diverged",
         }
     }
 

@@ -272,6 +272,19 @@ mod tests {
         (p, newest)
     }
 
+    /// Run v1: SVD with `params` on the file `data`, the artifact to `out`.
+    fn svd_run(data: PathBuf, folder: &std::path::Path, params: SvdParams) -> RunConfig {
+        RunConfig {
+            source: Source::File(data, FileOptions::default()),
+            hyperparameters: Hyperparameters::Svd(params),
+            cv: CvOptions::default(),
+            output: output(folder, "v1"),
+            version: "v1".into(),
+            verdicts: Vec::new(),
+            challenge: None,
+        }
+    }
+
     #[test]
     fn successful_run_writes_a_loadable_artifact_and_fitting_report() {
         let dir = tempfile::tempdir().unwrap();
@@ -279,19 +292,15 @@ mod tests {
         let folder = dir.path().join("movies");
         let out = folder.join("v1.model");
         let (data, newest) = write_data(dir.path());
-        let cfg = RunConfig {
-            source: Source::File(data, FileOptions::default()),
-            hyperparameters: Hyperparameters::Svd(SvdParams {
+        let cfg = svd_run(
+            data,
+            &folder,
+            SvdParams {
                 n_factors: 5,
                 n_epochs: 5,
                 ..Default::default()
-            }),
-            cv: CvOptions::default(),
-            output: output(&folder, "v1"),
-            version: "v1".into(),
-            verdicts: Vec::new(),
-            challenge: None,
-        };
+            },
+        );
         let r = run(&cfg, &|_| {});
         assert_eq!(r.report.outcome, Outcome::Succeeded, "{:?}", r.report.error);
         let json = r.report.to_json().unwrap();
@@ -366,6 +375,37 @@ mod tests {
             ("v2", Outcome::Failed)
         );
         assert_eq!(records[1].error.as_ref().unwrap().reason, "IoError");
+    }
+
+    #[test]
+    fn a_diverged_run_fails_with_its_reason_and_writes_no_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("v1.model");
+        let (data, _) = write_data(dir.path());
+        let cfg = svd_run(
+            data,
+            dir.path(),
+            SvdParams {
+                n_factors: 5,
+                n_epochs: 100,
+                lr_bu: 1.0,
+                lr_bi: 1.0,
+                lr_pu: 1.0,
+                lr_qi: 1.0,
+                ..Default::default()
+            },
+        );
+        let r = run(&cfg, &|_| {});
+        assert_eq!(r.report.outcome, Outcome::Failed);
+        let err = r.report.error.as_ref().unwrap();
+        assert_eq!(err.reason, "Diverged");
+        assert!(err.message.contains("diverged at epoch"), "{}", err.message);
+        // The report is JSON the operator can read (no NaN turned into null).
+        let json = r.report.to_json().unwrap();
+        let back = TrainingReport::parse(&json).unwrap();
+        assert_eq!(back.error.unwrap().reason, "Diverged");
+        assert!(!out.exists(), "no artifact");
+        assert!(r.report.artifact.is_none());
     }
 
     #[test]

@@ -128,6 +128,13 @@ pub(crate) fn init_factors(
     Ok((pu, qi))
 }
 
+/// Whether every bias and factor is a finite number.
+fn finite(p: &Params<'_>) -> bool {
+    [&*p.bu, &*p.bi, &*p.pu, &*p.qi]
+        .iter()
+        .all(|values| values.iter().all(|x| x.is_finite()))
+}
+
 /// Trains on `train` (consumed, to bound peak memory), in the order given (see [`group_by_user`]); indices are below `n_users` /
 /// `n_items`. With `threads` above 1 the ratings are trained in blocks on that many threads
 /// ([`blocked`]): a model of the same quality, the same for the same seed and thread count, but
@@ -179,6 +186,11 @@ pub(crate) fn fit(
             match &grid {
                 Some(grid) => grid.epoch(&mut p, &rates),
                 None => kernel::sgd_epoch(&train, &mut p, &rates),
+            }
+            // Once one value is NaN or infinite every later one it touches is too, and the JSON
+            // of the metrics cannot say NaN: stop at the epoch it happened and say so.
+            if !finite(&p) {
+                return Err(Error::Diverged { epoch: epoch + 1 });
             }
             on_epoch(epoch + 1);
         }
@@ -294,6 +306,50 @@ mod tests {
         assert_eq!((bu[0], bi[0]), (0.0, 0.0));
         assert!((pu[0] - 1.0199).abs() < 1e-6, "{}", pu[0]);
         assert!((qi[0] - 2.0098).abs() < 1e-6, "{}", qi[0]);
+    }
+
+    #[test]
+    fn a_diverging_fit_fails_naming_the_epoch() {
+        // Ratings far from the mean and a learning rate the schema allows (1): the updates grow
+        // without bound until they are no longer numbers.
+        let data: Vec<Triple> = (0..40u32)
+            .map(|i| t(i % 5, i % 7, if i % 2 == 0 { 1.0 } else { 5.0 }))
+            .collect();
+        let params = SvdParams {
+            n_factors: 4,
+            n_epochs: 200,
+            lr_bu: 1.0,
+            lr_bi: 1.0,
+            lr_pu: 1.0,
+            lr_qi: 1.0,
+            ..SvdParams::default()
+        };
+        for threads in [1, 2] {
+            let mut epochs = 0;
+            let err = fit(&params, 5, 7, data.clone(), threads, &mut |e| epochs = e).unwrap_err();
+            let Error::Diverged { epoch } = err else {
+                panic!("{threads} threads: {err}")
+            };
+            assert!(
+                epoch <= 200 && epoch == epochs + 1,
+                "{epoch} after {epochs}"
+            );
+            assert_eq!(Error::Diverged { epoch }.reason(), "Diverged");
+        }
+        // The default rate on the same data converges.
+        fit(
+            &SvdParams {
+                n_factors: 4,
+                n_epochs: 200,
+                ..SvdParams::default()
+            },
+            5,
+            7,
+            data,
+            1,
+            &mut |_| {},
+        )
+        .unwrap();
     }
 
     #[test]

@@ -28,6 +28,11 @@ by a Role in each namespace of watchNamespaces.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# The predictor's ReplicaSets: listed by the online collector, which reads the stats only of
+# pods whose ReplicaSet the model's own Deployment controls.
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
 # The predictor Service: watched and applied server-side; never deleted.
 - apiGroups: [""]
   resources: ["services"]

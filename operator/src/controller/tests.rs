@@ -46,6 +46,10 @@ fn model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
 }
 
 fn context() -> (Arc<Context>, Server) {
+    context_with(Lease::unelected())
+}
+
+fn context_with(lease: Lease) -> (Arc<Context>, Server) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let defaults = Defaults {
@@ -54,10 +58,8 @@ fn context() -> (Arc<Context>, Server) {
         cluster_domain: "cluster.local".into(),
     };
     let metrics = Arc::new(Metrics::new().unwrap());
-    (
-        Arc::new(Context::new(client, metrics, defaults, Some("test".into()))),
-        Server(handle),
-    )
+    let ctx = Context::new(client, metrics, defaults, Some("test".into()), lease);
+    (Arc::new(ctx.with_backoff_seed(0)), Server(handle))
 }
 
 type Answer = SendResponse<Response<Body>>;
@@ -445,13 +447,19 @@ async fn api_errors_are_returned_with_a_metric_label() {
     let m = Arc::new(model(None));
     let err = reconcile(m.clone(), ctx.clone()).await.unwrap_err();
     assert_eq!(err.metric_label(), "conflict");
+    // The context's jitter is seeded with 0: the same delays as a backoff seeded alike.
+    let mut expected = Backoff::new(0);
+    let key = ObjectRef::from_obj(m.as_ref());
+    let first = expected.failed(key.clone());
+    let second = expected.failed(key);
+    assert!(first <= Duration::from_secs(1) && second > Duration::from_secs(1));
     assert_eq!(
         error_policy(m.clone(), &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(1))
+        Action::requeue(first)
     );
     assert_eq!(
         error_policy(m, &err, ctx.clone()),
-        Action::requeue(Duration::from_secs(2)),
+        Action::requeue(second),
         "backs off"
     );
     assert!(
@@ -703,4 +711,40 @@ async fn a_status_from_before_the_ledgers_is_applied_in_the_new_shape() {
     })
     .await;
     server.drain_events().await;
+}
+
+#[tokio::test]
+async fn a_replica_without_the_lease_reconciles_nothing() {
+    let lease = Lease::unelected();
+    lease.lose();
+    let (ctx, server) = context_with(lease);
+    let err = reconcile(Arc::new(model(None)), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeadershipLost), "{err}");
+    drop(ctx);
+    server.no_more().await;
+}
+
+#[tokio::test]
+async fn a_replica_losing_the_lease_mid_reconcile_creates_no_job_and_writes_no_status() {
+    let lease = Lease::unelected();
+    let (ctx, mut server) = context_with(lease.clone());
+    // The reads that would start run 1; the Lease is lost before the first write.
+    let verifier = tokio::spawn(async move {
+        server.fresh_read(&model(None)).await;
+        server.jobs(vec![]).await;
+        let (_, send) = server.expect(Method::GET, DEPLOYMENT).await;
+        lease.lose();
+        not_found(send);
+        // No Job apply, no status apply, no event: an extra request fails here (and, unanswered,
+        // fails the reconcile with another error) instead of waiting for an answer forever.
+        server.no_more().await;
+    });
+    let err = reconcile(Arc::new(model(None)), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeadershipLost), "{err}");
+    drop(ctx);
+    verifier.await.unwrap();
 }

@@ -66,8 +66,13 @@ pub(super) fn report(
         ..Said::default()
     };
     // The probe runs on its interval whatever else happens.
-    if let (DatabaseProbe::Reachable | DatabaseProbe::Unreachable(_), SourceConfig::Postgres(pg)) =
-        (&observed.database, &config.source)
+    // A Secret not yet allowed is looked at again then too: labelling it does not wake us.
+    if let (
+        DatabaseProbe::Reachable
+        | DatabaseProbe::Unreachable(_)
+        | DatabaseProbe::SecretNotAllowed(_),
+        SourceConfig::Postgres(pg),
+    ) = (&observed.database, &config.source)
     {
         said.wake
             .after(Duration::from_secs(pg.probe_interval_seconds.into()));
@@ -93,6 +98,11 @@ fn database(probe: &DatabaseProbe) -> Desired {
         ),
         DatabaseProbe::Unreachable(why) => Desired::new(
             DatabaseReachableReason::Unreachable,
+            State::False,
+            why.clone(),
+        ),
+        DatabaseProbe::SecretNotAllowed(why) => Desired::new(
+            DatabaseReachableReason::SecretNotAllowed,
             State::False,
             why.clone(),
         ),
@@ -215,8 +225,7 @@ mod tests {
         assert_eq!(condition(&plan, "Training").reason, "Suspended");
     }
 
-    #[test]
-    fn database_down_makes_ready_false() {
+    fn postgres_spec() -> RecommenderModelSpec {
         let mut spec = file_spec();
         spec.source = Source {
             postgres: Some(PostgresSource {
@@ -235,6 +244,40 @@ mod tests {
             }),
             file: None,
         };
+        spec
+    }
+
+    #[test]
+    fn a_secret_not_allowed_is_said_and_starts_no_job() {
+        let spec = postgres_spec();
+        let why = "Secret ml/db (spec.source.postgres.passwordSecretRef) is not labelled \
+                   recommender.dev/allow=true";
+        // No model yet: without the Secret a first run would be started.
+        let m = model(spec, None);
+        let mut obs = observe(&m, vec![], None);
+        obs.database = DatabaseProbe::SecretNotAllowed(why.into());
+        let plan = decide(&obs, &config(&m), &defaults());
+        let db = condition(&plan, "DatabaseReachable");
+        assert_eq!(
+            (db.status.as_str(), db.reason.as_str(), db.message.as_str()),
+            ("False", "SecretNotAllowed", why)
+        );
+        assert!(plan.start_job.is_none(), "a trainer would mount the Secret");
+        assert!(plan.start_evaluation.is_none());
+        assert_eq!(
+            plan.requeue_after,
+            Some(Duration::from_secs(10)),
+            "looked at again on the probe interval: a new label wakes nothing"
+        );
+
+        obs.database = DatabaseProbe::Reachable;
+        let plan = decide(&obs, &config(&m), &defaults());
+        assert!(plan.start_job.is_some(), "allowed, the first run starts");
+    }
+
+    #[test]
+    fn database_down_makes_ready_false() {
+        let spec = postgres_spec();
         let m = model(
             spec.clone(),
             Some(serving_status(&spec, "2026-11-27T11:00:00Z")),

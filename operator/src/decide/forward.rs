@@ -242,7 +242,8 @@ fn start_evaluation(
     said: &mut Said,
 ) -> Option<Job> {
     let (forward, model, now) = (config.forward.as_ref()?, observed.model, observed.now);
-    if model.spec.suspend || ledger.active.is_some() {
+    // The evaluator would mount the Secret the user did not allow (the condition says which).
+    if model.spec.suspend || ledger.active.is_some() || observed.database.secret_not_allowed() {
         return None;
     }
     let since = serving.fingerprint.as_ref()?.max_timestamp?;

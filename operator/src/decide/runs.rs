@@ -437,7 +437,8 @@ fn new_run(
     said: &mut Said,
 ) -> Option<Job> {
     let (model, now) = (observed.model, observed.now);
-    if ledger.active.is_some() || model.spec.suspend {
+    // The trainer would mount the Secret the user did not allow (the condition says which).
+    if ledger.active.is_some() || model.spec.suspend || observed.database.secret_not_allowed() {
         return None;
     }
     let trigger = trigger(model, config, reads, ledger, now, said)?;

@@ -135,8 +135,12 @@ impl Metrics {
         for kind in crate::error::Error::RECONCILE_LABELS {
             m.errors.with_label_values(&[kind]);
         }
+        let production = online::Production::register(&registry)?;
+        for reason in crate::online::Rejection::ALL {
+            production.rejected.with_label_values(&[reason.as_str()]);
+        }
         Ok(Self {
-            production: online::Production::register(&registry)?,
+            production,
             m,
             registry,
             exported: Mutex::default(),
@@ -252,6 +256,19 @@ impl Metrics {
     /// Counts a `status.online` write.
     pub fn online_written(&self) {
         self.production.writes.inc();
+    }
+
+    /// Counts a predictor's stats reply the collector refused.
+    pub fn online_rejected(&self, reason: crate::online::Rejection) {
+        self.production
+            .rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a restart of the online collector.
+    pub fn online_collector_restarted(&self) {
+        self.production.restarts.inc();
     }
 
     /// Drops every series of a resource that no longer exists.

@@ -5,7 +5,7 @@
 use super::{MODEL, declare_metrics};
 use crate::crd::{OnlineStatus, RecommenderModelSpec, RecommenderModelStatus};
 use crate::time::parse_go_duration;
-use prometheus::{GaugeVec, IntCounter};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 
 declare_metrics! {
     pub(super) struct Production {
@@ -33,6 +33,10 @@ declare_metrics! {
             "Suggestions shown by the predictors (since they started).", MODEL;
         pub(super) writes: IntCounter = "recommender_operator_online_status_writes_total",
             "status.online writes (only when the figures changed).", [];
+        pub(super) rejected: IntCounterVec = "recommender_operator_online_replies_rejected_total",
+            "Predictor stats replies refused, by reason (too_large|invalid).", ["reason"];
+        pub(super) restarts: IntCounter = "recommender_operator_online_collector_restarts_total",
+            "Restarts of the online collector after it failed or panicked.", [];
     }
 }
 

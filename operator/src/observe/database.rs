@@ -3,7 +3,9 @@
 
 use super::DatabaseProbe;
 use crate::crd::PostgresSource;
+use crate::labels::ALLOW_SECRET;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::{Api, Client};
 use recommender_pgtls::MakeRustlsConnect;
 pub(super) use recommender_pgtls::describe_error as describe;
@@ -26,16 +28,17 @@ pub async fn probe_database(
 ) -> DatabaseProbe {
     match credentials(client, namespace, pg).await {
         Ok(c) => select_one(pg, &c.password, c.ca.as_deref(), timeout).await,
-        Err(why) => DatabaseProbe::Unreachable(why),
+        Err(refused) => refused,
     }
 }
 
-/// The password and CA from the Secrets `pg` names; an error names the Secret, never its content.
+/// The password and CA from the Secrets `pg` names, if the user opted them in; an error (as the
+/// probe's outcome) names the Secret, never its content.
 pub async fn credentials(
     client: &Client,
     namespace: &str,
     pg: &PostgresSource,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, DatabaseProbe> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let reference = &pg.password_secret_ref;
     let field = "spec.source.postgres.passwordSecretRef";
@@ -59,18 +62,41 @@ async fn secret_value(
     name: &str,
     key: &str,
     field: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, DatabaseProbe> {
+    let unreachable = DatabaseProbe::Unreachable;
     match secrets.get_opt(name).await {
-        Ok(Some(secret)) => secret
-            .data
-            .and_then(|mut d| d.remove(key))
-            .map(|bytes| bytes.0)
-            .ok_or_else(|| format!("Secret {namespace}/{name} ({field}) has no key {key:?}")),
-        Ok(None) => Err(format!("Secret {namespace}/{name} ({field}) not found")),
-        Err(err) => Err(format!(
+        Ok(Some(secret)) => {
+            allowed(&secret, namespace, field)?;
+            secret
+                .data
+                .and_then(|mut d| d.remove(key))
+                .map(|bytes| bytes.0)
+                .ok_or_else(|| {
+                    unreachable(format!(
+                        "Secret {namespace}/{name} ({field}) has no key {key:?}"
+                    ))
+                })
+        }
+        Ok(None) => Err(unreachable(format!(
+            "Secret {namespace}/{name} ({field}) not found"
+        ))),
+        Err(err) => Err(unreachable(format!(
             "cannot read Secret {namespace}/{name} ({field}): {err}"
-        )),
+        ))),
     }
+}
+
+/// Whether the user opted `secret` in (label `recommender.dev/allow: "true"`).
+fn allowed(secret: &Secret, namespace: &str, field: &str) -> Result<(), DatabaseProbe> {
+    if secret.labels().get(ALLOW_SECRET).map(String::as_str) == Some("true") {
+        return Ok(());
+    }
+    Err(DatabaseProbe::SecretNotAllowed(format!(
+        "Secret {namespace}/{name} ({field}) is not labelled {ALLOW_SECRET}=true, so the \
+         operator neither reads it nor sends it anywhere, and starts no Job that mounts it; \
+         label it to allow its use",
+        name = secret.name_any()
+    )))
 }
 
 /// The TLS connector for `pg`'s `sslMode`, or why the CA cannot be used.
@@ -145,6 +171,44 @@ pub async fn select_one(
 mod tests {
     use super::*;
     use crate::crd::SecretKeyRef;
+
+    #[test]
+    fn only_secrets_labelled_allow_true_are_used() {
+        let secret = |labels: serde_json::Value| -> Secret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "namespace": "ml", "labels": labels},
+                "data": {"password": "c2VjcmV0"}
+            }))
+            .unwrap()
+        };
+        let field = "spec.source.postgres.passwordSecretRef";
+        assert!(
+            allowed(
+                &secret(serde_json::json!({ALLOW_SECRET: "true"})),
+                "ml",
+                field
+            )
+            .is_ok()
+        );
+        for labels in [
+            serde_json::json!({}),
+            serde_json::json!({ALLOW_SECRET: "yes"}),
+            serde_json::json!({"app": "db"}),
+        ] {
+            match allowed(&secret(labels.clone()), "ml", field) {
+                Err(DatabaseProbe::SecretNotAllowed(why)) => {
+                    assert!(
+                        why.starts_with(&format!(
+                            "Secret ml/db ({field}) is not labelled {ALLOW_SECRET}=true"
+                        )),
+                        "{why}"
+                    );
+                    assert!(!why.contains("secret\""), "never the value: {why}");
+                }
+                other => panic!("{labels}: {other:?}"),
+            }
+        }
+    }
 
     #[tokio::test]
     async fn closed_port_is_unreachable_with_the_address() {

@@ -34,6 +34,15 @@ pub enum DatabaseProbe {
     NotUsed,
     Reachable,
     Unreachable(String),
+    /// A Secret the spec names lacks the opt-in label: it was not read, nothing was sent, and no
+    /// Job that would mount it is started.
+    SecretNotAllowed(String),
+}
+
+impl DatabaseProbe {
+    pub fn secret_not_allowed(&self) -> bool {
+        matches!(self, DatabaseProbe::SecretNotAllowed(_))
+    }
 }
 
 /// Everything the decision looks at.
@@ -105,7 +114,7 @@ async fn probe_and_count(
 ) -> (DatabaseProbe, Option<Result<NewRatings, String>>) {
     let credentials = match database::credentials(client, namespace, pg).await {
         Ok(c) => c,
-        Err(why) => return (DatabaseProbe::Unreachable(why), None),
+        Err(refused) => return (refused, None),
     };
     let probe = select_one(
         pg,

@@ -142,11 +142,16 @@ pub fn same_figures(a: &OnlineStatus, b: &OnlineStatus) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use recommender_contract::stats::{Bucket, UserSketches};
 
-    fn stats(version: &str, requests: u64, fast: u64, users: &[&str]) -> PredictorStats {
+    pub(in crate::online) fn stats(
+        version: &str,
+        requests: u64,
+        fast: u64,
+        users: &[&str],
+    ) -> PredictorStats {
         let mut active = UserSketch::default();
         for u in users {
             active.insert(u);
