@@ -46,9 +46,10 @@ pub struct Bucket {
 }
 
 impl LatencyHistogram {
-    /// Adds `other`'s counts; bounds missing on one side are taken from the other.
+    /// Adds `other`'s counts; bounds missing on one side are taken from the other. Counts
+    /// saturate: they come from pods, and a forged reply must not overflow the collector.
     pub fn add(&mut self, other: &LatencyHistogram) {
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum_seconds += other.sum_seconds;
         if self.buckets.is_empty() {
             self.buckets = other.buckets.clone();
@@ -56,7 +57,7 @@ impl LatencyHistogram {
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
             if mine.le == theirs.le {
-                mine.count += theirs.count;
+                mine.count = mine.count.saturating_add(theirs.count);
             }
         }
     }
@@ -90,7 +91,8 @@ impl LatencyHistogram {
         let mut lower = (0.0, 0u64);
         for b in &self.buckets {
             if b.count as f64 >= rank {
-                let in_bucket = (b.count - lower.1) as f64;
+                // Saturating: a forged histogram need not be cumulative.
+                let in_bucket = b.count.saturating_sub(lower.1) as f64;
                 let fraction = if in_bucket > 0.0 {
                     (rank - lower.1 as f64) / in_bucket
                 } else {
@@ -120,11 +122,12 @@ pub struct FeedbackSums {
 }
 
 impl FeedbackSums {
+    /// Counts saturate, as the histogram's do.
     pub fn add(&mut self, other: &FeedbackSums) {
-        self.n += other.n;
+        self.n = self.n.saturating_add(other.n);
         self.sum_squared_error += other.sum_squared_error;
         self.sum_absolute_error += other.sum_absolute_error;
-        self.within_one += other.within_one;
+        self.within_one = self.within_one.saturating_add(other.within_one);
         self.sum_predicted += other.sum_predicted;
         self.sum_actual += other.sum_actual;
     }
@@ -143,10 +146,11 @@ pub struct SuggestionCounts {
 }
 
 impl SuggestionCounts {
+    /// Counts saturate, as the histogram's do.
     pub fn add(&mut self, other: &SuggestionCounts) {
-        self.shown += other.shown;
-        self.rated += other.rated;
-        self.accepted += other.accepted;
+        self.shown = self.shown.saturating_add(other.shown);
+        self.rated = self.rated.saturating_add(other.rated);
+        self.accepted = self.accepted.saturating_add(other.accepted);
     }
 }
 
@@ -239,6 +243,45 @@ mod tests {
             sum_seconds: 0.0,
             buckets,
         }
+    }
+
+    /// Counts near u64::MAX, as a forged reply may carry, saturate when merged instead of
+    /// overflowing (a panic in the debug builds the suite runs), and a histogram that is not
+    /// cumulative still answers a quantile.
+    #[test]
+    fn forged_counts_saturate_when_merged() {
+        let mut total = histogram(&[1, 1, 1], 0);
+        let mut forged = histogram(&[u64::MAX, 0, 0], 0);
+        forged.count = u64::MAX;
+        total.add(&forged);
+        assert_eq!(total.count, u64::MAX);
+        assert_eq!(total.buckets[0].count, u64::MAX);
+        assert!(total.quantile(0.99).is_some());
+
+        let mut feedback = FeedbackSums {
+            n: 1,
+            within_one: 1,
+            ..Default::default()
+        };
+        feedback.add(&FeedbackSums {
+            n: u64::MAX,
+            within_one: u64::MAX,
+            ..Default::default()
+        });
+        assert_eq!((feedback.n, feedback.within_one), (u64::MAX, u64::MAX));
+
+        let mut shown = SuggestionCounts {
+            shown: 2,
+            rated: 2,
+            accepted: 2,
+        };
+        shown.add(&SuggestionCounts {
+            shown: u64::MAX,
+            rated: u64::MAX,
+            accepted: u64::MAX,
+        });
+        assert_eq!(shown.shown, u64::MAX);
+        assert_eq!((shown.rated, shown.accepted), (u64::MAX, u64::MAX));
     }
 
     #[test]
