@@ -121,6 +121,14 @@ impl TestNamespace {
             name,
             client: client.clone(),
         };
+        // An earlier namespace of this name (a fixed name, or a process id seen before) left its
+        // artifacts; the store writes each key once, so a new model would find its v2 taken.
+        match std::fs::remove_dir_all(&ns.store) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                panic!("emptying {}: {e}", ns.store.display())
+            }
+            _ => {}
+        }
         for manifest in ns.manifests(env) {
             apply_json(client, &manifest).await;
         }
