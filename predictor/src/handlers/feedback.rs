@@ -10,6 +10,7 @@ use crate::{
     feedback::Event,
     handlers::served,
     input::{Id, JsonBody, parse_json},
+    rollout::{self, Rated},
     state::AppState,
 };
 
@@ -29,8 +30,9 @@ struct FeedbackIn<'a> {
 
 #[derive(Serialize)]
 struct FeedbackOut<'a> {
+    /// The version of the user's arm, which the feedback is attributed to.
     model_version: &'a str,
-    /// What the served model predicts for the pair.
+    /// What that version predicts for the pair.
     predicted: f64,
     /// `rating - predicted`.
     residual: f64,
@@ -51,8 +53,8 @@ pub async fn feedback(
     input
         .item
         .check_len(|| "request body: `item`".into(), max)?;
-    let guard = state.model.load();
-    let served = served(&guard)?;
+    let routed = rollout::route(&state, input.user.as_str());
+    let served = served(&routed.model)?;
     let model = served.model();
     let scale = model.scale;
     if !input.rating.is_finite() || input.rating < scale.lo || input.rating > scale.hi {
@@ -74,6 +76,18 @@ pub async fn feedback(
         },
         Instant::now(),
     );
+    rollout::record_feedback(
+        &state,
+        &routed,
+        &Rated {
+            user: input.user.as_str(),
+            item: input.item.as_str(),
+            rating: input.rating,
+            predicted,
+            suggested: input.suggested,
+            accepted,
+        },
+    );
     let metrics = &state.metrics;
     metrics
         .feedback
@@ -82,7 +96,7 @@ pub async fn feedback(
     if accepted == Some(true) {
         metrics.suggestions_accepted.inc();
     }
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &FeedbackOut {
             model_version: served.version(),
@@ -90,5 +104,6 @@ pub async fn feedback(
             residual: input.rating - predicted,
             accepted,
         },
-    ))
+    );
+    Ok(routed.label(served, response))
 }
