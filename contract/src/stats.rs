@@ -227,6 +227,17 @@ pub struct FeedbackSums {
 }
 
 impl FeedbackSums {
+    /// One rating and the prediction it is compared with.
+    pub fn record(&mut self, predicted: f64, actual: f64) {
+        let error = actual - predicted;
+        self.n = self.n.saturating_add(1);
+        self.sum_squared_error += error * error;
+        self.sum_absolute_error += error.abs();
+        self.within_one += u64::from(error.abs() <= 1.0);
+        self.sum_predicted += predicted;
+        self.sum_actual += actual;
+    }
+
     /// Counts saturate, as the histogram's do.
     pub fn add(&mut self, other: &FeedbackSums) {
         self.n = self.n.saturating_add(other.n);

@@ -208,16 +208,11 @@ impl RolloutFigures {
             return;
         }
         let (feedback, suggestions) = &mut sums.arms[slot(arm)];
-        let error = rated.rating - rated.predicted;
-        feedback.n += 1;
-        feedback.sum_squared_error += error * error;
-        feedback.sum_absolute_error += error.abs();
-        feedback.within_one += u64::from(error.abs() <= 1.0);
-        feedback.sum_predicted += rated.predicted;
-        feedback.sum_actual += rated.rating;
+        feedback.record(rated.predicted, rated.rating);
         suggestions.rated += u64::from(rated.suggested);
         suggestions.accepted += u64::from(rated.accepted == Some(true));
         if let Some(other) = other {
+            let error = rated.rating - rated.predicted;
             let other_error = rated.rating - other;
             let (stable, candidate) = match arm {
                 Arm::Stable => (error, other_error),
