@@ -112,7 +112,7 @@ impl Routed {
 
     /// Names the answering version (and, in a rollout, the arm) on `response`.
     pub fn label(&self, served: &ServedModel, response: Response) -> Response {
-        let mut response = label_stable(served, response);
+        let mut response = name_version(served, response);
         if self.in_rollout() {
             response
                 .headers_mut()
@@ -132,10 +132,10 @@ impl Routed {
     }
 }
 
-/// Names the stable version on an answer of several users (a batch), whose predictions name
-/// their own during a rollout.
-pub fn label_stable(stable: &ServedModel, mut response: Response) -> Response {
-    if let Some(version) = &stable.version_header {
+/// Names `model`'s version on `response` (`x-model-version`). A batch's answer names the stable
+/// version; during a rollout its predictions name their own.
+pub fn name_version(model: &ServedModel, mut response: Response) -> Response {
+    if let Some(version) = &model.version_header {
         response
             .headers_mut()
             .insert(MODEL_VERSION_HEADER, version.clone());

@@ -14,7 +14,7 @@ use crate::{
     error::{Error, json_response},
     handlers::served,
     input::{Id, JsonBody, parse_json, parse_query},
-    rollout::{self, label_stable},
+    rollout::{self, name_version},
     state::AppState,
 };
 
@@ -163,5 +163,5 @@ pub async fn predict_batch(
             predictions,
         },
     );
-    Ok(label_stable(served, response))
+    Ok(name_version(served, response))
 }
