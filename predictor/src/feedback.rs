@@ -112,6 +112,7 @@ impl UserWindow {
 }
 
 /// One feedback event as seen by the accumulator.
+#[derive(Clone, Copy)]
 pub struct Event<'a> {
     pub user: &'a str,
     pub model_version: &'a str,

@@ -30,6 +30,7 @@ use recommender_rollout::{Arm, Share, arm};
 use tokio::sync::watch;
 
 use crate::{
+    feedback::Event,
     reload::FileStamp,
     state::{AppState, ServedModel},
 };
@@ -143,17 +144,6 @@ pub fn name_version(model: &ServedModel, mut response: Response) -> Response {
     response
 }
 
-/// One feedback rating as the rollout's figures take it.
-pub struct Rated<'a> {
-    pub user: &'a str,
-    pub item: &'a str,
-    pub rating: f64,
-    /// By the model of the user's arm.
-    pub predicted: f64,
-    pub suggested: bool,
-    pub accepted: Option<bool>,
-}
-
 /// Per-arm sums and the paired errors since the config's rollout id took effect.
 #[derive(Default)]
 pub struct RolloutFigures {
@@ -201,19 +191,26 @@ impl RolloutFigures {
 
     /// Attributes a rating to the user's arm, and pairs both models' errors when both are
     /// loaded (`other`: the other arm's prediction).
-    fn record(&self, rollout_id: &str, arm: Arm, rated: &Rated<'_>, other: Option<f64>) {
+    fn record(
+        &self,
+        rollout_id: &str,
+        arm: Arm,
+        event: &Event<'_>,
+        accepted: Option<bool>,
+        other: Option<f64>,
+    ) {
         let mut sums = self.lock();
         if sums.rollout_id.as_deref() != Some(rollout_id) {
             // The config changed under this request: the rating belongs to neither rollout.
             return;
         }
         let (feedback, suggestions) = &mut sums.arms[slot(arm)];
-        feedback.record(rated.predicted, rated.rating);
-        suggestions.rated += u64::from(rated.suggested);
-        suggestions.accepted += u64::from(rated.accepted == Some(true));
+        feedback.record(event.predicted, event.actual);
+        suggestions.rated += u64::from(event.suggested);
+        suggestions.accepted += u64::from(accepted == Some(true));
         if let Some(other) = other {
-            let error = rated.rating - rated.predicted;
-            let other_error = rated.rating - other;
+            let error = event.actual - event.predicted;
+            let other_error = event.actual - other;
             let (stable, candidate) = match arm {
                 Arm::Stable => (error, other_error),
                 Arm::Candidate => (other_error, error),
@@ -223,9 +220,16 @@ impl RolloutFigures {
     }
 }
 
-/// Adds a feedback rating to the rollout's figures: the user's arm gets it, and the other
-/// model predicts it too, so both models' errors are paired on it.
-pub fn record_feedback(state: &AppState, routed: &Routed, rated: &Rated<'_>) {
+/// Adds a feedback rating (`event`, predicted by the user's arm's model, on `item`) to the
+/// rollout's figures: the user's arm gets it, and the other model predicts it too, so both
+/// models' errors are paired on it.
+pub fn record_feedback(
+    state: &AppState,
+    routed: &Routed,
+    event: &Event<'_>,
+    item: &str,
+    accepted: Option<bool>,
+) {
     let Some(active) = routed.rollout.as_deref() else {
         return;
     };
@@ -235,10 +239,14 @@ pub fn record_feedback(state: &AppState, routed: &Routed, rated: &Rated<'_>) {
     };
     let other = other
         .as_deref()
-        .map(|m| m.model().predict(rated.user, rated.item).rating);
-    state
-        .rollout_figures
-        .record(&active.config.rollout_id, routed.arm, rated, other);
+        .map(|m| m.model().predict(event.user, item).rating);
+    state.rollout_figures.record(
+        &active.config.rollout_id,
+        routed.arm,
+        event,
+        accepted,
+        other,
+    );
 }
 
 /// This replica's part of the rollout's figures for `/v1/stats`; `None` without a rollout.

@@ -10,7 +10,7 @@ use crate::{
     feedback::Event,
     handlers::served,
     input::{Id, JsonBody, parse_json},
-    rollout::{self, Rated},
+    rollout,
     state::AppState,
 };
 
@@ -66,28 +66,15 @@ pub async fn feedback(
     let predicted = model
         .predict(input.user.as_str(), input.item.as_str())
         .rating;
-    let accepted = state.feedback.record(
-        Event {
-            user: input.user.as_str(),
-            model_version: served.version(),
-            predicted,
-            actual: input.rating,
-            suggested: input.suggested,
-        },
-        Instant::now(),
-    );
-    rollout::record_feedback(
-        &state,
-        &routed,
-        &Rated {
-            user: input.user.as_str(),
-            item: input.item.as_str(),
-            rating: input.rating,
-            predicted,
-            suggested: input.suggested,
-            accepted,
-        },
-    );
+    let event = Event {
+        user: input.user.as_str(),
+        model_version: served.version(),
+        predicted,
+        actual: input.rating,
+        suggested: input.suggested,
+    };
+    let accepted = state.feedback.record(event, Instant::now());
+    rollout::record_feedback(&state, &routed, &event, input.item.as_str(), accepted);
     let metrics = &state.metrics;
     metrics
         .feedback
