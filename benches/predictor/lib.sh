@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared by the predictor benchmarks (run.sh, soak.sh, slow_clients.sh): where things live, the
-# load generator, release binaries, the ml-100k model and free loopback ports. Source it.
+# Shared by the predictor benchmarks (run.sh, rollout.sh, soak.sh, slow_clients.sh): where things
+# live, the load generator, release binaries, the ml-100k model and free loopback ports. Source it.
 # Tools and data live under ~/.cache/recommender-operator, never in the repository.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +49,21 @@ wait_ready() {
     sleep 0.2
   done
   log "$1 never answered"; exit 1
+}
+
+# wrk at saturation on PORT, random known ids (BENCH_MODE predict or recommend), DURATION seconds
+# over CONNS connections: "req/s | p50 | p99 | errors |"; wrk's own output is appended to RAW.
+peak() {
+  local port=$1 mode=$2 raw=${3:-$WORK/wrk-raw.txt} out
+  out=$(BENCH_MODE=$mode BENCH_USERS=$WORK/users.txt BENCH_ITEMS=$WORK/items.txt \
+    wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/random_ids.lua" "http://127.0.0.1:$port")
+  echo "$out" >> "$raw"
+  local rps p50 p99 errors
+  rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
+  echo "| $rps | $p50 | $p99 | ${errors:-none} |"
 }
 
 # Resident set of a process in MiB.

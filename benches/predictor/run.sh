@@ -87,19 +87,6 @@ wait_ready "http://127.0.0.1:$PORT_DJ/v1/predict?user=1&item=1"
 wait_ready "http://127.0.0.1:$PORT_ST/v1/predict?user=1&item=1"
 
 # --- measurements ------------------------------------------------------------------------------
-# wrk at saturation: "req/s | p50 | p99".
-peak() {
-  local port=$1 mode=$2 out
-  out=$(BENCH_MODE=$mode BENCH_USERS=$WORK/users.txt BENCH_ITEMS=$WORK/items.txt \
-    wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/random_ids.lua" "http://127.0.0.1:$port")
-  echo "$out" >> "$WORK/wrk-raw.txt"
-  local rps p50 p99 errors
-  rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-  echo "| $rps | $p50 | $p99 | ${errors:-none} |"
-}
 
 # oha at a fixed rate, latency measured from each request's scheduled start
 # (--latency-correction), so a server that falls behind shows it.

@@ -9,6 +9,7 @@
 //! - [`refusal`]: why a predictor refused the version it was told to serve, which the operator
 //!   reads from the pod's termination message;
 //! - [`stats`]: what a predictor replica answers on `GET /v1/stats` for the operator's collector;
+//! - [`rollout`]: the rollout config the operator mounts into predictor pods (stage, share);
 //! - [`defaults`]: the hyperparameter defaults the CRD, the trainer CLI and the operator's Job
 //!   arguments share.
 //!
@@ -19,4 +20,5 @@ pub mod defaults;
 pub mod metrics;
 pub mod refusal;
 pub mod report;
+pub mod rollout;
 pub mod stats;

@@ -1,9 +1,13 @@
 //! What one predictor replica reports for aggregation (`GET /v1/stats`), the contract between the
 //! predictor and the operator's collector: counters, so replicas are summed before any ratio is
 //! taken; a latency histogram, merged bucket by bucket; and distinct users as mergeable
-//! HyperLogLog++ sketches, since a user may reach several replicas.
+//! HyperLogLog++ sketches, since a user may reach several replicas. During a rollout it also
+//! carries each arm's figures and the paired errors of the two models ([`RolloutStats`]), an
+//! optional field older operators ignore.
 
 mod wire;
+
+use crate::rollout::Stage;
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
@@ -25,6 +29,107 @@ pub struct PredictorStats {
     pub feedback: FeedbackSums,
     pub suggestions: SuggestionCounts,
     pub users: UserSketches,
+    /// While the replica holds a rollout config; absent otherwise, and from predictors that
+    /// predate rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStats>,
+}
+
+/// A replica's figures of the rollout its config names, since that config's `rolloutId` took
+/// effect on the replica: sums, so the collector adds the replicas that report the same rollout
+/// id and versions before any test reads them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStats {
+    pub rollout_id: String,
+    pub stage: Stage,
+    /// The share of users the replica sends to the candidate (0 in shadow, and while the
+    /// candidate is not loaded).
+    pub candidate_share: f64,
+    pub stable_version: Option<String>,
+    /// `None` while the candidate is not served (still loading, or refused): every user is on
+    /// the stable arm.
+    pub candidate_version: Option<String>,
+    /// Users on the stable arm: answered by the stable model.
+    pub stable: ArmStats,
+    /// Users on the candidate arm: answered by the candidate (canary only).
+    pub candidate: ArmStats,
+    /// Every feedback rating predicted by both models, whichever arm its user is on.
+    pub paired: PairedSums,
+}
+
+impl RolloutStats {
+    /// Whether two replicas' figures are of one rollout and may be added.
+    pub fn same_rollout(&self, other: &RolloutStats) -> bool {
+        self.rollout_id == other.rollout_id
+            && self.stable_version == other.stable_version
+            && self.candidate_version == other.candidate_version
+    }
+
+    /// Adds another replica's sums (see [`RolloutStats::same_rollout`]); the stage and the share
+    /// stay this one's.
+    pub fn add(&mut self, other: &RolloutStats) {
+        self.stable.add(&other.stable);
+        self.candidate.add(&other.candidate);
+        self.paired.add(&other.paired);
+    }
+}
+
+/// What the users of one arm did: the latency of the inference requests the arm's model answered
+/// (batches are in neither arm: their pairs may be of both), the error of its predictions against
+/// its users' feedback, and its suggestions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmStats {
+    pub requests: LatencyHistogram,
+    pub feedback: FeedbackSums,
+    pub suggestions: SuggestionCounts,
+}
+
+impl ArmStats {
+    pub fn add(&mut self, other: &ArmStats) {
+        self.requests.add(&other.requests);
+        self.feedback.add(&other.feedback);
+        self.suggestions.add(&other.suggestions);
+    }
+}
+
+/// The two models' errors on the same feedback ratings: per rating, the difference
+/// `d = (rating - candidate)² - (rating - stable)²` (positive: the candidate erred more), summed
+/// with its square, which is all the paired sequential test needs (`recommender_rollout`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PairedSums {
+    pub n: u64,
+    pub sum_difference: f64,
+    pub sum_squared_difference: f64,
+    pub stable_sum_squared_error: f64,
+    pub candidate_sum_squared_error: f64,
+}
+
+impl PairedSums {
+    /// One rating's errors, `rating - prediction`, of each model.
+    pub fn record(&mut self, stable_error: f64, candidate_error: f64) {
+        let (s, c) = (
+            stable_error * stable_error,
+            candidate_error * candidate_error,
+        );
+        let d = c - s;
+        self.n = self.n.saturating_add(1);
+        self.sum_difference += d;
+        self.sum_squared_difference += d * d;
+        self.stable_sum_squared_error += s;
+        self.candidate_sum_squared_error += c;
+    }
+
+    /// Counts saturate, as the histogram's do.
+    pub fn add(&mut self, other: &PairedSums) {
+        self.n = self.n.saturating_add(other.n);
+        self.sum_difference += other.sum_difference;
+        self.sum_squared_difference += other.sum_squared_difference;
+        self.stable_sum_squared_error += other.stable_sum_squared_error;
+        self.candidate_sum_squared_error += other.candidate_sum_squared_error;
+    }
 }
 
 /// A cumulative histogram of server-side latency, as Prometheus keeps one.
@@ -122,6 +227,17 @@ pub struct FeedbackSums {
 }
 
 impl FeedbackSums {
+    /// One rating and the prediction it is compared with.
+    pub fn record(&mut self, predicted: f64, actual: f64) {
+        let error = actual - predicted;
+        self.n = self.n.saturating_add(1);
+        self.sum_squared_error += error * error;
+        self.sum_absolute_error += error.abs();
+        self.within_one += u64::from(error.abs() <= 1.0);
+        self.sum_predicted += predicted;
+        self.sum_actual += actual;
+    }
+
     /// Counts saturate, as the histogram's do.
     pub fn add(&mut self, other: &FeedbackSums) {
         self.n = self.n.saturating_add(other.n);
@@ -282,6 +398,85 @@ mod tests {
         });
         assert_eq!(shown.shown, u64::MAX);
         assert_eq!((shown.rated, shown.accepted), (u64::MAX, u64::MAX));
+
+        let mut paired = PairedSums::default();
+        paired.record(1.0, 2.0);
+        paired.add(&PairedSums {
+            n: u64::MAX,
+            ..Default::default()
+        });
+        assert_eq!(paired.n, u64::MAX);
+    }
+
+    /// Paired errors of two replicas add up to those of one replica that saw all the ratings.
+    #[test]
+    fn paired_sums_of_replicas_add_up() {
+        let errors = [(0.5, -1.0), (1.5, 0.5), (-2.0, -2.5), (0.0, 1.0)];
+        let (mut one, mut a, mut b) = (
+            PairedSums::default(),
+            PairedSums::default(),
+            PairedSums::default(),
+        );
+        for (i, &(s, c)) in errors.iter().enumerate() {
+            one.record(s, c);
+            if i % 2 == 0 {
+                a.record(s, c)
+            } else {
+                b.record(s, c)
+            }
+        }
+        let mut sum = a;
+        sum.add(&b);
+        assert_eq!(sum, one);
+        // d = 0.75, -2.0, 2.25, 1.0
+        assert_eq!((one.n, one.sum_difference), (4, 2.0));
+        assert_eq!(one.sum_squared_difference, 0.5625 + 4.0 + 5.0625 + 1.0);
+        assert_eq!(
+            (
+                one.stable_sum_squared_error,
+                one.candidate_sum_squared_error
+            ),
+            (6.5, 8.5)
+        );
+    }
+
+    /// A reply without `rollout` (an older predictor) still reads, and one with it reads back.
+    #[test]
+    fn the_rollout_field_is_optional_on_the_wire() {
+        let stats = PredictorStats {
+            model_version: Some("v1".into()),
+            requests: LatencyHistogram::default(),
+            feedback: FeedbackSums::default(),
+            suggestions: SuggestionCounts::default(),
+            users: UserSketches {
+                window_seconds: 60,
+                active: UserSketch::default(),
+                engaged: UserSketch::default(),
+            },
+            rollout: None,
+        };
+        let old = serde_json::to_value(&stats).unwrap();
+        assert!(old.get("rollout").is_none(), "{old}");
+        let back: PredictorStats = serde_json::from_value(old).unwrap();
+        assert!(back.rollout.is_none());
+        let with = PredictorStats {
+            rollout: Some(RolloutStats {
+                rollout_id: "r1".into(),
+                stage: Stage::Canary,
+                candidate_share: 0.25,
+                stable_version: Some("v1".into()),
+                candidate_version: Some("v2".into()),
+                stable: ArmStats::default(),
+                candidate: ArmStats::default(),
+                paired: PairedSums::default(),
+            }),
+            ..stats
+        };
+        let wire = serde_json::to_value(&with).unwrap();
+        assert_eq!(wire["rollout"]["stage"], "canary");
+        assert_eq!(wire["rollout"]["paired"]["sumSquaredDifference"], 0.0);
+        let back: PredictorStats = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.rollout, with.rollout);
     }
 
     #[test]

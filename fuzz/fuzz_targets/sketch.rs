@@ -1,6 +1,7 @@
 //! What the operator does with the `/v1/stats` answers of predictor pods (`stats`): deserialise
 //! them, merge the user sketches, add and subtract the counters and latency histograms, take
-//! quantiles. A pod's answer is untrusted input (anything that matches the labels can answer), so
+//! quantiles, and during a rollout add the replicas' per-arm and paired sums and run the rollout's
+//! tests on them (`recommender_rollout`). A pod's answer is untrusted input (anything that matches the labels can answer), so
 //! a forged one must be refused or merged, never panic.
 //!
 //! Input: one mode byte, then
@@ -14,11 +15,16 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use recommender_contract::rollout::Stage;
 use recommender_contract::stats::{
-    Bucket, FeedbackSums, LatencyHistogram, PredictorStats, SuggestionCounts, UserSketch,
-    UserSketches,
+    ArmStats, Bucket, FeedbackSums, LatencyHistogram, PairedSums, PredictorStats, RolloutStats,
+    SuggestionCounts, UserSketch, UserSketches,
 };
 use recommender_fuzz::write_seeds_if_asked;
+use recommender_rollout::{
+    PairedTest,
+    canary::{Guardrail, Guardrails},
+};
 use serde_json::{Value, json};
 
 fuzz_target!(init: write_seeds_if_asked(seeds), |data: &[u8]| {
@@ -148,6 +154,37 @@ fn aggregate(samples: &[PredictorStats]) {
         let _ = requests.quantile(q);
     }
     let _ = (active.count(), engaged.count());
+    rollout(samples);
+}
+
+/// The replicas' rollout figures added up, as the operator's rollout will, and judged.
+fn rollout(samples: &[PredictorStats]) {
+    let mut total: Option<RolloutStats> = None;
+    for r in samples.iter().filter_map(|s| s.rollout.as_ref()) {
+        match &mut total {
+            Some(t) if t.same_rollout(r) => t.add(r),
+            Some(_) => {}
+            None => total = Some(r.clone()),
+        }
+    }
+    let Some(total) = total else {
+        return;
+    };
+    let shadow = PairedTest::new(0.1, 0.05, 0.05, 2).expect("valid settings");
+    let _ = shadow.decide(&total.paired);
+    let guard = Guardrail {
+        margin: 0.05,
+        alpha: 0.01,
+    };
+    let canary = Guardrails {
+        accuracy: guard,
+        acceptance: guard,
+        latency: guard,
+        min_feedback: 1,
+        min_rated_suggestions: 1,
+        min_requests: 1,
+    };
+    let _ = canary.decide(&total.paired, &total.stable, &total.candidate);
 }
 
 fn stats(users: usize, offset: u64) -> PredictorStats {
@@ -182,6 +219,34 @@ fn stats(users: usize, offset: u64) -> PredictorStats {
             active: sketch("u", users),
             engaged: sketch("u", users / 2),
         },
+        rollout: (offset > 0).then(|| {
+            let mut paired = PairedSums::default();
+            for k in 0..offset {
+                paired.record(0.5, 0.25 * k as f64);
+            }
+            let arm = ArmStats {
+                requests: histogram(20 + offset),
+                feedback: FeedbackSums {
+                    n: 30,
+                    ..Default::default()
+                },
+                suggestions: SuggestionCounts {
+                    shown: 50,
+                    rated: 20,
+                    accepted: 8,
+                },
+            };
+            RolloutStats {
+                rollout_id: "r1".into(),
+                stage: Stage::Canary,
+                candidate_share: 0.25,
+                stable_version: Some("v1".into()),
+                candidate_version: Some("v2".into()),
+                stable: arm.clone(),
+                candidate: arm,
+                paired,
+            }
+        }),
     }
 }
 
@@ -198,6 +263,7 @@ fn seeds() -> Vec<Vec<u8>> {
     };
     vec![
         list(&[stats(3, 0), stats(5, 7)]),
+        list(&[stats(3, 7), stats(5, 9)]),
         list(&[stats(40, 0)]),
         list(&[]),
         edits(2, 3, &[]),

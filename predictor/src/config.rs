@@ -40,6 +40,37 @@ pub struct Config {
     #[arg(long, env = "MODEL_SHA256", value_name = "HEX", value_parser = parse_sha256)]
     pub model_sha256: Option<Sha256>,
 
+    /// A second version of --store to hold during a rollout, the candidate: loaded and verified
+    /// as --model-version is, and served to the users --rollout-config puts on its arm. A
+    /// candidate that is refused is logged and counted, and everyone stays on --model-version.
+    #[arg(
+        long,
+        env = "CANDIDATE_VERSION",
+        value_name = "VERSION",
+        requires = "store",
+        requires = "rollout_config",
+        conflicts_with = "model"
+    )]
+    pub candidate_version: Option<String>,
+
+    /// The sha256 the operator recorded for --candidate-version; any other bytes are refused.
+    #[arg(long, env = "CANDIDATE_SHA256", value_name = "HEX", value_parser = parse_sha256, requires = "candidate_version")]
+    pub candidate_sha256: Option<Sha256>,
+
+    /// The rollout config (JSON: rollout id, stage, candidate share; docs/predictor-api.md),
+    /// read again whenever it changes. A file that does not read keeps the last good config.
+    #[arg(
+        long,
+        env = "ROLLOUT_CONFIG",
+        value_name = "FILE",
+        requires = "candidate_version"
+    )]
+    pub rollout_config: Option<PathBuf>,
+
+    /// How often to check whether --rollout-config changed.
+    #[arg(long, env = "ROLLOUT_POLL", default_value = "2s", value_parser = parse_duration)]
+    pub rollout_poll: Duration,
+
     /// The largest artifact read, in bytes: it is held in memory.
     #[arg(long, env = "MAX_MODEL_BYTES", default_value_t = 4 << 30)]
     pub max_model_bytes: u64,
@@ -153,6 +184,7 @@ impl Config {
             ("--header-read-timeout", self.header_read_timeout),
             ("--idle-timeout", self.idle_timeout),
             ("--active-window", self.active_window),
+            ("--rollout-poll", self.rollout_poll),
         ] {
             if value.is_zero() {
                 return Err(format!("{flag} must be longer than zero"));
@@ -240,6 +272,47 @@ mod tests {
         assert_eq!(c.model_version.as_deref(), Some("v3"));
         assert_eq!(c.model_sha256.unwrap().to_string(), digest);
         assert!(parse(&[]).is_err(), "neither --model nor --store");
+        let rollout = parse(&[
+            "--store",
+            "/models/m",
+            "--model-version",
+            "v3",
+            "--candidate-version",
+            "v4",
+            "--candidate-sha256",
+            &digest,
+            "--rollout-config",
+            "/etc/rollout/config.json",
+        ])
+        .unwrap();
+        assert_eq!(rollout.candidate_version.as_deref(), Some("v4"));
+        assert_eq!(rollout.candidate_sha256.unwrap().to_string(), digest);
+        let without_config = parse(&[
+            "--store",
+            "/m",
+            "--model-version",
+            "v3",
+            "--candidate-version",
+            "v4",
+        ]);
+        assert!(
+            without_config
+                .unwrap_err()
+                .to_string()
+                .contains("--rollout-config")
+        );
+        assert!(
+            parse(&[
+                "--model",
+                "m",
+                "--candidate-version",
+                "v4",
+                "--rollout-config",
+                "c"
+            ])
+            .is_err(),
+            "a candidate comes from the store"
+        );
         assert!(parse(&["--model", "m", "--store", "/models/m"]).is_err());
         assert!(parse(&["--model", "m", "--model-version", "v3"]).is_err());
         let bad = parse(&["--model", "m", "--model-sha256", "abc"]).unwrap_err();

@@ -32,20 +32,11 @@ pub struct FeedbackStats {
 struct Sums {
     /// Version the error sums refer to; feedback predicted by another version is not mixed in.
     model_version: Option<String>,
-    errors: ErrorSums,
+    /// Without its version: that is the field above.
+    errors: FeedbackSums,
     total: u64,
     suggested: u64,
     accepted: u64,
-}
-
-#[derive(Default, Clone, Copy)]
-struct ErrorSums {
-    n: u64,
-    sum_sq: f64,
-    sum_abs: f64,
-    within_one: u64,
-    sum_predicted: f64,
-    sum_actual: f64,
 }
 
 /// The window's users as a ring of `WINDOW_SLICES + 1` slots of sketches: the current slice and
@@ -121,6 +112,7 @@ impl UserWindow {
 }
 
 /// One feedback event as seen by the accumulator.
+#[derive(Clone, Copy)]
 pub struct Event<'a> {
     pub user: &'a str,
     pub model_version: &'a str,
@@ -162,7 +154,7 @@ impl FeedbackStats {
         let mut sums = lock(&self.sums);
         if sums.model_version.as_deref() != Some(version) {
             sums.model_version = Some(version.to_owned());
-            sums.errors = ErrorSums::default();
+            sums.errors = FeedbackSums::default();
         }
     }
 
@@ -175,14 +167,7 @@ impl FeedbackStats {
         {
             let mut sums = lock(&self.sums);
             if sums.model_version.as_deref() == Some(event.model_version) {
-                let err = event.actual - event.predicted;
-                let e = &mut sums.errors;
-                e.n += 1;
-                e.sum_sq += err * err;
-                e.sum_abs += err.abs();
-                e.within_one += u64::from(err.abs() <= 1.0);
-                e.sum_predicted += event.predicted;
-                e.sum_actual += event.actual;
+                sums.errors.record(event.predicted, event.actual);
             }
             sums.total += 1;
             sums.suggested += u64::from(event.suggested);
@@ -197,15 +182,9 @@ impl FeedbackStats {
     /// window's users as sketches (a user may reach several replicas).
     pub fn stats(&self, now: Instant) -> (FeedbackSums, SuggestionCounts, UserSketches) {
         let sums = lock(&self.sums).clone();
-        let e = sums.errors;
         let feedback = FeedbackSums {
             model_version: sums.model_version,
-            n: e.n,
-            sum_squared_error: e.sum_sq,
-            sum_absolute_error: e.sum_abs,
-            within_one: e.within_one,
-            sum_predicted: e.sum_predicted,
-            sum_actual: e.sum_actual,
+            ..sums.errors
         };
         let suggestions = SuggestionCounts {
             shown: 0,
@@ -224,13 +203,13 @@ impl FeedbackStats {
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let sums = lock(&self.sums).clone();
         let (mut active, mut engaged) = self.users.sketches(now);
-        let e = sums.errors;
+        let e = &sums.errors;
         let n = e.n as f64;
         Snapshot {
             model_version: sums.model_version,
             samples: e.n,
-            rmse: (e.n > 0).then(|| (e.sum_sq / n).sqrt()),
-            mae: (e.n > 0).then(|| e.sum_abs / n),
+            rmse: (e.n > 0).then(|| (e.sum_squared_error / n).sqrt()),
+            mae: (e.n > 0).then(|| e.sum_absolute_error / n),
             feedback_total: sums.total,
             suggested_total: sums.suggested,
             accepted_total: sums.accepted,

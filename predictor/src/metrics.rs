@@ -12,6 +12,7 @@ use prometheus::{
 
 use recommender_contract::refusal::RefusalReason;
 use recommender_contract::stats::{Bucket, LatencyHistogram};
+use recommender_rollout::Arm;
 
 use crate::error::Error;
 
@@ -125,6 +126,24 @@ impl RouteMetrics {
     }
 }
 
+/// A Prometheus histogram as the stats wire carries one.
+fn cumulative(histogram: &Histogram) -> LatencyHistogram {
+    let metric = histogram.metric();
+    let h = metric.get_histogram();
+    LatencyHistogram {
+        count: h.get_sample_count(),
+        sum_seconds: h.get_sample_sum(),
+        buckets: h
+            .get_bucket()
+            .iter()
+            .map(|b| Bucket {
+                le: b.upper_bound(),
+                count: b.cumulative_count(),
+            })
+            .collect(),
+    }
+}
+
 /// What one line of the [`metrics!`] table says about a metric.
 struct Spec {
     name: &'static str,
@@ -208,6 +227,8 @@ macro_rules! metrics {
         pub struct Metrics {
             pub registry: Registry,
             routes: Vec<RouteMetrics>,
+            /// `rollout_request_duration` of each arm, in `Arm::ALL` order.
+            arms: Vec<Histogram>,
             $($(#[doc = $help])+ $vis $field: $kind,)+
         }
 
@@ -221,7 +242,7 @@ macro_rules! metrics {
                         buckets: metrics!(@buckets $($buckets)?),
                     })?;
                 )+
-                Ok(Metrics { registry, routes: Vec::new(), $($field,)+ })
+                Ok(Metrics { registry, routes: Vec::new(), arms: Vec::new(), $($field,)+ })
             }
         }
     };
@@ -276,6 +297,18 @@ metrics! {
     pub connection_timeouts: IntCounterVec = "connection_timeouts_total" ["timeout"];
     /// /v1 requests answered 503 because --max-in-flight requests were in progress.
     pub requests_shed: IntCounter = "requests_shed_total";
+    /// During a rollout, time to answer the predictions and suggestions of each arm's users
+    /// (batches, whose pairs may be of both arms, are in neither).
+    rollout_request_duration: HistogramVec = "rollout_request_duration_seconds" ["arm"] buckets LATENCY_BUCKETS;
+    /// 1 while the rollout's candidate (--candidate-version) is loaded and verified.
+    pub candidate_loaded: IntGauge = "rollout_candidate_loaded";
+    /// The share of users the candidate answers (0 in the shadow stage and outside a rollout).
+    pub candidate_share: Gauge = "rollout_candidate_share";
+    /// Rollout configs read and put in force.
+    pub rollout_config_reloads: IntCounter = "rollout_config_reloads_total";
+    /// Rollout config files refused (unreadable, malformed, too large, or naming another
+    /// candidate); the last good config stayed in force.
+    pub rollout_config_failures: IntCounter = "rollout_config_failures_total";
 }
 
 impl Metrics {
@@ -296,6 +329,14 @@ impl Metrics {
         for reason in RefusalReason::ALL {
             metrics.model_load_failure(reason);
         }
+        metrics.arms = Arm::ALL
+            .iter()
+            .map(|arm| {
+                metrics
+                    .rollout_request_duration
+                    .with_label_values(&[arm.as_str()])
+            })
+            .collect();
         Ok(metrics)
     }
 
@@ -318,22 +359,24 @@ impl Metrics {
     pub fn inference_latency(&self) -> LatencyHistogram {
         let mut total = LatencyHistogram::default();
         for route in [Route::Predict, Route::PredictBatch, Route::Recommendations] {
-            let metric = self.route(route).duration.metric();
-            let h = metric.get_histogram();
-            total.add(&LatencyHistogram {
-                count: h.get_sample_count(),
-                sum_seconds: h.get_sample_sum(),
-                buckets: h
-                    .get_bucket()
-                    .iter()
-                    .map(|b| Bucket {
-                        le: b.upper_bound(),
-                        count: b.cumulative_count(),
-                    })
-                    .collect(),
-            });
+            total.add(&cumulative(&self.route(route).duration));
         }
         total
+    }
+
+    /// Counts a request answered by `arm`'s model during a rollout.
+    pub fn observe_arm(&self, arm: Arm, elapsed: Duration) {
+        self.arm_histogram(arm).observe(elapsed.as_secs_f64());
+    }
+
+    /// The latency of `arm`'s answers since the replica started.
+    pub fn arm_latency(&self, arm: Arm) -> LatencyHistogram {
+        cumulative(self.arm_histogram(arm))
+    }
+
+    fn arm_histogram(&self, arm: Arm) -> &Histogram {
+        let at = Arm::ALL.iter().position(|&a| a == arm).unwrap_or(0);
+        &self.arms[at]
     }
 
     /// The text exposition format.

@@ -21,8 +21,8 @@ use tokio::{
 
 use crate::{
     error::Error,
-    source::LoadError,
-    state::{AppState, ServedModel},
+    source::{LoadError, ModelSource},
+    state::{AppState, Limits, ServedModel},
     top_index::TopIndex,
 };
 
@@ -51,18 +51,10 @@ impl FileStamp {
     }
 }
 
-/// Reads the artifact from the model's source and, if it verifies, serves it. Returns the
-/// version now served; on failure the previous model (if any) keeps serving and the failure is
-/// counted.
-pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
-    let fetched = match state.source.fetch().await {
-        Ok(fetched) => fetched,
-        Err(e) => return Err(failed(state, e)),
-    };
-    let (depth, max_bytes) = (
-        state.limits.precompute_depth,
-        state.limits.precompute_max_bytes,
-    );
+/// Reads the artifact from `source`, verifies it and indexes it for serving.
+async fn load(source: &ModelSource, limits: &Limits) -> Result<ServedModel, LoadError> {
+    let fetched = source.fetch().await?;
+    let (depth, max_bytes) = (limits.precompute_depth, limits.precompute_max_bytes);
     let artifact = fetched.artifact;
     let indexed = tokio::task::spawn_blocking(move || {
         let ranker = Ranker::new(&artifact.model.factors);
@@ -70,26 +62,27 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
         (artifact, ranker, top)
     })
     .await;
-    let (artifact, ranker, top) = match indexed {
-        Ok(indexed) => indexed,
-        Err(join) => {
-            let message = format!("indexing {} panicked: {join}", state.source.location());
-            return Err(failed(
-                state,
-                LoadError {
-                    reason: RefusalReason::Other,
-                    message,
-                },
-            ));
-        }
-    };
-    let served = ServedModel::new(
+    let (artifact, ranker, top) = indexed.map_err(|join| LoadError {
+        reason: RefusalReason::Other,
+        message: format!("indexing {} panicked: {join}", source.location()),
+    })?;
+    Ok(ServedModel::new(
         artifact,
-        state.source.location(),
+        source.location(),
         fetched.sha256,
         ranker,
         top,
-    );
+    ))
+}
+
+/// Reads the artifact from the model's source and, if it verifies, serves it. Returns the
+/// version now served; on failure the previous model (if any) keeps serving and the failure is
+/// counted.
+pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
+    let served = match load(&state.source, &state.limits).await {
+        Ok(served) => served,
+        Err(e) => return Err(failed(state, e)),
+    };
     let version = served.version().to_owned();
     let metrics = &state.metrics;
     metrics.model_info.reset();
@@ -121,6 +114,37 @@ pub async fn reload(state: &Arc<AppState>) -> Result<String, Error> {
         .unwrap_or_else(PoisonError::into_inner)
         .loads += 1;
     Ok(version)
+}
+
+/// Loads the rollout's candidate, once: a refused candidate is logged and counted, and every
+/// user stays on the stable model (a bad candidate never takes serving down); the operator sees
+/// it missing from `/v1/stats`. Returns whether it is served.
+pub async fn load_candidate(state: &Arc<AppState>) -> bool {
+    let Some(source) = &state.candidate_source else {
+        return false;
+    };
+    match load(source, &state.limits).await {
+        Ok(served) => {
+            tracing::info!(
+                version = served.version(),
+                artifact = %served.location,
+                sha256 = %served.sha256,
+                "holding the rollout's candidate"
+            );
+            state.metrics.candidate_loaded.set(1);
+            state.candidate.store(Some(Arc::new(served)));
+            true
+        }
+        Err(e) => {
+            tracing::error!(artifact = %source.location(), reason = e.reason.as_str(), error = %e, "candidate refused; every user stays on the stable model");
+            state.metrics.model_load_failure(e.reason).inc();
+            *state
+                .candidate_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            false
+        }
+    }
 }
 
 fn failed(state: &AppState, error: LoadError) -> Error {
@@ -157,6 +181,8 @@ pub async fn watch_model(
 ) -> Result<(), Error> {
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
     let Some(path) = state.source.watched_file().map(Path::to_path_buf) else {
+        // The candidate first: a replica is ready only once it can route both arms.
+        load_candidate(&state).await;
         reload(&state).await?;
         loop {
             tokio::select! {

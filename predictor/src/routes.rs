@@ -14,6 +14,7 @@ use axum::{
     routing::{MethodRouter, get, post},
 };
 
+use recommender_rollout::Arm;
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer, load_shed::error::Overloaded};
 
 use crate::{
@@ -40,10 +41,13 @@ async fn track(State(t): State<Tracked>, req: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout).into_response(),
     };
-    t.state
-        .metrics
-        .route(t.route)
-        .observe(response.status(), start.elapsed());
+    let elapsed = start.elapsed();
+    let metrics = &t.state.metrics;
+    metrics.route(t.route).observe(response.status(), elapsed);
+    // Set by the handler during a rollout: the arm whose model answered.
+    if let Some(&arm) = response.extensions().get::<Arm>() {
+        metrics.observe_arm(arm, elapsed);
+    }
     response
 }
 

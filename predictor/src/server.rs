@@ -27,7 +27,7 @@ use tokio_io_timeout::TimeoutStream;
 use recommender_contract::refusal::{REFUSAL_FORMAT, Refusal};
 
 use crate::{
-    config::Config, error::Error, metrics::ConnectionTimeout, reload, routes::router,
+    config::Config, error::Error, metrics::ConnectionTimeout, reload, rollout, routes::router,
     state::AppState,
 };
 
@@ -62,6 +62,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
     tracing::info!(addr = %config.listen, model = %state.source.location(), "listening");
 
     let (stop_watcher, stopped) = watch::channel(false);
+    if let Some(path) = &config.rollout_config {
+        tokio::spawn(rollout::watch_config(
+            Arc::clone(&state),
+            path.clone(),
+            config.rollout_poll,
+            stopped.clone(),
+        ));
+    }
     let mut watcher = tokio::spawn(reload::watch_model(
         Arc::clone(&state),
         config.reload_poll,

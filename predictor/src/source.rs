@@ -107,31 +107,50 @@ impl ModelSource {
                 limit,
             });
         }
-        let invalid = |message: String| LoadError::new(RefusalReason::InvalidConfig, message);
-        let store_config = config.store.config().map_err(|e| invalid(e.to_string()))?;
         let version = config.model_version.clone().ok_or_else(|| {
-            invalid(
-                "--model-version is required with --store (the version to serve, e.g. v3)".into(),
+            LoadError::new(
+                RefusalReason::InvalidConfig,
+                "--model-version is required with --store (the version to serve, e.g. v3)",
             )
         })?;
+        Self::store_version(config, "--model-version", version, sha256)
+    }
+
+    /// The rollout's candidate the flags name (`--candidate-version`), if any.
+    pub fn candidate_from_config(config: &Config) -> Option<Result<Self, LoadError>> {
+        let version = config.candidate_version.clone()?;
+        Some(Self::store_version(
+            config,
+            "--candidate-version",
+            version,
+            config.candidate_sha256,
+        ))
+    }
+
+    /// `version` of the store the flags name; `flag` is where the version came from.
+    fn store_version(
+        config: &Config,
+        flag: &str,
+        version: String,
+        sha256: Option<Sha256>,
+    ) -> Result<Self, LoadError> {
+        let invalid = |message: String| LoadError::new(RefusalReason::InvalidConfig, message);
+        let store_config = config.store.config().map_err(|e| invalid(e.to_string()))?;
         if version.contains('/') {
             return Err(invalid(format!(
-                "--model-version {version:?} must name a version (e.g. v3), not a path"
+                "{flag} {version:?} must name a version (e.g. v3), not a path"
             )));
         }
         let key = format!("{version}.model");
-        recommender_store::key::check(&key).map_err(|why| {
-            invalid(format!(
-                "--model-version {version:?}: the key {key:?} {why}"
-            ))
-        })?;
+        recommender_store::key::check(&key)
+            .map_err(|why| invalid(format!("{flag} {version:?}: the key {key:?} {why}")))?;
         Ok(Self::Store {
             store: Store::open(&store_config)?,
             config: store_config,
             version,
             key,
             sha256,
-            limit,
+            limit: config.max_model_bytes,
         })
     }
 

@@ -1,5 +1,6 @@
-//! What every request shares: the served model behind an atomic pointer, metrics, feedback and
-//! the limits from the configuration.
+//! What every request shares: the served model (and, during a rollout, the candidate and the
+//! rollout config) behind atomic pointers, metrics, feedback and the limits from the
+//! configuration.
 
 use std::{
     sync::{Arc, Mutex},
@@ -7,13 +8,20 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
+use axum::http::HeaderValue;
 use jiff::Timestamp;
 use recommender_model::{Artifact, Model, Ranker};
 use recommender_store::Sha256;
 
 use crate::{
-    auth::WriteToken, config::Config, error::Error, feedback::FeedbackStats, metrics::Metrics,
-    source::ModelSource, top_index::TopIndex,
+    auth::WriteToken,
+    config::Config,
+    error::Error,
+    feedback::FeedbackStats,
+    metrics::Metrics,
+    rollout::{ActiveRollout, RolloutFigures},
+    source::ModelSource,
+    top_index::TopIndex,
 };
 
 /// A verified artifact and where and when it was loaded.
@@ -30,6 +38,8 @@ pub struct ServedModel {
     pub ranker: Ranker,
     /// Rankings computed at load; `None` when disabled or too large.
     pub top: Option<TopIndex>,
+    /// The version as the `x-model-version` header, built once; `None` if it cannot be one.
+    pub version_header: Option<HeaderValue>,
 }
 
 impl ServedModel {
@@ -41,6 +51,7 @@ impl ServedModel {
         top: Option<TopIndex>,
     ) -> Self {
         let created_at = artifact.meta.created_at.parse::<Timestamp>().ok();
+        let version_header = HeaderValue::from_str(&artifact.meta.version).ok();
         ServedModel {
             artifact,
             location,
@@ -49,6 +60,7 @@ impl ServedModel {
             created_at,
             ranker,
             top,
+            version_header,
         }
     }
 
@@ -140,6 +152,17 @@ pub struct AppState {
     pub write_token: Option<WriteToken>,
     pub load_status: Mutex<LoadStatus>,
     pub started: Instant,
+    /// Where the rollout's candidate comes from (`--candidate-version`).
+    pub candidate_source: Option<ModelSource>,
+    /// The candidate, once loaded and verified; never swapped afterwards.
+    pub candidate: ArcSwapOption<ServedModel>,
+    /// Why the candidate is not served, if it was refused.
+    pub candidate_error: Mutex<Option<String>>,
+    /// The rollout config in force; `None` before a good one was read.
+    pub rollout: ArcSwapOption<ActiveRollout>,
+    /// Why the last rollout config file was refused, if it was.
+    pub rollout_error: Mutex<Option<String>>,
+    pub rollout_figures: RolloutFigures,
 }
 
 impl AppState {
@@ -147,16 +170,41 @@ impl AppState {
     /// name is [`Error::Load`], which the server reports as the predictor's refusal.
     pub fn new(config: &Config) -> Result<Arc<Self>, Error> {
         config.validate().map_err(Error::Config)?;
+        let metrics = Metrics::new()?;
+        // Flags that cannot name a candidate are the candidate's refusal, not the predictor's:
+        // the stable model serves everyone.
+        let (candidate_source, candidate_error) = match ModelSource::candidate_from_config(config) {
+            None => (None, None),
+            Some(Ok(source)) => (Some(source), None),
+            Some(Err(e)) => {
+                tracing::error!(reason = e.reason.as_str(), error = %e, "candidate refused; every user stays on the stable model");
+                metrics.model_load_failure(e.reason).inc();
+                (None, Some(e.to_string()))
+            }
+        };
         Ok(Arc::new(AppState {
             source: ModelSource::from_config(config).map_err(Error::Load)?,
             model: ArcSwapOption::empty(),
             limits: Limits::of(config),
-            metrics: Metrics::new()?,
+            metrics,
             feedback: FeedbackStats::new(config.accept_threshold, config.active_window),
             write_token: WriteToken::from_config(config)?,
             load_status: Mutex::new(LoadStatus::default()),
             started: Instant::now(),
+            candidate_source,
+            candidate: ArcSwapOption::empty(),
+            candidate_error: Mutex::new(candidate_error),
+            rollout: ArcSwapOption::empty(),
+            rollout_error: Mutex::new(None),
+            rollout_figures: RolloutFigures::default(),
         }))
+    }
+
+    pub fn candidate_error_now(&self) -> Option<String> {
+        self.candidate_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn load_status(&self) -> LoadStatus {

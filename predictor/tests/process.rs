@@ -276,3 +276,54 @@ fn an_s3_store_version_serves_with_its_digest_and_is_refused_otherwise() {
     assert_eq!(refusal.reason, RefusalReason::InvalidConfig);
     assert!(refusal.message.contains("AWS_ACCESS_KEY_ID"), "{refusal:?}");
 }
+
+/// The binary as the operator is to run it in a rollout: both versions of a directory store,
+/// the rollout config watched as a mounted file. Everyone moves to the candidate when the
+/// config says so, and back within one poll when it is set to 0, without a restart.
+#[test]
+fn a_rollout_config_moves_users_between_the_versions_without_a_restart() {
+    let store = tempfile::tempdir().unwrap();
+    let sha = |version: &str, seed: u64| {
+        let path = store.path().join(format!("{version}.model"));
+        write(&path, version, seed);
+        Sha256::of(&std::fs::read(&path).unwrap())
+    };
+    let (v1, v2) = (sha("v1", 1), sha("v2", 2));
+    let config = store.path().join("rollout.json");
+    let set_share = |share: f64| {
+        let text = format!(
+            r#"{{"rolloutId": "r1", "stage": "canary", "candidateVersion": "v2", "candidateShare": {share}}}"#
+        );
+        let next = config.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &config).unwrap();
+    };
+    set_share(1.0);
+    let flags: Vec<String> = [
+        "--store",
+        &store.path().display().to_string(),
+        "--candidate-version",
+        "v2",
+        "--candidate-sha256",
+        &v2.to_string(),
+        "--rollout-config",
+        &config.display().to_string(),
+        "--rollout-poll",
+        "100ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = store.path().join("termination-log");
+    let (child, addr) = predictor(&flags, &[], "v1", v1, &log);
+    let answered_by = |version: &str| {
+        let expected = format!("\"model_version\":\"{version}\"");
+        move || matches!(get(addr, "/v1/predict?user=u3&item=i1"), Ok((200, body)) if body.contains(&expected))
+    };
+    wait_until("the candidate answering", answered_by("v2"));
+    set_share(0.0);
+    wait_until("the stable model answering again", answered_by("v1"));
+    let (_, summary) = get(addr, "/v1/summary").unwrap();
+    assert!(summary.contains(r#""candidate_version":"v2""#), "{summary}");
+    drop(child);
+}

@@ -193,6 +193,7 @@ pub(super) mod tests {
                 active,
                 engaged,
             },
+            rollout: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::{
     feedback::Event,
     handlers::served,
     input::{Id, JsonBody, parse_json},
+    rollout,
     state::AppState,
 };
 
@@ -29,8 +30,9 @@ struct FeedbackIn<'a> {
 
 #[derive(Serialize)]
 struct FeedbackOut<'a> {
+    /// The version of the user's arm, which the feedback is attributed to.
     model_version: &'a str,
-    /// What the served model predicts for the pair.
+    /// What that version predicts for the pair.
     predicted: f64,
     /// `rating - predicted`.
     residual: f64,
@@ -51,8 +53,8 @@ pub async fn feedback(
     input
         .item
         .check_len(|| "request body: `item`".into(), max)?;
-    let guard = state.model.load();
-    let served = served(&guard)?;
+    let routed = rollout::route(&state, input.user.as_str());
+    let served = served(&routed.model)?;
     let model = served.model();
     let scale = model.scale;
     if !input.rating.is_finite() || input.rating < scale.lo || input.rating > scale.hi {
@@ -64,16 +66,15 @@ pub async fn feedback(
     let predicted = model
         .predict(input.user.as_str(), input.item.as_str())
         .rating;
-    let accepted = state.feedback.record(
-        Event {
-            user: input.user.as_str(),
-            model_version: served.version(),
-            predicted,
-            actual: input.rating,
-            suggested: input.suggested,
-        },
-        Instant::now(),
-    );
+    let event = Event {
+        user: input.user.as_str(),
+        model_version: served.version(),
+        predicted,
+        actual: input.rating,
+        suggested: input.suggested,
+    };
+    let accepted = state.feedback.record(event, Instant::now());
+    rollout::record_feedback(&state, &routed, &event, input.item.as_str(), accepted);
     let metrics = &state.metrics;
     metrics
         .feedback
@@ -82,7 +83,7 @@ pub async fn feedback(
     if accepted == Some(true) {
         metrics.suggestions_accepted.inc();
     }
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &FeedbackOut {
             model_version: served.version(),
@@ -90,5 +91,6 @@ pub async fn feedback(
             residual: input.rating - predicted,
             accepted,
         },
-    ))
+    );
+    Ok(routed.label(served, response))
 }

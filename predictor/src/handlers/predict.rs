@@ -14,6 +14,7 @@ use crate::{
     error::{Error, json_response},
     handlers::served,
     input::{Id, JsonBody, parse_json, parse_query},
+    rollout::{self, name_version},
     state::AppState,
 };
 
@@ -38,6 +39,9 @@ impl Pair<'_> {
 
 #[derive(Serialize)]
 struct PredictionOut<'a> {
+    /// In a batch during a rollout: the version that made this prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<&'a str>,
     user: &'a str,
     item: &'a str,
     rating: f64,
@@ -50,6 +54,7 @@ impl<'a> PredictionOut<'a> {
     fn of(model: &Model, user: &'a str, item: &'a str) -> Self {
         let p = model.predict(user, item);
         PredictionOut {
+            model_version: None,
             user,
             item,
             rating: p.rating,
@@ -66,14 +71,15 @@ struct SingleOut<'a> {
     prediction: PredictionOut<'a>,
 }
 
+/// Answered by the model of the user's arm.
 fn answer(state: &AppState, pair: &Pair<'_>) -> Result<Response, Error> {
-    let guard = state.model.load();
-    let served = served(&guard)?;
+    let routed = rollout::route(state, pair.user.as_str());
+    let served = served(&routed.model)?;
     let body = SingleOut {
         model_version: served.version(),
         prediction: PredictionOut::of(served.model(), pair.user.as_str(), pair.item.as_str()),
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(routed.answer(served, json_response(StatusCode::OK, &body)))
 }
 
 /// `GET /v1/predict?user=U&item=I`. Takes the whole request to borrow the query in place.
@@ -105,6 +111,7 @@ struct BatchIn<'a> {
 
 #[derive(Serialize)]
 struct BatchOut<'a> {
+    /// The stable version; during a rollout each prediction names its own.
     model_version: &'a str,
     predictions: Vec<PredictionOut<'a>>,
 }
@@ -135,17 +142,26 @@ pub async fn predict_batch(
     }
     let guard = state.model.load();
     let served = served(&guard)?;
-    let model = served.model();
+    // Loaded once for the whole batch; each pair goes to its user's arm.
+    let rollout = state.rollout.load();
+    let candidate = state.candidate.load();
     let predictions = batch
         .pairs
         .iter()
-        .map(|p| PredictionOut::of(model, p.user.as_str(), p.item.as_str()))
+        .map(|p| {
+            let user = p.user.as_str();
+            let (_, by) = rollout::pick(rollout.as_deref(), served, candidate.as_deref(), user);
+            let mut out = PredictionOut::of(by.model(), user, p.item.as_str());
+            out.model_version = rollout.is_some().then_some(by.version());
+            out
+        })
         .collect();
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &BatchOut {
             model_version: served.version(),
             predictions,
         },
-    ))
+    );
+    Ok(name_version(served, response))
 }

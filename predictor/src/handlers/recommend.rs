@@ -13,6 +13,7 @@ use crate::{
     error::{Error, json_response},
     handlers::served,
     input::{check_id_len, parse_query},
+    rollout,
     state::AppState,
 };
 
@@ -62,8 +63,8 @@ pub async fn recommendations(
             "query string: n must be between 1 and {max}, got {n}"
         )));
     }
-    let guard = state.model.load();
-    let served = served(&guard)?;
+    let routed = rollout::route(&state, user);
+    let served = served(&routed.model)?;
     let model = served.model();
     let index = model.user_index(user);
     let scored = |(i, score): (u32, f64)| ScoredOut {
@@ -80,10 +81,13 @@ pub async fn recommendations(
     };
     let metrics = &state.metrics;
     metrics.suggestions_served.inc_by(items.len() as u64);
+    if routed.in_rollout() {
+        state.rollout_figures.shown(routed.arm, items.len());
+    }
     if index.is_none() {
         metrics.cold_start_recommendations.inc();
     }
-    Ok(json_response(
+    let response = json_response(
         StatusCode::OK,
         &RecommendationsOut {
             model_version: served.version(),
@@ -91,5 +95,6 @@ pub async fn recommendations(
             cold_start: index.is_none(),
             items,
         },
-    ))
+    );
+    Ok(routed.answer(served, response))
 }

@@ -16,6 +16,7 @@ use crate::{
     error::{Error, json_response},
     feedback::Snapshot,
     handlers::served,
+    rollout,
     state::AppState,
 };
 
@@ -126,7 +127,48 @@ struct Summary<'a> {
     suggestions: Suggestions,
     users: Users,
     loads: Loads,
+    /// Only when the predictor was started with a candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutSummary>,
     uptime_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct RolloutSummary {
+    /// `None` until a rollout config was read.
+    rollout_id: Option<String>,
+    stage: Option<&'static str>,
+    candidate_share: f64,
+    candidate_version: Option<String>,
+    /// Why the candidate is not served, if it was refused.
+    candidate_error: Option<String>,
+    /// Why the last rollout config file was refused, if it was (the previous one stays).
+    config_error: Option<String>,
+}
+
+fn rollout_summary(state: &AppState) -> Option<RolloutSummary> {
+    let expected = state.candidate_source.is_some() || state.candidate_error_now().is_some();
+    if !expected {
+        return None;
+    }
+    let stats = rollout::stats(state);
+    let rollout = state.rollout.load();
+    Some(RolloutSummary {
+        rollout_id: rollout.as_deref().map(|r| r.config.rollout_id.clone()),
+        stage: rollout.as_deref().map(|r| r.config.stage.as_str()),
+        candidate_share: stats.as_ref().map_or(0.0, |s| s.candidate_share),
+        candidate_version: state
+            .candidate
+            .load()
+            .as_deref()
+            .map(|m| m.version().to_owned()),
+        candidate_error: state.candidate_error_now(),
+        config_error: state
+            .rollout_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    })
 }
 
 #[derive(Serialize)]
@@ -208,6 +250,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> Response {
             last_error: loads.last_error,
             last_error_at: loads.last_error_at,
         },
+        rollout: rollout_summary(&state),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
     };
     json_response(StatusCode::OK, &body)
@@ -225,6 +268,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Response {
         feedback,
         suggestions,
         users,
+        rollout: rollout::stats(&state),
     };
     json_response(StatusCode::OK, &body)
 }
