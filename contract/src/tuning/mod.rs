@@ -568,9 +568,11 @@ pub enum TuningError {
     UnsupportedFormat { what: &'static str, found: u32 },
 }
 
+/// An [`TuningError::Invalid`]; an empty root (a spec file's own fields) leaves no leading dot.
 pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> TuningError {
+    let path: String = path.into();
     TuningError::Invalid {
-        path: path.into(),
+        path: path.strip_prefix('.').unwrap_or(&path).to_owned(),
         message: message.into(),
     }
 }
@@ -616,7 +618,7 @@ impl TuningSpec {
     }
 
     /// Checks everything a plan relies on; errors name the field under `path` (the operator
-    /// passes `spec.tuning`, `tune` the file's name).
+    /// passes `spec.tuning`; `""` names the spec's own fields, `space.lrAll.min`).
     pub fn validate(&self, path: &str) -> Result<(), TuningError> {
         let space = format!("{path}.space");
         if self.space.algorithm.is_empty() {

@@ -358,6 +358,8 @@ fn validation_names_the_field() {
     s.validate("spec.tuning").unwrap();
     s.eta = Some(1);
     assert_eq!(err_path(s.validate("x").unwrap_err()), "x.eta");
+    // A spec file's own fields have no root.
+    assert_eq!(err_path(s.validate("").unwrap_err()), "eta");
     let ok = TuningSpec {
         time_limit: Some("1h30m".into()),
         ..spec(Strategy::Random)
