@@ -155,14 +155,14 @@ fn rest_of_schedule(spec: &TuningSpec, batch: &[TrialParams]) -> usize {
     total
 }
 
-/// The trials of a search, best first (a later rung before an earlier one, then by the metric;
-/// failed trials last), the best marked `*`, under a line that sums the search up.
+/// The trials of a search, best first (by the metric, failed trials last), the best marked
+/// `*`, under a line that sums the search up.
 pub fn table(record: &SearchRecord) -> String {
     let metric = record.spec.metric;
     let best = record.best.as_ref().map(|b| b.index);
     let mut rows: Vec<&TrialResult> = record.trials.iter().collect();
     rows.sort_by(|a, b| match (a.value(metric), b.value(metric)) {
-        (Some(x), Some(y)) => b.rung.cmp(&a.rung).then(x.total_cmp(&y)),
+        (Some(x), Some(y)) => x.total_cmp(&y).then(a.index.cmp(&b.index)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.index.cmp(&b.index),

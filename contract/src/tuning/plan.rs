@@ -15,7 +15,7 @@
 //! A warm search (the previous search's results when [`space_fingerprint`] is unchanged) has a
 //! smaller budget, [`warm_budget`]: a quarter of `trials`, at least 1 (and at least what one
 //! round of halving needs). Its first points are the previous search's best distinct scored
-//! points (at most [`WARM_POINTS`], the highest rung first, then by the metric), measured again
+//! points (at most [`WARM_POINTS`], by the metric), measured again
 //! on today's data; the rest of its budget goes to points the previous search had not drawn
 //! (random and halving) or the rest of the grid in order.
 
@@ -312,12 +312,7 @@ fn warm_points(spec: &TuningSpec, warm: &[TrialResult]) -> Vec<Params> {
         .iter()
         .filter_map(|r| Some((r, r.value(spec.metric)?)))
         .collect();
-    scored.sort_by(|(a, x), (b, y)| {
-        b.rung
-            .cmp(&a.rung)
-            .then(x.total_cmp(y))
-            .then(a.index.cmp(&b.index))
-    });
+    scored.sort_by(|(a, x), (b, y)| x.total_cmp(y).then(a.index.cmp(&b.index)));
     let mut out: Vec<Params> = Vec::new();
     for (r, _) in scored {
         let mut p = r.params.clone();

@@ -255,9 +255,10 @@ fn halving_keeps_the_best_third_with_three_times_the_epochs() {
     assert!(next_rung(&s, &results).is_empty(), "the last rung is done");
     let total = results.len();
     assert!(total <= s.trials as usize, "{total} runs");
-    // The best is the last rung's, though earlier rungs scored lower.
+    // The last rung overfitted: the best is a trial of the middle one, at its epochs.
     let best = best_of(s.metric, &results).unwrap();
-    assert_eq!(best.rung, 2);
+    assert_eq!((best.rung, best.params.epochs), (1, 15));
+    assert_eq!(best.config, *rung1.iter().map(|t| &t.config).min().unwrap());
 }
 
 #[test]
