@@ -64,11 +64,23 @@ pub const DEFAULT_ETA: u32 = 3;
 
 /// The algorithms a search may try.
 #[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// Biased matrix factorisation by SGD (Surprise's SVD).
+    #[default]
     Svd,
     /// Global mean + user and item biases by ALS (Surprise's BaselineOnly).
     Baseline,
@@ -361,7 +373,7 @@ pub(crate) static PARAMS: [Param; 15] = {
 /// algorithm reads (the searched ones at their drawn value, the others at the trainer's
 /// default); the per-parameter SVD rates (`lrBu` …) only when searched, else they are `lrAll`.
 /// Flat rather than one variant per algorithm, so it is a structural schema in the status.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Params {
     pub algorithm: Algorithm,
@@ -409,22 +421,7 @@ impl Params {
         let mut p = Self {
             algorithm,
             epochs: algorithm.default_epochs(),
-            factors: None,
-            lr_all: None,
-            reg_all: None,
-            init_std: None,
-            lr_bu: None,
-            lr_bi: None,
-            lr_pu: None,
-            lr_qi: None,
-            reg_bu: None,
-            reg_bi: None,
-            reg_pu: None,
-            reg_qi: None,
-            reg_u: None,
-            reg_i: None,
-            epochs_f: None,
-            factors_f: None,
+            ..Self::default()
         };
         match algorithm {
             Algorithm::Svd => {
@@ -569,6 +566,30 @@ pub enum TuningError {
 }
 
 /// An [`TuningError::Invalid`]; an empty root (a spec file's own fields) leaves no leading dot.
+/// `text` as JSON of at most `max` bytes whose format (read by `format`) this build knows.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+    max: usize,
+    format: fn(&T) -> u32,
+) -> Result<T, TuningError> {
+    if text.len() > max {
+        return Err(TuningError::TooLarge {
+            what,
+            bytes: text.len(),
+            max,
+        });
+    }
+    let value: T = serde_json::from_str(text).map_err(|e| TuningError::Json {
+        what,
+        message: e.to_string(),
+    })?;
+    match format(&value) {
+        found if found > TUNING_FORMAT => Err(TuningError::UnsupportedFormat { what, found }),
+        _ => Ok(value),
+    }
+}
+
 pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> TuningError {
     let path: String = path.into();
     TuningError::Invalid {

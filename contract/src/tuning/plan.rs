@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Algorithm, Domain, Halving, Kind, MAX_TRIALS, Metric, PARAMS, Params, Scale, SearchSpace,
-    Strategy, TUNING_FORMAT, TrialResult, TuningError, TuningSpec, invalid,
+    Strategy, TUNING_FORMAT, TrialResult, TuningError, TuningSpec, invalid, read_json,
 };
 
 /// The most previous points a warm search starts with.
@@ -85,23 +85,7 @@ impl TrialPlan {
     /// Reads a plan, refusing anything a trial should not run: an oversized or malformed file,
     /// a newer format, an invalid spec, no trials, or a trial outside the spec's space.
     pub fn parse(text: &str) -> Result<Self, TuningError> {
-        if text.len() > MAX_PLAN_BYTES {
-            return Err(TuningError::TooLarge {
-                what: "the plan",
-                bytes: text.len(),
-                max: MAX_PLAN_BYTES,
-            });
-        }
-        let plan: Self = serde_json::from_str(text).map_err(|e| TuningError::Json {
-            what: "the plan",
-            message: e.to_string(),
-        })?;
-        if plan.format > TUNING_FORMAT {
-            return Err(TuningError::UnsupportedFormat {
-                what: "plan",
-                found: plan.format,
-            });
-        }
+        let plan: Self = read_json(text, "the plan", MAX_PLAN_BYTES, |p: &Self| p.format)?;
         plan.spec.validate("plan.spec")?;
         if plan.trials.is_empty() || plan.trials.len() > MAX_TRIALS as usize {
             return Err(invalid(

@@ -9,7 +9,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Metric, Params, TUNING_FORMAT, TrialParams, TuningError, TuningSpec, invalid};
+use super::{
+    Metric, Params, TUNING_FORMAT, TrialParams, TuningError, TuningSpec, invalid, read_json,
+};
 use crate::report::{MAX_REPORT_BYTES, RunError};
 
 /// Kubernetes truncates termination messages beyond this many bytes.
@@ -116,24 +118,12 @@ impl TrialResult {
     /// than [`MAX_RESULT_BYTES`], unknown fields, a newer format, both or neither of a score and
     /// an error, or a score that is not a finite non-negative number.
     pub fn parse(text: &str) -> Result<Self, TuningError> {
-        let text = text.trim();
-        if text.len() > MAX_RESULT_BYTES {
-            return Err(TuningError::TooLarge {
-                what: "the trial result",
-                bytes: text.len(),
-                max: MAX_RESULT_BYTES,
-            });
-        }
-        let result: Self = serde_json::from_str(text).map_err(|e| TuningError::Json {
-            what: "the trial result",
-            message: e.to_string(),
-        })?;
-        if result.format > TUNING_FORMAT {
-            return Err(TuningError::UnsupportedFormat {
-                what: "trial result",
-                found: result.format,
-            });
-        }
+        let result: Self = read_json(
+            text.trim(),
+            "the trial result",
+            MAX_RESULT_BYTES,
+            |r: &Self| r.format,
+        )?;
         let path = format!("trial {}", result.index);
         match (&result.score, &result.error) {
             (Some(s), None) => {
@@ -259,23 +249,9 @@ impl SearchRecord {
     /// fingerprint is not its spec's (edited by hand: its results would not warm the space it
     /// claims).
     pub fn parse(text: &str) -> Result<Self, TuningError> {
-        if text.len() > MAX_RECORD_BYTES {
-            return Err(TuningError::TooLarge {
-                what: "the search record",
-                bytes: text.len(),
-                max: MAX_RECORD_BYTES,
-            });
-        }
-        let record: Self = serde_json::from_str(text).map_err(|e| TuningError::Json {
-            what: "the search record",
-            message: e.to_string(),
+        let record: Self = read_json(text, "the search record", MAX_RECORD_BYTES, |r: &Self| {
+            r.format
         })?;
-        if record.format > TUNING_FORMAT {
-            return Err(TuningError::UnsupportedFormat {
-                what: "search record",
-                found: record.format,
-            });
-        }
         record.spec.validate("record.spec")?;
         let fingerprint = super::space_fingerprint(&record.spec);
         if record.fingerprint != fingerprint {
