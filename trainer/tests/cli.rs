@@ -1,7 +1,7 @@
 //! The binary as the operator's Jobs run it: exit codes, report file, artifact; `tune` and
 //! `trial` as a search runs them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use recommender_contract::report::{Outcome, TrainingReport};
@@ -34,6 +34,17 @@ fn generate(data: &Path, [users, items, ratings]: [&str; 3], extra: &[&str]) {
     assert!(status.success(), "generate {data:?}: {status}");
 }
 
+/// 6000 ratings of 200 users and 100 items, rank 4, as `dir/name` (a `.gz` name is compressed).
+fn small_set(dir: &Path, name: &str) -> PathBuf {
+    let data = dir.join(name);
+    generate(
+        &data,
+        ["200", "100", "6000"],
+        &["--rank", "4", "--seed", "3"],
+    );
+    data
+}
+
 /// `evaluate --json --source DATA --report REPORT ARGS...`, which must succeed; its JSON.
 fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value {
     let out = bin()
@@ -55,12 +66,7 @@ fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value
 #[test]
 fn generate_then_train_writes_artifact_and_report() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.tsv.gz");
-    generate(
-        &data,
-        ["200", "100", "6000"],
-        &["--rank", "4", "--seed", "3"],
-    );
+    let data = small_set(dir.path(), "synthetic.tsv.gz");
 
     let model = dir.path().join("v1.model");
     let report = dir.path().join("report.json");
@@ -287,12 +293,7 @@ fn tune(data: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn tune_lists_every_trial_and_survives_a_diverging_one() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.tsv");
-    generate(
-        &data,
-        ["200", "100", "6000"],
-        &["--rank", "4", "--seed", "3"],
-    );
+    let data = small_set(dir.path(), "synthetic.tsv");
     let record = dir.path().join("search.json");
     let search = [
         "--param",
@@ -393,12 +394,7 @@ fn tune_refuses_a_bad_spec_naming_the_field() {
 #[test]
 fn trial_runs_the_plans_trial_at_the_index() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.tsv");
-    generate(
-        &data,
-        ["200", "100", "6000"],
-        &["--rank", "4", "--seed", "3"],
-    );
+    let data = small_set(dir.path(), "synthetic.tsv");
     let spec = TuningSpec {
         strategy: Strategy::Grid,
         trials: 4,
