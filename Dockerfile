@@ -33,10 +33,13 @@ COPY contract ./contract
 COPY model ./model
 COPY pgtls ./pgtls
 COPY store ./store
+COPY rollout ./rollout
 COPY trainer ./trainer
 COPY predictor ./predictor
 COPY operator ./operator
 COPY tests ./tests
+# A member too (the trainer benchmark's LIBMF side), though the image does not build it.
+COPY benches/trainer/libmf ./benches/trainer/libmf
 # Cache mounts keep the registry and incremental artifacts between builds; the binaries are
 # copied out in the same step because the target/ mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

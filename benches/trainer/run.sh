@@ -11,10 +11,8 @@
 # the table to docs/benchmarks-trainer.md. MovieLens 100k is read from ../shared/datasets.
 set -euo pipefail
 
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cache=${RECOMMENDER_CACHE:-$HOME/.cache/recommender-operator}
+source "$(dirname "$0")/common.sh"
 venv=$cache/surprise-venv
-data=$cache/bench-data
 ml100k=${ML100K:-$repo/../shared/datasets/ml-100k/u.data}
 folds=5
 seed=${SEED:-1}
@@ -22,7 +20,6 @@ out=$repo/docs/benchmarks-trainer.md
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 
-[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time, Debian package 'time')" >&2; exit 1; }
 [ -f "$ml100k" ] || { echo "MovieLens 100k not found at $ml100k" >&2; exit 1; }
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -35,11 +32,6 @@ surprise_version=$("$venv/bin/python" -c 'import surprise; print(surprise.__vers
 bin=$repo/target/release/recommender-trainer
 sgd_bench=$repo/target/release/examples/sgd_bench
 
-mkdir -p "$data"
-gen() { # name ratings users items
-    [ -s "$data/$1.tsv" ] || "$bin" generate --ratings "$2" --users "$3" --items "$4" \
-        --rank 10 --seed 7 --out "$data/$1.tsv"
-}
 # The issue-15 shape: few users, a large catalogue, so ranking every item weighs on the CV.
 gen synthetic-100k-10k 100000 600 10000
 gen synthetic-1m 1000000 20000 5000

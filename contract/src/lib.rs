@@ -11,7 +11,9 @@
 //! - [`stats`]: what a predictor replica answers on `GET /v1/stats` for the operator's collector;
 //! - [`rollout`]: the rollout config the operator mounts into predictor pods (stage, share);
 //! - [`defaults`]: the hyperparameter defaults the CRD, the trainer CLI and the operator's Job
-//!   arguments share.
+//!   arguments share;
+//! - [`tuning`]: a hyperparameter search: its spec, its plan of trials, what a trial reports and
+//!   the record of the whole search.
 //!
 //! A change here changes what another part reads: change it together with every part that uses
 //! it (docs/contracts.md).
@@ -22,3 +24,4 @@ pub mod refusal;
 pub mod report;
 pub mod rollout;
 pub mod stats;
+pub mod tuning;

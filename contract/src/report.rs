@@ -62,6 +62,11 @@ pub struct TrainingReport {
     /// and the champion compare on ratings neither was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Challenge>,
+    /// Threads each SVD fit ran on (`--fit-threads`). Above 1 the ratings are trained in blocks,
+    /// another order of the same updates, so the model is not the serial fit's (its RMSE is, within
+    /// noise). Absent from reports of earlier trainers and of runs that fit nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_threads: Option<u32>,
 }
 
 /// Identifies the data a model was trained on, so two runs can be told apart.
@@ -188,6 +193,7 @@ impl TrainingReport {
             error: None,
             forward: None,
             challenge: None,
+            fit_threads: None,
         }
     }
 
@@ -275,6 +281,7 @@ mod tests {
             error: None,
             forward: None,
             challenge: None,
+            fit_threads: Some(1),
         }
     }
 

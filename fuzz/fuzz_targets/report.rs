@@ -99,6 +99,7 @@ fn seeds() -> Vec<Vec<u8>> {
         error: None,
         forward: None,
         challenge: None,
+        fit_threads: Some(1),
     };
     let failed = TrainingReport {
         outcome: Outcome::Failed,

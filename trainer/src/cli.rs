@@ -30,11 +30,15 @@ use recommender_trainer::{Error, Hyperparameters, kernel};
 
 use crate::progress::Reporter;
 
+mod tuning;
+pub use tuning::{TrialArgs, TuneArgs, trial, tune};
+
 /// Trains Surprise-compatible SVD recommenders from rating files or PostgreSQL.
 ///
 /// `train` cross-validates, fits on all the data and writes a model artifact and its run record
 /// to the model store (`--store`: the model's folder, a directory or s3://BUCKET/PREFIX);
-/// `evaluate` only cross-validates; `generate` writes synthetic ratings. A compact JSON report
+/// `evaluate` only cross-validates; `tune` searches hyperparameters and `trial` runs one trial of
+/// a search; `generate` writes synthetic ratings. A compact JSON report
 /// goes to `--report` whether the run succeeds (exit 0) or fails (exit 1).
 #[derive(Parser, Debug)]
 #[command(name = "recommender-trainer")]
@@ -90,6 +94,24 @@ pub enum Command {
     ///   recommender-trainer history --store s3://models/movies --store-endpoint https://s3.example
     #[command(verbatim_doc_comment)]
     History(HistoryArgs),
+    /// Run one trial of a search plan (what a trial pod of the operator's Indexed Job runs):
+    /// cross-validate `trials[--index]` of --plan on the data and write its result to --report.
+    ///
+    /// Example:
+    ///   JOB_COMPLETION_INDEX=3 recommender-trainer trial --plan /plan/plan.json \
+    ///       --source store:ratings.csv --store /models/movies --report /dev/termination-log
+    #[command(verbatim_doc_comment)]
+    Trial(TrialArgs),
+    /// Search hyperparameters here, with the plan the operator's trials follow: a progress bar,
+    /// then the table of trials, best first (docs/tuning.md).
+    ///
+    /// Examples:
+    ///   recommender-trainer tune --source u.data --spec search.yaml --out search.json
+    ///   recommender-trainer tune --source u.data --param lrAll=0.002..0.02:log \
+    ///       --param regAll=0.02,0.05,0.1 --trials 20
+    ///   recommender-trainer tune --source u.data --spec search.yaml --warm search.json
+    #[command(verbatim_doc_comment)]
+    Tune(TuneArgs),
 }
 
 #[derive(Args, Debug)]
@@ -170,16 +192,8 @@ pub enum Algorithm {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// A ratings file (plain or gzip), `store:KEY` for an object in --store, or the word
-    /// `postgres` to read from a database.
-    #[arg(long)]
-    pub source: String,
-    /// The largest `store:KEY` source read, in bytes (compressed, for gzip): it is held in memory
-    /// while it is parsed.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOURCE_MAX_BYTES)]
-    pub source_max_bytes: u64,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub data: DataArgs,
     /// Until the operator passes --store: the artifact's path (its folder is the store, its
     /// name the key; the run record goes to the folder's runs/).
     #[arg(long, conflicts_with = "store", hide = true)]
@@ -200,13 +214,81 @@ pub struct TrainArgs {
     pub verdicts: Option<String>,
 
     #[command(flatten)]
-    pub file: FileArgs,
-    #[command(flatten)]
-    pub pg: PgArgs,
-    #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
     pub challenge: ChallengeArgs,
+}
+
+/// Where the ratings are: `train`, `evaluate`, `score`, `trial` and `tune` read them alike.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// A ratings file (plain or gzip), `store:KEY` for an object in --store, or the word
+    /// `postgres` to read from a database.
+    #[arg(long)]
+    pub source: String,
+    /// The largest `store:KEY` source read, in bytes (compressed, for gzip): it is held in memory
+    /// while it is parsed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOURCE_MAX_BYTES)]
+    pub source_max_bytes: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub pg: PgArgs,
+}
+
+impl DataArgs {
+    /// The source, `store:KEY` read from `store`.
+    fn source(&self, select: Selection, store: Option<&Arc<ModelStore>>) -> Result<Source, Error> {
+        source(
+            &self.source,
+            &self.file,
+            &self.pg,
+            select,
+            store,
+            self.source_max_bytes,
+        )
+    }
+}
+
+/// How a model is cross-validated and on how many threads.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Model and evaluation")]
+pub struct CvArgs {
+    /// Cross-validation folds (at least 2).
+    #[arg(long, default_value_t = FOLDS as usize)]
+    pub folds: usize,
+    /// Worker threads for the folds [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Threads within one SVD fit. 1 trains in Surprise's order and the folds in parallel;
+    /// more trains the ratings in blocks on that many threads (LIBMF's scheme, the same model
+    /// for the same seed and count) and the folds one after another.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_FIT_THREADS as u64))]
+    pub fit_threads: usize,
+}
+
+impl CvArgs {
+    /// Sizes the worker pool; only the first call in a process can.
+    pub fn init_pool(&self) {
+        if let Some(n) = self.threads {
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build_global();
+        }
+    }
+
+    /// Cross-validation with these folds and threads, seeded with `seed`.
+    pub fn options(&self, seed: u64) -> CvOptions {
+        CvOptions {
+            folds: self.folds,
+            seed,
+            fit_threads: self.fit_threads,
+            ..CvOptions::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -282,26 +364,15 @@ pub struct ScoreArgs {
     /// StoreCorrupt).
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     pub model_sha256: Option<Sha256>,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// The largest `store:KEY` source read, in bytes (see `train`).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOURCE_MAX_BYTES)]
-    pub source_max_bytes: u64,
     /// Score ratings newer than this (epoch seconds) [default: the newest rating time in the
     /// artifact, i.e. everything the model never saw].
     #[arg(long, value_name = "EPOCH_SECONDS")]
     pub since: Option<i64>,
-    /// A ratings file (plain or gzip), `store:KEY` for an object in --store, or the word
-    /// `postgres` to read from a database.
-    #[arg(long)]
-    pub source: String,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Where to write the JSON run report.
     #[arg(long, default_value = "/dev/termination-log")]
     pub report: PathBuf,
-    #[command(flatten)]
-    pub file: FileArgs,
-    #[command(flatten)]
-    pub pg: PgArgs,
 }
 
 #[derive(Args, Debug)]
@@ -362,21 +433,11 @@ pub struct PgArgs {
 pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = Algorithm::Svd)]
     pub algorithm: Algorithm,
-    /// Cross-validation folds (at least 2).
-    #[arg(long, default_value_t = FOLDS as usize)]
-    pub folds: usize,
+    #[command(flatten)]
+    pub cv: CvArgs,
     /// Seeds the fold shuffle and the factor initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads for the folds [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Threads within one SVD fit. 1 trains in Surprise's order and the folds in parallel;
-    /// more trains the ratings in blocks on that many threads (LIBMF's scheme, the same model
-    /// for the same seed and count) and the folds one after another.
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_FIT_THREADS as u64))]
-    pub fit_threads: usize,
     /// Test ratings at or above this count as relevant for precision/recall/NDCG@10.
     #[arg(long, default_value_t = 4.0)]
     pub relevance_threshold: f64,
@@ -580,7 +641,7 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
             .strftime("t%Y%m%dT%H%M%SZ")
             .to_string()
     });
-    let store = open_store(&a.store, write)?;
+    let store = open_store(&a.data.store, write)?;
     let output = match (&a.out, &store) {
         _ if !write => None,
         (Some(out), _) => {
@@ -609,20 +670,8 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
         after: None,
         timestamps: challenge.is_some(),
     };
-    let source = source(
-        &a.source,
-        &a.file,
-        &a.pg,
-        select,
-        store.as_ref(),
-        a.source_max_bytes,
-    )?;
-    if let Some(n) = a.model.threads {
-        // Only the first call can succeed; a second one in-process keeps the first pool.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
+    let source = a.data.source(select, store.as_ref())?;
+    a.model.cv.init_pool();
     let verdicts = a
         .verdicts
         .as_deref()
@@ -634,12 +683,9 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
         source,
         hyperparameters: a.model.hyperparameters(),
         cv: CvOptions {
-            folds: a.model.folds,
-            seed: a.model.seed,
             relevance_threshold: a.model.relevance_threshold,
             ranking_users: a.model.ranking_users,
-            parallel: true,
-            fit_threads: a.model.fit_threads,
+            ..a.model.cv.options(a.model.seed)
         },
         output,
         version,
@@ -719,18 +765,11 @@ fn failed_report(a: &TrainArgs, e: &Error) -> TrainingReport {
 /// `score`: exit 0 with a report, 1 when scoring failed (the report says why), 2 for usage
 /// (with a report too, so the operator can say why).
 pub fn score_command(a: ScoreArgs) -> ExitCode {
-    let config = open_store(&a.store, false).and_then(|store| {
+    let config = open_store(&a.data.store, false).and_then(|store| {
         Ok(ScoreConfig {
             model: stored_artifact(&a.model, a.model_sha256, store.as_ref())?,
             since: a.since,
-            source: source(
-                &a.source,
-                &a.file,
-                &a.pg,
-                Selection::default(),
-                store.as_ref(),
-                a.source_max_bytes,
-            )?,
+            source: a.data.source(Selection::default(), store.as_ref())?,
         })
     });
     let config = match config {
@@ -878,7 +917,7 @@ mod tests {
     #[test]
     fn parsed_defaults_are_the_table() {
         let svd = parsed(&[]);
-        assert_eq!(svd.folds, FOLDS as usize);
+        assert_eq!(svd.cv.folds, FOLDS as usize);
         let Hyperparameters::Svd(p) = svd.hyperparameters() else {
             panic!("svd is the default algorithm");
         };
@@ -903,7 +942,7 @@ mod tests {
         assert_eq!(p, SvdParams::default());
 
         let baseline = parsed(&["--algorithm", "baseline"]);
-        assert_eq!(baseline.folds, FOLDS as usize);
+        assert_eq!(baseline.cv.folds, FOLDS as usize);
         let Hyperparameters::Baseline(p) = baseline.hyperparameters() else {
             panic!("asked for baseline");
         };

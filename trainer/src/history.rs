@@ -26,6 +26,10 @@ pub struct RunRecord {
     pub version: String,
     pub algorithm: String,
     pub hyperparameters: Hyperparameters,
+    /// `--fit-threads` of an SVD run (the report's `fitThreads`): above 1 another model than
+    /// the serial fit's for the same seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_threads: Option<u32>,
     pub started_at: String,
     pub finished_at: String,
     pub outcome: Outcome,
@@ -243,6 +247,7 @@ mod tests {
             version: version.into(),
             algorithm: "svd".into(),
             hyperparameters: Hyperparameters::Svd(SvdParams::default()),
+            fit_threads: Some(2),
             started_at: "2026-12-01T10:00:00Z".into(),
             finished_at: "2026-12-01T10:00:05Z".into(),
             outcome: Outcome::Succeeded,

@@ -1,8 +1,9 @@
 //! Surprise-compatible recommender training, everything the `recommender-trainer` binary runs:
 //! rating loaders (files and PostgreSQL), SVD by SGD and BaselineOnly by ALS, k-fold
-//! cross-validation with top-10 ranking quality, the champion/challenger comparison, forward
-//! scoring of a model on newer ratings, synthetic ratings, and the model's folder in the model
-//! store (`recommender-store`): artifacts written once, the run history, pruning.
+//! cross-validation with top-10 ranking quality, hyperparameter search (one trial, or a whole
+//! search), the champion/challenger comparison, forward scoring of a model on newer ratings,
+//! synthetic ratings, and the model's folder in the model store (`recommender-store`): artifacts
+//! written once, the run history, pruning.
 //!
 //! The model and its artifact file are `recommender-model`'s and the report a run leaves is
 //! `recommender-contract`'s, so nothing but the trainer's own binary depends on this crate.
@@ -25,6 +26,7 @@ pub mod run;
 pub mod score;
 pub mod svd;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 // The model and its artifact live in `recommender-model` (shared with the predictor); re-exported

@@ -1,5 +1,5 @@
-//! `recommender-trainer`: train, evaluate, score, generate ratings, prune the model store or print
-//! the run history. See `--help`.
+//! `recommender-trainer`: train, evaluate, score, tune hyperparameters or run one trial of a
+//! search, generate ratings, prune the model store or print the run history. See `--help`.
 
 mod cli;
 mod progress;
@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         cli::Command::Generate(g) => cli::generate(g),
         cli::Command::Prune(p) => cli::prune(p),
         cli::Command::History(h) => cli::history(h),
+        cli::Command::Trial(t) => cli::trial(t),
+        cli::Command::Tune(t) => cli::tune(t, tty),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Per-fold and per-epoch progress: bars on a terminal, log lines otherwise.
+//! Progress of the folds and epochs of a run, and of a search's trials: bars on a terminal, log
+//! lines otherwise.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use recommender_contract::tuning::{Metric, TrialParams, TrialResult};
 use recommender_trainer::cv::Progress;
 
 pub struct Reporter {
@@ -60,6 +62,80 @@ impl Reporter {
     pub fn finish(&self) {
         if let Some((_, _, fin)) = &self.bars {
             fin.finish();
+        }
+    }
+}
+
+/// A search's progress: one bar of trial runs with the best so far on a terminal, a log line per
+/// trial otherwise.
+pub struct SearchProgress {
+    bar: Option<ProgressBar>,
+    best: std::cell::Cell<Option<(f64, u32)>>,
+}
+
+impl SearchProgress {
+    pub fn new(tty: bool) -> Self {
+        let bar = tty.then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("trials [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        SearchProgress {
+            bar,
+            best: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The search can now take `runs` trial runs in all.
+    pub fn planned(&self, runs: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(runs as u64);
+        }
+    }
+
+    pub fn started(&self, t: &TrialParams) {
+        if self.bar.is_none() {
+            tracing::info!(trial = t.index, rung = t.rung, params = %t.params, "trial started");
+        }
+    }
+
+    pub fn finished(&self, r: &TrialResult, metric: Metric) {
+        if let Some(v) = r.value(metric)
+            && self.best.get().is_none_or(|(b, _)| v < b)
+        {
+            self.best.set(Some((v, r.index)));
+        }
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                if let Some((v, i)) = self.best.get() {
+                    b.set_message(format!("best {} {v:.4} (trial {i})", metric.as_str()));
+                }
+            }
+            None => match (&r.score, &r.error) {
+                (Some(s), _) => tracing::info!(
+                    trial = r.index,
+                    rmse = s.rmse,
+                    mae = s.mae,
+                    seconds = r.seconds,
+                    "trial scored"
+                ),
+                (None, e) => tracing::warn!(
+                    trial = r.index,
+                    reason = e.as_ref().map_or("", |e| e.reason.as_str()),
+                    "trial failed"
+                ),
+            },
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
         }
     }
 }

@@ -129,6 +129,7 @@ fn keep_history(
         version: report.version.clone(),
         algorithm: report.algorithm.clone(),
         hyperparameters: cfg.hyperparameters.clone(),
+        fit_threads: report.fit_threads,
         started_at,
         finished_at: report.finished_at.clone(),
         outcome: report.outcome,
@@ -186,6 +187,10 @@ fn stages(
         report.challenge = Some(result);
     }
 
+    if let Hyperparameters::Svd(_) = cfg.hyperparameters {
+        // Above 1 the fits are another order of the same updates: the report says which.
+        report.fit_threads = Some(cfg.cv.fit_threads as u32);
+    }
     let t = Instant::now();
     let cv = cv::cross_validate(&data, &cfg.hyperparameters, &cfg.cv, progress)?;
     report.durations.cv_seconds = t.elapsed().as_secs_f64();
@@ -336,6 +341,7 @@ mod tests {
             ("v1", Outcome::Succeeded)
         );
         assert_eq!(rec.folds.len(), 4);
+        assert_eq!((r.report.fit_threads, rec.fit_threads), (Some(1), Some(1)));
         assert_eq!(
             rec.spread["rmse"].mean,
             r.report.metrics.as_ref().unwrap().rmse

@@ -1,9 +1,13 @@
-//! The binary as the operator's Jobs run it: exit codes, report file, artifact.
+//! The binary as the operator's Jobs run it: exit codes, report file, artifact; `tune` and
+//! `trial` as a search runs them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use recommender_contract::report::{Outcome, TrainingReport};
+use recommender_contract::tuning::{
+    self, SearchRecord, SearchSpace, Strategy, TrialPlan, TrialResult, TuningSpec, Values,
+};
 use recommender_trainer::artifact;
 
 fn bin() -> Command {
@@ -30,6 +34,17 @@ fn generate(data: &Path, [users, items, ratings]: [&str; 3], extra: &[&str]) {
     assert!(status.success(), "generate {data:?}: {status}");
 }
 
+/// 6000 ratings of 200 users and 100 items, rank 4, as `dir/name` (a `.gz` name is compressed).
+fn small_set(dir: &Path, name: &str) -> PathBuf {
+    let data = dir.join(name);
+    generate(
+        &data,
+        ["200", "100", "6000"],
+        &["--rank", "4", "--seed", "3"],
+    );
+    data
+}
+
 /// `evaluate --json --source DATA --report REPORT ARGS...`, which must succeed; its JSON.
 fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value {
     let out = bin()
@@ -51,12 +66,7 @@ fn evaluate_json(data: &Path, report: &Path, args: &[&str]) -> serde_json::Value
 #[test]
 fn generate_then_train_writes_artifact_and_report() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.tsv.gz");
-    generate(
-        &data,
-        ["200", "100", "6000"],
-        &["--rank", "4", "--seed", "3"],
-    );
+    let data = small_set(dir.path(), "synthetic.tsv.gz");
 
     let model = dir.path().join("v1.model");
     let report = dir.path().join("report.json");
@@ -261,4 +271,199 @@ fn usage_errors_exit_2() {
             "{err}"
         );
     }
+}
+
+/// `tune --args...` on DATA: its exit code, stdout and stderr.
+fn tune(data: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = bin()
+        .args(["tune", "--folds", "3", "--source"])
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A search where half the points diverge records them with the reason, completes, and picks
+/// the best of the rest; a retrain with the record starts from its best point.
+#[test]
+fn tune_lists_every_trial_and_survives_a_diverging_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path(), "synthetic.tsv");
+    let record = dir.path().join("search.json");
+    let search = [
+        "--param",
+        "lrAll=0.005,50",
+        "--param",
+        "factors=4",
+        "--param",
+        "epochs=10,20",
+        "--trials",
+        "4",
+        "--seed",
+        "2",
+    ];
+    let (code, table, err) = tune(
+        &data,
+        &[&search[..], &["--out", record.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let rec = SearchRecord::parse(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(rec.trials.len(), 4, "the whole 2 x 2 grid");
+    assert_eq!(rec.failed(), 2, "{table}");
+    for t in &rec.trials {
+        let diverging = t.params.lr_all == Some(50.0);
+        assert_eq!(t.error.is_some(), diverging, "{t:?}");
+        if let Some(e) = &t.error {
+            assert_eq!(e.reason, "Diverged");
+        }
+        // Every trial is a row of the table.
+        let row = table
+            .lines()
+            .find(|l| l.get(1..5).is_some_and(|c| c.trim() == t.index.to_string()))
+            .unwrap_or_else(|| panic!("trial {} not in\n{table}", t.index));
+        assert_eq!(row.contains("failed"), diverging, "{row}");
+    }
+    let best = rec.best.clone().unwrap();
+    assert_eq!(best.params.lr_all, Some(0.005));
+    let best_row = table.lines().find(|l| l.starts_with('*')).unwrap();
+    assert!(
+        best_row.contains(&format!("{:.4}", best.score.unwrap().rmse)),
+        "{table}"
+    );
+    assert_eq!(table.matches("Diverged").count(), 2, "{table}");
+
+    // Warm: the same space, a quarter of the budget (one trial), the previous best first.
+    let (code, table, err) = tune(
+        &data,
+        &[&search[..], &["--warm", record.to_str().unwrap(), "--json"]].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}\n{table}");
+    let warm: SearchRecord = serde_json::from_str(&table).unwrap();
+    assert!(warm.warm);
+    assert_eq!(warm.trials.len(), 1);
+    assert_eq!(warm.trials[0].params, best.params);
+    // Another space starts cold, and says so.
+    let (code, _, err) = tune(
+        &data,
+        &[
+            "--param",
+            "lrAll=0.005,0.01",
+            "--param",
+            "factors=4",
+            "--param",
+            "epochs=10",
+            "--warm",
+            record.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("cold start"), "{err}");
+}
+
+#[test]
+fn tune_refuses_a_bad_spec_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("search.yaml");
+    std::fs::write(&spec, "space:\n  lrAll: {min: 0, max: 0.1, scale: log}\n").unwrap();
+    let (code, _, err) = tune(&spec, &["--spec", spec.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("search.yaml: space.lrAll.min: must be a number above 0, got 0"),
+        "{err}"
+    );
+    std::fs::write(
+        &spec,
+        "space:\n  lrAll: {min: 0.001, max: 0.1}\n  regAl: {values: [1]}\n",
+    )
+    .unwrap();
+    let (code, _, err) = tune(&spec, &["--spec", spec.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("regAl") && err.contains("line 3"), "{err}");
+    let (code, _, err) = tune(&spec, &["--param", "lrAl=0.1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no parameter \"lrAl\""), "{err}");
+}
+
+/// `trial` as a pod of the Indexed Job runs it: the completion index from the environment, the
+/// result in the termination log, exit 1 for a failed trial, 2 for a plan it cannot use.
+#[test]
+fn trial_runs_the_plans_trial_at_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path(), "synthetic.tsv");
+    let spec = TuningSpec {
+        strategy: Strategy::Grid,
+        trials: 4,
+        ..TuningSpec::new(SearchSpace {
+            lr_all: Some(Values::list(&[0.005, 50.0])),
+            factors: Some(Values::list(&[4.0])),
+            epochs: Some(Values::list(&[10.0])),
+            ..SearchSpace::default()
+        })
+    };
+    let plan = TrialPlan::new(spec.clone(), tuning::plan(&spec, &[]));
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, plan.to_json()).unwrap();
+    let report = dir.path().join("termination-log");
+    let run = |index: Option<&str>, plan_file: &Path| {
+        let mut cmd = bin();
+        cmd.args(["trial", "--folds", "3", "--plan"])
+            .arg(plan_file)
+            .arg("--source")
+            .arg(&data)
+            .arg("--report")
+            .arg(&report)
+            .env_remove("JOB_COMPLETION_INDEX");
+        if let Some(i) = index {
+            cmd.env("JOB_COMPLETION_INDEX", i);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(Some("0"), &plan_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = TrialResult::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    result.check(&plan.trials[0]).unwrap();
+    assert!(result.score.unwrap().rmse < 1.5);
+
+    let out = run(Some("1"), &plan_file);
+    assert_eq!(out.status.code(), Some(1));
+    let result = TrialResult::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    result.check(&plan.trials[1]).unwrap();
+    assert_eq!(result.error.unwrap().reason, "Diverged");
+
+    std::fs::remove_file(&report).unwrap();
+    let out = run(Some("2"), &plan_file);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--index: 2 is past the plan's 2 trials (0 to 1)"),
+        "{err}"
+    );
+    assert!(!report.exists(), "no trial, no result");
+    let out = run(None, &plan_file);
+    assert_eq!(out.status.code(), Some(2), "no index at all");
+
+    let mut outside = plan.clone();
+    outside.trials[0].params.lr_all = Some(0.02);
+    let bad = dir.path().join("bad-plan.json");
+    std::fs::write(&bad, outside.to_json()).unwrap();
+    let out = run(Some("0"), &bad);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-plan.json: plan.trials[0].params: lrAll=0.02 is outside the space"),
+        "{err}"
+    );
+    std::fs::write(&bad, "{\"spec\": ").unwrap();
+    let out = run(Some("0"), &bad);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the plan is not valid JSON"));
 }

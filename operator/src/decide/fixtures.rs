@@ -110,6 +110,7 @@ pub fn report(version: &str, rmse: f64, mae: f64, finished_at: &str) -> Training
         error: None,
         forward: None,
         challenge: None,
+        fit_threads: None,
     }
 }
 
