@@ -6,15 +6,15 @@
 //! (scheduling, identity, pull secrets, metadata, env) merged in, since a claim may only mount
 //! where the trainer runs.
 
-use super::pod::{container_security, merge_pod_settings, pod_security};
+use super::pod::{container_security, merge_pod_settings, pod_security, secret_file};
 use super::store::{Backend, store_pod};
 use super::{Defaults, MODELS_MOUNT, TERMINATION_LOG, common_labels, meta};
 use crate::crd::RecommenderModel;
 use crate::validate::{Config, SourceConfig};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -186,34 +186,20 @@ fn password_env(config: &Config) -> Option<Vec<EnvVar>> {
 }
 
 /// The database's CA bundle from its Secret, as the one file `--pg-ca-file` names.
-fn ca_volume(config: &Config) -> Option<Volume> {
+fn ca_bundle(config: &Config) -> Option<(Volume, VolumeMount)> {
     let SourceConfig::Postgres(pg) = &config.source else {
         return None;
     };
     let ca = pg.ca_secret_ref.as_ref()?;
-    Some(Volume {
-        name: "pg-ca".into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(ca.name.clone()),
-            items: Some(vec![KeyToPath {
-                key: ca.key.clone(),
-                path: PG_CA_FILE.into(),
-                ..KeyToPath::default()
-            }]),
-            optional: Some(false),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    })
+    Some(secret_file("pg-ca", ca, PG_CA_MOUNT, PG_CA_FILE))
+}
+
+fn ca_volume(config: &Config) -> Option<Volume> {
+    ca_bundle(config).map(|(volume, _)| volume)
 }
 
 fn ca_mount(config: &Config) -> Option<VolumeMount> {
-    ca_volume(config).map(|v| VolumeMount {
-        name: v.name,
-        mount_path: PG_CA_MOUNT.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    })
+    ca_bundle(config).map(|(_, mount)| mount)
 }
 
 #[cfg(test)]

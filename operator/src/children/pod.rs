@@ -1,11 +1,11 @@
 //! What every pod the operator builds shares (the Jobs' and the predictor's): a non-root,
-//! read-only, capability-free identity, default resources, and the merge of a resource's pod
-//! settings.
+//! read-only, capability-free identity, default resources, a Secret's key as a read-only file,
+//! and the merge of a resource's pod settings.
 
-use crate::crd::PodSettings;
+use crate::crd::{CaSecretRef, PodSettings};
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext,
+    Capabilities, KeyToPath, PodSecurityContext, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -71,6 +71,37 @@ pub(super) fn resources(
         )])),
         ..ResourceRequirements::default()
     })
+}
+
+/// One key of a Secret (a CA bundle) as the file `dir/file`, mounted read-only through the
+/// volume `name`.
+pub(super) fn secret_file(
+    name: &str,
+    secret: &CaSecretRef,
+    dir: &str,
+    file: &str,
+) -> (Volume, VolumeMount) {
+    let volume = Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone(),
+                path: file.into(),
+                ..KeyToPath::default()
+            }]),
+            optional: Some(false),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: name.into(),
+        mount_path: dir.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    (volume, mount)
 }
 
 /// Merges a resource's pod settings into a pod template the operator built. Scheduling and

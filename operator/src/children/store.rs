@@ -5,10 +5,10 @@
 
 use super::MODELS_MOUNT;
 use super::job::Args;
+use super::pod::secret_file;
 use crate::crd::{CaSecretRef, ModelStore, RecommenderModel, S3Store};
 use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, SecretKeySelector, Volume, VolumeMount,
 };
 use kube::ResourceExt;
 use recommender_store::{Credentials, StoreArgs};
@@ -157,27 +157,7 @@ pub(super) fn store_pod(model: &RecommenderModel, read_only: bool) -> StorePod {
 }
 
 fn ca(ca: &CaSecretRef) -> (Volume, VolumeMount) {
-    let volume = Volume {
-        name: "store-ca".into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(ca.name.clone()),
-            items: Some(vec![KeyToPath {
-                key: ca.key.clone(),
-                path: CA_FILE.into(),
-                ..KeyToPath::default()
-            }]),
-            optional: Some(false),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
-    let mount = VolumeMount {
-        name: "store-ca".into(),
-        mount_path: CA_MOUNT.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    };
-    (volume, mount)
+    secret_file("store-ca", ca, CA_MOUNT, CA_FILE)
 }
 
 /// The arguments that name a version's recorded sha256 for a reader that verifies it.
