@@ -34,7 +34,7 @@ WATCH_PERMISSIONS = {
     ("autoscaling", "horizontalpodautoscalers"): {"create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
 }

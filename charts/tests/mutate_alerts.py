@@ -28,6 +28,7 @@ WIDENINGS = [
     ("RecommenderModelTrainingFailing", 'reason="TrainingFailed"', 'reason=~".+"'),
     ("RecommenderModelCandidateBlocked", 'reason="GateFailed"', 'reason=~"GateFailed|NotBetter"'),
     ("RecommenderModelDatabaseUnreachable", 'status="False"', 'status=~".+"'),
+    ("RecommenderModelStoreUnreachable", 'status="False"', 'status=~".+"'),
     ("RecommenderModelPredictorUnavailable", " < max", " <= max"),
     ("RecommenderModelNotServing", 'type="Serving", ', ""),
     ("RecommenderModelNotServing", 'status="False"', 'status=~".+"'),

@@ -17,6 +17,11 @@
 #                       so pods reach the server as http://s3.NS.svc.cluster.local (port 80) and
 #                       https://s3.NS.svc.cluster.local (port 443)
 #   s3.sh status        exit 0 when the S3 gateway answers a signed request
+#   s3.sh mb BUCKET     create BUCKET (as admin) if it does not exist: a test's own bucket
+#   s3.sh get BUCKET/KEY FILE
+#   s3.sh put FILE BUCKET/KEY
+#                       read an object into FILE / write FILE over an object (as admin, a plain
+#                       PutObject that overwrites): what a test does behind the store's back
 #
 # TLS: the gateway also serves HTTPS on PORT+8 with a certificate from a CA generated into
 # $STATE/tls (ca.crt is what a client trusts, e.g. through the store's --store-ca-file), for
@@ -28,7 +33,7 @@
 #                not Admin, so it cannot create buckets
 #   reader       Read and List only (a write is refused with AccessDenied: the read-only fault tests)
 #
-# `env` prints RECOMMENDER_S3_ENDPOINT (host side, http://127.0.0.1:PORT), RECOMMENDER_S3_POD_HOST,
+# `env` prints RECOMMENDER_S3_PORT, RECOMMENDER_S3_ENDPOINT (host side, http://127.0.0.1:PORT), RECOMMENDER_S3_POD_HOST,
 # RECOMMENDER_S3_POD_PORT and RECOMMENDER_S3_POD_ENDPOINT (what pods use, NODE_IP:PORT, through the
 # Service of `manifest`), RECOMMENDER_S3_TLS_ENDPOINT, RECOMMENDER_S3_POD_TLS_PORT and
 # RECOMMENDER_S3_CA_FILE (HTTPS), RECOMMENDER_S3_REGION, RECOMMENDER_S3_BUCKET, the key pairs
@@ -176,6 +181,19 @@ s3_curl() {
     --config - "$ENDPOINT$path" <<<"user = \"${!access}:${!secret}\"" || echo 000
 }
 
+# `s3_copy ADMIN GET /BUCKET/KEY FILE` (into FILE) or `s3_copy ADMIN PUT /BUCKET/KEY FILE` (from
+# it); fails unless the server answers 200.
+s3_copy() {
+  local who="$1" method="$2" path="$3" file="$4" access secret status
+  access="${who}_ACCESS" secret="${who}_SECRET"
+  local body=(-o "$file")
+  [ "$method" = GET ] || body=(-o /dev/null -T "$file")
+  status=$(curl -s "${body[@]}" -w '%{http_code}' --max-time 30 -X "$method" \
+    --aws-sigv4 "aws:amz:$REGION:s3" --config - "$ENDPOINT$path" \
+    <<<"user = \"${!access}:${!secret}\"") || status=000
+  [ "$status" = 200 ] || die "$method $path answered HTTP $status"
+}
+
 # A CA and a server certificate it signed, made once per state folder (P-256, the CA and
 # end-entity extensions webpki requires).
 make_tls() {
@@ -293,12 +311,12 @@ stop_all() {
 }
 
 create_bucket() {
-  local status
-  status=$(s3_curl ADMIN HEAD "/$BUCKET")
+  local bucket="${1:-$BUCKET}" status
+  status=$(s3_curl ADMIN HEAD "/$bucket")
   [ "$status" = 200 ] && return 0
-  status=$(s3_curl ADMIN PUT "/$BUCKET")
-  [ "$status" = 200 ] || die "creating bucket $BUCKET answered HTTP $status"
-  log "created bucket $BUCKET"
+  status=$(s3_curl ADMIN PUT "/$bucket")
+  [ "$status" = 200 ] || die "creating bucket $bucket answered HTTP $status"
+  log "created bucket $bucket"
 }
 
 cmd_up() {
@@ -312,6 +330,7 @@ cmd_up() {
 
 cmd_env() {
   load_keys
+  echo "export RECOMMENDER_S3_PORT=$PORT"
   echo "export RECOMMENDER_S3_ENDPOINT=$ENDPOINT"
   echo "export RECOMMENDER_S3_POD_HOST=$NODE_IP"
   echo "export RECOMMENDER_S3_POD_PORT=$PORT"
@@ -382,8 +401,20 @@ case "${1:-}" in
   env) cmd_env ;;
   manifest) cmd_manifest "${2:-}" ;;
   status) weed_pid >/dev/null && load_keys && [ "$(s3_curl RW GET "/$BUCKET?list-type=2&max-keys=1")" = 200 ] ;;
+  mb)
+    [ -n "${2:-}" ] || die "usage: $0 mb BUCKET"
+    load_keys && create_bucket "$2"
+    ;;
+  get)
+    [ -n "${3:-}" ] || die "usage: $0 get BUCKET/KEY FILE"
+    load_keys && s3_copy ADMIN GET "/$2" "$3"
+    ;;
+  put)
+    [ -n "${3:-}" ] || die "usage: $0 put FILE BUCKET/KEY"
+    load_keys && s3_copy ADMIN PUT "/$3" "$2"
+    ;;
   *)
-    echo "usage: $0 build|up|start|stop|down|env|manifest NAMESPACE|status" >&2
+    echo "usage: $0 build|up|start|stop|down|env|manifest NAMESPACE|status|mb BUCKET|get BUCKET/KEY FILE|put FILE BUCKET/KEY" >&2
     exit 2
     ;;
 esac

@@ -1,5 +1,6 @@
-//! The end-to-end harness: the local cluster and database started by `tests/all.sh` (or by hand,
-//! see docs/local-cluster.md), a namespace per test with its model store and database Service,
+//! The end-to-end harness: the local cluster, database and S3 server started by `tests/all.sh`
+//! (or by hand, see docs/local-cluster.md), a namespace per test with its model store (a claim,
+//! or a bucket of its own) and database Service,
 //! the operator installed by its Helm chart, typed access to `RecommenderModel`s, and polling
 //! that fails naming what it waited for. A test that cannot reach the cluster fails with the
 //! reason; it never passes vacuously.
@@ -15,6 +16,7 @@ mod nettools;
 mod node;
 mod operator;
 mod prometheus;
+mod s3;
 mod schema;
 mod traffic;
 mod wait;
@@ -33,6 +35,7 @@ pub use node::{
 };
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
+pub use s3::{S3, S3_SECRET, S3_SERVICE, in_s3};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
 pub use traffic::{post_json, predictor_traffic};
 pub use wait::{wait_for, wait_status, wait_until};

@@ -55,8 +55,15 @@ by a Role in each namespace of watchNamespaces.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Attach and mount failures of a model's pods (reasons FailedAttachVolume and FailedMount),
+# listed by reason while a pod of a model kept on a claim waits to start: ModelStoreReachable
+# names the pod that cannot attach the claim.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 {{- if .Values.rbac.secrets.enabled }}
-# The PostgreSQL password Secret a model points at: GET by name only, never list or watch.
+# The Secrets a model points at (the PostgreSQL password and CA, the model store's key pair and
+# CA), labelled recommender.dev/allow=true: GET by name only, never list or watch.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
