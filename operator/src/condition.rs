@@ -143,6 +143,17 @@ conditions! {
         AboveCvRmse,
         WithinLimits,
     }
+    /// How the last tuning search (`spec.tuning`) went; only with `spec.tuning`.
+    Tuned: TunedReason {
+        /// Trials are running.
+        Searching,
+        /// The best trial's parameters are trained (or are being).
+        BestFound,
+        /// No trial scored: no training run on searched parameters.
+        AllTrialsFailed,
+        /// The best trial scored worse than the serving model: no training run.
+        WorseThanServing,
+    }
 }
 
 impl fmt::Display for Reason {
@@ -345,7 +356,8 @@ mod tests {
                 "Stale",
                 "DatabaseReachable",
                 "WorkersHealthy",
-                "AccuracyDegraded"
+                "AccuracyDegraded",
+                "Tuned"
             ]
         );
         let written = merge(

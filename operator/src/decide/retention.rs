@@ -137,6 +137,7 @@ mod tests {
             metrics: None,
             duration_seconds: None,
             comparison: None,
+            search: None,
         }
     }
 
