@@ -1,8 +1,8 @@
 //! The apply stage: makes a plan true with server-side apply (children, then status), then
 //! publishes its events.
 
-use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
 use crate::children;
+use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
 use crate::decide::{Plan, PlannedEvent, RungChildren, ScalingPlan};
 use crate::error::{Error, Result};
 use crate::labels::{HANDOVER_MANAGER, MANAGER};
@@ -149,7 +149,8 @@ impl Applier {
     /// life). The pods wait for the plan to mount, a moment.
     async fn rung(&self, rung: &RungChildren) -> Result<()> {
         let job = self.child(&rung.job).await?;
-        self.child(&children::owned_by_job(&rung.plan, &job)).await?;
+        self.child(&children::owned_by_job(&rung.plan, &job))
+            .await?;
         info!(job = %job.name_any(), "started a rung of tuning trials");
         Ok(())
     }

@@ -443,8 +443,12 @@ pub(crate) mod tests {
 
     #[test]
     fn a_tuning_spec_is_checked_by_the_contract_naming_the_field() {
-        let tuning = |yaml: &str| validate(&spec(&format!("{FILE}tuning: {yaml}
-")));
+        let tuning = |yaml: &str| {
+            validate(&spec(&format!(
+                "{FILE}tuning: {yaml}
+"
+            )))
+        };
         assert!(tuning("{space: {lrAll: {min: 0.002, max: 0.02, scale: log}}}").is_ok());
         let swapped = tuning("{space: {lrAll: {min: 0.02, max: 0.002}}}").unwrap_err();
         assert_eq!(
@@ -456,7 +460,8 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert!(
-            grid.to_string().starts_with("spec.tuning: trials: the grid has 4 points"),
+            grid.to_string()
+                .starts_with("spec.tuning: trials: the grid has 4 points"),
             "{grid}"
         );
         let baseline_only = tuning("{space: {algorithm: [baseline], factors: {values: [10]}}}")

@@ -105,13 +105,9 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
     assert_eq!(run.search, Some(1));
 
     // Better than the defaults, measured on the same folds in the same search.
-    let defaults_point = t
-        .trials
-        .iter()
-        .chain(std::iter::once(best))
-        .find(|r| {
-            r.params.lr_all == Some(0.005) && r.params.reg_all == Some(0.02) && r.params.epochs == 20
-        });
+    let defaults_point = t.trials.iter().chain(std::iter::once(best)).find(|r| {
+        r.params.lr_all == Some(0.005) && r.params.reg_all == Some(0.02) && r.params.epochs == 20
+    });
     let serving = status.serving.as_ref().unwrap();
     let best_rmse = best.value(Metric::CvRmse).unwrap();
     assert!(
@@ -136,7 +132,10 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
     let (ok, described) = kubectl(&["describe", "rm", "movies", "-n", &ns.name]);
     assert!(ok, "{described}");
     for needle in ["Tuned", "BestFound", "Trials Failed", "Diverged"] {
-        assert!(described.contains(needle), "describe lacks {needle}: {described}");
+        assert!(
+            described.contains(needle),
+            "describe lacks {needle}: {described}"
+        );
     }
 
     // A retrain with the same space starts from this search: a quarter of the budget, the best
@@ -147,7 +146,11 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
     })
     .await;
     let warm = tuning(&status);
-    assert_eq!((warm.search, warm.warm, warm.trials_done), (2, true, 3), "{warm:?}");
+    assert_eq!(
+        (warm.search, warm.warm, warm.trials_done),
+        (2, true, 3),
+        "{warm:?}"
+    );
     let first = warm.trials.iter().find(|r| r.index == 0).unwrap();
     assert_eq!(first.params, best.params, "the previous best first");
     assert_eq!(
@@ -196,6 +199,10 @@ async fn an_oom_killed_trial_is_recorded_and_the_search_completes() {
     assert_eq!((t.trials_done, t.trials_failed), (2, 1), "{t:?}");
     let killed = t.trials.iter().find(|r| r.error.is_some()).unwrap();
     assert_eq!(killed.params.factors, Some(5000));
-    assert_eq!(killed.error.as_ref().unwrap().reason, "OOMKilled", "{killed:?}");
+    assert_eq!(
+        killed.error.as_ref().unwrap().reason,
+        "OOMKilled",
+        "{killed:?}"
+    );
     assert_eq!(t.best.as_ref().unwrap().params.factors, Some(20));
 }

@@ -19,8 +19,8 @@ pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
 pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
-pub use search::{NewRung, owned_by_job, plan_config_map, rung_name, trial_args, trial_job};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
+pub use search::{NewRung, owned_by_job, plan_config_map, rung_name, trial_args, trial_job};
 pub use trainer::{NewRun, Searched, challenge_serving, trainer_args, trainer_job};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};

@@ -213,7 +213,14 @@ mod tests {
                 spec.max_failed_indexes,
                 spec.active_deadline_seconds,
             ),
-            (Some("Indexed"), Some(8), Some(3), Some(0), Some(8), Some(1200))
+            (
+                Some("Indexed"),
+                Some(8),
+                Some(3),
+                Some(0),
+                Some(8),
+                Some(1200)
+            )
         );
         let labels = pod_meta(&job).labels.as_ref().unwrap();
         assert_eq!(
@@ -260,7 +267,13 @@ mod tests {
             (Some(2), Some(1))
         );
         assert_eq!(
-            container(&job).resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"],
+            container(&job)
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()["memory"],
             Quantity("2Gi".into()),
             "the trainer's defaults"
         );

@@ -802,27 +802,37 @@ async fn a_tuned_model_searches_before_its_first_run() {
         // The Job, then its plan owned by it (the Job as stored has a uid); no trainer Job yet.
         let mut stored = json!(null);
         let (job, send) = server
-            .expect(Method::PATCH, &format!("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0{APPLY}"))
+            .expect(
+                Method::PATCH,
+                &format!("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0{APPLY}"),
+            )
             .await;
         stored.clone_from(&job);
         stored["metadata"]["uid"] = json!("job-uid");
         respond(send, StatusCode::OK, &stored);
         assert_eq!(
-            (&job["spec"]["completionMode"], &job["spec"]["completions"], &job["spec"]["backoffLimitPerIndex"]),
+            (
+                &job["spec"]["completionMode"],
+                &job["spec"]["completions"],
+                &job["spec"]["backoffLimitPerIndex"]
+            ),
             (&json!("Indexed"), &json!(3), &json!(0))
         );
         let plan = server
             .apply("/api/v1/namespaces/ml/configmaps/movies-search-1-0")
             .await;
         assert_eq!(plan["metadata"]["ownerReferences"][0]["uid"], "job-uid");
-        let trials: Value = serde_json::from_str(plan["data"]["plan.json"].as_str().unwrap()).unwrap();
+        let trials: Value =
+            serde_json::from_str(plan["data"]["plan.json"].as_str().unwrap()).unwrap();
         assert_eq!(trials["trials"].as_array().unwrap().len(), 3);
         let status = server.status().await;
         assert_eq!(status["tuning"]["state"], "Searching");
         assert_eq!(status["tuning"]["running"].as_array().unwrap().len(), 3);
         assert_eq!(condition(&status, "Tuned")["reason"], "Searching");
         assert_eq!(status["runs"]["last"], 0);
-        server.events(&["SearchStarted", "NotReady", "NoModel"]).await;
+        server
+            .events(&["SearchStarted", "NotReady", "NoModel"])
+            .await;
         server
     })
     .await;
@@ -841,8 +851,12 @@ async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
             server.fresh_read(&read).await;
             server.jobs(vec![]).await;
             server.deployment(None).await;
-            server.apply("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0").await;
-            server.apply("/api/v1/namespaces/ml/configmaps/movies-search-1-0").await;
+            server
+                .apply("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0")
+                .await;
+            server
+                .apply("/api/v1/namespaces/ml/configmaps/movies-search-1-0")
+                .await;
             let status = server.status().await;
             server.drain_events().await;
             status
@@ -858,9 +872,21 @@ async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
         TrialResult::scored(&running[i], Score { rmse, mae: 0.7 }, 2.0).to_json()
     };
     let pods = vec![
-        trial_pod(0, "Succeeded", json!({"exitCode": 0, "message": result(0, 0.93), "finishedAt": minutes_ago(1)})),
-        trial_pod(1, "Failed", json!({"exitCode": 137, "reason": "OOMKilled", "finishedAt": minutes_ago(1)})),
-        trial_pod(2, "Succeeded", json!({"exitCode": 0, "message": result(2, 0.91), "finishedAt": minutes_ago(1)})),
+        trial_pod(
+            0,
+            "Succeeded",
+            json!({"exitCode": 0, "message": result(0, 0.93), "finishedAt": minutes_ago(1)}),
+        ),
+        trial_pod(
+            1,
+            "Failed",
+            json!({"exitCode": 137, "reason": "OOMKilled", "finishedAt": minutes_ago(1)}),
+        ),
+        trial_pod(
+            2,
+            "Succeeded",
+            json!({"exitCode": 0, "message": result(2, 0.91), "finishedAt": minutes_ago(1)}),
+        ),
     ];
     let searching = tuned_model(Some(status));
     let read = searching.clone();
@@ -873,18 +899,30 @@ async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
         let job = server
             .apply("/apis/batch/v1/namespaces/ml/jobs/movies-train-1")
             .await;
-        assert_eq!(job["metadata"]["annotations"]["recommender.dev/search"], "1");
-        let args: Vec<String> =
-            serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone())
-                .unwrap();
+        assert_eq!(
+            job["metadata"]["annotations"]["recommender.dev/search"],
+            "1"
+        );
+        let args: Vec<String> = serde_json::from_value(
+            job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+        )
+        .unwrap();
         let line = args.join(" ");
         assert!(line.contains(&best.train_args().join(" ")), "{line}");
         let status = server.status().await;
         let tuning = &status["tuning"];
         assert_eq!(tuning["state"], "BestFound");
-        assert_eq!((&tuning["trialsDone"], &tuning["trialsFailed"]), (&json!(3), &json!(1)));
+        assert_eq!(
+            (&tuning["trialsDone"], &tuning["trialsFailed"]),
+            (&json!(3), &json!(1))
+        );
         assert_eq!(tuning["best"]["score"]["rmse"], 0.91);
-        let failed = tuning["trials"].as_array().unwrap().iter().find(|t| t.get("error").is_some()).unwrap();
+        let failed = tuning["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t.get("error").is_some())
+            .unwrap();
         assert_eq!(failed["error"]["reason"], "OOMKilled");
         assert_eq!(status["runs"]["active"]["job"], "movies-train-1");
         assert_eq!(condition(&status, "Tuned")["reason"], "BestFound");

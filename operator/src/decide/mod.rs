@@ -102,7 +102,9 @@ impl PartialEq<&str> for EventReason {
 /// Every reason an event of the operator can carry.
 pub fn event_reasons() -> Vec<EventReason> {
     let decided = Decided::ALL.iter().map(|d| EventReason::from(*d));
-    let searched = tuning::SearchEvent::ALL.iter().map(|s| EventReason::from(*s));
+    let searched = tuning::SearchEvent::ALL
+        .iter()
+        .map(|s| EventReason::from(*s));
     let changed = ConditionType::ALL
         .iter()
         .filter(|t| conditions::announced(**t))
@@ -266,8 +268,13 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     let mut rung = advanced.rung;
     let mut searched = advanced.said;
     if let Some(due) = started.search
-        && let Some((children, said)) =
-            tuning::start(observed, config, defaults, (due.0, due.1, &spec_hash), &mut status.tuning)
+        && let Some((children, said)) = tuning::start(
+            observed,
+            config,
+            defaults,
+            (due.0, due.1, &spec_hash),
+            &mut status.tuning,
+        )
     {
         rung = Some(children);
         searched.and(said);

@@ -461,7 +461,15 @@ pub(super) fn start(
 ) -> Started {
     let mut said = Said::default();
     let mut search = None;
-    let job = new_run(observed, config, defaults, &reads, ledger, &mut search, &mut said);
+    let job = new_run(
+        observed,
+        config,
+        defaults,
+        &reads,
+        ledger,
+        &mut search,
+        &mut said,
+    );
     let training = training(observed, ledger, reads.history);
     Started {
         job,

@@ -21,8 +21,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use recommender_contract::report::RunError;
 use recommender_contract::tuning::{
-    Metric, SearchEnd, TrialPlan, TrialResult, TuningSpec, best_of,
-    next_rung, plan, space_fingerprint,
+    Metric, SearchEnd, TrialPlan, TrialResult, TuningSpec, best_of, next_rung, plan,
+    space_fingerprint,
 };
 
 crate::condition::words! {
@@ -347,12 +347,13 @@ fn worse(best: &TrialResult, metric: Metric, serving: &ModelRecord) -> bool {
 /// `TRIALS_KEPT`.
 fn keep_best(t: &mut TuningStatus) {
     let metric = t.metric;
-    t.trials.sort_by(|a, b| match (a.value(metric), b.value(metric)) {
-        (Some(x), Some(y)) => b.rung.cmp(&a.rung).then(x.total_cmp(&y)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.index.cmp(&b.index),
-    });
+    t.trials
+        .sort_by(|a, b| match (a.value(metric), b.value(metric)) {
+            (Some(x), Some(y)) => b.rung.cmp(&a.rung).then(x.total_cmp(&y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.index.cmp(&b.index),
+        });
     t.trials.truncate(TRIALS_KEPT);
 }
 
@@ -414,12 +415,16 @@ pub(super) fn tuned(spec: Option<&TuningSpec>, tuning: Option<&TuningStatus>) ->
         SearchState::BestFound => {
             Desired::new(TunedReason::BestFound, State::True, t.message.clone())
         }
-        SearchState::AllTrialsFailed => {
-            Desired::new(TunedReason::AllTrialsFailed, State::False, t.message.clone())
-        }
-        SearchState::WorseThanServing => {
-            Desired::new(TunedReason::WorseThanServing, State::False, t.message.clone())
-        }
+        SearchState::AllTrialsFailed => Desired::new(
+            TunedReason::AllTrialsFailed,
+            State::False,
+            t.message.clone(),
+        ),
+        SearchState::WorseThanServing => Desired::new(
+            TunedReason::WorseThanServing,
+            State::False,
+            t.message.clone(),
+        ),
     })
 }
 

@@ -29,7 +29,10 @@ pub enum TrialEnd {
     Scored(TrialResult),
     /// Why (the container's or the trainer's reason: `OOMKilled`, `Error`, `Diverged`, ...)
     /// and what it said.
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+    },
 }
 
 /// `(search, rung)` of a trial Job; `None` for Jobs that are not trial Jobs.
@@ -79,7 +82,9 @@ fn trial_end(pod: &Pod) -> Option<(u32, Option<jiff::Timestamp>, TrialEnd)> {
         .iter()
         .flatten()
         .find_map(|c| c.state.as_ref()?.terminated.clone());
-    let at = terminated.as_ref().and_then(|t| t.finished_at.as_ref().map(|t| t.0));
+    let at = terminated
+        .as_ref()
+        .and_then(|t| t.finished_at.as_ref().map(|t| t.0));
     let message = terminated
         .as_ref()
         .and_then(|t| t.message.clone())
@@ -204,7 +209,9 @@ mod tests {
             matches!(&rung.trials[&2], TrialEnd::Failed { reason, message }
                 if reason == "Error" && message == "trial 2 failed (exit code 1): boom")
         );
-        assert!(matches!(&rung.trials[&3], TrialEnd::Failed { reason, .. } if reason == "NoReport"));
+        assert!(
+            matches!(&rung.trials[&3], TrialEnd::Failed { reason, .. } if reason == "NoReport")
+        );
     }
 
     #[test]

@@ -23,11 +23,7 @@ fn tuned(extra: &str) -> RecommenderModelSpec {
     spec
 }
 
-fn decide_at(
-    m: &crate::crd::RecommenderModel,
-    rungs: Vec<ObservedRung>,
-    now: Timestamp,
-) -> Plan {
+fn decide_at(m: &crate::crd::RecommenderModel, rungs: Vec<ObservedRung>, now: Timestamp) -> Plan {
     let mut observed = observe(m, vec![], None);
     observed.rungs = rungs;
     observed.now = now;
@@ -65,12 +61,18 @@ fn ended(status: &TuningStatus, scores: &[Option<f64>]) -> ObservedRung {
         rung: status.rung,
         job_name: format!("movies-search-{}-{}", status.search, status.rung),
         finished: true,
-        failed: scores.iter().any(Option::is_none).then(|| "FailedIndexes".into()),
+        failed: scores
+            .iter()
+            .any(Option::is_none)
+            .then(|| "FailedIndexes".into()),
         trials,
     }
 }
 
-fn with_status(spec: &RecommenderModelSpec, status: RecommenderModelStatus) -> crate::crd::RecommenderModel {
+fn with_status(
+    spec: &RecommenderModelSpec,
+    status: RecommenderModelStatus,
+) -> crate::crd::RecommenderModel {
     model(spec.clone(), Some(status))
 }
 
@@ -88,7 +90,11 @@ fn a_due_run_searches_first_and_starts_no_trainer() {
     assert_eq!(rung.job.metadata.name.as_deref(), Some("movies-search-1-0"));
     let job_spec = rung.job.spec.as_ref().unwrap();
     assert_eq!(
-        (job_spec.completions, job_spec.parallelism, job_spec.active_deadline_seconds),
+        (
+            job_spec.completions,
+            job_spec.parallelism,
+            job_spec.active_deadline_seconds
+        ),
         (Some(4), Some(2), Some(1200)),
         "the time limit bounds the Job"
     );
@@ -100,7 +106,10 @@ fn a_due_run_searches_first_and_starts_no_trainer() {
         (t.state, t.search, t.run, t.trigger, t.warm),
         (SearchState::Searching, 1, 1, RunTrigger::NoModel, false)
     );
-    assert_eq!(t.running, written.trials, "the status holds the plan it wrote");
+    assert_eq!(
+        t.running, written.trials,
+        "the status holds the plan it wrote"
+    );
     assert_eq!(t.deadline, Some(at("2026-11-27T12:20:00Z")));
     assert_eq!(plan.status.runs.last, 0, "the run starts after the search");
     assert_eq!(condition(&plan, "Tuned").reason, "Searching");
@@ -131,13 +140,20 @@ fn the_best_trial_is_trained_and_failed_trials_are_recorded() {
     let started = decide_at(&m, vec![], now());
     let t = tuning(&started).clone();
     let m = with_status(&spec, started.status.clone());
-    let plan = decide_at(&m, vec![ended(&t, &[Some(0.93), None, Some(0.91), Some(0.95)])], now());
+    let plan = decide_at(
+        &m,
+        vec![ended(&t, &[Some(0.93), None, Some(0.91), Some(0.95)])],
+        now(),
+    );
 
     let done = tuning(&plan);
     assert_eq!(done.state, SearchState::BestFound);
     assert_eq!((done.trials_done, done.trials_failed), (4, 1));
     let best = done.best.as_ref().unwrap();
-    assert_eq!((best.index, best.score.unwrap().rmse), (t.running[2].index, 0.91));
+    assert_eq!(
+        (best.index, best.score.unwrap().rmse),
+        (t.running[2].index, 0.91)
+    );
     assert_eq!(done.trials[0], *best, "the best first");
     let oom = done.trials.iter().find(|r| r.error.is_some()).unwrap();
     assert_eq!(oom.error.as_ref().unwrap().reason, "OOMKilled");
@@ -155,7 +171,10 @@ fn the_best_trial_is_trained_and_failed_trials_are_recorded() {
         job.metadata.annotations.as_ref().unwrap()[crate::labels::ANNOTATION_SEARCH],
         "1"
     );
-    assert_eq!(plan.status.runs.active.as_ref().unwrap().trigger, RunTrigger::NoModel);
+    assert_eq!(
+        plan.status.runs.active.as_ref().unwrap().trigger,
+        RunTrigger::NoModel
+    );
     assert!(
         plan.events
             .iter()
@@ -178,12 +197,20 @@ fn every_trial_failed_records_the_run_and_backs_off() {
     assert_eq!(condition(&plan, "Tuned").reason, "AllTrialsFailed");
     let record = plan.status.history.last().unwrap();
     assert_eq!(
-        (record.run, record.outcome, record.reason.as_str(), record.search),
+        (
+            record.run,
+            record.outcome,
+            record.reason.as_str(),
+            record.search
+        ),
         (1, RunOutcome::Failed, "AllTrialsFailed", Some(1))
     );
     assert_eq!(plan.status.runs.last, 1);
     assert_eq!(plan.status.runs.consecutive_failures, 1);
-    assert!(plan.status.runs.retry_after.is_some(), "retried with backoff");
+    assert!(
+        plan.status.runs.retry_after.is_some(),
+        "retried with backoff"
+    );
     assert_eq!(plan.finished.len(), 1);
     assert_eq!(condition(&plan, "Promoted").reason, "TrainingFailed");
 }
@@ -208,15 +235,33 @@ fn a_best_worse_than_serving_trains_nothing_and_is_not_retried() {
     let t = tuning(&started).clone();
     assert_eq!((t.run, t.trigger), (2, RunTrigger::SpecChanged));
     let m = with_status(&spec, started.status);
-    let plan = decide_at(&m, vec![ended(&t, &[Some(0.93), Some(0.91), Some(0.95), Some(0.92)])], now());
+    let plan = decide_at(
+        &m,
+        vec![ended(&t, &[Some(0.93), Some(0.91), Some(0.95), Some(0.92)])],
+        now(),
+    );
     assert!(plan.start_job.is_none());
     assert_eq!(tuning(&plan).state, SearchState::WorseThanServing);
     let tuned = condition(&plan, "Tuned");
-    assert_eq!((tuned.status.as_str(), tuned.reason.as_str()), ("False", "WorseThanServing"));
-    assert!(tuned.message.contains("worse than the serving v1 (0.9)"), "{}", tuned.message);
+    assert_eq!(
+        (tuned.status.as_str(), tuned.reason.as_str()),
+        ("False", "WorseThanServing")
+    );
+    assert!(
+        tuned.message.contains("worse than the serving v1 (0.9)"),
+        "{}",
+        tuned.message
+    );
     let record = plan.status.history.last().unwrap();
-    assert_eq!((record.outcome, record.reason.as_str()), (RunOutcome::Rejected, "WorseThanServing"));
-    assert_eq!(plan.status.serving.as_ref().unwrap().version, "v1", "v1 keeps serving");
+    assert_eq!(
+        (record.outcome, record.reason.as_str()),
+        (RunOutcome::Rejected, "WorseThanServing")
+    );
+    assert_eq!(
+        plan.status.serving.as_ref().unwrap().version,
+        "v1",
+        "v1 keeps serving"
+    );
 
     // The same spec is not searched again on its own.
     let m = with_status(&spec, plan.status.clone());
@@ -245,7 +290,10 @@ fn re_measuring_the_serving_point_is_not_worse_than_itself() {
         },
         1.0,
     );
-    assert!(!worse(&best, Metric::CvRmse, &serving), "0.91254 rounds to 0.9125");
+    assert!(
+        !worse(&best, Metric::CvRmse, &serving),
+        "0.91254 rounds to 0.9125"
+    );
     best.score = Some(Score {
         rmse: 0.912_56,
         mae: 0.7,
@@ -269,7 +317,14 @@ fn halving_runs_the_next_rung_with_the_best_third() {
     assert_eq!(t.running.len(), 6, "6 at 5 epochs, then 2 at 15: 8 trials");
     assert!(t.running.iter().all(|r| r.params.epochs == 5));
     let m = with_status(&spec, started.status);
-    let scores = [Some(0.99), Some(0.95), None, Some(0.97), Some(0.94), Some(0.98)];
+    let scores = [
+        Some(0.99),
+        Some(0.95),
+        None,
+        Some(0.97),
+        Some(0.94),
+        Some(0.98),
+    ];
     let plan = decide_at(&m, vec![ended(&t, &scores)], now());
     assert!(plan.start_job.is_none(), "not before the last rung");
     let next = tuning(&plan);
@@ -277,7 +332,11 @@ fn halving_runs_the_next_rung_with_the_best_third() {
     let rung = plan.start_rung.as_ref().unwrap();
     assert_eq!(rung.job.metadata.name.as_deref(), Some("movies-search-1-1"));
     let promoted: Vec<u32> = next.running.iter().map(|r| r.config).collect();
-    assert_eq!(promoted, [t.running[4].config, t.running[1].config], "the best 6/3, best first");
+    assert_eq!(
+        promoted,
+        [t.running[4].config, t.running[1].config],
+        "the best 6/3, best first"
+    );
     assert!(next.running.iter().all(|r| r.params.epochs == 15));
     assert_eq!(next.trials_done, 6);
     assert!(plan.events.iter().any(|e| e.reason == "RungStarted"));
@@ -311,12 +370,20 @@ fn the_time_limit_ends_the_search_with_what_scored() {
     stopped.failed = Some("DeadlineExceeded".into());
     let plan = decide_at(&m, vec![stopped], at("2026-11-27T12:10:00Z"));
     let done = tuning(&plan);
-    assert_eq!(done.state, SearchState::BestFound, "no rung after the limit");
+    assert_eq!(
+        done.state,
+        SearchState::BestFound,
+        "no rung after the limit"
+    );
     assert!(plan.start_rung.is_none());
     assert_eq!((done.trials_done, done.trials_failed), (6, 4));
     let stopped = done.trials.iter().find(|r| r.error.is_some()).unwrap();
     assert_eq!(stopped.error.as_ref().unwrap().reason, "DeadlineExceeded");
-    assert!(done.message.contains("stopped at the time limit"), "{}", done.message);
+    assert!(
+        done.message.contains("stopped at the time limit"),
+        "{}",
+        done.message
+    );
     assert!(plan.start_job.is_some());
 }
 
@@ -327,7 +394,11 @@ fn a_retrain_with_the_same_space_starts_from_the_best_points() {
     let started = decide_at(&m, vec![], now());
     let t = tuning(&started).clone();
     let m = with_status(&spec, started.status);
-    let found = decide_at(&m, vec![ended(&t, &[Some(0.93), Some(0.92), Some(0.91), Some(0.95)])], now());
+    let found = decide_at(
+        &m,
+        vec![ended(&t, &[Some(0.93), Some(0.92), Some(0.91), Some(0.95)])],
+        now(),
+    );
     let best = tuning(&found).best.clone().unwrap();
     let mut status = found.status.clone();
     // Run 1 trained and serves; then a retrain is requested.
@@ -344,7 +415,10 @@ fn a_retrain_with_the_same_space_starts_from_the_best_points() {
     assert_eq!(w.running.len(), 1, "a quarter of 4 trials");
     assert_eq!(w.running[0].params, best.params, "the best point first");
     assert!(w.running[0].warm);
-    assert_eq!(warm.status.runs.handled_retrain_request.as_deref(), Some("1"));
+    assert_eq!(
+        warm.status.runs.handled_retrain_request.as_deref(),
+        Some("1")
+    );
 
     // A changed space starts afresh, with the whole budget.
     let mut changed = tuned("");
@@ -366,16 +440,30 @@ fn a_vanished_rung_fails_its_trials_and_a_spec_change_abandons_the_search() {
     let plan = decide_at(&m, vec![], now());
     let done = tuning(&plan);
     assert_eq!(done.state, SearchState::AllTrialsFailed);
-    assert!(done.trials.iter().all(|r| r.error.as_ref().unwrap().reason == "JobMissing"));
+    assert!(
+        done.trials
+            .iter()
+            .all(|r| r.error.as_ref().unwrap().reason == "JobMissing")
+    );
 
     let mut changed = spec.clone();
     changed.folds = 5;
     let m = with_status(&changed, started.status);
     let plan = decide_at(&m, vec![], now());
     let t = tuning(&plan);
-    assert_eq!((t.search, t.state), (2, SearchState::Searching), "a new search for the new spec");
     assert_eq!(
-        plan.start_rung.as_ref().unwrap().job.metadata.name.as_deref(),
+        (t.search, t.state),
+        (2, SearchState::Searching),
+        "a new search for the new spec"
+    );
+    assert_eq!(
+        plan.start_rung
+            .as_ref()
+            .unwrap()
+            .job
+            .metadata
+            .name
+            .as_deref(),
         Some("movies-search-2-0")
     );
 }
@@ -392,7 +480,11 @@ fn gates() {
     assert_eq!(gate(tuning_spec, Some(&t), 2, &t.spec_hash), Gate::Search);
     let mut found = t.clone();
     found.state = SearchState::BestFound;
-    assert_eq!(gate(tuning_spec, Some(&found), 1, &t.spec_hash), Gate::Search, "no best");
+    assert_eq!(
+        gate(tuning_spec, Some(&found), 1, &t.spec_hash),
+        Gate::Search,
+        "no best"
+    );
     found.best = Some(TrialResult::failed(
         &t.running[0],
         RunError {
@@ -401,5 +493,8 @@ fn gates() {
         },
         0.0,
     ));
-    assert_eq!(gate(tuning_spec, Some(&found), 1, &t.spec_hash), Gate::Train(&found));
+    assert_eq!(
+        gate(tuning_spec, Some(&found), 1, &t.spec_hash),
+        Gate::Train(&found)
+    );
 }
