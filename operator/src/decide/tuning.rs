@@ -229,7 +229,7 @@ fn record_rung(t: &mut TuningStatus, metric: Metric, rung: Option<&ObservedRung>
         };
         let result = match end {
             Some(TrialEnd::Scored(result)) => match result.check(&trial) {
-                Ok(()) => result.clone(),
+                Ok(()) => (**result).clone(),
                 Err(e) => failed("WrongTrial", e.to_string(), result.seconds),
             },
             Some(TrialEnd::Failed { reason, message }) => failed(reason, message.clone(), 0.0),

@@ -26,7 +26,8 @@ pub struct ObservedRung {
 /// How one trial ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrialEnd {
-    Scored(TrialResult),
+    // Boxed: a result is several times the size of a failure.
+    Scored(Box<TrialResult>),
     /// Why (the container's or the trainer's reason: `OOMKilled`, `Error`, `Diverged`, ...)
     /// and what it said.
     Failed {
@@ -92,7 +93,7 @@ fn trial_end(pod: &Pod) -> Option<(u32, Option<jiff::Timestamp>, TrialEnd)> {
     let report = TrialResult::parse(&message);
     let end = match phase {
         "Succeeded" => match report {
-            Ok(result) => TrialEnd::Scored(result),
+            Ok(result) => TrialEnd::Scored(Box::new(result)),
             Err(e) => TrialEnd::Failed {
                 reason: "NoReport".into(),
                 message: format!("trial {index} succeeded but its report is unreadable: {e}"),

@@ -40,14 +40,14 @@ fn ended(status: &TuningStatus, scores: &[Option<f64>]) -> ObservedRung {
         .enumerate()
         .map(|(i, (trial, score))| {
             let end = match score {
-                Some(rmse) => TrialEnd::Scored(TrialResult::scored(
+                Some(rmse) => TrialEnd::Scored(Box::new(TrialResult::scored(
                     trial,
                     Score {
                         rmse: *rmse,
                         mae: rmse * 0.8,
                     },
                     1.0,
-                )),
+                ))),
                 None => TrialEnd::Failed {
                     reason: "OOMKilled".into(),
                     message: format!("trial {i} ran out of memory"),
