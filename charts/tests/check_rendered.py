@@ -28,6 +28,7 @@ WATCH_PERMISSIONS = {
     ("recommender.dev", "recommendermodels/status"): {"patch"},
     ("recommender.dev", "recommendermodels/finalizers"): {"update"},
     ("batch", "jobs"): {"list", "watch", "create", "patch"},
+    ("", "configmaps"): {"create", "patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("apps", "replicasets"): {"list"},
     ("", "services"): {"list", "watch", "create", "patch"},

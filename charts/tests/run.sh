@@ -301,6 +301,9 @@ deny create - pods - - $ns
 deny create - pods exec - $ns
 deny update - pods status - $ns
 deny get - configmaps - - $ns
+allow create - configmaps - - $ns
+allow patch - configmaps - - $ns
+deny delete - configmaps - - $ns
 deny create rbac.authorization.k8s.io roles - - $ns
 deny create rbac.authorization.k8s.io rolebindings - - $ns
 deny get coordination.k8s.io leases - rec-recommender-operator $ns

@@ -1,8 +1,9 @@
 //! The apply stage: makes a plan true with server-side apply (children, then status), then
 //! publishes its events.
 
+use crate::children;
 use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
-use crate::decide::{Plan, PlannedEvent, ScalingPlan};
+use crate::decide::{Plan, PlannedEvent, RungChildren, ScalingPlan};
 use crate::error::{Error, Result};
 use crate::labels::{HANDOVER_MANAGER, MANAGER};
 use crate::leader::Lease;
@@ -66,6 +67,9 @@ impl Applier {
         if let Some(job) = &plan.start_job {
             self.child(job).await?;
             info!(job = %job.name_any(), "started training run");
+        }
+        if let Some(rung) = &plan.start_rung {
+            self.rung(rung).await?;
         }
         if let Some(job) = &plan.start_evaluation {
             self.child(job).await?;
@@ -140,6 +144,17 @@ impl Applier {
         Ok(())
     }
 
+    /// A rung of tuning trials: the Job, then its plan owned by the Job, so the plan goes when
+    /// the Job's TTL removes it (a ConfigMap per rung would otherwise pile up for the model's
+    /// life). The pods wait for the plan to mount, a moment.
+    async fn rung(&self, rung: &RungChildren) -> Result<()> {
+        let job = self.child(&rung.job).await?;
+        self.child(&children::owned_by_job(&rung.plan, &job))
+            .await?;
+        info!(job = %job.name_any(), "started a rung of tuning trials");
+        Ok(())
+    }
+
     /// Deletes a child that is no longer wanted; one already gone is fine.
     async fn delete<K: Child>(&self, namespace: &str, name: &str) -> Result<()> {
         self.lease.ensure_held()?;
@@ -160,8 +175,8 @@ impl Applier {
         }
     }
 
-    /// Server-side applies a namespaced child in its own namespace.
-    async fn child<K: Child>(&self, object: &K) -> Result<()> {
+    /// Server-side applies a namespaced child in its own namespace; returns it as applied.
+    async fn child<K: Child>(&self, object: &K) -> Result<K> {
         let namespace = object.namespace().unwrap_or_default();
         let name = object.name_any();
         self.lease.ensure_held()?;
@@ -171,8 +186,7 @@ impl Applier {
             .map_err(|e| {
                 let what = format!("applying {} {namespace}/{name}", K::kind(&()));
                 Error::kube(what, e)
-            })?;
-        Ok(())
+            })
     }
 
     fn api<K: Child>(&self, namespace: &str) -> Api<K> {

@@ -168,6 +168,17 @@ conditions! {
         AboveCvRmse,
         WithinLimits,
     }
+    /// How the last tuning search (`spec.tuning`) went; only with `spec.tuning`.
+    Tuned: TunedReason {
+        /// Trials are running.
+        Searching,
+        /// The best trial's parameters are trained (or are being).
+        BestFound,
+        /// No trial scored: no training run on searched parameters.
+        AllTrialsFailed,
+        /// The best trial scored worse than the serving model: no training run.
+        WorseThanServing,
+    }
 }
 
 impl fmt::Display for Reason {
@@ -371,7 +382,8 @@ mod tests {
                 "DatabaseReachable",
                 "ModelStoreReachable",
                 "WorkersHealthy",
-                "AccuracyDegraded"
+                "AccuracyDegraded",
+                "Tuned"
             ]
         );
         let written = merge(

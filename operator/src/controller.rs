@@ -198,16 +198,17 @@ pub async fn run(
         .owns(jobs, ours.clone())
         .owns(deployments, ours.clone())
         .owns(services, ours.clone())
-        // Trainer and evaluator pods belong to Jobs, not to us; their changes (stuck Pending,
+        // Trainer, trial and evaluator pods belong to Jobs, not to us; their changes (stuck Pending,
         // image pull errors) do not always touch the Job's status, so they are watched directly.
         .watches(
             pods,
             watcher::Config::default().labels(&format!(
-                "{},{} in ({},{})",
+                "{},{} in ({},{},{})",
                 labels::selector(labels::MANAGED_BY, MANAGER),
                 labels::COMPONENT,
                 labels::COMPONENT_TRAINER,
-                labels::COMPONENT_EVALUATOR
+                labels::COMPONENT_EVALUATOR,
+                labels::COMPONENT_TRIAL
             )),
             |pod: Pod| {
                 let namespace = pod.namespace();

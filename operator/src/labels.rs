@@ -17,6 +17,10 @@ pub const MODEL: &str = "recommender.dev/model";
 pub const RUN: &str = "recommender.dev/run";
 /// The forward-evaluation number of an evaluation Job and its pods.
 pub const EVALUATION: &str = "recommender.dev/evaluation";
+/// The search number of a tuning search's trial Jobs, their pods and plan ConfigMaps.
+pub const SEARCH: &str = "recommender.dev/search";
+/// The rung (0, 1, ...) of a search a trial Job runs.
+pub const RUNG: &str = "recommender.dev/rung";
 /// The model version a trainer Job produces or a predictor pod serves.
 pub const VERSION: &str = "recommender.dev/version";
 
@@ -31,10 +35,18 @@ pub const COMPONENT_CLEANUP: &str = "cleanup";
 /// Forward-evaluation Jobs (the trainer image's `score`).
 pub const COMPONENT_EVALUATOR: &str = "evaluator";
 
+/// Tuning trial Jobs (one Indexed Job per rung of a search) and their plan ConfigMaps.
+pub const COMPONENT_TRIAL: &str = "trial";
+
+/// Set by the Job controller on the pods of an Indexed Job: which index (trial) the pod runs.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
 /// Job annotations that let a restarted operator adopt a run intact.
 pub const ANNOTATION_TRIGGER: &str = "recommender.dev/trigger";
 pub const ANNOTATION_STARTED_AT: &str = "recommender.dev/started-at";
 pub const ANNOTATION_SPEC_HASH: &str = "recommender.dev/spec-hash";
+/// On a trainer Job: the tuning search whose best parameters it trains.
+pub const ANNOTATION_SEARCH: &str = "recommender.dev/search";
 /// On an evaluation Job: the scored model's snapshot (epoch seconds).
 pub const ANNOTATION_SINCE: &str = "recommender.dev/since";
 

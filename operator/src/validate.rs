@@ -9,6 +9,7 @@ use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, Recommender
 use crate::time::parse_go_duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use recommender_contract::defaults::{self, BASELINE, SVD};
+use recommender_contract::tuning::{TuningError, TuningSpec};
 use std::time::Duration;
 
 /// A spec that passed validation, with every default resolved.
@@ -138,6 +139,9 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
             &mut problem,
         )
     });
+    if let Some(tuning) = &spec.tuning {
+        tuning_spec(tuning, &mut problem);
+    }
     platform::pod_settings(spec, &mut problem);
     platform::autoscaling(spec, &mut problem);
     platform::tls(spec, &mut problem);
@@ -180,6 +184,20 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
             })
         }
         _ => Err(Invalid { problems }),
+    }
+}
+
+/// What the schema cannot check of `spec.tuning` (a grid that does not fit the budget, a range
+/// with its bounds swapped, ...), by the contract's own check, naming the field under it.
+fn tuning_spec(tuning: &TuningSpec, problem: &mut impl FnMut(&'static str, String)) {
+    const FIELD: &str = "spec.tuning";
+    match tuning.validate(FIELD) {
+        Ok(()) => {}
+        Err(TuningError::Invalid { path, message }) => {
+            let under = path.strip_prefix("spec.tuning.").unwrap_or(&path);
+            problem(FIELD, format!("{under}: {message}"));
+        }
+        Err(other) => problem(FIELD, other.to_string()),
     }
 }
 
@@ -421,6 +439,38 @@ pub(crate) mod tests {
         assert_eq!(
             validate(&none).unwrap_err().problems[0].field,
             "spec.source"
+        );
+    }
+
+    #[test]
+    fn a_tuning_spec_is_checked_by_the_contract_naming_the_field() {
+        let tuning = |yaml: &str| {
+            validate(&spec(&format!(
+                "{FILE}tuning: {yaml}
+"
+            )))
+        };
+        assert!(tuning("{space: {lrAll: {min: 0.002, max: 0.02, scale: log}}}").is_ok());
+        let swapped = tuning("{space: {lrAll: {min: 0.02, max: 0.002}}}").unwrap_err();
+        assert_eq!(
+            swapped.to_string(),
+            "spec.tuning: space.lrAll.min: 0.02 is above max (0.002)"
+        );
+        let grid = tuning(
+            "{strategy: grid, trials: 3, space: {lrAll: {values: [0.005, 0.01]}, regAll: {values: [0.02, 0.1]}}}",
+        )
+        .unwrap_err();
+        assert!(
+            grid.to_string()
+                .starts_with("spec.tuning: trials: the grid has 4 points"),
+            "{grid}"
+        );
+        let baseline_only = tuning("{space: {algorithm: [baseline], factors: {values: [10]}}}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            baseline_only.starts_with("spec.tuning: space.factors: is a svd parameter"),
+            "{baseline_only}"
         );
     }
 }

@@ -54,7 +54,7 @@ fn crd_yaml_loads_as_a_custom_resource_definition() {
     assert_eq!(
         columns,
         [
-            "Phase", "Ready", "Version", "RMSE", "MAE", "Accuracy", "Stale", "Age", "URL"
+            "Phase", "Ready", "Version", "RMSE", "MAE", "Accuracy", "Stale", "Age", "Tuned", "URL"
         ]
     );
     let schema = version

@@ -18,12 +18,18 @@ by a Role in each namespace of watchNamespaces.
 - apiGroups: ["recommender.dev"]
   resources: ["recommendermodels/finalizers"]
   verbs: ["update"]
-# Trainer Jobs: listed and watched per model, created by server-side apply (an apply that creates
+# Trainer, trial, evaluation and cleanup Jobs: listed and watched per model, created by server-side apply (an apply that creates
 # needs create as well as patch). Never deleted: finished Jobs expire by their TTL, and the
 # garbage collector removes the rest with their model.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch"]
+# Tuning trial plans (spec.tuning): one ConfigMap per rung, applied server-side after the rung's
+# Job, which mounts it and owns it; never read back (status.tuning holds the plan) and never
+# deleted (the garbage collector removes it with the Job).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create", "patch"]
 # The predictor Deployment: read for its rollout, applied server-side; never deleted (see Jobs).
 - apiGroups: ["apps"]
   resources: ["deployments"]

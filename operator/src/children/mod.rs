@@ -1,7 +1,8 @@
 //! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run,
-//! forward-evaluation Jobs, model store cleanup Jobs (all from one Job builder), and the
-//! predictor Deployment and Service with its autoscaler and disruption budget; every pod reaches
-//! the model store the one way `store` builds. Pure builders; the apply stage applies them.
+//! tuning trials (an Indexed Job and a plan ConfigMap per rung of a search), forward-evaluation
+//! Jobs, model store cleanup Jobs (all from one Job builder), and the predictor Deployment and
+//! Service with its autoscaler and disruption budget; every pod reaches the model store the one
+//! way `store` builds. Pure builders; the apply stage applies them.
 
 mod autoscaling;
 mod cleanup;
@@ -9,6 +10,7 @@ mod evaluation;
 mod job;
 mod pod;
 mod predictor;
+mod search;
 mod store;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -19,8 +21,9 @@ pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
+pub use search::{NewRung, owned_by_job, plan_config_map, rung_name, trial_args, trial_job};
 pub use store::{Backend, store_flags, store_location};
-pub use trainer::{NewRun, challenge_serving, trainer_args, trainer_job};
+pub use trainer::{NewRun, Searched, challenge_serving, trainer_args, trainer_job};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};
 use crate::labels;
@@ -62,13 +65,18 @@ pub fn training_spec_hash(spec: &RecommenderModelSpec) -> String {
         pg.ssl_mode = Default::default();
         pg.ca_secret_ref = None;
     }
-    let relevant = serde_json::json!({
+    let mut relevant = serde_json::json!({
         "source": source,
         "algorithm": spec.algorithm,
         "hyperparameters": spec.hyperparameters,
         "folds": spec.folds,
         "seed": spec.seed,
     });
+    // Only when set, so a model trained before `spec.tuning` existed keeps its hash. The whole
+    // search spec: a bigger budget is worth a new search too.
+    if let Some(tuning) = &spec.tuning {
+        relevant["tuning"] = serde_json::json!(tuning);
+    }
     let digest = Sha256::digest(relevant.to_string().as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

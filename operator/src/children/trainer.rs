@@ -1,6 +1,7 @@
 //! The trainer Job of one training run: `recommender-trainer train` with every hyperparameter
-//! explicit, its annotations (trigger, start, spec hash) for adopting it after a restart, and the
-//! champion/challenger arguments under `mustBeatServing`.
+//! explicit (the spec's, or a tuning search's best point), its annotations (trigger, start, spec
+//! hash, search) for adopting it after a restart, and the champion/challenger arguments under
+//! `mustBeatServing`.
 
 use super::job::{Args, BatchJob, source_args};
 use super::pod::resources;
@@ -15,6 +16,7 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use kube::ResourceExt;
+use recommender_contract::tuning::Params;
 use std::collections::BTreeMap;
 
 /// Finished Jobs (and their pods' termination messages) are kept this long for inspection.
@@ -28,6 +30,18 @@ pub struct NewRun<'a> {
     pub started_at: Timestamp,
     /// The recorded runs so far, whose verdicts the trainer adds to the run history.
     pub earlier: &'a [RunRecord],
+    /// The tuning search whose best point the run trains instead of the spec's hyperparameters.
+    pub searched: Option<Searched<'a>>,
+}
+
+/// The best point of a tuning search, for the run that trains it.
+#[derive(Debug, Clone, Copy)]
+pub struct Searched<'a> {
+    pub search: u32,
+    pub params: &'a Params,
+    /// The search's seed: with the same folds the run measures exactly what the trial did, which
+    /// the next search (started from this point) compares with.
+    pub seed: u64,
 }
 
 /// The `recommender-trainer train` arguments for one run (docs/contracts.md, "Trainer CLI"):
@@ -39,7 +53,10 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> 
     store_args(model, &mut args);
     args.push("--version", version);
     args.push("--report", TERMINATION_LOG);
-    training_args(&config.training, &mut args);
+    match new.searched {
+        Some(searched) => searched_args(&config.training, &searched, &mut args),
+        None => training_args(&config.training, &mut args),
+    }
     if let SourceConfig::File(f) = &config.source
         && f.skip_bad_lines
     {
@@ -78,6 +95,16 @@ fn training_args(training: &Training, args: &mut Args) {
             args.push("--reg-i", h.reg_i);
         }
     }
+    if let Some(scale) = training.rating_scale {
+        args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
+    }
+}
+
+/// The hyperparameters of a search's best point, as the trial ran them (`Params::train_args`).
+fn searched_args(training: &Training, searched: &Searched, args: &mut Args) {
+    args.0.extend(searched.params.train_args());
+    args.push("--folds", training.folds);
+    args.push("--seed", searched.seed);
     if let Some(scale) = training.rating_scale {
         args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
     }
@@ -136,7 +163,13 @@ pub fn trainer_job(
                 labels::ANNOTATION_SPEC_HASH.into(),
                 training_spec_hash(&model.spec),
             ),
-        ]),
+        ])
+        .into_iter()
+        .chain(
+            new.searched
+                .map(|s| (labels::ANNOTATION_SEARCH.into(), s.search.to_string())),
+        )
+        .collect(),
         container: "trainer",
         args: trainer_args(model, config, new),
         resources: resources(trainer.resources.as_ref(), "500m", "512Mi", "2Gi"),
@@ -184,6 +217,7 @@ mod tests {
             trigger: RunTrigger::NoModel,
             started_at: at(NOW),
             earlier: &[],
+            searched: None,
         }
     }
 

@@ -805,3 +805,187 @@ async fn a_store_secret_not_allowed_is_said_and_starts_no_job() {
     );
     server.no_more().await;
 }
+
+/// `model(status)` with a random search of 3 trials over the learning rate.
+fn tuned_model(status: Option<RecommenderModelStatus>) -> RecommenderModel {
+    let mut m = model(status);
+    m.spec.tuning = Some(
+        serde_yaml::from_str(
+            "space: {lrAll: {values: [0.005, 0.01, 0.02]}}\ntrials: 3\nparallelism: 3\nseed: 7",
+        )
+        .unwrap(),
+    );
+    m
+}
+
+/// The Indexed Job of rung 0 of search 1, complete (one index failed: it ran out of memory).
+fn finished_rung() -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": "movies-search-1-0", "namespace": NS,
+            "ownerReferences": [{"apiVersion": "recommender.dev/v1alpha1", "kind": "RecommenderModel",
+                "name": "movies", "uid": "uid-1", "controller": true}],
+            "labels": {"recommender.dev/model": "movies", "recommender.dev/search": "1",
+                "recommender.dev/rung": "0", "app.kubernetes.io/component": "trial"}
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "trial"}]}}},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes"}],
+            "failedIndexes": "1"}
+    })
+}
+
+fn trial_pod(index: u32, phase: &str, terminated: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("movies-search-1-0-{index}-abcde"), "namespace": NS,
+            "labels": {"recommender.dev/model": "movies", "batch.kubernetes.io/job-name": "movies-search-1-0"},
+            "annotations": {"batch.kubernetes.io/job-completion-index": index.to_string()}},
+        "status": {"phase": phase, "containerStatuses": [{
+            "name": "trial", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": terminated}
+        }]}
+    })
+}
+
+#[tokio::test]
+async fn a_tuned_model_searches_before_its_first_run() {
+    let fresh = tuned_model(None);
+    let read = fresh.clone();
+    let (action, server) = reconcile_with(fresh, |mut server| async move {
+        server.fresh_read(&read).await;
+        server.jobs(vec![]).await;
+        server.deployment(None).await;
+        // The Job, then its plan owned by it (the Job as stored has a uid); no trainer Job yet.
+        let mut stored = json!(null);
+        let (job, send) = server
+            .expect(
+                Method::PATCH,
+                &format!("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0{APPLY}"),
+            )
+            .await;
+        stored.clone_from(&job);
+        stored["metadata"]["uid"] = json!("job-uid");
+        respond(send, StatusCode::OK, &stored);
+        assert_eq!(
+            (
+                &job["spec"]["completionMode"],
+                &job["spec"]["completions"],
+                &job["spec"]["backoffLimitPerIndex"]
+            ),
+            (&json!("Indexed"), &json!(3), &json!(0))
+        );
+        let plan = server
+            .apply("/api/v1/namespaces/ml/configmaps/movies-search-1-0")
+            .await;
+        assert_eq!(plan["metadata"]["ownerReferences"][0]["uid"], "job-uid");
+        let trials: Value =
+            serde_json::from_str(plan["data"]["plan.json"].as_str().unwrap()).unwrap();
+        assert_eq!(trials["trials"].as_array().unwrap().len(), 3);
+        let status = server.status().await;
+        assert_eq!(status["tuning"]["state"], "Searching");
+        assert_eq!(status["tuning"]["running"].as_array().unwrap().len(), 3);
+        assert_eq!(condition(&status, "Tuned")["reason"], "Searching");
+        assert_eq!(status["runs"]["last"], 0);
+        server
+            .events(&["SearchStarted", "NotReady", "NoModel"])
+            .await;
+        server
+    })
+    .await;
+    assert_eq!(action, Action::await_change(), "the Job's watch wakes us");
+    server.no_more().await;
+}
+
+#[tokio::test]
+async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
+    // The status the first reconcile wrote.
+    let planned = {
+        let (ctx, mut server) = context();
+        let fresh = tuned_model(None);
+        let read = fresh.clone();
+        let verifier = tokio::spawn(async move {
+            server.fresh_read(&read).await;
+            server.jobs(vec![]).await;
+            server.deployment(None).await;
+            server
+                .apply("/apis/batch/v1/namespaces/ml/jobs/movies-search-1-0")
+                .await;
+            server
+                .apply("/api/v1/namespaces/ml/configmaps/movies-search-1-0")
+                .await;
+            let status = server.status().await;
+            server.drain_events().await;
+            status
+        });
+        reconcile(Arc::new(fresh), ctx.clone()).await.unwrap();
+        drop(ctx);
+        verifier.await.unwrap()
+    };
+    let status: RecommenderModelStatus = serde_json::from_value(planned.clone()).unwrap();
+    let running = status.tuning.as_ref().unwrap().running.clone();
+    let result = |i: usize, rmse: f64| {
+        use recommender_contract::tuning::{Score, TrialResult};
+        TrialResult::scored(&running[i], Score { rmse, mae: 0.7 }, 2.0).to_json()
+    };
+    let pods = vec![
+        trial_pod(
+            0,
+            "Succeeded",
+            json!({"exitCode": 0, "message": result(0, 0.93), "finishedAt": minutes_ago(1)}),
+        ),
+        trial_pod(
+            1,
+            "Failed",
+            json!({"exitCode": 137, "reason": "OOMKilled", "finishedAt": minutes_ago(1)}),
+        ),
+        trial_pod(
+            2,
+            "Succeeded",
+            json!({"exitCode": 0, "message": result(2, 0.91), "finishedAt": minutes_ago(1)}),
+        ),
+    ];
+    let searching = tuned_model(Some(status));
+    let read = searching.clone();
+    let best = running[2].params.clone();
+    let (_, server) = reconcile_with(searching, |mut server| async move {
+        server.fresh_read(&read).await;
+        server.jobs(vec![finished_rung()]).await;
+        server.pods(pods).await;
+        server.deployment(None).await;
+        let job = server
+            .apply("/apis/batch/v1/namespaces/ml/jobs/movies-train-1")
+            .await;
+        assert_eq!(
+            job["metadata"]["annotations"]["recommender.dev/search"],
+            "1"
+        );
+        let args: Vec<String> = serde_json::from_value(
+            job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+        )
+        .unwrap();
+        let line = args.join(" ");
+        assert!(line.contains(&best.train_args().join(" ")), "{line}");
+        let status = server.status().await;
+        let tuning = &status["tuning"];
+        assert_eq!(tuning["state"], "BestFound");
+        assert_eq!(
+            (&tuning["trialsDone"], &tuning["trialsFailed"]),
+            (&json!(3), &json!(1))
+        );
+        assert_eq!(tuning["best"]["score"]["rmse"], 0.91);
+        let failed = tuning["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t.get("error").is_some())
+            .unwrap();
+        assert_eq!(failed["error"]["reason"], "OOMKilled");
+        assert_eq!(status["runs"]["active"]["job"], "movies-train-1");
+        assert_eq!(condition(&status, "Tuned")["reason"], "BestFound");
+        server.events(&["SearchFinished", "TrainingStarted"]).await;
+        server
+    })
+    .await;
+    server.no_more().await;
+}

@@ -8,10 +8,12 @@
 mod autoscaling;
 mod pod;
 mod status;
+mod tuning;
 
 pub use autoscaling::*;
 pub use pod::*;
 pub use status::*;
+pub use tuning::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -64,6 +66,12 @@ pub const KIND: &str = "RecommenderModel";
     ),
     printcolumn(name = "Stale", type_ = "boolean", json_path = ".status.stale"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Tuned",
+        type_ = "number",
+        json_path = ".status.tuning.best.score.rmse",
+        priority = 1
+    ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1)
 )]
 #[serde(rename_all = "camelCase")]
@@ -98,6 +106,15 @@ pub struct RecommenderModelSpec {
     /// Start no new training runs; what serves keeps serving.
     #[serde(default)]
     pub suspend: bool,
+    /// Search the hyperparameters before each training run: trials run as pods (one Indexed Job
+    /// per rung), and the run trains the best trial's parameters instead of `algorithm` and
+    /// `hyperparameters`. A retrain whose space is unchanged starts from the previous search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.strategy == 'halving' || (!has(self.minEpochs) && !has(self.maxEpochs) && !has(self.eta))")
+        .message("spec.tuning: minEpochs, maxEpochs and eta are used with strategy halving only"))]
+    #[x_kube(validation = Rule::new("self.strategy != 'halving' || !has(self.space.epochs)")
+        .message("spec.tuning.space.epochs: halving sets the epochs itself (minEpochs, maxEpochs)"))]
+    pub tuning: Option<recommender_contract::tuning::TuningSpec>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -439,6 +456,9 @@ pub struct TrainerSettings {
     #[serde(default = "default_deadline")]
     #[schemars(range(min = 10, max = 604800))]
     pub active_deadline_seconds: i64,
+    /// Resources of each tuning trial pod (`spec.tuning`); `resources` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_resources: Option<ResourceRequirements>,
     /// Pod retries inside one run (the Job's `backoffLimit`).
     #[serde(default)]
     #[schemars(range(min = 0, max = 10))]
@@ -714,6 +734,7 @@ impl Default for TrainerSettings {
         Self {
             image: None,
             resources: None,
+            trial_resources: None,
             active_deadline_seconds: default_deadline(),
             retries: 0,
             pod: PodSettings::default(),

@@ -67,6 +67,9 @@ pub struct RecommenderModelStatus {
     /// The forward evaluations' ledger.
     #[serde(default)]
     pub evaluations: EvaluationLedger,
+    /// The latest hyperparameter search (`spec.tuning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<super::TuningStatus>,
     /// The same bookkeeping where operator versions before the ledgers wrote it: read, never
     /// written.
     #[serde(default, flatten, skip_serializing)]
@@ -522,12 +525,16 @@ pub enum RunReason {
     NoMetrics,
     /// The trainer reported failure without a reason.
     TrainerFailed,
+    /// Every trial of the run's tuning search failed: nothing was trained.
+    AllTrialsFailed,
+    /// The run's tuning search found nothing better than the serving model: nothing was trained.
+    WorseThanServing,
     Other(String),
 }
 
 impl RunReason {
     /// The operator's own reasons.
-    pub const OWN: [Self; 7] = [
+    pub const OWN: [Self; 9] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,
@@ -535,6 +542,8 @@ impl RunReason {
         Self::NoReport,
         Self::NoMetrics,
         Self::TrainerFailed,
+        Self::AllTrialsFailed,
+        Self::WorseThanServing,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -546,6 +555,8 @@ impl RunReason {
             Self::NoReport => "NoReport",
             Self::NoMetrics => "NoMetrics",
             Self::TrainerFailed => "TrainerFailed",
+            Self::AllTrialsFailed => "AllTrialsFailed",
+            Self::WorseThanServing => "WorseThanServing",
             Self::Other(reason) => reason,
         }
     }
@@ -617,6 +628,10 @@ pub struct RunRecord {
     /// The champion/challenger comparison, under `mustBeatServing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// The tuning search the run came from (`status.tuning`, and `runs/<version>.search.json`
+    /// on the model store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<u32>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

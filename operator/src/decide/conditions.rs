@@ -27,6 +27,8 @@ pub(super) struct Reported {
     pub accuracy: Desired,
     /// Why the running trainer cannot make progress.
     pub stuck_trainer: Option<String>,
+    /// `Tuned`, with `spec.tuning` only.
+    pub tuned: Option<Desired>,
 }
 
 /// The conditions as written, the phase, the events for what changed, and when to probe the
@@ -53,7 +55,7 @@ pub(super) fn report(
     let workers = workers(observed, serves, reported.stuck_trainer);
     let ready = ready(&[&reported.serving, &database, &reported.store, &workers]);
     let is_ready = ready.status == State::True;
-    let desired = [
+    let mut desired = vec![
         ready,
         reported.serving,
         reported.training,
@@ -64,6 +66,7 @@ pub(super) fn report(
         workers,
         reported.accuracy,
     ];
+    desired.extend(reported.tuned);
     let mut said = Said {
         events: transition_events(old, &desired),
         ..Said::default()
@@ -174,9 +177,12 @@ fn phase(suspend: bool, runs: &RunLedger, serves: bool, ready: bool) -> Phase {
 }
 
 /// Whether a change of this condition is published as an event: `Training` and `Promoted`
-/// changes are announced by the run events.
+/// changes are announced by the run events, `Tuned` by the search's.
 pub(super) fn announced(type_: ConditionType) -> bool {
-    !matches!(type_, ConditionType::Training | ConditionType::Promoted)
+    !matches!(
+        type_,
+        ConditionType::Training | ConditionType::Promoted | ConditionType::Tuned
+    )
 }
 
 /// Events for condition changes not already announced by a run event.

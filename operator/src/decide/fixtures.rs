@@ -114,6 +114,23 @@ pub fn report(version: &str, rmse: f64, mae: f64, finished_at: &str) -> Training
     }
 }
 
+/// Trial `index`'s termination message: SVD at the defaults, scored `rmse`.
+pub fn trial_result(index: u32, rmse: f64) -> String {
+    use recommender_contract::tuning::{Algorithm, Params, Score, TrialParams, TrialResult};
+    let trial = TrialParams {
+        index,
+        config: index,
+        rung: 0,
+        warm: false,
+        params: Params::defaults(Algorithm::Svd),
+    };
+    let score = Score {
+        rmse,
+        mae: rmse * 0.8,
+    };
+    TrialResult::scored(&trial, score, 1.5).to_json()
+}
+
 pub fn run(n: u32, spec: &RecommenderModelSpec, state: RunState) -> ObservedRun {
     ObservedRun {
         run: n,
@@ -121,6 +138,7 @@ pub fn run(n: u32, spec: &RecommenderModelSpec, state: RunState) -> ObservedRun 
         trigger: RunTrigger::NoModel,
         started_at: Some(at("2026-11-27T11:50:00Z")),
         spec_hash: Some(children::training_spec_hash(spec)),
+        search: None,
         state,
     }
 }
@@ -204,6 +222,7 @@ pub fn observe(
         store_pods: Vec::new(),
         new_ratings: None,
         evaluations: Vec::new(),
+        rungs: Vec::new(),
         now: now(),
     }
 }

@@ -13,6 +13,7 @@ mod runs;
 mod scaling;
 mod serving;
 mod store;
+mod tuning;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -24,6 +25,7 @@ pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, back
 pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
 pub use store::STORE_PROBE_INTERVAL;
+pub use tuning::{RungChildren, SearchEvent};
 
 use crate::children::{self, Defaults};
 use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
@@ -60,6 +62,7 @@ crate::condition::words! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventReason {
     Decided(Decided),
+    Searched(tuning::SearchEvent),
     Condition(Reason),
 }
 
@@ -67,6 +70,7 @@ impl EventReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Decided(d) => d.as_str(),
+            Self::Searched(s) => s.as_str(),
             Self::Condition(r) => r.as_str(),
         }
     }
@@ -75,6 +79,12 @@ impl EventReason {
 impl From<Decided> for EventReason {
     fn from(decided: Decided) -> Self {
         Self::Decided(decided)
+    }
+}
+
+impl From<tuning::SearchEvent> for EventReason {
+    fn from(searched: tuning::SearchEvent) -> Self {
+        Self::Searched(searched)
     }
 }
 
@@ -94,12 +104,15 @@ impl PartialEq<&str> for EventReason {
 /// Every reason an event of the operator can carry.
 pub fn event_reasons() -> Vec<EventReason> {
     let decided = Decided::ALL.iter().map(|d| EventReason::from(*d));
+    let searched = tuning::SearchEvent::ALL
+        .iter()
+        .map(|s| EventReason::from(*s));
     let changed = ConditionType::ALL
         .iter()
         .filter(|t| conditions::announced(**t))
         .flat_map(|t| t.reasons())
         .map(EventReason::from);
-    decided.chain(changed).collect()
+    decided.chain(searched).chain(changed).collect()
 }
 
 /// An event to publish about the resource (kube's `Event` minus the parts the decision does
@@ -136,6 +149,8 @@ impl PlannedEvent {
 pub struct Plan {
     /// A trainer Job to create (only when a new run starts; running Jobs are left alone).
     pub start_job: Option<Job>,
+    /// A rung of a tuning search to start: its plan ConfigMap and Indexed Job.
+    pub start_rung: Option<RungChildren>,
     /// A forward-evaluation Job to create.
     pub start_evaluation: Option<Job>,
     pub deployment: Option<Deployment>,
@@ -220,6 +235,28 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     let max_age = &model.spec.freshness.max_age;
     let freshness = freshness::assess(serving, config, max_age, forward.new_data, observed.now);
     status.stale = freshness.stale;
+    // The search in flight first: its end may train now, or record the run as not trained.
+    let served_model = status.serving.clone();
+    let advanced = tuning::advance(
+        observed,
+        config,
+        defaults,
+        (&spec_hash, served_model.as_ref()),
+        &mut status.tuning,
+    );
+    let mut finished = recorded.finished;
+    let mut promoted = recorded.promoted;
+    if let Some(unrun) = &advanced.unrun {
+        let mut book = runs::Book {
+            ledger: &mut status.runs,
+            history: &mut status.history,
+            counts: &mut status.run_counts,
+            models: &mut status.models,
+        };
+        finished.push(book.unrun(unrun, &spec_hash, observed.now));
+        promoted = runs::promoted(&status.history);
+    }
+    let serving = status.serving.as_ref();
     let reads = runs::Reads {
         spec_hash: &spec_hash,
         freshness: &freshness,
@@ -227,8 +264,23 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         serving,
         history: &status.history,
         models: &status.models,
+        tuning: status.tuning.as_ref(),
     };
     let started = runs::start(observed, config, defaults, reads, &mut status.runs);
+    let mut rung = advanced.rung;
+    let mut searched = advanced.said;
+    if let Some(due) = started.search
+        && let Some((children, said)) = tuning::start(
+            observed,
+            config,
+            defaults,
+            (due.0, due.1, &spec_hash),
+            &mut status.tuning,
+        )
+    {
+        rung = Some(children);
+        searched.and(said);
+    }
     let window = retention::Window {
         history: &status.history,
         models: &status.models,
@@ -243,10 +295,11 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         serving: served.condition,
         store,
         training: started.training,
-        promoted: recorded.promoted,
+        promoted,
         stale: freshness.condition,
         accuracy: forward.condition,
         stuck_trainer: recorded.stuck_trainer,
+        tuned: tuning::tuned(model.spec.tuning.as_ref(), status.tuning.as_ref()),
     };
     let summary = conditions::report(observed, config, &old.conditions, reported, &status.runs);
     (status.conditions, status.phase) = (summary.conditions, summary.phase);
@@ -254,6 +307,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
 
     for later in [
         freshness.said,
+        searched,
         started.said,
         forward.said,
         cleanup.said,
@@ -263,6 +317,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     }
     Plan {
         start_job: started.job,
+        start_rung: rung,
         start_evaluation: forward.job,
         deployment: served.deployment,
         service: served.service,
@@ -270,7 +325,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         cleanup_job: cleanup.job,
         status,
         events: said.events,
-        finished: recorded.finished,
+        finished,
         requeue_after: said.wake.soonest,
     }
 }
@@ -318,6 +373,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
     };
     Plan {
         start_job: None,
+        start_rung: None,
         start_evaluation: None,
         deployment: None,
         service: None,

@@ -141,6 +141,7 @@ mod tests {
             metrics: None,
             duration_seconds: None,
             comparison: None,
+            search: None,
         }
     }
 

@@ -3,12 +3,13 @@
 //! for it (which `Training` reports).
 
 use super::freshness::Freshness;
+use super::tuning::{self, Gate, Unrun};
 use super::{Decided, PlannedEvent, Said, promotion};
 use crate::children::{self, Defaults};
 use crate::condition::{Desired, PromotedReason, State, TrainingReason};
 use crate::crd::{
     ActiveRun, ArtifactFile, Fingerprint, ModelRecord, RecommenderModel, RecommenderModelSpec,
-    RunCounts, RunLedger, RunOutcome, RunReason, RunRecord, RunTrigger,
+    RunCounts, RunLedger, RunOutcome, RunReason, RunRecord, RunTrigger, TuningStatus,
 };
 use crate::labels::RETRAIN_ANNOTATION;
 use crate::observe::{Observed, ObservedRun, RunState};
@@ -141,6 +142,7 @@ impl Book<'_> {
             metrics: None,
             duration_seconds: None,
             comparison: None,
+            search: None,
         };
         self.note_failure(&record, now);
         said.event(PlannedEvent::warning(
@@ -179,6 +181,7 @@ impl Book<'_> {
             metrics: None,
             duration_seconds: None,
             comparison: None,
+            search: run.search,
         };
         let event = match ending(run, finished_at) {
             Ending::Failed {
@@ -231,6 +234,37 @@ impl Book<'_> {
         record
     }
 
+    /// Records a run whose tuning search ended with nothing to train. Like a rejected candidate
+    /// it is not retried for the same spec and triggers; when every trial failed, it is retried
+    /// with backoff like a failed run.
+    pub(super) fn unrun(&mut self, unrun: &Unrun, spec_hash: &str, now: Timestamp) -> RunRecord {
+        self.ledger.last = self.ledger.last.max(unrun.run);
+        let record = RunRecord {
+            run: unrun.run,
+            version: children::version_label(unrun.run),
+            trigger: unrun.trigger,
+            started_at: unrun.started_at,
+            finished_at: now,
+            outcome: unrun.outcome,
+            reason: unrun.reason.clone(),
+            message: unrun.message.clone(),
+            metrics: None,
+            duration_seconds: Some(time::until(unrun.started_at, now).as_secs_f64()),
+            comparison: None,
+            search: Some(unrun.search),
+        };
+        if unrun.outcome == RunOutcome::Failed {
+            self.note_failure(&record, now);
+        } else {
+            self.ledger.consecutive_failures = 0;
+            self.ledger.retry_after = None;
+            self.ledger.trained_spec_hash = Some(spec_hash.to_string());
+            self.ledger.last_attempt_started_at = Some(unrun.started_at);
+        }
+        self.push_history(record.clone());
+        record
+    }
+
     fn note_failure(&mut self, record: &RunRecord, now: Timestamp) {
         self.ledger.consecutive_failures += 1;
         let failed_at = record.finished_at.max(now);
@@ -258,7 +292,7 @@ fn verdict_event(record: &RunRecord) -> PlannedEvent {
 }
 
 /// The `Promoted` condition: how the last finished run's candidate fared.
-fn promoted(history: &[RunRecord]) -> Desired {
+pub(super) fn promoted(history: &[RunRecord]) -> Desired {
     let Some(last) = history.last() else {
         return Desired::new(
             PromotedReason::NoCandidate,
@@ -268,7 +302,9 @@ fn promoted(history: &[RunRecord]) -> Desired {
     };
     let (reason, state) = match (last.outcome, &last.reason) {
         (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
-        (RunOutcome::Rejected, RunReason::NotBetter) => (PromotedReason::NotBetter, State::False),
+        (RunOutcome::Rejected, RunReason::NotBetter | RunReason::WorseThanServing) => {
+            (PromotedReason::NotBetter, State::False)
+        }
         // The gate rejects for one other reason only.
         (RunOutcome::Rejected, _) => (PromotedReason::GateFailed, State::False),
         (RunOutcome::Failed, _) => (PromotedReason::TrainingFailed, State::False),
@@ -400,11 +436,16 @@ pub(super) struct Reads<'a> {
     pub serving: Option<&'a ModelRecord>,
     pub history: &'a [RunRecord],
     pub models: &'a [ModelRecord],
+    /// The latest tuning search, under `spec.tuning`.
+    pub tuning: Option<&'a TuningStatus>,
 }
 
 /// The run to start, if any, and the `Training` condition after it.
 pub(super) struct Started {
     pub job: Option<Job>,
+    /// A run is due, but under `spec.tuning` a search must find its parameters first: the run's
+    /// number and trigger.
+    pub search: Option<(u32, RunTrigger)>,
     pub training: Desired,
     pub said: Said,
 }
@@ -419,10 +460,20 @@ pub(super) fn start(
     ledger: &mut RunLedger,
 ) -> Started {
     let mut said = Said::default();
-    let job = new_run(observed, config, defaults, &reads, ledger, &mut said);
+    let mut search = None;
+    let job = new_run(
+        observed,
+        config,
+        defaults,
+        &reads,
+        ledger,
+        &mut search,
+        &mut said,
+    );
     let training = training(observed, ledger, reads.history);
     Started {
         job,
+        search,
         training,
         said,
     }
@@ -434,6 +485,7 @@ fn new_run(
     defaults: &Defaults,
     reads: &Reads,
     ledger: &mut RunLedger,
+    search: &mut Option<(u32, RunTrigger)>,
     said: &mut Said,
 ) -> Option<Job> {
     let (model, now) = (observed.model, observed.now);
@@ -445,17 +497,45 @@ fn new_run(
     {
         return None;
     }
-    let trigger = trigger(model, config, reads, ledger, now, said)?;
-    if let Some(at) = ledger.retry_after.filter(|at| *at > now) {
-        said.wake.at(now, at);
-        return None;
-    }
     let run = ledger.last + 1;
+    let tuning_spec = model.spec.tuning.as_ref();
+    let gate = tuning::gate(tuning_spec, reads.tuning, run, reads.spec_hash);
+    let trigger = match gate {
+        // The search ran because the run was called for; it trains now, whatever the clock says.
+        Gate::Train(t) => t.trigger,
+        Gate::Wait => return None,
+        Gate::Search | Gate::Untuned => {
+            let trigger = trigger(model, config, reads, ledger, now, said)?;
+            if let Some(at) = ledger.retry_after.filter(|at| *at > now) {
+                said.wake.at(now, at);
+                return None;
+            }
+            if gate == Gate::Search {
+                // Handled now: a search that ends with nothing to train must not be requested
+                // again by the same annotation.
+                if trigger == RunTrigger::Requested {
+                    ledger.handled_retrain_request = retrain_request(model);
+                }
+                *search = Some((run, trigger));
+                return None;
+            }
+            trigger
+        }
+    };
+    let searched = match (gate, tuning_spec) {
+        (Gate::Train(t), Some(spec)) => t.best.as_ref().map(|best| children::Searched {
+            search: t.search,
+            params: &best.params,
+            seed: spec.seed,
+        }),
+        _ => None,
+    };
     let new = children::NewRun {
         run,
         trigger,
         started_at: now,
         earlier: reads.history,
+        searched,
     };
     let mut job = children::trainer_job(model, config, &new, defaults);
     // The candidate is compared with what serves now on the ratings that came after it.
@@ -471,7 +551,14 @@ fn new_run(
     said.event(PlannedEvent::normal(
         Decided::TrainingStarted,
         "Train",
-        &format!("run {run} ({job_name}) started: {}", explain(trigger)),
+        &format!(
+            "run {run} ({job_name}) started: {}{}",
+            explain(trigger),
+            searched.map_or(String::new(), |s| format!(
+                ", with the best point of search {} ({})",
+                s.search, s.params
+            ))
+        ),
     ));
     if trigger == RunTrigger::Requested {
         ledger.handled_retrain_request = retrain_request(model);

@@ -6,6 +6,7 @@ mod data;
 mod database;
 mod rollout;
 mod runs;
+mod search;
 mod store;
 
 pub use data::{
@@ -15,6 +16,7 @@ pub use data::{
 pub use database::{probe_database, select_one};
 pub use rollout::{RolloutState, observe_rollout};
 pub use runs::{ObservedRun, RunState, observe_run, run_of};
+pub use search::{ObservedRung, TrialEnd, observe_rung, rung_of};
 pub use store::{PodTrouble, StoreProbe, probe_store};
 
 use crate::children;
@@ -62,6 +64,8 @@ pub struct Observed<'a> {
     pub new_ratings: Option<Result<NewRatings, String>>,
     /// Forward-evaluation Jobs not yet recorded.
     pub evaluations: Vec<ObservedEvaluation>,
+    /// The rungs of the tuning search in flight (`status.tuning`), with their trials.
+    pub rungs: Vec<ObservedRung>,
     pub now: Timestamp,
 }
 
@@ -74,7 +78,11 @@ pub async fn observe<'a>(
 ) -> Result<Observed<'a>> {
     let name = model.name_any();
     let namespace = model.namespace().unwrap_or_default();
-    let (runs, evaluations) = read_runs(client, model, &namespace, &name).await?;
+    let Children {
+        runs,
+        evaluations,
+        rungs,
+    } = read_children(client, model, &namespace, &name).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let rollout = deployments
         .get_opt(&children::predictor_name(&name))
@@ -121,6 +129,7 @@ pub async fn observe<'a>(
         store_pods,
         new_ratings,
         evaluations,
+        rungs,
         now,
     })
 }
@@ -154,12 +163,19 @@ async fn probe_and_count(
     (probe, count)
 }
 
-async fn read_runs(
+/// The Jobs (with their pods' reports) the decision reads.
+struct Children {
+    runs: Vec<ObservedRun>,
+    evaluations: Vec<ObservedEvaluation>,
+    rungs: Vec<ObservedRung>,
+}
+
+async fn read_children(
     client: &Client,
     model: &RecommenderModel,
     namespace: &str,
     name: &str,
-) -> Result<(Vec<ObservedRun>, Vec<ObservedEvaluation>)> {
+) -> Result<Children> {
     let selector = labels::selector(labels::MODEL, name);
     let uid = model.uid();
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), namespace);
@@ -183,10 +199,19 @@ async fn read_runs(
             n > s.evaluations.last || s.evaluations.active.as_ref().is_some_and(|a| a.number == n)
         })
     };
+    // Only the search in flight is read: rungs of earlier searches are recorded already.
+    let searching = model
+        .status
+        .as_ref()
+        .and_then(|s| s.tuning.as_ref())
+        .filter(|t| t.state == crate::crd::SearchState::Searching)
+        .map(|t| t.search);
+    let in_flight = |j: &Job| rung_of(j).is_some_and(|(search, _)| Some(search) == searching);
     // Pods are only read for runs still to be recorded: they hold the termination messages.
     let unrecorded = jobs.iter().any(|j| {
         run_of(j).is_some_and(|run| run > last_completed)
             || evaluation_of(j).is_some_and(evaluation_pending)
+            || in_flight(j)
     });
     let pods = if unrecorded {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -203,8 +228,14 @@ async fn read_runs(
         .filter(|j| evaluation_of(j).is_some_and(evaluation_pending))
         .filter_map(|j| observe_evaluation(j, &pods))
         .collect();
-    Ok((
-        jobs.iter().filter_map(|j| observe_run(j, &pods)).collect(),
+    let rungs = jobs
+        .iter()
+        .filter(|j| in_flight(j))
+        .filter_map(|j| observe_rung(j, &pods))
+        .collect();
+    Ok(Children {
+        runs: jobs.iter().filter_map(|j| observe_run(j, &pods)).collect(),
         evaluations,
-    ))
+        rungs,
+    })
 }

@@ -27,6 +27,8 @@ pub struct ObservedRun {
     pub trigger: RunTrigger,
     pub started_at: Option<Timestamp>,
     pub spec_hash: Option<String>,
+    /// The tuning search whose best parameters the run trains.
+    pub search: Option<u32>,
     pub state: RunState,
 }
 
@@ -157,6 +159,9 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
             .get(labels::ANNOTATION_STARTED_AT)
             .and_then(|t| t.parse().ok()),
         spec_hash: annotations.get(labels::ANNOTATION_SPEC_HASH).cloned(),
+        search: annotations
+            .get(labels::ANNOTATION_SEARCH)
+            .and_then(|s| s.parse().ok()),
         state,
     })
 }
@@ -205,7 +210,7 @@ fn killed(pods: &[&Pod]) -> Option<(String, String)> {
         })
 }
 
-fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
+pub(super) fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     let c = spec.containers.iter().find(|c| c.name == container)?;
     let limits = c.resources.as_ref()?.limits.as_ref()?;
