@@ -522,12 +522,15 @@ pub enum RunReason {
     NoMetrics,
     /// The trainer reported failure without a reason.
     TrainerFailed,
+    /// The trainer's node stopped answering and the control plane deleted its pod (the taint
+    /// manager's eviction): the run cannot finish there, and is retried on a live node.
+    NodeLost,
     Other(String),
 }
 
 impl RunReason {
     /// The operator's own reasons.
-    pub const OWN: [Self; 7] = [
+    pub const OWN: [Self; 8] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,
@@ -535,6 +538,7 @@ impl RunReason {
         Self::NoReport,
         Self::NoMetrics,
         Self::TrainerFailed,
+        Self::NodeLost,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -546,6 +550,7 @@ impl RunReason {
             Self::NoReport => "NoReport",
             Self::NoMetrics => "NoMetrics",
             Self::TrainerFailed => "TrainerFailed",
+            Self::NodeLost => "NodeLost",
             Self::Other(reason) => reason,
         }
     }
