@@ -80,7 +80,7 @@ macro_rules! conditions {
 }
 
 conditions! {
-    /// Serving, database reachable and workers healthy.
+    /// Serving, database and model store reachable, and workers healthy.
     Ready: ReadyReason {
         Ready,
         NotReady,
@@ -128,6 +128,31 @@ conditions! {
         Unreachable,
         /// A Secret the spec names lacks the label `recommender.dev/allow=true`.
         SecretNotAllowed,
+    }
+    /// Whether the model store answers and the model's pods can use it.
+    ModelStoreReachable: ModelStoreReachableReason {
+        /// The store is a claim, which the pods mount (none reports a problem attaching it).
+        Claim,
+        /// A pod cannot attach or mount the claim (`FailedAttachVolume`, `Multi-Attach`,
+        /// `FailedMount`): the message names the pod and gives the event's words.
+        ClaimNotAttachable,
+        /// A listing of the model's folder in the bucket succeeded.
+        Reachable,
+        /// No answer: connection refused, DNS failure, timeout, an untrusted certificate.
+        Unreachable,
+        BucketMissing,
+        /// The store refused the key pair (`InvalidAccessKeyId`, `SignatureDoesNotMatch`,
+        /// `AccessDenied`).
+        CredentialsRefused,
+        /// A Secret the spec names lacks the label `recommender.dev/allow=true`.
+        SecretNotAllowed,
+        /// The credentials or CA Secret is missing or lacks a key.
+        SecretUnusable,
+        /// A predictor refused the artifact of the version it was told to serve (another
+        /// sha256, missing, unreadable); the previous version's pods keep serving.
+        ArtifactRefused,
+        /// Any other refusal of the store (read-only, full, invalid settings): the message says.
+        StoreFailed,
     }
     WorkersHealthy: WorkersHealthyReason {
         TrainerPodStuck,
@@ -344,6 +369,7 @@ mod tests {
                 "Promoted",
                 "Stale",
                 "DatabaseReachable",
+                "ModelStoreReachable",
                 "WorkersHealthy",
                 "AccuracyDegraded"
             ]

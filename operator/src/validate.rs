@@ -141,6 +141,7 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
     platform::pod_settings(spec, &mut problem);
     platform::autoscaling(spec, &mut problem);
     platform::tls(spec, &mut problem);
+    platform::model_store(spec, &mut problem);
     let max_new_ratings = spec
         .freshness
         .max_new_ratings

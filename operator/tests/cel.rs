@@ -63,6 +63,14 @@ fn valid_manifests_pass() {
                            "tolerations": [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}]},
                "predictor": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetRequestsPerSecond": 300},
                              "annotations": {"team": "recs"}, "serviceAccountName": "predictor"}}),
+        json!({"source": {"file": {"path": "ratings.csv"}},
+               "modelStore": {"keep": 5, "s3": {"endpoint": "http://s3.store.svc:8333", "bucket": "models",
+                   "prefix": "team-a", "pathStyle": true, "credentialsSecret": "model-store",
+                   "caSecret": {"name": "store-ca"}}}}),
+        json!({"source": {"file": {"path": "ratings.csv"}},
+               "modelStore": {"s3": {"bucket": "models", "region": "eu-west-1", "credentialsSecret": "k"}},
+               "predictor": {"topologySpreadConstraints": [{"topologyKey": "topology.kubernetes.io/zone",
+                   "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}]}}),
     ] {
         assert_eq!(
             violations(&manifest(spec.clone())),
@@ -157,6 +165,20 @@ fn invalid_manifests_are_rejected_naming_the_field() {
             json!({"source": {"postgres": {"host": "db", "database": "a", "user": "u", "passwordSecretRef": {"name": "s"}, "query": "SELECT 1",
                 "sslMode": "require", "caSecretRef": {"name": "ca"}}}, "modelStore": store}),
             "spec.source.postgres.caSecretRef is used with sslMode verify-full",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": {"keep": 3}}),
+            "spec.modelStore: exactly one of spec.modelStore.claimName or spec.modelStore.s3 must be set",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": {"claimName": "m",
+                "s3": {"bucket": "models", "credentialsSecret": "k"}}}),
+            "spec.modelStore: exactly one of spec.modelStore.claimName or spec.modelStore.s3 must be set",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": {
+                "s3": {"bucket": "models", "prefix": "a/../b", "credentialsSecret": "k"}}}),
+            "spec.modelStore.s3.prefix must not have a '.' or '..' segment",
         ),
     ];
     for (spec, expected) in cases {

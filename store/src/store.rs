@@ -101,6 +101,13 @@ impl Store {
     /// Opens the store without a request: a missing bucket or refused key pair shows on the first
     /// operation. A directory must exist.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with_ca(config, None)
+    }
+
+    /// As [`open`](Self::open), trusting the PEM bundle `ca` (rather than the S3 settings'
+    /// `ca_file`) for the endpoint's certificate: for a caller that holds the bundle in memory,
+    /// as the operator does after reading it from a Secret.
+    pub fn open_with_ca(config: &StoreConfig, ca: Option<&[u8]>) -> Result<Self, StoreError> {
         let description: Arc<str> = config.to_string().into();
         let failed = |reason, words: String| StoreError::Failed {
             op: Operation::Open,
@@ -121,7 +128,7 @@ impl Store {
                 Arc::new(fs.with_fsync(true))
             }
             StoreConfig::S3(s3) => {
-                let bucket = s3_store(s3).map_err(|e| match e {
+                let bucket = s3_store(s3, ca).map_err(|e| match e {
                     Opened::Config(e) => StoreError::Config(e),
                     Opened::Builder(e) => failed(Reason::InvalidConfig, e.to_string()),
                 })?;
@@ -293,7 +300,7 @@ enum Opened {
     Builder(object_store::Error),
 }
 
-fn s3_store(s3: &S3Config) -> Result<object_store::aws::AmazonS3, Opened> {
+fn s3_store(s3: &S3Config, ca: Option<&[u8]>) -> Result<object_store::aws::AmazonS3, Opened> {
     // reqwest is built without a bundled TLS provider (see the workspace's Cargo.toml) and takes
     // the process's default; ring is the one kube and pgtls use. Already installed: fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -303,10 +310,13 @@ fn s3_store(s3: &S3Config) -> Result<object_store::aws::AmazonS3, Opened> {
         .with_read_timeout(READ_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
         .with_pool_max_idle_per_host(MAX_CONCURRENT_REQUESTS);
-    if let Some(file) = &s3.ca_file {
-        for certificate in ca_bundle(file).map_err(Opened::Config)? {
-            options = options.with_root_certificate(certificate);
-        }
+    let certificates = match (ca, &s3.ca_file) {
+        (Some(pem), _) => pem_bundle(pem, "the CA bundle given").map_err(Opened::Config)?,
+        (None, Some(file)) => ca_bundle(file).map_err(Opened::Config)?,
+        (None, None) => Vec::new(),
+    };
+    for certificate in certificates {
+        options = options.with_root_certificate(certificate);
     }
     let retry = RetryConfig {
         backoff: BackoffConfig {
@@ -351,8 +361,18 @@ fn ca_bundle(file: &std::path::Path) -> Result<Vec<Certificate>, ConfigError> {
         why,
     };
     let pem = std::fs::read(file).map_err(|e| fail(format!("cannot be read: {e}")))?;
-    let certificates = Certificate::from_pem_bundle(&pem)
-        .map_err(|e| fail(format!("is not a PEM bundle: {e}")))?;
+    pem_bundle(&pem, &file.display().to_string())
+}
+
+/// The certificates of a PEM bundle; `what` names it in the error.
+fn pem_bundle(pem: &[u8], what: &str) -> Result<Vec<Certificate>, ConfigError> {
+    let fail = |why: String| ConfigError {
+        field: "--store-ca-file",
+        value: Some(what.to_string()),
+        why,
+    };
+    let certificates =
+        Certificate::from_pem_bundle(pem).map_err(|e| fail(format!("is not a PEM bundle: {e}")))?;
     if certificates.is_empty() {
         return Err(fail("holds no PEM certificate".into()));
     }

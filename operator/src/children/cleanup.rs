@@ -2,9 +2,10 @@
 //! the retention window, in a pod like the trainer's (same image, identity, model store, pod
 //! settings) but small.
 
-use super::job::BatchJob;
+use super::Defaults;
+use super::job::{Args, BatchJob};
 use super::pod::resources;
-use super::{Defaults, MODELS_MOUNT};
+use super::store::store_args;
 use crate::crd::RecommenderModel;
 use crate::labels;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -22,18 +23,13 @@ pub fn cleanup_job_name(model: &str, through_run: u32) -> String {
 /// except the versions in `keep`. Later runs' files are never touched, so a training run that
 /// starts meanwhile is safe.
 pub fn prune_args(model: &RecommenderModel, keep: &[String], through_run: u32) -> Vec<String> {
-    let mut args = vec![
-        "prune".to_string(),
-        "--dir".into(),
-        format!("{MODELS_MOUNT}/{}", model.name_any()),
-        "--through-run".into(),
-        through_run.to_string(),
-    ];
+    let mut args = Args(vec!["prune".into()]);
+    store_args(model, &mut args);
+    args.push("--through-run", through_run);
     for version in keep {
-        args.push("--keep".into());
-        args.push(version.clone());
+        args.push("--keep", version);
     }
-    args
+    args.0
 }
 
 pub fn cleanup_job(
@@ -81,7 +77,7 @@ mod tests {
         assert!(!labels.contains_key(labels::RUN), "not a training run");
         assert_eq!(
             args(&job),
-            "prune --dir /models/movies --through-run 6 --keep v3 --keep v5"
+            "prune --store /models/movies --through-run 6 --keep v3 --keep v5"
         );
         assert_locked_down(container(&job), false);
         assert_eq!(pod(&job).node_selector.as_ref().unwrap()["pool"], "batch");

@@ -3,7 +3,8 @@
 
 use super::job::{Args, BatchJob, source_args};
 use super::pod::resources;
-use super::{Defaults, TERMINATION_LOG, artifact_path};
+use super::store::{digest_args, store_args};
+use super::{Defaults, TERMINATION_LOG};
 use crate::crd::RecommenderModel;
 use crate::labels;
 use crate::validate::Config;
@@ -19,27 +20,34 @@ pub fn evaluation_job_name(model: &str, number: u32) -> String {
     format!("{model}-eval-{number}")
 }
 
-/// `recommender-trainer score` of `version` on the ratings after `since`.
+/// `recommender-trainer score` of `version` (whose artifact must hash to `sha256`, the digest
+/// recorded for it) on the ratings after `since`.
 pub fn evaluation_args(
     model: &RecommenderModel,
     config: &Config,
     version: &str,
+    sha256: Option<&str>,
     since: i64,
 ) -> Vec<String> {
     let mut args = Args(vec!["score".into()]);
-    args.push("--model", artifact_path(&model.name_any(), version));
+    store_args(model, &mut args);
+    args.push("--model", version);
+    digest_args("--model-sha256", sha256, &mut args);
     args.push("--since", since);
-    source_args(&config.source, &mut args);
+    source_args(model, &config.source, &mut args);
     args.push("--report", TERMINATION_LOG);
     args.0
 }
 
-/// Evaluation `number` of the serving model `version` (snapshot `since`).
+/// Evaluation `number` of the serving model `version` (artifact digest `sha256`, snapshot
+/// `since`).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluation_job(
     model: &RecommenderModel,
     config: &Config,
     number: u32,
     version: &str,
+    sha256: Option<&str>,
     since: i64,
     started_at: Timestamp,
     defaults: &Defaults,
@@ -60,7 +68,7 @@ pub fn evaluation_job(
             ),
         ]),
         container: "evaluator",
-        args: evaluation_args(model, config, version, since),
+        args: evaluation_args(model, config, version, sha256, since),
         resources: resources(trainer.resources.as_ref(), "100m", "256Mi", "2Gi"),
         source: Some(config),
         // Scoring reads the artifact and writes nothing to the store.
@@ -85,7 +93,17 @@ mod tests {
 
     fn evaluation(spec: crate::crd::RecommenderModelSpec) -> Job {
         let m = model(spec, None);
-        evaluation_job(&m, &config(&m), 4, "v2", 893_286_638, at(NOW), &defaults())
+        let sha256 = "ab".repeat(32);
+        evaluation_job(
+            &m,
+            &config(&m),
+            4,
+            "v2",
+            Some(&sha256),
+            893_286_638,
+            at(NOW),
+            &defaults(),
+        )
     }
 
     #[test]
@@ -116,9 +134,13 @@ mod tests {
         assert!(!labels.contains_key(labels::RUN), "not a training run");
         assert_eq!(
             args(&job),
-            "score --model /models/movies/v2.model --since 893286638 --source postgres \
+            format!(
+                "score --store /models/movies --model v2 --model-sha256 {} --since 893286638 \
+                 --source postgres \
              --pg-host db --pg-port 5432 --pg-database shop --pg-user reader \
-             --pg-query SELECT u, i, r, t FROM ratings --report /dev/termination-log"
+                 --pg-query SELECT u, i, r, t FROM ratings --report /dev/termination-log",
+                "ab".repeat(32)
+            )
         );
         assert_eq!(container(&job).env.as_ref().unwrap()[0].name, "PGPASSWORD");
         assert_locked_down(container(&job), true);

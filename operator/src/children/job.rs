@@ -1,13 +1,13 @@
 //! One builder for every Job the operator runs in the trainer image: training runs, forward
 //! evaluations and model store cleanups (and the tuning trials to come: an Indexed Job is a
 //! `JobSpec` with its completion mode, which the builder keeps). Each pod is built the same way:
-//! non-root and read-only, the model store mounted, the database's password and CA when it reads
-//! the ratings, and `spec.trainer.pod` (scheduling, identity, pull secrets, metadata, env) merged
-//! in, since the model store may only mount where the trainer runs.
+//! non-root and read-only, the model store reachable (the claim mounted, or the S3 key pair and
+//! CA), the database's password and CA when it reads the ratings, and `spec.trainer.pod`
+//! (scheduling, identity, pull secrets, metadata, env) merged in, since a claim may only mount
+//! where the trainer runs.
 
-use super::pod::{
-    container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
-};
+use super::pod::{container_security, merge_pod_settings, pod_security};
+use super::store::{Backend, store_pod};
 use super::{Defaults, MODELS_MOUNT, TERMINATION_LOG, common_labels, meta};
 use crate::crd::RecommenderModel;
 use crate::validate::{Config, SourceConfig};
@@ -52,7 +52,12 @@ impl BatchJob<'_> {
         labels.extend(self.labels.into_iter().map(|(k, v)| (k.to_string(), v)));
         let mut metadata = meta(model, self.name, labels.clone());
         metadata.annotations = (!self.annotations.is_empty()).then_some(self.annotations);
-        let store_read_only = !self.writes_store;
+        let store = store_pod(model, !self.writes_store);
+        let env: Vec<EnvVar> = store
+            .env
+            .into_iter()
+            .chain(self.source.and_then(password_env).into_iter().flatten())
+            .collect();
         let container = Container {
             name: self.container.into(),
             image: Some(
@@ -62,17 +67,15 @@ impl BatchJob<'_> {
                     .unwrap_or_else(|| defaults.trainer_image.clone()),
             ),
             args: Some(self.args),
-            env: self.source.and_then(password_env),
+            env: (!env.is_empty()).then_some(env),
             resources: Some(self.resources),
             security_context: Some(container_security()),
-            volume_mounts: Some(
-                [
-                    Some(model_store_mount(store_read_only)),
-                    self.source.and_then(ca_mount),
-                ]
-                .into_iter()
-                .flatten()
-                .collect(),
+            volume_mounts: non_empty(
+                store
+                    .mounts
+                    .into_iter()
+                    .chain(self.source.and_then(ca_mount))
+                    .collect(),
             ),
             termination_message_path: self.reports.then(|| TERMINATION_LOG.into()),
             // The message must be the report alone: logs would corrupt the JSON.
@@ -89,14 +92,12 @@ impl BatchJob<'_> {
                 security_context: Some(pod_security()),
                 automount_service_account_token: Some(false),
                 containers: vec![container],
-                volumes: Some(
-                    [
-                        Some(model_store_volume(model, store_read_only)),
-                        self.source.and_then(ca_volume),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
+                volumes: non_empty(
+                    store
+                        .volumes
+                        .into_iter()
+                        .chain(self.source.and_then(ca_volume))
+                        .collect(),
                 ),
                 ..PodSpec::default()
             }),
@@ -113,6 +114,10 @@ impl BatchJob<'_> {
     }
 }
 
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
+
 /// Collects `--flag value` pairs.
 pub(super) struct Args(pub Vec<String>);
 
@@ -124,8 +129,9 @@ impl Args {
 }
 
 /// The arguments that say where the ratings come from, as the trainer's `train` and `score`
-/// read them.
-pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
+/// read them. A file is a path on the claim (relative to its root), or an object in the model's
+/// folder of an S3 store (`store:KEY`).
+pub(super) fn source_args(model: &RecommenderModel, source: &SourceConfig, args: &mut Args) {
     match source {
         SourceConfig::Postgres(pg) => {
             args.push("--source", "postgres");
@@ -142,7 +148,10 @@ pub(super) fn source_args(source: &SourceConfig, args: &mut Args) {
             }
         }
         SourceConfig::File(f) => {
-            args.push("--source", format!("{MODELS_MOUNT}/{}", f.path));
+            match model.spec.model_store.backend() {
+                Backend::Claim(_) => args.push("--source", format!("{MODELS_MOUNT}/{}", f.path)),
+                Backend::S3(_) => args.push("--source", format!("store:{}", f.path)),
+            }
             args.push("--format", f.format.as_arg());
             if let Some(d) = &f.delimiter {
                 args.push("--delimiter", d);

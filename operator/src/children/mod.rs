@@ -1,7 +1,7 @@
 //! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run,
 //! forward-evaluation Jobs, model store cleanup Jobs (all from one Job builder), and the
-//! predictor Deployment and Service with its autoscaler and disruption budget. Pure builders; the
-//! apply stage applies them.
+//! predictor Deployment and Service with its autoscaler and disruption budget; every pod reaches
+//! the model store the one way `store` builds. Pure builders; the apply stage applies them.
 
 mod autoscaling;
 mod cleanup;
@@ -9,6 +9,7 @@ mod evaluation;
 mod job;
 mod pod;
 mod predictor;
+mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 mod trainer;
@@ -18,6 +19,7 @@ pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
+pub use store::{Backend, store_flags, store_location};
 pub use trainer::{NewRun, challenge_serving, trainer_args, trainer_job};
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};
@@ -49,10 +51,6 @@ pub fn predictor_name(model: &str) -> String {
 
 pub fn version_label(run: u32) -> String {
     format!("v{run}")
-}
-
-pub fn artifact_path(model: &str, version: &str) -> String {
-    format!("{MODELS_MOUNT}/{model}/{version}.model")
 }
 
 /// Hash of the spec fields that change what a training run produces; a change retrains.

@@ -1,11 +1,11 @@
 //! What every pod the operator builds shares (the Jobs' and the predictor's): a non-root,
-//! read-only, capability-free identity, default resources, the model store volume, and the
-//! merge of a resource's pod settings.
+//! read-only, capability-free identity, default resources, and the merge of a resource's pod
+//! settings.
 
-use crate::crd::{PodSettings, RecommenderModel};
+use crate::crd::PodSettings;
 use k8s_openapi::api::core::v1::{
-    Capabilities, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, PodSecurityContext, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -73,29 +73,10 @@ pub(super) fn resources(
     })
 }
 
-pub(super) fn model_store_volume(model: &RecommenderModel, read_only: bool) -> Volume {
-    Volume {
-        name: "models".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: model.spec.model_store.claim_name.clone(),
-            read_only: Some(read_only),
-        }),
-        ..Volume::default()
-    }
-}
-
-pub(super) fn model_store_mount(read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: "models".into(),
-        mount_path: super::MODELS_MOUNT.into(),
-        read_only: Some(read_only),
-        ..VolumeMount::default()
-    }
-}
-
 /// Merges a resource's pod settings into a pod template the operator built. Scheduling and
-/// identity are the user's (the operator sets none of them); labels, annotations and env are
-/// added beside the operator's and never replace one of them.
+/// identity are the user's (the operator sets none of them but a default spread, which the
+/// user's spread replaces); labels, annotations and env are added beside the operator's and
+/// never replace one of them.
 pub(super) fn merge_pod_settings(template: &mut PodTemplateSpec, settings: &PodSettings) {
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     add_missing(&mut meta.labels, &settings.labels);
@@ -108,6 +89,9 @@ pub(super) fn merge_pod_settings(template: &mut PodTemplateSpec, settings: &PodS
     pod.tolerations = non_empty(&settings.tolerations);
     pod.image_pull_secrets = non_empty(&settings.image_pull_secrets);
     pod.affinity = settings.affinity.clone();
+    if !settings.topology_spread_constraints.is_empty() {
+        pod.topology_spread_constraints = Some(settings.topology_spread_constraints.clone());
+    }
     pod.service_account_name = settings.service_account_name.clone();
     pod.priority_class_name = settings.priority_class_name.clone();
     for container in &mut pod.containers {

@@ -1,16 +1,16 @@
-//! The predictor Deployment serving one model version, and its Service.
+//! The predictor Deployment serving one model version, and its Service. Its replicas spread over
+//! nodes unless the user says how to spread them.
 
-use super::pod::{
-    container_security, merge_pod_settings, model_store_mount, model_store_volume, pod_security,
-    resources,
-};
-use super::{Defaults, artifact_path, common_labels, meta, predictor_name};
+use super::job::Args;
+use super::pod::{container_security, merge_pod_settings, pod_security, resources};
+use super::store::{StorePod, digest_args, store_args, store_pod};
+use super::{Defaults, common_labels, meta, predictor_name};
 use crate::crd::RecommenderModel;
 use crate::labels;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, HTTPGetAction, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec,
-    Probe, Service, ServicePort, ServiceSpec, SleepAction,
+    Probe, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -32,7 +32,25 @@ pub(super) fn selector_labels(model: &RecommenderModel) -> BTreeMap<String, Stri
     ])
 }
 
-fn predictor_container(model: &RecommenderModel, version: &str, defaults: &Defaults) -> Container {
+/// `--store` and the version with its recorded digest: the predictor fetches it once, refuses
+/// other bytes, and serves on every address, IPv4 and IPv6 (the pod IP, and loopback for
+/// `kubectl port-forward`).
+fn predictor_args(model: &RecommenderModel, version: &str, sha256: Option<&str>) -> Vec<String> {
+    let mut args = Args(Vec::new());
+    store_args(model, &mut args);
+    args.push("--model-version", version);
+    digest_args("--model-sha256", sha256, &mut args);
+    args.push("--listen", format!("[::]:{}", model.spec.predictor.port));
+    args.0
+}
+
+fn predictor_container(
+    model: &RecommenderModel,
+    version: &str,
+    sha256: Option<&str>,
+    store: &mut StorePod,
+    defaults: &Defaults,
+) -> Container {
     let predictor = &model.spec.predictor;
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -51,13 +69,8 @@ fn predictor_container(model: &RecommenderModel, version: &str, defaults: &Defau
                 .clone()
                 .unwrap_or_else(|| defaults.predictor_image.clone()),
         ),
-        args: Some(vec![
-            "--model".into(),
-            artifact_path(&model.name_any(), version),
-            "--listen".into(),
-            // Every address, IPv4 and IPv6: the pod IP, loopback for `kubectl port-forward`.
-            format!("[::]:{}", predictor.port),
-        ]),
+        args: Some(predictor_args(model, version, sha256)),
+        env: (!store.env.is_empty()).then(|| std::mem::take(&mut store.env)),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: predictor.port,
@@ -85,19 +98,40 @@ fn predictor_container(model: &RecommenderModel, version: &str, defaults: &Defau
             ..Lifecycle::default()
         }),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![model_store_mount(true)]),
+        volume_mounts: (!store.mounts.is_empty()).then(|| std::mem::take(&mut store.mounts)),
         ..Container::default()
     }
 }
 
-/// The predictor serving `version` from the model store.
+/// One replica more on a node than on another at most, where the scheduler can: replicas on
+/// several nodes keep serving when one node goes, and a claim-less (S3) pod can run anywhere.
+/// `ScheduleAnyway`, so a single-node cluster still runs every replica.
+fn spread_over_nodes(model: &RecommenderModel) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        topology_key: "kubernetes.io/hostname".into(),
+        max_skew: 1,
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(model)),
+            ..LabelSelector::default()
+        }),
+        // Only the replicas of this revision: an old version's pods are on their way out.
+        match_label_keys: Some(vec!["pod-template-hash".into()]),
+        ..TopologySpreadConstraint::default()
+    }
+}
+
+/// The predictor serving `version` from the model store, refusing an artifact whose sha256 is
+/// not `sha256`, the digest recorded for the version.
 pub fn predictor_deployment(
     model: &RecommenderModel,
     version: &str,
+    sha256: Option<&str>,
     defaults: &Defaults,
 ) -> Deployment {
     let mut pod_labels = common_labels(model, labels::COMPONENT_PREDICTOR);
     pod_labels.insert(labels::VERSION.into(), version.into());
+    let mut store = store_pod(model, true);
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels),
@@ -106,8 +140,11 @@ pub fn predictor_deployment(
         spec: Some(PodSpec {
             security_context: Some(pod_security()),
             automount_service_account_token: Some(false),
-            containers: vec![predictor_container(model, version, defaults)],
-            volumes: Some(vec![model_store_volume(model, true)]),
+            containers: vec![predictor_container(
+                model, version, sha256, &mut store, defaults,
+            )],
+            volumes: (!store.volumes.is_empty()).then_some(store.volumes),
+            topology_spread_constraints: Some(vec![spread_over_nodes(model)]),
             ..PodSpec::default()
         }),
     };
@@ -188,19 +225,24 @@ mod tests {
     #[test]
     fn predictor_listens_everywhere_and_probes_readyz() {
         let m = model(file_spec(), None);
-        let d = predictor_deployment(&m, "v2", &defaults());
+        let sha256 = "0f".repeat(32);
+        let d = predictor_deployment(&m, "v2", Some(&sha256), &defaults());
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
         assert_eq!(
-            c.args.clone().unwrap(),
-            [
-                "--model",
-                "/models/movies/v2.model",
-                "--listen",
-                "[::]:8080"
-            ]
+            c.args.clone().unwrap().join(" "),
+            format!(
+                "--store /models/movies --model-version v2 --model-sha256 {sha256} --listen [::]:8080"
+            )
         );
         assert!(c.env.is_none(), "nothing from the downward API is needed");
+        let claim = pod.volumes.as_ref().unwrap()[0]
+            .persistent_volume_claim
+            .as_ref();
+        assert_eq!(
+            claim.map(|c| (c.claim_name.as_str(), c.read_only)),
+            Some(("models", Some(true)))
+        );
         let probe = c
             .readiness_probe
             .as_ref()
@@ -233,6 +275,86 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(labels[crate::labels::VERSION], "v2");
+    }
+
+    /// From S3 the predictor fetches into memory: no claim, the key pair from the Secret, and
+    /// nothing secret among its arguments.
+    #[test]
+    fn an_s3_predictor_mounts_no_claim() {
+        let mut spec = file_spec();
+        spec.model_store = serde_yaml::from_str(
+            "{s3: {endpoint: 'http://s3.store.svc:8333', bucket: models, prefix: team-a,
+              pathStyle: true, credentialsSecret: model-store}}",
+        )
+        .unwrap();
+        let m = model(spec, None);
+        let d = predictor_deployment(&m, "v3", None, &defaults());
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.clone().unwrap().join(" "),
+            "--store s3://models/team-a/movies --store-endpoint http://s3.store.svc:8333 \
+             --store-region us-east-1 --store-path-style --model-version v3 --listen [::]:8080"
+        );
+        assert_eq!(
+            (pod.volumes.as_ref(), c.volume_mounts.as_ref()),
+            (None, None)
+        );
+        let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+    }
+
+    #[test]
+    fn replicas_spread_over_nodes_unless_the_user_spreads_them() {
+        let m = model(file_spec(), None);
+        let d = predictor_deployment(&m, "v2", None, &defaults());
+        let spread = d
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .topology_spread_constraints
+            .unwrap();
+        assert_eq!(spread.len(), 1);
+        let s = &spread[0];
+        assert_eq!(
+            (
+                s.topology_key.as_str(),
+                s.max_skew,
+                s.when_unsatisfiable.as_str()
+            ),
+            ("kubernetes.io/hostname", 1, "ScheduleAnyway")
+        );
+        assert_eq!(
+            s.label_selector.as_ref().unwrap().match_labels.as_ref(),
+            Some(&selector_labels(&m))
+        );
+
+        let mut spec = file_spec();
+        spec.predictor.pod = serde_json::from_value(serde_json::json!({
+            "topologySpreadConstraints": [{"topologyKey": "topology.kubernetes.io/zone",
+                "maxSkew": 2, "whenUnsatisfiable": "DoNotSchedule"}]
+        }))
+        .unwrap();
+        let m = model(spec, None);
+        let d = predictor_deployment(&m, "v2", None, &defaults());
+        let spread = d
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .topology_spread_constraints
+            .unwrap();
+        assert_eq!(
+            spread
+                .iter()
+                .map(|s| s.topology_key.as_str())
+                .collect::<Vec<_>>(),
+            ["topology.kubernetes.io/zone"],
+            "the user's constraints replace the default"
+        );
     }
 
     #[test]

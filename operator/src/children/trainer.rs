@@ -4,7 +4,8 @@
 
 use super::job::{Args, BatchJob, source_args};
 use super::pod::resources;
-use super::{Defaults, TERMINATION_LOG, artifact_path, job_name};
+use super::store::{digest_args, store_args};
+use super::{Defaults, TERMINATION_LOG, job_name};
 use super::{training_spec_hash, version_label};
 use crate::crd::{RecommenderModel, RunRecord, RunTrigger};
 use crate::labels;
@@ -34,8 +35,8 @@ pub struct NewRun<'a> {
 pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> Vec<String> {
     let version = version_label(new.run);
     let mut args = Args(vec!["train".into()]);
-    source_args(&config.source, &mut args);
-    args.push("--out", artifact_path(&model.name_any(), &version));
+    source_args(model, &config.source, &mut args);
+    store_args(model, &mut args);
     args.push("--version", version);
     args.push("--report", TERMINATION_LOG);
     training_args(&config.training, &mut args);
@@ -83,11 +84,12 @@ fn training_args(training: &Training, args: &mut Args) {
 }
 
 /// Adds the champion/challenger arguments to a trainer Job: compare with `champion` (the
-/// serving model, whose artifact is on the store) on the ratings after `since`.
+/// serving model, whose artifact is on the store, verified against the `sha256` recorded for it)
+/// on the ratings after `since`.
 pub fn challenge_serving(
     job: &mut Job,
-    model: &RecommenderModel,
     champion: &str,
+    sha256: Option<&str>,
     since: i64,
     challenge: &crate::crd::Challenge,
 ) {
@@ -100,7 +102,8 @@ pub fn challenge_serving(
         return;
     };
     let mut args = Args(container.args.take().unwrap_or_default());
-    args.push("--challenge", artifact_path(&model.name_any(), champion));
+    args.push("--challenge", champion);
+    digest_args("--challenge-sha256", sha256, &mut args);
     args.push("--challenge-since", since);
     args.push("--holdout", challenge.holdout);
     args.push("--min-compared", challenge.min_ratings);
@@ -197,7 +200,8 @@ mod tests {
         });
         spec.seed = Some(7);
         spec.model_store = ModelStore {
-            claim_name: "store".into(),
+            claim_name: Some("store".into()),
+            s3: None,
             keep: 3,
         };
         let m = model(spec, None);
@@ -215,7 +219,7 @@ mod tests {
         assert_eq!(
             args(&job),
             "train --source /models/movies/ratings.csv --format delimited --delimiter , --header true \
-             --columns userId,movieId,rating,timestamp --out /models/movies/v3.model --version v3 \
+             --columns userId,movieId,rating,timestamp --store /models/movies --version v3 \
              --report /dev/termination-log --algorithm svd --folds 4 --seed 7 --factors 100 --epochs 20 \
              --lr-all 0.005 --reg-all 0.02 --init-mean 0 --init-std 0.1 --biased true --skip-bad-lines"
         );
@@ -375,7 +379,7 @@ mod tests {
         assert!(
             line.starts_with(
                 "train --source postgres --pg-host db.ml.svc --pg-port 5433 --pg-database shop \
-                 --pg-user reader --pg-query SELECT user_id, item_id, rating FROM ratings --out"
+                 --pg-user reader --pg-query SELECT user_id, item_id, rating FROM ratings --store"
             ),
             "{line}"
         );

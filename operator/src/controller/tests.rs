@@ -264,10 +264,16 @@ async fn no_model_creates_the_first_trainer_job() {
         );
         let args = &job["spec"]["template"]["spec"]["containers"][0]["args"];
         assert_eq!(args[0], "train");
-        assert!(
-            args.as_array()
-                .unwrap()
-                .contains(&json!("/models/movies/v1.model"))
+        let args: Vec<&str> = args
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let store = args.iter().position(|a| *a == "--store").expect("--store");
+        assert_eq!(
+            (args[store + 1], args[store + 2], args[store + 3]),
+            ("/models/movies", "--version", "v1")
         );
 
         let status = server.status().await;
@@ -323,7 +329,8 @@ fn trainer_pod(phase: &str, message: &str) -> Value {
 fn report_json(rmse: f64, mae: f64) -> String {
     json!({
         "format": 1, "outcome": "Succeeded", "version": "v1", "algorithm": "svd",
-        "artifact": "/models/movies/v1.model",
+        "artifact": "/models/movies/v1.model", "artifactBytes": 456789,
+        "artifactSha256": "ab".repeat(32),
         "metrics": {"folds": 4, "rmse": rmse, "rmseStd": 0.01, "mae": mae, "maeStd": 0.01, "accuracy": 0.7,
             "precisionAt10": 0.5, "recallAt10": 0.4, "ndcgAt10": 0.6},
         "data": {"rows": 100000, "users": 943, "items": 1682, "contentHash": "ab", "skipped": 0},
@@ -368,8 +375,12 @@ async fn succeeded_job_is_promoted_and_served() {
         assert_eq!(
             container["args"],
             json!([
-                "--model",
-                "/models/movies/v1.model",
+                "--store",
+                "/models/movies",
+                "--model-version",
+                "v1",
+                "--model-sha256",
+                "ab".repeat(32),
                 "--listen",
                 "[::]:8080"
             ])
@@ -411,7 +422,7 @@ async fn rejected_candidate_is_kept_out_with_the_reason() {
             .await;
         assert_eq!(
             job["spec"]["template"]["spec"]["containers"][0]["args"],
-            json!(["prune", "--dir", "/models/movies", "--through-run", "1"])
+            json!(["prune", "--store", "/models/movies", "--through-run", "1"])
         );
         assert_eq!(
             job["metadata"]["labels"]["app.kubernetes.io/component"],
@@ -747,4 +758,50 @@ async fn a_replica_losing_the_lease_mid_reconcile_creates_no_job_and_writes_no_s
     assert!(matches!(err, Error::LeadershipLost), "{err}");
     drop(ctx);
     verifier.await.unwrap();
+}
+
+/// A bucket whose key pair's Secret is not opted in: the probe reads the Secret (and nothing
+/// else: no request to the store), no Job is created, and the condition says which Secret.
+#[tokio::test]
+async fn a_store_secret_not_allowed_is_said_and_starts_no_job() {
+    let mut m = model(None);
+    m.spec.model_store = serde_yaml::from_str(
+        "{s3: {endpoint: 'http://127.0.0.1:9', bucket: models, pathStyle: true, credentialsSecret: model-store}}",
+    )
+    .unwrap();
+    let stored = m.clone();
+    let (action, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read(&stored).await;
+        server.jobs(vec![]).await;
+        server.deployment(None).await;
+        let (_, send) = server
+            .expect(Method::GET, "/api/v1/namespaces/ml/secrets/model-store")
+            .await;
+        respond(
+            send,
+            StatusCode::OK,
+            &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "model-store", "namespace": NS},
+                "data": {"accessKeyId": "aWQ=", "secretAccessKey": "c2VjcmV0"}}),
+        );
+        let status = server.status().await;
+        let store = condition(&status, "ModelStoreReachable");
+        assert_eq!((&store["status"], &store["reason"]), (&json!("False"), &json!("SecretNotAllowed")));
+        let message = store["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Secret ml/model-store (spec.modelStore.s3.credentialsSecret) is not labelled recommender.dev/allow=true"),
+            "{message}"
+        );
+        assert!(!message.contains("secret\""), "{message}");
+        assert_eq!(status["runs"]["last"], 0, "no run started");
+        server.events(&["NotReady", "NoModel", "SecretNotAllowed"]).await;
+        server
+    })
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(crate::decide::STORE_PROBE_INTERVAL),
+        "labelling the Secret wakes nothing: the probe looks again"
+    );
+    server.no_more().await;
 }

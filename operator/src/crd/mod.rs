@@ -196,7 +196,8 @@ pub struct SecretKeyRef {
 #[x_kube(validation = Rule::new("self.format == 'delimited' || (!has(self.delimiter) && !has(self.columns) && !has(self.header))")
     .message("spec.source.file: delimiter, header and columns apply only to format 'delimited'"))]
 pub struct FileSource {
-    /// Path relative to the model store root (mounted at `/models`).
+    /// On a claim, a path relative to its root (mounted at `/models`); in a bucket, a key of the
+    /// model's folder (`s3://<bucket>/<prefix>/<model name>/<path>`).
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')")
         .message("spec.source.file.path must be relative to the model store and must not contain '..'"))]
     #[schemars(length(min = 1, max = 1024))]
@@ -481,18 +482,83 @@ pub struct PredictorSettings {
     pub latency_objective: String,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Where a model's versions are kept: a PersistentVolumeClaim (`claimName`) or an S3-compatible
+/// bucket (`s3`), exactly one (docs/model-store.md).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.claimName) != has(self.s3)")
+    .message("spec.modelStore: exactly one of spec.modelStore.claimName or spec.modelStore.s3 must be set"))]
 pub struct ModelStore {
-    /// A PersistentVolumeClaim in the resource's namespace, shared by trainer and predictor pods.
+    /// A PersistentVolumeClaim in the resource's namespace, mounted by trainer and predictor pods
+    /// (`/models/<model name>` holds the versions). Pods on several nodes need `ReadWriteMany`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub claim_name: String,
+    pub claim_name: Option<String>,
+    /// An S3-compatible bucket: the versions live under `s3://<bucket>/<prefix>/<model name>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Store>,
     /// Promoted models whose artifacts stay on the store: the newest `keep`, the rollback window
     /// `pinnedVersion` can name (the pinned one is kept too). Older ones and rejected candidates
     /// are deleted by a small cleanup Job once no predictor may load them.
     #[serde(default = "default_keep")]
     #[schemars(range(min = 1, max = 10))]
     pub keep: u32,
+}
+
+/// An S3-compatible bucket. The schema's patterns are the store's own rules
+/// (`recommender_store::StoreArgs`), which `validate` applies again.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Store {
+    /// `http://host[:port]` or `https://host[:port]`, nothing else; absent: Amazon S3 in
+    /// `region`. An IP address needs `pathStyle: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^https?://[^/@?#\s]+/?$")
+    )]
+    pub endpoint: Option<String>,
+    /// The bucket (3 to 63 lowercase letters, digits, `.` and `-`, beginning and ending with a
+    /// letter or digit).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Keys live under `<prefix>/<model name>/`: letters, digits and `/ . _ = + -`, no `.` or
+    /// `..` segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^/?([A-Za-z0-9._=+-]+/)*[A-Za-z0-9._=+-]*$")
+    )]
+    #[x_kube(validation = Rule::new("!self.split('/').exists(p, p == '.' || p == '..')")
+        .message("spec.modelStore.s3.prefix must not have a '.' or '..' segment"))]
+    pub prefix: Option<String>,
+    /// Signed into every request.
+    #[serde(default = "default_region")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: String,
+    /// `http://host/bucket/key` rather than `http://bucket.host/key`: what SeaweedFS, MinIO and
+    /// Ceph without wildcard DNS need.
+    #[serde(default)]
+    pub path_style: bool,
+    /// A Secret in the resource's namespace with the keys `accessKeyId` and `secretAccessKey`,
+    /// labelled `recommender.dev/allow=true`; pods get them as `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// A PEM CA bundle trusted for an `https://` endpoint's certificate, besides the system's
+    /// roots (a Secret key, `ca.crt` by default, labelled like `credentialsSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecretRef>,
+}
+
+impl S3Store {
+    /// The Secret keys `credentialsSecret` must hold.
+    pub const ACCESS_KEY_ID_KEY: &str = "accessKeyId";
+    pub const SECRET_ACCESS_KEY_KEY: &str = "secretAccessKey";
+}
+
+fn default_region() -> String {
+    recommender_store::DEFAULT_REGION.into()
 }
 
 fn default_folds() -> u32 {

@@ -2,7 +2,9 @@
 //! secrets, metadata, environment), merged into what the operator builds: what the operator
 //! sets always wins, and the schema refuses keys and names it reserves.
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, Toleration, TopologySpreadConstraint,
+};
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +32,12 @@ pub struct PodSettings {
     pub tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// How the pods spread over zones and nodes. Predictors spread over nodes by default
+    /// (`kubernetes.io/hostname`, `maxSkew: 1`, `ScheduleAnyway`); constraints given here
+    /// replace that default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Secrets for pulling the image from a private registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]

@@ -1,7 +1,7 @@
 //! The conditions a person (and an alert) reads, put together: each concern computes its own
-//! (`Serving`, `Training`, `Promoted`, `Stale`, `AccuracyDegraded`); here are the ones about
-//! the workers and the database, `Ready` over them, the phase that sums them up, and events for
-//! the transitions that matter.
+//! (`Serving`, `ModelStoreReachable`, `Training`, `Promoted`, `Stale`, `AccuracyDegraded`); here
+//! are the ones about the workers and the database, `Ready` over them, the phase that sums them
+//! up, and events for the transitions that matter.
 
 use super::{PlannedEvent, Said};
 use crate::condition::{
@@ -19,6 +19,8 @@ pub(super) struct Reported {
     /// Whether a model serves.
     pub serves: bool,
     pub serving: Desired,
+    /// `ModelStoreReachable`.
+    pub store: Desired,
     pub training: Desired,
     pub promoted: Desired,
     pub stale: Desired,
@@ -49,7 +51,7 @@ pub(super) fn report(
     let serves = reported.serves;
     let database = database(&observed.database);
     let workers = workers(observed, serves, reported.stuck_trainer);
-    let ready = ready(&[&reported.serving, &database, &workers]);
+    let ready = ready(&[&reported.serving, &database, &reported.store, &workers]);
     let is_ready = ready.status == State::True;
     let desired = [
         ready,
@@ -58,6 +60,7 @@ pub(super) fn report(
         reported.promoted,
         reported.stale,
         database,
+        reported.store,
         workers,
         reported.accuracy,
     ];
@@ -76,6 +79,9 @@ pub(super) fn report(
     {
         said.wake
             .after(Duration::from_secs(pg.probe_interval_seconds.into()));
+    }
+    if let Some(after) = super::store::next_look(observed) {
+        said.wake.after(after);
     }
     Summary {
         conditions: cond::merge(old, &desired, observed.now, model.metadata.generation),
@@ -145,7 +151,7 @@ fn ready(parts: &[&Desired]) -> Desired {
         Desired::new(
             ReadyReason::Ready,
             State::True,
-            "serving, database reachable, workers healthy",
+            "serving, database and model store reachable, workers healthy",
         )
     } else {
         Desired::new(ReadyReason::NotReady, State::False, failing.join("; "))

@@ -6,7 +6,7 @@ use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
     RunLedger, RunTrigger,
 };
-use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState};
+use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState, StoreProbe};
 use crate::validate::{Config, validate};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -199,6 +199,8 @@ pub fn observe(
         runs,
         rollout,
         database: DatabaseProbe::NotUsed,
+        store: StoreProbe::Claim,
+        store_pods: Vec::new(),
         new_ratings: None,
         evaluations: Vec::new(),
         now: now(),

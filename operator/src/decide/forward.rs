@@ -242,8 +242,12 @@ fn start_evaluation(
     said: &mut Said,
 ) -> Option<Job> {
     let (forward, model, now) = (config.forward.as_ref()?, observed.model, observed.now);
-    // The evaluator would mount the Secret the user did not allow (the condition says which).
-    if model.spec.suspend || ledger.active.is_some() || observed.database.secret_not_allowed() {
+    // The evaluator would use a Secret the user did not allow (the condition says which).
+    if model.spec.suspend
+        || ledger.active.is_some()
+        || observed.database.secret_not_allowed()
+        || !super::store::pods_allowed(observed)
+    {
         return None;
     }
     let since = serving.fingerprint.as_ref()?.max_timestamp?;
@@ -267,7 +271,9 @@ fn start_evaluation(
     }
     let number = ledger.last + 1;
     let version = &serving.version;
-    let job = children::evaluation_job(model, config, number, version, since, now, defaults);
+    let sha256 = serving.artifact.as_ref().map(|a| a.sha256.as_str());
+    let job =
+        children::evaluation_job(model, config, number, version, sha256, since, now, defaults);
     let name = children::evaluation_job_name(&model.name_any(), number);
     said.event(PlannedEvent::normal(
         Decided::ForwardEvaluationStarted,

@@ -1,5 +1,5 @@
 //! The decide stage: a pure function from what is observed (the resource, its training runs,
-//! its predictor rollout, the database probe, the clock) and the validated spec to what should be
+//! its predictor rollout, the database and model store probes, the clock) and the validated spec to what should be
 //! (children to apply, the new status, events, when to look again). No client, so every decision
 //! is a unit test. Each concern has its own module, with its tests next to it, and each of its
 //! steps is given the parts of the status it writes and returns what it decided.
@@ -12,6 +12,7 @@ mod retention;
 mod runs;
 mod scaling;
 mod serving;
+mod store;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -22,6 +23,7 @@ pub use promotion::{
 pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
 pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
+pub use store::STORE_PROBE_INTERVAL;
 
 use crate::children::{self, Defaults};
 use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
@@ -234,9 +236,12 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     };
     let cleanup = retention::cleanup(observed, &served.chosen, defaults, window, &mut status.runs);
 
+    let rolled_out = observed.rollout.as_ref().and_then(|r| r.version.as_deref());
+    let store = store::condition(observed, rolled_out.or(serving.map(|m| m.version.as_str())));
     let reported = conditions::Reported {
         serves: status.serving.is_some(),
         serving: served.condition,
+        store,
         training: started.training,
         promoted: recorded.promoted,
         stale: freshness.condition,

@@ -59,7 +59,11 @@ pub(super) fn cleanup(
     }
     // A promotion pushes the oldest model out only once more than `keep` were ever promoted.
     let outgrown = promoted && window.counts.succeeded > u64::from(model.spec.model_store.keep);
-    if !(rejected || outgrown) || !settled(serving, rollout) {
+    // The cleanup pod would use the store's Secrets, which the user has not allowed.
+    if !(rejected || outgrown)
+        || !settled(serving, rollout)
+        || !super::store::pods_allowed(observed)
+    {
         return Cleanup { job: None, said };
     }
     let pin = model.spec.pinned_version.as_deref();
@@ -192,7 +196,7 @@ mod tests {
         let plan = decide_for(&m, vec![], Some(available("v2", 1, 1)));
         assert_eq!(
             cleanup_args(&plan).as_deref(),
-            Some("prune --dir /models/movies --through-run 3 --keep v1 --keep v2")
+            Some("prune --store /models/movies --through-run 3 --keep v1 --keep v2")
         );
         assert_eq!(plan.status.runs.cleaned_through, 3);
         assert!(plan.events.iter().any(|e| e.reason == "CleanupStarted"
@@ -211,7 +215,7 @@ mod tests {
         let outgrown = decide_for(&at_rest(2, 3, 0), vec![], Some(available("v3", 1, 1)));
         assert_eq!(
             cleanup_args(&outgrown).as_deref(),
-            Some("prune --dir /models/movies --through-run 3 --keep v2 --keep v3")
+            Some("prune --store /models/movies --through-run 3 --keep v2 --keep v3")
         );
         let versions: Vec<_> = outgrown
             .status
@@ -230,7 +234,7 @@ mod tests {
         assert_eq!(plan.status.serving.as_ref().unwrap().version, "v1");
         assert_eq!(
             cleanup_args(&plan).as_deref(),
-            Some("prune --dir /models/movies --through-run 4 --keep v1 --keep v3")
+            Some("prune --store /models/movies --through-run 4 --keep v1 --keep v3")
         );
         let unsettled = decide_for(&m, vec![], Some(available("v3", 1, 1)));
         assert_eq!(cleanup_args(&unsettled), None, "rolling back to v1");

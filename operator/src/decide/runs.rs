@@ -437,8 +437,12 @@ fn new_run(
     said: &mut Said,
 ) -> Option<Job> {
     let (model, now) = (observed.model, observed.now);
-    // The trainer would mount the Secret the user did not allow (the condition says which).
-    if ledger.active.is_some() || model.spec.suspend || observed.database.secret_not_allowed() {
+    // The trainer would use a Secret the user did not allow (the condition says which).
+    if ledger.active.is_some()
+        || model.spec.suspend
+        || observed.database.secret_not_allowed()
+        || !super::store::pods_allowed(observed)
+    {
         return None;
     }
     let trigger = trigger(model, config, reads, ledger, now, said)?;
@@ -460,7 +464,8 @@ fn new_run(
         && let Some(since) = serving.fingerprint.as_ref().and_then(|f| f.max_timestamp)
     {
         let challenge = &model.spec.promotion.challenge;
-        children::challenge_serving(&mut job, model, &serving.version, since, challenge);
+        let sha256 = serving.artifact.as_ref().map(|a| a.sha256.as_str());
+        children::challenge_serving(&mut job, &serving.version, sha256, since, challenge);
     }
     let job_name = children::job_name(&model.name_any(), run);
     said.event(PlannedEvent::normal(

@@ -54,7 +54,12 @@ pub(super) fn plan(
     let model = observed.model;
     let rollout = observed.rollout.as_ref();
     let chosen = choose(models, model.spec.pinned_version.as_deref());
-    let (deployment, service) = children(model, &chosen, defaults);
+    let (mut deployment, service) = children(model, &chosen, defaults);
+    // A predictor pod would use a Secret the user has not allowed: the Deployment stays as it
+    // is (what serves keeps serving) until it is labelled.
+    if !super::store::pods_allowed(observed) {
+        deployment = None;
+    }
     let scaling = match &deployment {
         Some(_) => scaling::plan(model, rollout),
         None => ScalingPlan::default(),
@@ -127,7 +132,12 @@ fn children(
 ) -> (Option<Deployment>, Option<Service>) {
     match &serving.model {
         Some(m) => (
-            Some(children::predictor_deployment(model, &m.version, defaults)),
+            Some(children::predictor_deployment(
+                model,
+                &m.version,
+                m.artifact.as_ref().map(|a| a.sha256.as_str()),
+                defaults,
+            )),
             Some(children::predictor_service(model)),
         ),
         None => (None, None),

@@ -1,10 +1,12 @@
-//! The observe stage: every fact the decision looks at, read from the cluster and the database
-//! into plain values (training runs, the predictor rollout, the database probe, the clock).
+//! The observe stage: every fact the decision looks at, read from the cluster, the database and
+//! the model store into plain values (training runs, the predictor rollout, the database and
+//! store probes, what pods say about the store, the clock).
 
 mod data;
 mod database;
 mod rollout;
 mod runs;
+mod store;
 
 pub use data::{
     EvaluationState, NewRatings, ObservedEvaluation, count_due, count_new_ratings, count_sql,
@@ -13,6 +15,7 @@ pub use data::{
 pub use database::{probe_database, select_one};
 pub use rollout::{RolloutState, observe_rollout};
 pub use runs::{ObservedRun, RunState, observe_run, run_of};
+pub use store::{PodTrouble, StoreProbe, probe_store};
 
 use crate::children;
 use crate::crd::RecommenderModel;
@@ -52,6 +55,9 @@ pub struct Observed<'a> {
     pub runs: Vec<ObservedRun>,
     pub rollout: Option<RolloutState>,
     pub database: DatabaseProbe,
+    pub store: StoreProbe,
+    /// What the model's pods say about the store: refusals, claims they cannot attach.
+    pub store_pods: Vec<PodTrouble>,
     /// The count of new ratings, when one was due: `Err` says why it failed.
     pub new_ratings: Option<Result<NewRatings, String>>,
     /// Forward-evaluation Jobs not yet recorded.
@@ -80,6 +86,20 @@ pub async fn observe<'a>(
             )
         })?
         .map(|d| observe_rollout(&d));
+    // Pods are read only when one may be in trouble: a rollout short of its replicas, or a run
+    // or evaluation whose pod has not started.
+    let short = rollout
+        .as_ref()
+        .is_some_and(|r| r.available < r.desired || r.updated < r.desired);
+    let waiting = runs.iter().any(|r| r.pending());
+    let store_pods = if short || waiting {
+        store::pod_troubles(client, model)
+            .await
+            .map_err(|e| Error::kube(format!("reading the pods of {namespace}/{name}"), e))?
+    } else {
+        Vec::new()
+    };
+    let store = probe_store(client, model, probe_timeout).await;
     let now = Timestamp::now();
     let (database, new_ratings) = match &config.source {
         SourceConfig::Postgres(pg) => {
@@ -97,6 +117,8 @@ pub async fn observe<'a>(
         runs,
         rollout,
         database,
+        store,
+        store_pods,
         new_ratings,
         evaluations,
         now,

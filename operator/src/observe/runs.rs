@@ -30,6 +30,19 @@ pub struct ObservedRun {
     pub state: RunState,
 }
 
+impl ObservedRun {
+    /// A pod of the running Job has not started (it may be waiting for its volume).
+    pub fn pending(&self) -> bool {
+        matches!(
+            self.state,
+            RunState::Running {
+                pending_since: Some(_),
+                ..
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
     Running {

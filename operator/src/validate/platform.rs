@@ -22,6 +22,58 @@ pub(super) fn tls(spec: &RecommenderModelSpec, problem: &mut impl FnMut(&'static
     }
 }
 
+/// `spec.modelStore`: a claim or a bucket, and a bucket's settings as the trainer and the
+/// predictor will check them (`recommender_store::StoreArgs`), so a setting they would refuse is
+/// refused here first, naming the field.
+pub(super) fn model_store(
+    spec: &RecommenderModelSpec,
+    problem: &mut impl FnMut(&'static str, String),
+) {
+    let store = &spec.model_store;
+    if store.claim_name.is_some() == store.s3.is_some() {
+        problem(
+            "spec.modelStore",
+            "exactly one of spec.modelStore.claimName or spec.modelStore.s3 must be set".into(),
+        );
+        return;
+    }
+    if let Some(file) = &spec.source.file
+        && store.s3.is_some()
+        && let Err(why) = recommender_store::key::check(&file.path)
+    {
+        problem(
+            "spec.source.file.path",
+            format!(
+                "{:?} cannot name an object in the model's folder: the key {why}",
+                file.path
+            ),
+        );
+    }
+    // The model's name is a DNS label, a valid key segment: any stands in for it.
+    let flags = crate::children::store_flags(store, "model");
+    let placeholder = || recommender_store::Credentials::new("id".into(), "secret".into());
+    if let Err(e) = flags.config_with(placeholder) {
+        let field = match e.field {
+            "--store-endpoint" => "spec.modelStore.s3.endpoint",
+            "--store-region" => "spec.modelStore.s3.region",
+            "--store-ca-file" => "spec.modelStore.s3.caSecret",
+            _ => "spec.modelStore.s3",
+        };
+        // The value as written for the endpoint and region; the bucket's folder holds the
+        // placeholder name and the CA file is the operator's mount, so neither is repeated.
+        let value = match (e.field, &e.value) {
+            ("--store-endpoint" | "--store-region", Some(value)) => format!("{value:?}: "),
+            _ => String::new(),
+        };
+        // The store speaks in flags; the spec's author reads fields.
+        let why = e
+            .why
+            .replace("--store-path-style", "pathStyle: true")
+            .replace("--store-endpoint", "the endpoint");
+        problem(field, format!("{value}{why}"));
+    }
+}
+
 /// `spec.predictor.autoscaling`: a range the autoscaler can move in, and something to follow.
 pub(super) fn autoscaling(
     spec: &RecommenderModelSpec,
@@ -252,5 +304,63 @@ mod tests {
             "{FILE}trainer:\n  nodeSelector: {{pool: gpu}}\n  labels: {{team: recs}}\n  env: [{{name: RUST_LOG, value: debug}}]\n"
         ));
         assert!(validate(&fine).is_ok());
+    }
+
+    /// The store's own parser judges a bucket's settings, so what a pod would refuse is refused
+    /// here, naming the field.
+    #[test]
+    fn a_model_store_is_one_claim_or_one_valid_bucket() {
+        let source = "source: {file: {path: ratings.csv}}\n";
+        let problems = |store: &str| -> Vec<String> {
+            match validate(&spec(&format!("{source}modelStore: {store}\n"))) {
+                Ok(_) => Vec::new(),
+                Err(invalid) => invalid
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect(),
+            }
+        };
+        assert_eq!(problems("{claimName: m}"), Vec::<String>::new());
+        assert_eq!(
+            problems(
+                "{s3: {endpoint: 'http://s3.store.svc:8333/', bucket: models, prefix: team-a, pathStyle: true, credentialsSecret: k}}"
+            ),
+            Vec::<String>::new()
+        );
+        let both = "spec.modelStore: exactly one of spec.modelStore.claimName or spec.modelStore.s3 must be set";
+        assert_eq!(problems("{keep: 3}"), [both]);
+        assert_eq!(
+            problems("{claimName: m, s3: {bucket: models, credentialsSecret: k}}"),
+            [both]
+        );
+        assert_eq!(
+            problems(
+                "{s3: {endpoint: 'http://10.0.0.1:8333', bucket: models, credentialsSecret: k}}"
+            ),
+            [
+                "spec.modelStore.s3.endpoint: \"http://10.0.0.1:8333/\": is an IP address, which cannot carry the bucket in its host name: add pathStyle: true"
+            ]
+        );
+        assert_eq!(
+            problems("{s3: {bucket: My_Bucket, credentialsSecret: k}}"),
+            [
+                "spec.modelStore.s3: the bucket name may hold lowercase letters, digits, '.' and '-' only"
+            ]
+        );
+        assert_eq!(
+            problems(
+                "{s3: {endpoint: 'http://s3.svc', bucket: models, credentialsSecret: k, caSecret: {name: ca}}}"
+            ),
+            [
+                "spec.modelStore.s3.caSecret: is for an https:// endpoint, and the endpoint is http://"
+            ]
+        );
+        assert_eq!(
+            problems("{s3: {bucket: models, region: US, credentialsSecret: k}}"),
+            [
+                "spec.modelStore.s3.region: \"US\": must be lowercase letters, digits and '-' (e.g. us-east-1)"
+            ]
+        );
     }
 }

@@ -48,9 +48,17 @@ fn v1_serving(spec: &RecommenderModelSpec) -> RecommenderModelStatus {
         content_hash: "ab".repeat(32),
         max_timestamp: Some(SNAPSHOT),
     });
+    status.models[0].artifact = Some(crate::crd::ArtifactFile {
+        path: "/models/movies/v1.model".into(),
+        bytes: 456_789,
+        sha256: V1_SHA256.into(),
+    });
     status.serving = status.models.last().cloned();
     status
 }
+
+/// The digest recorded for v1's artifact, which every reader of it is told.
+const V1_SHA256: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
 fn count(ratings: u64) -> NewRatings {
     NewRatings {
@@ -201,7 +209,8 @@ fn a_forward_evaluation_starts_with_enough_new_ratings_at_most_every_interval() 
     assert_eq!(job.metadata.name.as_deref(), Some("movies-eval-1"));
     assert!(
         args(job).starts_with(&format!(
-            "score --model /models/movies/v1.model --since {SNAPSHOT} --source postgres"
+            "score --store /models/movies --model v1 --model-sha256 {V1_SHA256} \
+             --since {SNAPSHOT} --source postgres"
         )),
         "{}",
         args(job)
@@ -350,7 +359,7 @@ fn must_beat_serving_asks_the_trainer_to_challenge_the_serving_model() {
     let job = plan.start_job.as_ref().expect("a training run");
     assert!(
         args(job).ends_with(&format!(
-            "--challenge /models/movies/v1.model --challenge-since {SNAPSHOT} --holdout 0.5 \
+            "--challenge v1 --challenge-sha256 {V1_SHA256} --challenge-since {SNAPSHOT} --holdout 0.5 \
              --min-compared 500 --confidence 0.95"
         )),
         "{}",
