@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end suite alone, on a cluster of its own: builds the binaries, brings up the local
 # stack (cluster with real nodes, RECOMMENDER_NODES of them, 3 by default, and the project's
-# images; PostgreSQL), runs the suite (or the tests the arguments select) and stops everything.
+# images; PostgreSQL; the S3 server of tests/cluster/s3.sh), runs the suite (or the tests the arguments select) and stops everything.
 # Holds a machine-wide lock while the nodes are up: a machine runs one real cluster at a time, so
 # concurrent runs wait their turn.
 #
@@ -11,7 +11,8 @@
 #                                         filter: bash tests/e2e.sh -E 'test(/stale/)'
 #   RECOMMENDER_E2E_KEEP=1 bash tests/e2e.sh ...   leave the stack up afterwards (and the lock
 #                                         released): export what `tests/cluster/cluster.sh env`
-#                                         and `tests/cluster/postgres.sh env` print
+#                                         `tests/cluster/postgres.sh env` and
+#                                         `tests/cluster/s3.sh env` print
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
@@ -21,6 +22,7 @@ stack_lock
 bash tests/install-prereqs.sh
 BIN_DIR=$(bash tests/cluster/build.sh)
 export PATH="$BIN_DIR:$PATH"
+bash tests/cluster/s3.sh build >/dev/null
 cargo build --locked --bins
 cleanup() {
   local rc=$?
@@ -30,4 +32,5 @@ cleanup() {
 trap cleanup EXIT
 stack_up "$PWD/target/debug" --test-tools
 stack_postgres_up
+stack_s3_up
 stack_e2e "$@"
