@@ -18,6 +18,7 @@ mod operator;
 mod prometheus;
 mod s3;
 mod schema;
+mod stream;
 mod traffic;
 mod wait;
 
@@ -30,13 +31,14 @@ pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
 pub use nettools::{NETTOOLS_IMAGE, NETTOOLS_LABEL, NETTOOLS_PORT, NetTools};
 pub use node::{
-    DeadNode, NodeProcess, cluster_sh, container_processes, dropped_by, predictor_process,
+    DeadNode, Drain, NodeProcess, cluster_sh, container_processes, dropped_by, predictor_process,
     tag_image,
 };
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
 pub use s3::{S3, S3_SECRET, S3_SERVICE, in_s3};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
+pub use stream::{REQUEST_TIMEOUT, RequestStream, Sent, Tally};
 pub use traffic::{post_json, predictor_traffic};
 pub use wait::{wait_for, wait_status, wait_until};
 

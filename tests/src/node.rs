@@ -282,3 +282,55 @@ impl Drop for DeadNode<'_> {
         }
     }
 }
+
+/// A node taken out of service as an administrator does before maintenance: `kubectl drain`
+/// cordons it and evicts its pods through the Eviction API, which honours their
+/// PodDisruptionBudgets. Dropping it uncordons the node, even after a panic, so that the tests
+/// after this one can schedule there.
+pub struct Drain {
+    pub name: String,
+    uncordoned: bool,
+}
+
+impl Drain {
+    /// Nothing is done yet; the guard only promises the uncordon.
+    pub fn of(node: &str) -> Self {
+        Self {
+            name: node.into(),
+            uncordoned: false,
+        }
+    }
+
+    /// `kubectl drain NODE` (blocking: run it on a thread of its own while the test watches):
+    /// returns once every pod it may evict is gone (the evictions a budget refuses are retried),
+    /// or fails after `timeout`. Its output, or why it failed.
+    pub fn run(node: &str, timeout: std::time::Duration) -> Result<String, String> {
+        let timeout = format!("--timeout={}s", timeout.as_secs());
+        let (ok, out) = crate::kubectl(&[
+            "drain",
+            node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            &timeout,
+        ]);
+        if ok { Ok(out) } else { Err(out) }
+    }
+
+    /// `kubectl uncordon`: the node takes pods again.
+    pub fn uncordon(mut self) {
+        self.uncordoned = true;
+        let (ok, out) = crate::kubectl(&["uncordon", &self.name]);
+        assert!(ok, "kubectl uncordon {}: {out}", self.name);
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if !self.uncordoned {
+            let (ok, out) = crate::kubectl(&["uncordon", &self.name]);
+            if !ok {
+                eprintln!("uncordoning {} after the test: {out}", self.name);
+            }
+        }
+    }
+}

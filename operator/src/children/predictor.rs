@@ -9,8 +9,8 @@ use crate::crd::RecommenderModel;
 use crate::labels;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec, TopologySpreadConstraint,
+    Container, ContainerPort, HTTPGetAction, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec,
+    Probe, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,6 +18,12 @@ use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 const ROLLOUT_DEADLINE_SECONDS: i32 = 300;
+/// How long a deleted predictor pod keeps serving before its SIGTERM. Its endpoint stops being
+/// ready the moment it is deleted, but each node's kube-proxy (or a load balancer) takes a
+/// moment to stop sending it new connections; a pod that closed its listener at once would
+/// refuse them, and every drain, eviction and rollout would fail a few requests. 5 s covers
+/// kube-proxy's sync (1 s by default) with room; within the default 30 s grace period.
+const DRAIN_DELAY_SECONDS: i64 = 5;
 
 pub(super) fn selector_labels(model: &RecommenderModel) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -82,6 +88,15 @@ fn predictor_container(
             "128Mi",
             "512Mi",
         )),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: DRAIN_DELAY_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         security_context: Some(container_security()),
         volume_mounts: (!store.mounts.is_empty()).then(|| std::mem::take(&mut store.mounts)),
         ..Container::default()
@@ -237,6 +252,9 @@ mod tests {
             .unwrap();
         assert_eq!(probe.path.as_deref(), Some("/readyz"));
         assert_eq!(probe.port, IntOrString::String("http".into()));
+        // Serves on while the Service stops sending it connections, then gets its SIGTERM.
+        let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(pre_stop.sleep.as_ref().map(|s| s.seconds), Some(5));
         crate::children::testing::assert_locked_down(c, true);
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert!(

@@ -529,12 +529,15 @@ pub enum RunReason {
     AllTrialsFailed,
     /// The run's tuning search found nothing better than the serving model: nothing was trained.
     WorseThanServing,
+    /// The trainer's node stopped answering and the control plane deleted its pod (the taint
+    /// manager's eviction): the run cannot finish there, and is retried on a live node.
+    NodeLost,
     Other(String),
 }
 
 impl RunReason {
     /// The operator's own reasons.
-    pub const OWN: [Self; 9] = [
+    pub const OWN: [Self; 10] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,
@@ -544,6 +547,7 @@ impl RunReason {
         Self::TrainerFailed,
         Self::AllTrialsFailed,
         Self::WorseThanServing,
+        Self::NodeLost,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -557,6 +561,7 @@ impl RunReason {
             Self::TrainerFailed => "TrainerFailed",
             Self::AllTrialsFailed => "AllTrialsFailed",
             Self::WorseThanServing => "WorseThanServing",
+            Self::NodeLost => "NodeLost",
             Self::Other(reason) => reason,
         }
     }

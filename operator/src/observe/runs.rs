@@ -1,7 +1,7 @@
 //! Training runs as facts: which runs exist, from their Jobs and the Jobs' pods, and how they
 //! ended.
 
-use crate::crd::RunTrigger;
+use crate::crd::{RunReason, RunTrigger};
 use crate::labels;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -122,8 +122,10 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
             .as_ref()
             .map(|t| t.0)
             .or(finished_at);
-        // The Job only says its pods failed; a container the kernel killed says why.
-        let (reason, message) = match killed(&pods) {
+        // The Job only says its pods failed; a container the kernel killed, or a pod deleted
+        // from a lost node, says why.
+        let lost = || lost_pods(pods.iter().copied()).map(|(why, _)| why);
+        let (reason, message) = match killed(&pods).or_else(lost) {
             Some(why) if report.is_none() => why,
             _ => (
                 failed.reason.unwrap_or_else(|| "JobFailed".into()),
@@ -135,6 +137,15 @@ pub fn observe_run(job: &Job, pods: &[Pod]) -> Option<ObservedRun> {
             message,
             report,
             finished_at,
+        }
+    } else if let Some((why, at)) = lost_pods(pods.iter().copied().filter(|p| !terminal(p))) {
+        // A pod counts as failed only once its kubelet says so, so the Job waits for the dead
+        // node's return before it fails or replaces it: the run is over now.
+        RunState::Failed {
+            reason: why.0,
+            message: why.1,
+            report: None,
+            finished_at: at,
         }
     } else {
         RunState::Running {
@@ -208,6 +219,41 @@ fn killed(pods: &[&Pod]) -> Option<(String, String)> {
                 })
             })
         })
+}
+
+/// `((reason, message), when)` when every one of `pods` (and at least one) was deleted by the
+/// taint manager (`DisruptionTarget`, `DeletionByTaintManager`): a `NoExecute` taint it does not
+/// tolerate, which the node lifecycle controller puts on a node that stopped answering.
+fn lost_pods<'a>(
+    pods: impl Iterator<Item = &'a Pod>,
+) -> Option<((String, String), Option<Timestamp>)> {
+    let mut first = None;
+    for pod in pods {
+        let evicted = pod.status.as_ref()?.conditions.iter().flatten().find(|c| {
+            c.type_ == "DisruptionTarget"
+                && c.status == "True"
+                && c.reason.as_deref() == Some("DeletionByTaintManager")
+        })?;
+        first.get_or_insert_with(|| {
+            let name = pod.metadata.name.as_deref().unwrap_or("?");
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            let message = format!(
+                "trainer pod {name} on node {} was deleted by the taint manager ({}): its node stopped answering, or was tainted NoExecute",
+                node.unwrap_or("?"),
+                evicted.message.as_deref().unwrap_or("no message")
+            );
+            let reason = RunReason::NodeLost.as_str().to_string();
+            ((reason, message), evicted.last_transition_time.as_ref().map(|t| t.0))
+        });
+    }
+    first
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 pub(super) fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
@@ -377,6 +423,85 @@ mod tests {
         assert!(
             observe_run(&unlabelled, &[]).is_none(),
             "not one of our runs"
+        );
+    }
+
+    /// A trainer pod the taint manager deleted from its node (`phase` as the kubelet last wrote
+    /// it: `Running` while the node stays dead).
+    fn evicted(name: &str, phase: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"job-name": "movies-train-2"},
+                "creationTimestamp": "2026-11-27T11:00:00Z",
+                "deletionTimestamp": "2026-11-27T11:05:00Z"},
+            "spec": {"nodeName": "node-3", "containers": [{"name": "trainer"}]},
+            "status": {"phase": phase, "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                 "message": "Taint manager: deleting due to NoExecute taint",
+                 "lastTransitionTime": "2026-11-27T11:05:00Z"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_trainer_deleted_from_a_lost_node_ends_its_run() {
+        let lost = "trainer pod movies-train-2-x on node node-3 was deleted by the taint manager (Taint manager: deleting due to NoExecute taint): its node stopped answering, or was tainted NoExecute";
+        // The Job still counts the pod as active (it terminates only when the node returns).
+        let run = observe_run(&job(json!([])), &[evicted("movies-train-2-x", "Running")]).unwrap();
+        assert_eq!(
+            run.state,
+            RunState::Failed {
+                reason: "NodeLost".into(),
+                message: lost.into(),
+                report: None,
+                finished_at: Some("2026-11-27T11:05:00Z".parse().unwrap()),
+            }
+        );
+        assert_eq!(RunReason::from("NodeLost"), RunReason::NodeLost);
+
+        // The node came back before we looked, and the Job failed for its backoff limit.
+        let backoff = json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit"}]);
+        let run = observe_run(&job(backoff), &[evicted("movies-train-2-x", "Failed")]).unwrap();
+        assert!(
+            matches!(&run.state, RunState::Failed { reason, message, .. }
+                if reason == "NodeLost" && message == lost),
+            "{:?}",
+            run.state
+        );
+
+        // A replacement runs elsewhere (`retries`): the run goes on.
+        let replacement = pod(
+            "Running",
+            json!({"running": {"startedAt": "2026-11-27T11:06:00Z"}}),
+            "2026-11-27T11:06:00Z",
+        );
+        let run = observe_run(
+            &job(json!([])),
+            &[evicted("movies-train-2-a", "Failed"), replacement],
+        )
+        .unwrap();
+        assert!(
+            matches!(run.state, RunState::Running { stuck: None, .. }),
+            "{:?}",
+            run.state
+        );
+
+        // Deleted for another reason (a drain's eviction): the Job decides, as for any pod.
+        let mut drained = evicted("movies-train-2-x", "Running");
+        let conditions = drained
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap();
+        conditions[1].reason = Some("EvictionByEvictionAPI".into());
+        let run = observe_run(&job(json!([])), &[drained]).unwrap();
+        assert!(
+            matches!(run.state, RunState::Running { .. }),
+            "{:?}",
+            run.state
         );
     }
 }

@@ -312,6 +312,53 @@ fn a_vanished_job_is_a_failed_run() {
     assert!(plan.start_job.is_none(), "backing off before run 2");
 }
 
+#[test]
+fn a_run_lost_with_its_node_is_recorded_once_and_retried_as_the_next_run() {
+    let spec = file_spec();
+    let mut status = serving_status(&spec, "2026-11-27T00:00:00Z");
+    status.runs.last = 2;
+    status.runs.trained_spec_hash = Some("old".into());
+    let m = model(spec.clone(), Some(status));
+    let lost = |reason: &str| {
+        run(
+            2,
+            &spec,
+            RunState::Failed {
+                reason: reason.into(),
+                message:
+                    "trainer pod movies-train-2-x on node node-3 was deleted by the taint manager"
+                        .into(),
+                report: None,
+                finished_at: Some(now()),
+            },
+        )
+    };
+    let plan = decide_for(&m, vec![lost("NodeLost")], Some(available("v1", 2, 2)));
+    let last = plan.status.history.last().unwrap();
+    assert_eq!(
+        (last.run, last.outcome, &last.reason),
+        (2, RunOutcome::Failed, &RunReason::NodeLost)
+    );
+    assert!(last.message.contains("node-3"), "{}", last.message);
+    assert_eq!(plan.finished.len(), 1);
+    assert_eq!(plan.status.serving.as_ref().unwrap().version, "v1");
+
+    // The node returns and the Job fails as well: nothing more is recorded, run 3 follows the
+    // backoff.
+    let mut later = m.clone();
+    later.status = Some(plan.status.clone());
+    let mut obs = observe(
+        &later,
+        vec![lost("BackoffLimitExceeded")],
+        Some(available("v1", 2, 2)),
+    );
+    obs.now = at("2026-11-27T12:00:31Z");
+    let retry = decide(&obs, &config(&later), &defaults());
+    assert!(retry.finished.is_empty(), "{:?}", retry.finished);
+    assert_eq!(retry.status.history, plan.status.history);
+    assert_eq!(job_name(&retry).as_deref(), Some("movies-train-3"));
+}
+
 fn decide_at_rest(spec: crate::crd::RecommenderModelSpec) -> Plan {
     let at_rest = serving_status(&file_spec(), "2026-11-27T11:00:00Z");
     decide_for(

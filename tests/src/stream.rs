@@ -1,0 +1,151 @@
+//! A steady stream of predictions through a Service, as a user's application sends them while
+//! something happens to the cluster: a fixed rate, each request on a connection of its own (so
+//! that kube-proxy picks an endpoint for every one, as for a fleet of clients) with a short
+//! timeout, and each outcome recorded with the moment it was sent.
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long one request may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One request of the stream.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// When it was sent, from the stream's start.
+    pub at: Duration,
+    /// `None` when it was answered 200; otherwise what went wrong.
+    pub error: Option<String>,
+}
+
+/// Requests sent at a fixed rate until [`RequestStream::stop`].
+pub struct RequestStream {
+    pub started: Instant,
+    sent: Arc<Mutex<Vec<Sent>>>,
+    stop: watch::Sender<bool>,
+    sender: JoinHandle<()>,
+}
+
+impl RequestStream {
+    /// GETs `url` every `interval`; a request still unanswered when the next falls due does not
+    /// hold it back (at most `REQUEST_TIMEOUT / interval` are in flight).
+    pub fn start(url: String, interval: Duration) -> Self {
+        let started = Instant::now();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut stopped) = watch::channel(false);
+        let record = Arc::clone(&sent);
+        let sender = tokio::spawn(async move {
+            // No idle connections kept: every request opens its own.
+            let client = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http::<Empty<Bytes>>();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut requests = tokio::task::JoinSet::new();
+            loop {
+                // Those answered are reaped, so only the ones in flight are held.
+                while requests.try_join_next().is_some() {}
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                let (client, url, record) = (client.clone(), url.clone(), Arc::clone(&record));
+                let at = started.elapsed();
+                requests.spawn(async move {
+                    let error = one(&client, &url).await.err();
+                    record.lock().unwrap().push(Sent { at, error });
+                });
+            }
+            requests.join_all().await;
+        });
+        Self {
+            started,
+            sent,
+            stop,
+            sender,
+        }
+    }
+
+    /// Stops sending, waits for the requests in flight, and returns every outcome in the order
+    /// they were sent.
+    pub async fn stop(self) -> Vec<Sent> {
+        let _ = self.stop.send(true);
+        self.sender.await.expect("the request stream panicked");
+        let mut sent = self.sent.lock().unwrap().clone();
+        sent.sort_by_key(|s| s.at);
+        sent
+    }
+
+    /// The time since the stream started: what [`Sent::at`] is measured against.
+    pub fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+/// One GET: `Ok` for a 200 within the timeout.
+async fn one(client: &HttpClient, url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let exchange = async {
+        let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+        let code = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?
+            .to_bytes();
+        match code {
+            200 => Ok(()),
+            _ => Err(format!("HTTP {code}: {}", String::from_utf8_lossy(&body))),
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+}
+
+/// What a stream saw, in figures.
+#[derive(Debug)]
+pub struct Tally {
+    pub sent: usize,
+    pub failed: usize,
+    /// When the last failed request was sent (stream time), if any failed.
+    pub last_failure: Option<Duration>,
+    /// A few of the errors, for the test's output.
+    pub examples: Vec<String>,
+}
+
+impl Tally {
+    pub fn of(sent: &[Sent]) -> Self {
+        let failed: Vec<&Sent> = sent.iter().filter(|s| s.error.is_some()).collect();
+        let mut examples: Vec<String> = Vec::new();
+        for s in &failed {
+            let e = s.error.clone().unwrap_or_default();
+            if examples.len() < 5 && !examples.contains(&e) {
+                examples.push(e);
+            }
+        }
+        Self {
+            sent: sent.len(),
+            failed: failed.len(),
+            last_failure: failed.last().map(|s| s.at),
+            examples,
+        }
+    }
+
+    /// The failed share, in percent.
+    pub fn failed_percent(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        100.0 * self.failed as f64 / self.sent as f64
+    }
+}
