@@ -6,7 +6,9 @@ use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
     RunLedger, RunTrigger,
 };
-use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState};
+use crate::observe::{
+    DatabaseProbe, Observed, ObservedRun, RolloutState, RunState, WriteTokenState,
+};
 use crate::validate::{Config, validate};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -31,6 +33,7 @@ pub fn defaults() -> Defaults {
         trainer_image: "registry.local/recommender-trainer:test".into(),
         predictor_image: "registry.local/recommender-predictor:test".into(),
         cluster_domain: "cluster.local".into(),
+        operator_pods: None,
     }
 }
 
@@ -186,6 +189,7 @@ pub fn available(version: &str, desired: i32, available: i32) -> RolloutState {
         observed: true,
         deadline_exceeded: None,
         replicas_released: false,
+        network_policy: false,
     }
 }
 
@@ -201,6 +205,7 @@ pub fn observe(
         database: DatabaseProbe::NotUsed,
         new_ratings: None,
         evaluations: Vec::new(),
+        write_token: WriteTokenState::NotUsed,
         now: now(),
     }
 }

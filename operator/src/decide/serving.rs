@@ -2,6 +2,7 @@
 //! children and scale, where to call it, and whether its rollout is done and meets its targets
 //! (the `Serving` condition).
 
+use super::access::{self, NetworkPlan};
 use super::scaling::{self, ScalingPlan};
 use crate::children::{self, Defaults};
 use crate::condition::{Desired, ServingReason, State};
@@ -34,6 +35,7 @@ pub(super) struct Served {
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
     pub scaling: ScalingPlan,
+    pub network: NetworkPlan,
     /// `status.predictor`, `status.url` and `status.address`.
     pub predictor: Option<PredictorStatus>,
     pub url: Option<String>,
@@ -55,6 +57,8 @@ pub(super) fn plan(
     let rollout = observed.rollout.as_ref();
     let chosen = choose(models, model.spec.pinned_version.as_deref());
     let (deployment, service) = children(model, &chosen, defaults);
+    let secured = access::secure(observed, deployment, defaults);
+    let deployment = secured.deployment;
     let scaling = match &deployment {
         Some(_) => scaling::plan(model, rollout),
         None => ScalingPlan::default(),
@@ -64,12 +68,15 @@ pub(super) fn plan(
         latency: config.latency_objective,
         max_rmse: model.spec.promotion.max_rmse,
     };
-    let condition = inference_targets(
-        condition(&chosen, rollout, replicas),
-        &chosen,
-        online,
-        &targets,
-        observed.now,
+    let condition = access::serving_condition(
+        inference_targets(
+            condition(&chosen, rollout, replicas),
+            &chosen,
+            online,
+            &targets,
+            observed.now,
+        ),
+        secured.refused,
     );
     let (url, address) = address(model, &chosen, defaults);
     Served {
@@ -78,6 +85,7 @@ pub(super) fn plan(
         deployment,
         service,
         scaling,
+        network: secured.network,
         url,
         address,
         condition,

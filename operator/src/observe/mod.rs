@@ -1,10 +1,12 @@
 //! The observe stage: every fact the decision looks at, read from the cluster and the database
-//! into plain values (training runs, the predictor rollout, the database probe, the clock).
+//! into plain values (training runs, the predictor rollout, the database probe, the write
+//! token's Secret, the clock).
 
 mod data;
 mod database;
 mod rollout;
 mod runs;
+mod write_token;
 
 pub use data::{
     EvaluationState, NewRatings, ObservedEvaluation, count_due, count_new_ratings, count_sql,
@@ -13,11 +15,13 @@ pub use data::{
 pub use database::{probe_database, select_one};
 pub use rollout::{RolloutState, observe_rollout};
 pub use runs::{ObservedRun, RunState, observe_run, run_of};
+pub use write_token::{WriteTokenState, observe_write_token};
 
 use crate::children;
 use crate::crd::RecommenderModel;
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::secrets::SecretPolicy;
 use crate::validate::{Config, SourceConfig};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -56,7 +60,18 @@ pub struct Observed<'a> {
     pub new_ratings: Option<Result<NewRatings, String>>,
     /// Forward-evaluation Jobs not yet recorded.
     pub evaluations: Vec<ObservedEvaluation>,
+    /// Whether the predictor's write token may be mounted.
+    pub write_token: WriteTokenState,
     pub now: Timestamp,
+}
+
+/// How the observe stage reaches outside the API server's objects it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// What the database probe (connect + `SELECT 1`) may take.
+    pub probe_timeout: Duration,
+    /// Which Secrets may be used.
+    pub secrets: &'a SecretPolicy,
 }
 
 /// Reads what `model` owns and probes its database.
@@ -64,7 +79,7 @@ pub async fn observe<'a>(
     client: &Client,
     model: &'a RecommenderModel,
     config: &Config,
-    probe_timeout: Duration,
+    reach: Reach<'_>,
 ) -> Result<Observed<'a>> {
     let name = model.name_any();
     let namespace = model.namespace().unwrap_or_default();
@@ -88,10 +103,11 @@ pub async fn observe<'a>(
                 now,
                 Duration::from_secs(pg.probe_interval_seconds.into()),
             );
-            probe_and_count(client, &namespace, pg, due, probe_timeout).await
+            probe_and_count(client, reach, &namespace, pg, due).await
         }
         SourceConfig::File(_) => (DatabaseProbe::NotUsed, None),
     };
+    let write_token = observe_write_token(client, reach.secrets, model).await;
     Ok(Observed {
         model,
         runs,
@@ -99,6 +115,7 @@ pub async fn observe<'a>(
         database,
         new_ratings,
         evaluations,
+        write_token,
         now,
     })
 }
@@ -107,12 +124,13 @@ pub async fn observe<'a>(
 /// ratings, which may take longer than the probe (up to ten of its timeouts).
 async fn probe_and_count(
     client: &Client,
+    reach: Reach<'_>,
     namespace: &str,
     pg: &crate::crd::PostgresSource,
     since: Option<i64>,
-    timeout: Duration,
 ) -> (DatabaseProbe, Option<Result<NewRatings, String>>) {
-    let credentials = match database::credentials(client, namespace, pg).await {
+    let timeout = reach.probe_timeout;
+    let credentials = match database::credentials(client, reach.secrets, namespace, pg).await {
         Ok(c) => c,
         Err(refused) => return (refused, None),
     };
