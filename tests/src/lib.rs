@@ -34,7 +34,7 @@ pub use node::{
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
-pub use traffic::{post_json, predictor_traffic};
+pub use traffic::{post_json, post_json_as, predictor_traffic};
 pub use wait::{wait_for, wait_status, wait_until};
 
 /// Images built from the project's Dockerfile and imported by tests/cluster/images.sh.
