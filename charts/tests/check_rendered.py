@@ -34,6 +34,7 @@ WATCH_PERMISSIONS = {
     ("", "services"): {"list", "watch", "create", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"create", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -88,6 +89,7 @@ class Checker:
             self.deployment,
             self.rbac,
             self.service,
+            self.network_policy,
             self.service_monitor,
             self.prometheus_rule,
             self.dashboard,
@@ -179,6 +181,13 @@ class Checker:
             self.fail(dep, f"--leader-elect must be given once as true or false: {elect}")
         if leader != self.leader_election():
             self.fail(dep, f"leader election is {leader}, expected {self.leader_election()}")
+        selector = dep["spec"]["selector"]["matchLabels"]
+        want = "--operator-pod-labels=" + ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        if want not in args:
+            self.fail(dep, f"args lack {want} (each model's NetworkPolicy admits these pods)")
+        allowed = [a for a in args if a.startswith("--allowed-secret")]
+        if allowed != [f"--allowed-secret={s}" for s in self.values["secretAllowList"]]:
+            self.fail(dep, f"--allowed-secret args {allowed} differ from secretAllowList")
         strategy = dep["spec"]["strategy"]["type"]
         if not leader and strategy != "Recreate":
             self.fail(dep, "without leader election the strategy must be Recreate, two pods would reconcile")
@@ -279,6 +288,54 @@ class Checker:
             self.fail(svc, "selector does not match the operator pods")
         if [p["targetPort"] for p in svc["spec"]["ports"]] != ["http-metrics"]:
             self.fail(svc, "does not target the http-metrics port")
+
+    def network_policy(self):
+        """Off: none. On: one, selecting exactly the operator pods, admitting only metricsFrom to the
+        metrics port, letting out only the API server, DNS, the predictors and the databases."""
+        policies = self.of_kind("NetworkPolicy")
+        values = self.values["networkPolicy"]
+        if len(policies) != int(values["enabled"]):
+            self.fail(None, f"{len(policies)} NetworkPolicies rendered, networkPolicy.enabled {values['enabled']}")
+            return
+        deps = self.of_kind("Deployment")
+        for np in policies:
+            spec = np["spec"]
+            if deps and spec["podSelector"].get("matchLabels") != deps[0]["spec"]["selector"]["matchLabels"]:
+                self.fail(np, "podSelector is not the operator Deployment's selector")
+            if sorted(spec.get("policyTypes") or []) != ["Egress", "Ingress"]:
+                self.fail(np, f"policyTypes {spec.get('policyTypes')}, expected Ingress and Egress")
+            ingress = spec.get("ingress") or []
+            port = self.values["metrics"]["port"]
+            want_in = [{"from": values["metricsFrom"], "ports": [{"port": port, "protocol": "TCP"}]}]
+            if ingress != (want_in if values["metricsFrom"] else []):
+                self.fail(np, f"ingress {ingress}, expected only metricsFrom to port {port}")
+            egress = spec.get("egress") or []
+            tcp = lambda ports: [{"port": p, "protocol": "TCP"} for p in ports]  # noqa: E731
+            to = lambda cidrs: [{"ipBlock": {"cidr": c}} for c in cidrs]  # noqa: E731
+            out = values["egress"]
+            expected = []
+            for dest in (out["apiServer"], out["databases"]):
+                rule = {"ports": tcp(dest["ports"])}
+                if dest["cidrs"]:
+                    rule["to"] = to(dest["cidrs"])
+                expected.append(rule)
+            dns = out["dns"]
+            dns_rule = {
+                "to": [{"namespaceSelector": dns["namespaceSelector"], "podSelector": dns["podSelector"]}],
+                "ports": [{"port": p, "protocol": proto} for p in dns["ports"] for proto in ("UDP", "TCP")],
+            }
+            predictors = {
+                "to": [
+                    {
+                        "namespaceSelector": {},
+                        "podSelector": {"matchLabels": self.values["predictorPodMonitor"]["selector"]["matchLabels"]},
+                    }
+                ],
+                "ports": tcp(out["predictorPorts"]),
+            }
+            expected = [expected[0], dns_rule, predictors, expected[1], *out["extra"]]
+            if egress != expected:
+                self.fail(np, f"egress {json.dumps(egress)}, expected {json.dumps(expected)}")
 
     def service_monitor(self):
         monitors = self.of_kind("ServiceMonitor")

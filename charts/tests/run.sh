@@ -104,6 +104,8 @@ expect_failure "digest too short" "/image/digest" "${tmpl[@]}" --set image.diges
 expect_failure "digest not sha256" "/workloadImages/trainer/digest" "${tmpl[@]}" --set "workloadImages.trainer.digest=sha512:$sha"
 expect_failure "digest in the repository" "/workloadImages/predictor/repository" "${tmpl[@]}" --set "workloadImages.predictor.repository=registry.example.invalid/p@sha256:$sha"
 expect_failure "tag in the repository" "/image/repository" "${tmpl[@]}" --set image.repository=registry.example.invalid/op:1.0
+expect_failure "allow list entry without a namespace" "secretAllowList/0" "${tmpl[@]}" --set 'secretAllowList[0]=ratings-db'
+expect_failure "API server egress without ports" "/networkPolicy/egress/apiServer': missing property 'ports" "${tmpl[@]}" --set networkPolicy.enabled=true --set 'networkPolicy.egress.apiServer.ports=null'
 expect_failure "Kubernetes older than 1.30" "kubeVersion" "$HELM" template rec "$CHART" --kube-version 1.29.9
 
 step "promtool: rules, unit tests, mutants, dashboard queries ($("$PROMTOOL" --version 2>&1 | head -1))"
@@ -277,6 +279,11 @@ allow create policy poddisruptionbudgets - - $ns
 allow patch policy poddisruptionbudgets - - $ns
 allow delete policy poddisruptionbudgets - - $ns
 deny get policy poddisruptionbudgets - - $ns
+allow create networking.k8s.io networkpolicies - - $ns
+allow patch networking.k8s.io networkpolicies - - $ns
+allow delete networking.k8s.io networkpolicies - - $ns
+deny get networking.k8s.io networkpolicies - - $ns
+deny list networking.k8s.io networkpolicies - - $ns
 deny patch apps deployments scale - $ns
 allow list - pods - - $ns
 allow watch - pods - - $ns

@@ -51,9 +51,23 @@ DEFAULT_CASES = {
     "rolling update without lease": lambda docs: first(docs, "Deployment")["spec"].update(
         strategy={"type": "RollingUpdate"}
     ),
+    "networkpolicies read": add_rule(
+        "ClusterRole", {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get"]}
+    ),
+    "operator pod labels dropped": lambda docs: container(docs).update(
+        args=[a for a in container(docs)["args"] if not a.startswith("--operator-pod-labels=")]
+    ),
     "operator image of another tag": lambda docs: container(docs).update(image=container(docs)["image"] + "-dirty"),
 }
 NAMESPACED_CASES = {
+    "egress to anywhere": lambda docs: first(docs, "NetworkPolicy")["spec"]["egress"].append({}),
+    "ingress from anyone": lambda docs: first(docs, "NetworkPolicy")["spec"]["ingress"].append({}),
+    "policy selects other pods": lambda docs: first(docs, "NetworkPolicy")["spec"]["podSelector"].update(
+        matchLabels={"app": "x"}
+    ),
+    "secret allow list entry dropped": lambda docs: container(docs).update(
+        args=[a for a in container(docs)["args"] if a != "--allowed-secret=shop/movies-write-token"]
+    ),
     "cluster role in namespaced mode": lambda docs: docs.append(
         {
             "kind": "ClusterRole",

@@ -3,13 +3,14 @@
 
 use crate::children;
 use crate::crd::{KIND, RecommenderModel, RecommenderModelStatus};
-use crate::decide::{Plan, PlannedEvent, RungChildren, ScalingPlan};
+use crate::decide::{NetworkPlan, Plan, PlannedEvent, RungChildren, ScalingPlan};
 use crate::error::{Error, Result};
 use crate::labels::{HANDOVER_MANAGER, MANAGER};
 use crate::leader::Lease;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, Recorder};
@@ -79,6 +80,8 @@ impl Applier {
             self.child(service).await?;
         }
         if let Some(deployment) = &plan.deployment {
+            self.network(&deployment.namespace().unwrap_or_default(), &plan.network)
+                .await?;
             self.predictor(deployment, &plan.scaling).await?;
         }
         if let Some(job) = &plan.cleanup_job {
@@ -111,6 +114,18 @@ impl Applier {
         }
         if let Some(name) = &scaling.delete_disruption_budget {
             self.delete::<PodDisruptionBudget>(&namespace, name).await?;
+        }
+        Ok(())
+    }
+
+    /// The predictor's NetworkPolicy, before its Deployment: new pods start isolated, and a
+    /// policy is deleted while the Deployment still remembers it (so a failed delete is retried).
+    async fn network(&self, namespace: &str, network: &NetworkPlan) -> Result<()> {
+        if let Some(name) = &network.delete {
+            self.delete::<NetworkPolicy>(namespace, name).await?;
+        }
+        if let Some(policy) = &network.apply {
+            self.child(policy).await?;
         }
         Ok(())
     }

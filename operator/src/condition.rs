@@ -101,6 +101,11 @@ conditions! {
         LatencyObjectiveMissed,
         /// Serving, but the RMSE against feedback exceeds `spec.promotion.maxRmse`.
         OnlineRmseOverGate,
+        /// The Secret of `spec.predictor.writeToken` lacks the opt-in: the predictor Deployment
+        /// is left as it is (the status is the running pods').
+        WriteTokenNotAllowed,
+        /// The Secret of `spec.predictor.writeToken` or its key is missing: the same.
+        WriteTokenUnavailable,
     }
     Training: TrainingReason {
         Running,

@@ -11,6 +11,7 @@ use crate::labels::{self, MANAGER};
 use crate::leader::Lease;
 use crate::metrics::Metrics;
 use crate::observe;
+use crate::secrets::SecretPolicy;
 use crate::validate::validate;
 use backoff::Backoff;
 use futures::StreamExt;
@@ -34,6 +35,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
     pub probe_timeout: Duration,
+    /// Which Secrets the operator may use besides those labelled for it.
+    pub secrets: SecretPolicy,
     /// Whether this replica may write (see `Lease`).
     pub lease: Lease,
     /// Consecutive reconcile errors per object, for the retry delay.
@@ -62,6 +65,7 @@ impl Context {
             metrics,
             defaults,
             probe_timeout: Duration::from_secs(3),
+            secrets: SecretPolicy::default(),
             lease,
             backoff: Mutex::new(Backoff::new(rand::random())),
         }
@@ -128,8 +132,11 @@ async fn reconcile_inner(
     }
     let plan = match validate(&model.spec) {
         Ok(config) => {
-            let observed =
-                observe::observe(&ctx.client, &model, &config, ctx.probe_timeout).await?;
+            let reach = observe::Reach {
+                probe_timeout: ctx.probe_timeout,
+                secrets: &ctx.secrets,
+            };
+            let observed = observe::observe(&ctx.client, &model, &config, reach).await?;
             decide::decide(&observed, &config, &ctx.defaults)
         }
         Err(invalid) => {

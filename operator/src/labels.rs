@@ -50,6 +50,13 @@ pub const ANNOTATION_SEARCH: &str = "recommender.dev/search";
 /// On an evaluation Job: the scored model's snapshot (epoch seconds).
 pub const ANNOTATION_SINCE: &str = "recommender.dev/since";
 
+/// On a predictor pod template: the `resourceVersion` of the write token's Secret, so that a
+/// rotated token rolls the pods.
+pub const WRITE_TOKEN_VERSION: &str = "recommender.dev/write-token-version";
+/// On a predictor Deployment: the name of the NetworkPolicy the operator applied beside it, so
+/// that it is deleted when `spec.predictor.networkPolicy` goes (the policy itself is never read).
+pub const NETWORK_POLICY: &str = "recommender.dev/network-policy";
+
 /// Annotation on a `RecommenderModel` whose value, when changed, requests one training run.
 pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
 

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod online;
+pub mod secrets;
 pub mod server;
 pub mod time;
 pub mod validate;

@@ -2,11 +2,12 @@
 
 use clap::{Parser, ValueEnum};
 use kube::Client;
-use recommender_operator::children::Defaults;
+use recommender_operator::children::{Defaults, OperatorPods};
 use recommender_operator::controller::{self, Context};
 use recommender_operator::leader;
 use recommender_operator::metrics::Metrics;
 use recommender_operator::online::{self, Collector};
+use recommender_operator::secrets::{SecretName, SecretPolicy};
 use recommender_operator::server::{self, Health};
 use recommender_operator::{Error, Result};
 use std::io::IsTerminal;
@@ -83,6 +84,34 @@ struct Cli {
     online_interval: u64,
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// A Secret (NAMESPACE/NAME) the operator may use without the label
+    /// recommender.dev/allow=true; repeat for several.
+    #[arg(long = "allowed-secret", value_name = "NAMESPACE/NAME")]
+    allowed_secrets: Vec<SecretName>,
+    /// Namespace of the operator's own pods, admitted by each model's NetworkPolicy.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels (KEY=VALUE, comma-separated) of the operator's own pods, admitted by each model's
+    /// NetworkPolicy together with --operator-namespace.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    operator_pod_labels: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` of `--operator-pod-labels`.
+fn parse_label(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.into(), value.into())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+/// The operator's pods as each model's NetworkPolicy admits them, when both halves are known.
+fn operator_pods(cli: &Cli) -> Option<OperatorPods> {
+    let namespace = cli.operator_namespace.clone()?;
+    (!cli.operator_pod_labels.is_empty()).then(|| OperatorPods {
+        namespace,
+        labels: cli.operator_pod_labels.iter().cloned().collect(),
+    })
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -211,11 +240,13 @@ async fn run(cli: Cli) -> Result<()> {
             trainer_image: cli.trainer_image.clone(),
             predictor_image: cli.predictor_image.clone(),
             cluster_domain: cli.cluster_domain.clone(),
+            operator_pods: operator_pods(&cli),
         },
         cli.identity.clone(),
         lease.clone(),
     );
     ctx.probe_timeout = Duration::from_secs(cli.db_probe_timeout);
+    ctx.secrets = SecretPolicy::new(cli.allowed_secrets.iter().cloned());
     let scopes = scopes(&cli.namespaces);
     if cli.online_interval > 0 {
         let interval = Duration::from_secs(cli.online_interval);

@@ -12,9 +12,21 @@ use std::time::Duration;
 
 /// `POST url` with a JSON body: `(status code, body as JSON or as a string)`.
 pub async fn post_json(url: &str, body: &Value) -> Result<(u16, Value), String> {
+    post_json_as(url, body, None).await
+}
+
+/// `post_json` with `Authorization: Bearer <token>` when a token is given.
+pub async fn post_json_as(
+    url: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> Result<(u16, Value), String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
+    let mut request = hyper::Request::post(url).header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| format!("{url}: {e}"))?;
     let exchange = async {

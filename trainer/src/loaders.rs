@@ -38,16 +38,30 @@ pub enum Column {
     Name(String),
 }
 
+/// The largest 0-based column index `--columns` accepts. Lines are split into at most this many
+/// fields plus one, so the count of fields a line needs can never overflow; no ratings export
+/// puts its ratings that far to the right.
+pub const MAX_COLUMN_INDEX: usize = 65_535;
+
 /// Parses `user,item,rating[,timestamp]`, each a 0-based index or a header name.
 pub fn parse_columns(text: &str) -> Result<Vec<Column>> {
     let cols: Vec<Column> = text
         .split(',')
         .map(|c| {
             let c = c.trim();
-            c.parse()
-                .map_or_else(|_| Column::Name(c.to_owned()), Column::Index)
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(Column::Name(c.to_owned()));
+            }
+            // All digits: an index, however long, never a header name.
+            match c.parse::<usize>() {
+                Ok(i) if i <= MAX_COLUMN_INDEX => Ok(Column::Index(i)),
+                _ => Err(Error::Config(format!(
+                    "--columns index {c} is too large: indices are 0-based and at most \
+                     {MAX_COLUMN_INDEX}, got '{text}'"
+                ))),
+            }
         })
-        .collect();
+        .collect::<Result<_>>()?;
     if !(3..=4).contains(&cols.len()) || cols.iter().any(|c| *c == Column::Name(String::new())) {
         return Err(Error::Config(format!(
             "--columns must list user,item,rating[,timestamp] (names or 0-based indices), got '{text}'"
@@ -480,6 +494,24 @@ mod tests {
         };
         assert!(matches!(load_file(&p, &no_header), Err(Error::Config(_))));
         assert!(parse_columns("a,b").is_err());
+    }
+
+    #[test]
+    fn a_column_index_that_would_overflow_is_a_config_error() {
+        for huge in ["18446744073709551615", "99999999999999999999999", "65536"] {
+            match parse_columns(&format!("0,1,{huge}")) {
+                Err(Error::Config(why)) => {
+                    assert!(
+                        why.starts_with(&format!("--columns index {huge} is too large")),
+                        "{why}"
+                    );
+                    assert!(why.contains(&format!("'0,1,{huge}'")), "{why}");
+                }
+                other => panic!("{huge}: {other:?}"),
+            }
+        }
+        let widest = parse_columns(&format!("0,1,{MAX_COLUMN_INDEX}")).unwrap();
+        assert_eq!(widest[2], Column::Index(MAX_COLUMN_INDEX));
     }
 
     #[test]

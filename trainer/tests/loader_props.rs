@@ -9,7 +9,9 @@ use std::io::Write;
 
 use proptest::prelude::*;
 use recommender_trainer::data::{Ratings, Selection};
-use recommender_trainer::loaders::{FileOptions, Format, load_reader};
+use recommender_trainer::loaders::{
+    Column, FileOptions, Format, MAX_COLUMN_INDEX, load_reader, parse_columns,
+};
 use recommender_trainer::{Error, RatingScale};
 
 /// A format the trainer reads, how it spells a line, and the header it needs.
@@ -221,5 +223,27 @@ proptest! {
         let r = skipping.unwrap();
         assert_loaded(&r, &good);
         prop_assert_eq!(r.fingerprint.skipped, 1);
+    }
+
+    #[test]
+    fn a_column_index_past_the_bound_is_refused_naming_the_flag(
+        index in (MAX_COLUMN_INDEX as u128 + 1)..=u128::MAX,
+        at in 0usize..3,
+    ) {
+        let mut cols = ["0", "1", "2"].map(String::from);
+        cols[at] = index.to_string();
+        let text = cols.join(",");
+        match parse_columns(&text) {
+            Err(Error::Config(why)) => {
+                prop_assert!(why.starts_with(&format!("--columns index {index} is too large")), "{}", why);
+            }
+            other => prop_assert!(false, "{}: {:?}", text, other),
+        }
+    }
+
+    #[test]
+    fn a_column_index_within_the_bound_is_kept(index in 0..=MAX_COLUMN_INDEX) {
+        let cols = parse_columns(&format!("{index},user,item")).unwrap();
+        prop_assert_eq!(&cols[0], &Column::Index(index));
     }
 }

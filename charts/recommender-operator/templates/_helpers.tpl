@@ -40,6 +40,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as KEY=VALUE,KEY=VALUE, for --operator-pod-labels. */}}
+{{- define "recommender-operator.selectorLabelsFlag" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "recommender-operator.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "recommender-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "recommender-operator.fullname" .) .Values.serviceAccount.name }}

@@ -52,6 +52,11 @@ by a Role in each namespace of watchNamespaces.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["create", "patch", "delete"]
+# The predictor's NetworkPolicy (spec.predictor.networkPolicy): applied server-side, deleted when
+# the spec drops it. Never read: an annotation on the predictor Deployment says whether it exists.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "patch", "delete"]
 # Trainer pods: the report is the finished container's termination message, part of the pod's
 # status, which a LIST of pods returns (so no pods/status rule). Also stuck-pod health.
 - apiGroups: [""]

@@ -1,13 +1,14 @@
 //! The objects the operator owns for a `RecommenderModel`: one trainer Job per training run,
 //! tuning trials (an Indexed Job and a plan ConfigMap per rung of a search), forward-evaluation
 //! Jobs, model store cleanup Jobs (all from one Job builder), and the predictor Deployment and
-//! Service with its autoscaler and disruption budget; every pod reaches the model store the one
-//! way `store` builds. Pure builders; the apply stage applies them.
+//! Service with its autoscaler, disruption budget, NetworkPolicy and write token; every pod
+//! reaches the model store the one way `store` builds. Pure builders; the apply stage applies them.
 
 mod autoscaling;
 mod cleanup;
 mod evaluation;
 mod job;
+mod network;
 mod pod;
 mod predictor;
 mod search;
@@ -15,15 +16,18 @@ mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 mod trainer;
+mod write_token;
 
 pub use autoscaling::{predictor_autoscaler, predictor_disruption_budget};
 pub use cleanup::{cleanup_job, cleanup_job_name, prune_args};
 pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
+pub use network::{OperatorPods, predictor_network_policy};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
 pub use search::{NewRung, owned_by_job, plan_config_map, rung_name, trial_args, trial_job};
 pub use store::{Backend, store_flags, store_location};
 pub use trainer::{NewRun, Searched, challenge_serving, trainer_args, trainer_job};
+pub use write_token::mount_write_token;
 
 use crate::crd::{RecommenderModel, RecommenderModelSpec};
 use crate::labels;
@@ -42,6 +46,9 @@ pub struct Defaults {
     pub predictor_image: String,
     /// The cluster's DNS domain, for the predictor's in-cluster URL (`cluster.local` mostly).
     pub cluster_domain: String,
+    /// The operator's own pods, admitted by every predictor NetworkPolicy; unknown outside a
+    /// cluster.
+    pub operator_pods: Option<OperatorPods>,
 }
 
 pub fn job_name(model: &str, run: u32) -> String {

@@ -56,6 +56,7 @@ fn context_with(lease: Lease) -> (Arc<Context>, Server) {
         trainer_image: "local/recommender-trainer:test".into(),
         predictor_image: "local/recommender-predictor:test".into(),
         cluster_domain: "cluster.local".into(),
+        operator_pods: None,
     };
     let metrics = Arc::new(Metrics::new().unwrap());
     let ctx = Context::new(client, metrics, defaults, Some("test".into()), lease);

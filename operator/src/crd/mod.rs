@@ -500,6 +500,42 @@ pub struct PredictorSettings {
         .message("spec.predictor.latencyObjective must be a positive duration, e.g. 5ms"))]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub latency_objective: String,
+    /// The bearer token `POST /v1/feedback` requires (reads stay open): a key of a Secret in
+    /// the resource's namespace, mounted read-only into the predictor pods. The Secret must be
+    /// opted in like a database Secret (label `recommender.dev/allow=true`, or the operator's
+    /// allow list). Absent: anyone who reaches the port may write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<WriteTokenRef>,
+    /// A NetworkPolicy, owned by the model, admitting to the predictor port only the peers listed
+    /// here and the operator's own pods. Absent: none is created (the namespace's own policies,
+    /// if any, apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<PredictorNetworkPolicy>,
+}
+
+/// A key of a Secret holding the predictor's write token (at least 16 printable ASCII
+/// characters; the predictor refuses to start with a shorter one).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteTokenRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Who may reach the predictor port when the model has its own NetworkPolicy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictorNetworkPolicy {
+    /// Peers admitted to the predictor port, as in a NetworkPolicy rule's `from`: a
+    /// `namespaceSelector`, a `podSelector` (pods of this namespace), both (those pods of those
+    /// namespaces) or an `ipBlock`. Include your Prometheus if it scrapes the predictors. Empty:
+    /// the operator's pods only.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 /// Where a model's versions are kept: a PersistentVolumeClaim (`claimName`) or an S3-compatible
@@ -595,6 +631,9 @@ fn default_secret_key() -> String {
 }
 fn default_ca_key() -> String {
     "ca.crt".into()
+}
+fn default_token_key() -> String {
+    "token".into()
 }
 fn default_factors() -> u32 {
     SVD.factors
@@ -752,6 +791,8 @@ impl Default for PredictorSettings {
             autoscaling: None,
             pod: PodSettings::default(),
             latency_objective: default_latency_objective(),
+            write_token: None,
+            network_policy: None,
         }
     }
 }

@@ -6,7 +6,9 @@ use crate::crd::{
     ModelMetrics, ModelRecord, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus,
     RunLedger, RunTrigger,
 };
-use crate::observe::{DatabaseProbe, Observed, ObservedRun, RolloutState, RunState, StoreProbe};
+use crate::observe::{
+    DatabaseProbe, Observed, ObservedRun, RolloutState, RunState, StoreProbe, WriteTokenState,
+};
 use crate::validate::{Config, validate};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -31,6 +33,7 @@ pub fn defaults() -> Defaults {
         trainer_image: "registry.local/recommender-trainer:test".into(),
         predictor_image: "registry.local/recommender-predictor:test".into(),
         cluster_domain: "cluster.local".into(),
+        operator_pods: None,
     }
 }
 
@@ -205,6 +208,7 @@ pub fn available(version: &str, desired: i32, available: i32) -> RolloutState {
         observed: true,
         deadline_exceeded: None,
         replicas_released: false,
+        network_policy: false,
     }
 }
 
@@ -223,6 +227,7 @@ pub fn observe(
         new_ratings: None,
         evaluations: Vec::new(),
         rungs: Vec::new(),
+        write_token: WriteTokenState::NotUsed,
         now: now(),
     }
 }

@@ -4,6 +4,7 @@
 //! is a unit test. Each concern has its own module, with its tests next to it, and each of its
 //! steps is given the parts of the status it writes and returns what it decided.
 
+mod access;
 mod conditions;
 mod forward;
 mod freshness;
@@ -18,6 +19,7 @@ mod tuning;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use access::NetworkPlan;
 pub use promotion::{
     Metric, Rejection, Shortfall, Verdict, compare, describe, judge, judge_against,
 };
@@ -30,7 +32,7 @@ pub use tuning::{RungChildren, SearchEvent};
 use crate::children::{self, Defaults};
 use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
 use crate::crd::{Phase, RecommenderModel, RecommenderModelStatus, RunRecord};
-use crate::observe::Observed;
+use crate::observe::{Observed, WriteTokenState};
 use crate::time;
 use crate::validate::{Config, Invalid};
 use jiff::Timestamp;
@@ -157,6 +159,8 @@ pub struct Plan {
     pub service: Option<Service>,
     /// The predictor's autoscaler and disruption budget, and the replica hand-over.
     pub scaling: ScalingPlan,
+    /// The predictor's NetworkPolicy.
+    pub network: NetworkPlan,
     /// A model store cleanup to start (artifacts outside the retention window).
     pub cleanup_job: Option<Job>,
     pub status: RecommenderModelStatus,
@@ -305,6 +309,11 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     (status.conditions, status.phase) = (summary.conditions, summary.phase);
     status.observed_generation = model.metadata.generation;
 
+    // Secrets are not watched: a write token refused now is looked at again on a timer, so
+    // labelling its Secret is enough.
+    if matches!(observed.write_token, WriteTokenState::Refused(_)) {
+        said.wake.after(access::SECRET_RECHECK);
+    }
     for later in [
         freshness.said,
         searched,
@@ -322,6 +331,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         deployment: served.deployment,
         service: served.service,
         scaling: served.scaling,
+        network: served.network,
         cleanup_job: cleanup.job,
         status,
         events: said.events,
@@ -378,6 +388,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
         deployment: None,
         service: None,
         scaling: ScalingPlan::default(),
+        network: NetworkPlan::default(),
         cleanup_job: None,
         status,
         events: conditions::transition_events(&old.conditions, &[ready]),

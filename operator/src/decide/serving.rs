@@ -2,6 +2,7 @@
 //! children and scale, where to call it, and whether its rollout is done and meets its targets
 //! (the `Serving` condition).
 
+use super::access::{self, NetworkPlan};
 use super::scaling::{self, ScalingPlan};
 use crate::children::{self, Defaults};
 use crate::condition::{Desired, ServingReason, State};
@@ -34,6 +35,7 @@ pub(super) struct Served {
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
     pub scaling: ScalingPlan,
+    pub network: NetworkPlan,
     /// `status.predictor`, `status.url` and `status.address`.
     pub predictor: Option<PredictorStatus>,
     pub url: Option<String>,
@@ -60,6 +62,8 @@ pub(super) fn plan(
     if !super::store::pods_allowed(observed) {
         deployment = None;
     }
+    let secured = access::secure(observed, deployment, defaults);
+    let deployment = secured.deployment;
     let scaling = match &deployment {
         Some(_) => scaling::plan(model, rollout),
         None => ScalingPlan::default(),
@@ -69,12 +73,15 @@ pub(super) fn plan(
         latency: config.latency_objective,
         max_rmse: model.spec.promotion.max_rmse,
     };
-    let condition = inference_targets(
-        condition(&chosen, rollout, replicas),
-        &chosen,
-        online,
-        &targets,
-        observed.now,
+    let condition = access::serving_condition(
+        inference_targets(
+            condition(&chosen, rollout, replicas),
+            &chosen,
+            online,
+            &targets,
+            observed.now,
+        ),
+        secured.refused,
     );
     let (url, address) = address(model, &chosen, defaults);
     Served {
@@ -83,6 +90,7 @@ pub(super) fn plan(
         deployment,
         service,
         scaling,
+        network: secured.network,
         url,
         address,
         condition,

@@ -3,9 +3,8 @@
 
 use super::DatabaseProbe;
 use crate::crd::PostgresSource;
-use crate::labels::ALLOW_SECRET;
+use crate::secrets::{Refusal, SecretPolicy, secret_value};
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::{Api, Client};
 use recommender_pgtls::MakeRustlsConnect;
 pub(super) use recommender_pgtls::describe_error as describe;
@@ -22,11 +21,12 @@ pub struct Credentials {
 /// what failed (a Secret, TLS, the connection or the query) but never the password.
 pub async fn probe_database(
     client: &Client,
+    policy: &SecretPolicy,
     namespace: &str,
     pg: &PostgresSource,
     timeout: Duration,
 ) -> DatabaseProbe {
-    match credentials(client, namespace, pg).await {
+    match credentials(client, policy, namespace, pg).await {
         Ok(c) => select_one(pg, &c.password, c.ca.as_deref(), timeout).await,
         Err(refused) => refused,
     }
@@ -36,67 +36,63 @@ pub async fn probe_database(
 /// probe's outcome) names the Secret, never its content.
 pub async fn credentials(
     client: &Client,
+    policy: &SecretPolicy,
     namespace: &str,
     pg: &PostgresSource,
 ) -> Result<Credentials, DatabaseProbe> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let reference = &pg.password_secret_ref;
     let field = "spec.source.postgres.passwordSecretRef";
-    let password = secret_value(&secrets, namespace, &reference.name, &reference.key, field)
-        .await
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())?;
+    let password = read_key(
+        &secrets,
+        policy,
+        namespace,
+        (reference.name.as_str(), reference.key.as_str()),
+        field,
+    )
+    .await
+    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())?;
     let ca = match &pg.ca_secret_ref {
         Some(ca) => {
             let field = "spec.source.postgres.caSecretRef";
-            Some(secret_value(&secrets, namespace, &ca.name, &ca.key, field).await?)
+            Some(
+                read_key(
+                    &secrets,
+                    policy,
+                    namespace,
+                    (ca.name.as_str(), ca.key.as_str()),
+                    field,
+                )
+                .await?,
+            )
         }
         None => None,
     };
     Ok(Credentials { password, ca })
 }
 
-/// One key of a Secret, or why it cannot be had.
-async fn secret_value(
+async fn read_key(
     secrets: &Api<Secret>,
+    policy: &SecretPolicy,
     namespace: &str,
-    name: &str,
-    key: &str,
+    reference: (&str, &str),
     field: &str,
 ) -> Result<Vec<u8>, DatabaseProbe> {
-    let unreachable = DatabaseProbe::Unreachable;
-    match secrets.get_opt(name).await {
-        Ok(Some(secret)) => {
-            allowed(&secret, namespace, field)?;
-            secret
-                .data
-                .and_then(|mut d| d.remove(key))
-                .map(|bytes| bytes.0)
-                .ok_or_else(|| {
-                    unreachable(format!(
-                        "Secret {namespace}/{name} ({field}) has no key {key:?}"
-                    ))
-                })
-        }
-        Ok(None) => Err(unreachable(format!(
-            "Secret {namespace}/{name} ({field}) not found"
-        ))),
-        Err(err) => Err(unreachable(format!(
-            "cannot read Secret {namespace}/{name} ({field}): {err}"
-        ))),
-    }
+    secret_value(secrets, policy, namespace, reference, field)
+        .await
+        .map(|(bytes, _)| bytes)
+        .map_err(refused)
 }
 
-/// Whether the user opted `secret` in (label `recommender.dev/allow: "true"`).
-fn allowed(secret: &Secret, namespace: &str, field: &str) -> Result<(), DatabaseProbe> {
-    if secret.labels().get(ALLOW_SECRET).map(String::as_str) == Some("true") {
-        return Ok(());
+/// The probe's outcome for a Secret that cannot be used.
+fn refused(refusal: Refusal) -> DatabaseProbe {
+    match refusal {
+        Refusal::NotAllowed(why) => DatabaseProbe::SecretNotAllowed(format!(
+            "{why}, so the operator neither reads it nor sends it anywhere, and starts no Job \
+             that mounts it; label it to allow its use"
+        )),
+        Refusal::Unavailable(why) => DatabaseProbe::Unreachable(why),
     }
-    Err(DatabaseProbe::SecretNotAllowed(format!(
-        "Secret {namespace}/{name} ({field}) is not labelled {ALLOW_SECRET}=true, so the \
-         operator neither reads it nor sends it anywhere, and starts no Job that mounts it; \
-         label it to allow its use",
-        name = secret.name_any()
-    )))
 }
 
 /// The TLS connector for `pg`'s `sslMode`, or why the CA cannot be used.
@@ -173,41 +169,20 @@ mod tests {
     use crate::crd::SecretKeyRef;
 
     #[test]
-    fn only_secrets_labelled_allow_true_are_used() {
-        let secret = |labels: serde_json::Value| -> Secret {
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "db", "namespace": "ml", "labels": labels},
-                "data": {"password": "c2VjcmV0"}
-            }))
-            .unwrap()
-        };
-        let field = "spec.source.postgres.passwordSecretRef";
-        assert!(
-            allowed(
-                &secret(serde_json::json!({ALLOW_SECRET: "true"})),
-                "ml",
-                field
-            )
-            .is_ok()
-        );
-        for labels in [
-            serde_json::json!({}),
-            serde_json::json!({ALLOW_SECRET: "yes"}),
-            serde_json::json!({"app": "db"}),
-        ] {
-            match allowed(&secret(labels.clone()), "ml", field) {
-                Err(DatabaseProbe::SecretNotAllowed(why)) => {
-                    assert!(
-                        why.starts_with(&format!(
-                            "Secret ml/db ({field}) is not labelled {ALLOW_SECRET}=true"
-                        )),
-                        "{why}"
-                    );
-                    assert!(!why.contains("secret\""), "never the value: {why}");
-                }
-                other => panic!("{labels}: {other:?}"),
+    fn a_refused_secret_says_what_the_operator_did_not_do() {
+        let why = "Secret ml/db (spec.source.postgres.passwordSecretRef) is not labelled \
+                   recommender.dev/allow=true nor on the operator's allow list";
+        match refused(Refusal::NotAllowed(why.into())) {
+            DatabaseProbe::SecretNotAllowed(text) => {
+                assert!(text.starts_with(why), "{text}");
+                assert!(text.contains("starts no Job that mounts it"), "{text}");
             }
+            other => panic!("{other:?}"),
         }
+        assert_eq!(
+            refused(Refusal::Unavailable("Secret ml/db not found".into())),
+            DatabaseProbe::Unreachable("Secret ml/db not found".into())
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The observe stage: every fact the decision looks at, read from the cluster, the database and
 //! the model store into plain values (training runs, the predictor rollout, the database and
-//! store probes, what pods say about the store, the clock).
+//! store probes, what pods say about the store, the write token's Secret, the clock).
 
 mod data;
 mod database;
@@ -8,6 +8,7 @@ mod rollout;
 mod runs;
 mod search;
 mod store;
+mod write_token;
 
 pub use data::{
     EvaluationState, NewRatings, ObservedEvaluation, count_due, count_new_ratings, count_sql,
@@ -18,11 +19,13 @@ pub use rollout::{RolloutState, observe_rollout};
 pub use runs::{ObservedRun, RunState, observe_run, run_of};
 pub use search::{ObservedRung, TrialEnd, observe_rung, rung_of};
 pub use store::{PodTrouble, StoreProbe, probe_store};
+pub use write_token::{WriteTokenState, observe_write_token};
 
 use crate::children;
 use crate::crd::RecommenderModel;
 use crate::error::{Error, Result};
 use crate::labels;
+use crate::secrets::SecretPolicy;
 use crate::validate::{Config, SourceConfig};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -66,7 +69,18 @@ pub struct Observed<'a> {
     pub evaluations: Vec<ObservedEvaluation>,
     /// The rungs of the tuning search in flight (`status.tuning`), with their trials.
     pub rungs: Vec<ObservedRung>,
+    /// Whether the predictor's write token may be mounted.
+    pub write_token: WriteTokenState,
     pub now: Timestamp,
+}
+
+/// How the observe stage reaches outside the API server's objects it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// What the database probe (connect + `SELECT 1`) may take.
+    pub probe_timeout: Duration,
+    /// Which Secrets may be used.
+    pub secrets: &'a SecretPolicy,
 }
 
 /// Reads what `model` owns and probes its database.
@@ -74,7 +88,7 @@ pub async fn observe<'a>(
     client: &Client,
     model: &'a RecommenderModel,
     config: &Config,
-    probe_timeout: Duration,
+    reach: Reach<'_>,
 ) -> Result<Observed<'a>> {
     let name = model.name_any();
     let namespace = model.namespace().unwrap_or_default();
@@ -107,7 +121,7 @@ pub async fn observe<'a>(
     } else {
         Vec::new()
     };
-    let store = probe_store(client, model, probe_timeout).await;
+    let store = probe_store(client, model, reach.probe_timeout, reach.secrets).await;
     let now = Timestamp::now();
     let (database, new_ratings) = match &config.source {
         SourceConfig::Postgres(pg) => {
@@ -116,10 +130,11 @@ pub async fn observe<'a>(
                 now,
                 Duration::from_secs(pg.probe_interval_seconds.into()),
             );
-            probe_and_count(client, &namespace, pg, due, probe_timeout).await
+            probe_and_count(client, reach, &namespace, pg, due).await
         }
         SourceConfig::File(_) => (DatabaseProbe::NotUsed, None),
     };
+    let write_token = observe_write_token(client, reach.secrets, model).await;
     Ok(Observed {
         model,
         runs,
@@ -130,6 +145,7 @@ pub async fn observe<'a>(
         new_ratings,
         evaluations,
         rungs,
+        write_token,
         now,
     })
 }
@@ -138,12 +154,13 @@ pub async fn observe<'a>(
 /// ratings, which may take longer than the probe (up to ten of its timeouts).
 async fn probe_and_count(
     client: &Client,
+    reach: Reach<'_>,
     namespace: &str,
     pg: &crate::crd::PostgresSource,
     since: Option<i64>,
-    timeout: Duration,
 ) -> (DatabaseProbe, Option<Result<NewRatings, String>>) {
-    let credentials = match database::credentials(client, namespace, pg).await {
+    let timeout = reach.probe_timeout;
+    let credentials = match database::credentials(client, reach.secrets, namespace, pg).await {
         Ok(c) => c,
         Err(refused) => return (refused, None),
     };

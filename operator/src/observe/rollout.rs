@@ -18,6 +18,8 @@ pub struct RolloutState {
     pub deadline_exceeded: Option<String>,
     /// The operator's apply no longer owns `spec.replicas`: it was handed to an autoscaler.
     pub replicas_released: bool,
+    /// The operator applied the predictor's NetworkPolicy with this Deployment.
+    pub network_policy: bool,
 }
 
 pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
@@ -53,6 +55,11 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
         observed,
         deadline_exceeded,
         replicas_released: replicas_released(deployment),
+        network_policy: deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(labels::NETWORK_POLICY)),
     }
 }
 
@@ -139,6 +146,7 @@ mod tests {
                 observed: true,
                 deadline_exceeded: None,
                 replicas_released: false,
+                network_policy: false,
             }
         );
         let behind = observe_rollout(&deployment(

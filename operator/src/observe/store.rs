@@ -6,6 +6,7 @@
 use crate::children::{Backend, store_flags};
 use crate::crd::{CaSecretRef, RecommenderModel, S3Store};
 use crate::labels::ALLOW_SECRET;
+use crate::secrets::SecretPolicy;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
@@ -52,13 +53,14 @@ pub async fn probe_store(
     client: &Client,
     model: &RecommenderModel,
     timeout: Duration,
+    policy: &SecretPolicy,
 ) -> StoreProbe {
     let Backend::S3(s3) = model.spec.model_store.backend() else {
         return StoreProbe::Claim;
     };
     let namespace = model.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let (credentials, ca) = match secret_material(&secrets, &namespace, s3).await {
+    let (credentials, ca) = match secret_material(&secrets, &namespace, s3, policy).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
@@ -92,9 +94,10 @@ async fn secret_material(
     secrets: &Api<Secret>,
     namespace: &str,
     s3: &S3Store,
+    policy: &SecretPolicy,
 ) -> Result<(Credentials, Option<Vec<u8>>), StoreProbe> {
     let field = "spec.modelStore.s3.credentialsSecret";
-    let secret = opted_in(secrets, namespace, &s3.credentials_secret, field).await?;
+    let secret = opted_in(secrets, namespace, &s3.credentials_secret, field, policy).await?;
     let key = |key: &str| value(&secret, namespace, key, field);
     let credentials = Credentials::new(
         key(S3Store::ACCESS_KEY_ID_KEY)?,
@@ -109,7 +112,7 @@ async fn secret_material(
     let ca = match &s3.ca_secret {
         Some(CaSecretRef { name, key }) => {
             let field = "spec.modelStore.s3.caSecret";
-            let secret = opted_in(secrets, namespace, name, field).await?;
+            let secret = opted_in(secrets, namespace, name, field, policy).await?;
             Some(value(&secret, namespace, key, field)?.into_bytes())
         }
         None => None,
@@ -123,6 +126,7 @@ async fn opted_in(
     namespace: &str,
     name: &str,
     field: &str,
+    policy: &SecretPolicy,
 ) -> Result<Secret, StoreProbe> {
     let secret = match secrets.get_opt(name).await {
         Ok(Some(secret)) => secret,
@@ -137,14 +141,19 @@ async fn opted_in(
             )));
         }
     };
-    allowed(&secret, namespace, field)?;
+    allowed(&secret, namespace, field, policy)?;
     Ok(secret)
 }
 
-/// Whether the user opted `secret` in (label `recommender.dev/allow: "true"`), as for the
-/// database's Secrets.
-fn allowed(secret: &Secret, namespace: &str, field: &str) -> Result<(), StoreProbe> {
-    if secret.labels().get(ALLOW_SECRET).map(String::as_str) == Some("true") {
+/// Whether the user opted `secret` in (label `recommender.dev/allow: "true"`, or the operator's
+/// `--allowed-secret` list), as for the database's Secrets.
+fn allowed(
+    secret: &Secret,
+    namespace: &str,
+    field: &str,
+    policy: &SecretPolicy,
+) -> Result<(), StoreProbe> {
+    if policy.permits(secret, namespace) {
         return Ok(());
     }
     Err(StoreProbe::SecretNotAllowed(format!(
@@ -283,7 +292,7 @@ mod tests {
         }))
         .unwrap();
         let field = "spec.modelStore.s3.credentialsSecret";
-        match allowed(&secret, "ml", field) {
+        match allowed(&secret, "ml", field, &SecretPolicy::default()) {
             Err(StoreProbe::SecretNotAllowed(why)) => {
                 assert!(why.starts_with(
                     "Secret ml/store (spec.modelStore.s3.credentialsSecret) is not labelled recommender.dev/allow=true"
