@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn the_token_is_a_read_only_file_the_predictor_is_pointed_at() {
         let m = model(file_spec(), None);
-        let mut d = predictor_deployment(&m, "v2", &defaults());
+        let mut d = predictor_deployment(&m, "v2", None, &defaults());
         let reference = WriteTokenRef {
             secret_name: "feedback-token".into(),
             key: "token".into(),
