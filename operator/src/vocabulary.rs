@@ -42,7 +42,7 @@ mod tests {
     #[test]
     fn lists_what_the_alert_rules_match() {
         let v = vocabulary();
-        assert_eq!(v["conditions"].as_object().unwrap().len(), 9);
+        assert_eq!(v["conditions"].as_object().unwrap().len(), 10);
         let reasons = |t: &str| v["conditions"][t].as_array().unwrap().clone();
         assert!(reasons("WorkersHealthy").contains(&json!("TrainerPodStuck")));
         assert!(reasons("Promoted").contains(&json!("GateFailed")));

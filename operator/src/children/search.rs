@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(
             args(&job),
             "trial --plan /etc/recommender/plan/plan.json --source /models/movies/u.data \
-             --format auto --report /dev/termination-log --folds 4 --fit-threads 2"
+             --format auto --store /models/movies --report /dev/termination-log --folds 4 --fit-threads 2"
         );
         let mount = c.volume_mounts.as_ref().unwrap().last().unwrap();
         assert_eq!(

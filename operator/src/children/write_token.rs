@@ -84,9 +84,9 @@ mod tests {
         let c = &pod.containers[0];
         // After the predictor's own flags, which stay as they were.
         let args = c.args.clone().unwrap();
-        assert_eq!(args.len(), 6, "{args:?}");
+        assert_eq!(args.len(), 8, "{args:?}");
         assert_eq!(
-            args[4..],
+            args[6..],
             ["--write-token-file", "/etc/recommender/write-token/token"]
         );
         let mount = c
