@@ -4,9 +4,9 @@
 use crate::env::Env;
 use crate::http::get_json;
 use crate::namespace::{DB_SECRET, MODEL_STORE_CLAIM, TestNamespace};
-use crate::wait::wait_status;
+use crate::wait::{wait_status, wait_until};
 use crate::{PREDICTOR_IMAGE, TRAINER_IMAGE};
-use k8s_openapi::api::core::v1::{ResourceRequirements, Service};
+use k8s_openapi::api::core::v1::{Pod, ResourceRequirements, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -15,7 +15,7 @@ use recommender_operator::crd::{
     PostgresSource, RecommenderModel, RecommenderModelSpec, RecommenderModelStatus, SecretKeyRef,
     Source,
 };
-use recommender_operator::labels::RETRAIN_ANNOTATION;
+use recommender_operator::labels::{RETRAIN_ANNOTATION, VERSION};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -222,8 +222,28 @@ pub async fn predictor_get(client: &Client, ns: &str, model: &str, path: &str) -
     panic!("{last}")
 }
 
-/// A prediction from the model's predictor answers 200 and names `version`.
+/// A prediction from the model's predictor answers 200 and names `version`. Asked once the
+/// predictor pods of other versions are gone: a replaced pod keeps answering what kube-proxy
+/// still sends it for its `preStop` drain (docs/production.md), by design, after the rollout
+/// that `Serving` reports has completed.
 pub async fn assert_served_by(client: &Client, ns: &str, model: &str, version: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector =
+        format!("app.kubernetes.io/component=predictor,app.kubernetes.io/instance={model}");
+    wait_until(
+        Duration::from_secs(60),
+        &format!("only {version}'s predictor pods left in {ns}"),
+        || async {
+            pods.list(&ListParams::default().labels(&selector))
+                .await
+                .is_ok_and(|list| {
+                    list.items
+                        .iter()
+                        .all(|p| p.labels().get(VERSION).map(String::as_str) == Some(version))
+                })
+        },
+    )
+    .await;
     let (code, body) = predictor_get(client, ns, model, "/v1/predict?user=1&item=1").await;
     assert_eq!(
         (code, body["model_version"].as_str()),

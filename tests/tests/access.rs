@@ -47,7 +47,16 @@ async fn a_write_token_from_an_opted_in_secret_guards_feedback_and_the_online_st
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, "e2e-token").await;
     let interval = format!("extraArgs={{{INTERVAL}}}");
-    Operator::install(&client, &env.repo, &ns.name, &ns.name, &[&interval]).await;
+    // The chart's RBAC names the Secrets the operator may read: the database's and the token's.
+    let secrets = format!("rbac.secrets.resourceNames={{{DB_SECRET},{TOKEN_SECRET}}}");
+    Operator::install(
+        &client,
+        &env.repo,
+        &ns.name,
+        &ns.name,
+        &[&interval, &secrets],
+    )
+    .await;
     token_secret(&client, &ns.name, false).await;
     let model = postgres_model(&env, &ns, "movies", |s| {
         s.predictor.write_token = Some(WriteTokenRef {

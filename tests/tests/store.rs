@@ -31,7 +31,9 @@ async fn serving_v1_from_s3(
     let env = Env::load();
     let client = client().await;
     let ns = TestNamespace::create(&client, &env, prefix).await;
-    Operator::install(&client, &env.repo, &ns.name, &ns.name, &[]).await;
+    // The chart's RBAC names the Secrets the operator may read: the database's and the key pair's.
+    let secrets = format!("rbac.secrets.resourceNames={{{DB_SECRET},{S3_SECRET}}}");
+    Operator::install(&client, &env.repo, &ns.name, &ns.name, &[&secrets]).await;
     let s3 = S3::load();
     let store = ns.s3_store(&s3).await;
     let bucket = store.bucket.clone();
@@ -113,7 +115,11 @@ async fn a_model_is_trained_promoted_and_served_from_s3_by_replicas_on_two_nodes
     let stored = setup.s3.folder(&setup.bucket, "movies");
     let bytes = stored.get("v1.model", 1 << 30).await.unwrap();
     assert_eq!(bytes.len() as u64, artifact.bytes);
-    assert!(condition_is(&status, "ModelStoreReachable", "True"));
+    assert!(
+        condition_is(&status, "ModelStoreReachable", "True"),
+        "{:?}",
+        condition(&status, "ModelStoreReachable")
+    );
     assert_eq!(
         condition(&status, "ModelStoreReachable").unwrap().reason,
         "Reachable"
