@@ -306,16 +306,18 @@ mod tests {
 
     #[test]
     fn replicas_spread_over_nodes_unless_the_user_spreads_them() {
+        let spread_of = |m: &RecommenderModel| {
+            predictor_deployment(m, "v2", None, &defaults())
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .topology_spread_constraints
+                .unwrap()
+        };
         let m = model(file_spec(), None);
-        let d = predictor_deployment(&m, "v2", None, &defaults());
-        let spread = d
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .topology_spread_constraints
-            .unwrap();
+        let spread = spread_of(&m);
         assert_eq!(spread.len(), 1);
         let s = &spread[0];
         assert_eq!(
@@ -338,15 +340,7 @@ mod tests {
         }))
         .unwrap();
         let m = model(spec, None);
-        let d = predictor_deployment(&m, "v2", None, &defaults());
-        let spread = d
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .topology_spread_constraints
-            .unwrap();
+        let spread = spread_of(&m);
         assert_eq!(
             spread
                 .iter()
