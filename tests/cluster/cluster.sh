@@ -1235,9 +1235,11 @@ cmd_up() {
   count=$(wanted_nodes)
   [ "$count" -ge "$(cat "$STATE/node-count" 2>/dev/null || echo 0)" ] || count=$(cat "$STATE/node-count")
   echo "$count" >"$STATE/node-count"
-  # A fresh cluster starts with an empty etcd, unless asked to keep it.
+  # A fresh cluster starts with an empty etcd, unless asked to keep it, and with empty local
+  # volumes: what an earlier cluster's pods wrote there belongs to objects this etcd never had
+  # (the demo's first run would find "v1.model" already written).
   if ! pid_of etcd >/dev/null && [ "${RECOMMENDER_KEEP_DATA:-0}" != 1 ]; then
-    rm -rf "$STATE/etcd-data"
+    rm -rf "$STATE/etcd-data" "$VOLUMES"
   fi
   gen_pki
   write_kubeconfig "$KUBECONFIG_PATH" admin kubernetes-admin
