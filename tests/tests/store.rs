@@ -360,22 +360,57 @@ async fn a_byte_flipped_in_a_new_versions_artifact_is_refused_while_the_old_pods
     assert!(message.contains("refused v2 (Corrupt)"), "{message}");
     assert!(message.contains("sha256"), "{message}");
 
-    // The refusing pod's last word, its log line; the two pods of v1 still answer.
-    let refusing: Vec<Pod> = pods(client, ns, "predictor")
-        .await
-        .into_iter()
-        .filter(|p| {
-            p.labels()
-                .get("recommender.dev/version")
-                .map(String::as_str)
-                == Some("v2")
-        })
-        .collect();
-    assert!(!refusing.is_empty(), "a v2 pod was started");
-    let name = refusing[0].name_any();
-    let (_, logs) = kubectl(&["logs", "-n", ns, &name, "--previous"]);
+    // The refusing pod's last words: its termination message, and the ERROR line of the log of
+    // a container that exited (the one before the running one, or itself while it waits to
+    // restart; a container replaced twice since has no log left, so the next one is read).
+    let (name, words) = wait_for(
+        Duration::from_secs(120),
+        "a v2 pod that refused",
+        || async {
+            pods(client, ns, "predictor")
+                .await
+                .into_iter()
+                .find_map(|p| {
+                    if p.labels()
+                        .get("recommender.dev/version")
+                        .map(String::as_str)
+                        != Some("v2")
+                    {
+                        return None;
+                    }
+                    let container = p
+                        .status
+                        .as_ref()?
+                        .container_statuses
+                        .as_ref()?
+                        .first()?
+                        .clone();
+                    let ended = container.last_state.and_then(|s| s.terminated);
+                    let ended = ended.or(container.state.and_then(|s| s.terminated))?;
+                    Some((p.name_any(), ended.message.unwrap_or_default()))
+                })
+        },
+    )
+    .await;
+    println!("{name} ended with: {words}");
+    assert!(words.contains("Corrupt"), "{words}");
+    let logs = wait_for(
+        Duration::from_secs(60),
+        "the refusing pod's log",
+        || async {
+            [["--previous"].as_slice(), [].as_slice()]
+                .iter()
+                .find_map(|extra| {
+                    let mut args = vec!["logs", "-n", ns.as_str(), name.as_str()];
+                    args.extend_from_slice(extra);
+                    let (ok, logs) = kubectl(&args);
+                    (ok && logs.contains("Corrupt")).then_some(logs)
+                })
+        },
+    )
+    .await;
     println!("{name}: {logs}");
-    assert!(logs.contains("ERROR") && logs.contains("Corrupt"), "{logs}");
+    assert!(logs.contains("ERROR"), "{logs}");
     let ready_v1 = pods(client, ns, "predictor")
         .await
         .into_iter()
