@@ -13,7 +13,8 @@ use crate::labels;
 use crate::validate::{Config, Hyperparameters, SourceConfig, Training};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use kube::ResourceExt;
 use recommender_contract::tuning::Params;
@@ -189,17 +190,31 @@ pub fn trainer_job(
 
 /// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
 /// retrying the same pod would only repeat them; the operator's backoff decides instead.
+/// A pod the cluster disrupted (a lost node's taint, a drain, preemption) fails the Job too: the
+/// operator records a lost pod's run as over at once (`NodeLost`) and starts the next run, so a
+/// retry inside the old Job (`retries` > 0) when the node returns would train a version nobody
+/// waits for.
 fn fail_job_on_trainer_verdict() -> PodFailurePolicy {
     PodFailurePolicy {
-        rules: vec![PodFailurePolicyRule {
-            action: "FailJob".into(),
-            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
-                container_name: Some("trainer".into()),
-                operator: "In".into(),
-                values: vec![1, 2],
-            }),
-            ..PodFailurePolicyRule::default()
-        }],
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some("trainer".into()),
+                    operator: "In".into(),
+                    values: vec![1, 2],
+                }),
+                ..PodFailurePolicyRule::default()
+            },
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                }]),
+                ..PodFailurePolicyRule::default()
+            },
+        ],
     }
 }
 
@@ -278,6 +293,34 @@ mod tests {
             "store"
         );
         assert!(c.resources.as_ref().unwrap().requests.is_some());
+    }
+
+    /// With retries, a crash is retried inside the run, but neither the trainer's own verdict
+    /// nor a pod the cluster disrupted is: the operator has already moved on from those runs.
+    #[test]
+    fn only_crashes_are_retried_inside_a_run() {
+        let mut spec = file_spec();
+        spec.trainer.retries = 2;
+        let m = model(spec, None);
+        let job = trainer_job(&m, &config(&m), &first(1), &defaults());
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(2));
+        let rules = spec.pod_failure_policy.unwrap().rules;
+        let summary: Vec<String> = rules
+            .iter()
+            .map(|r| match (&r.on_exit_codes, &r.on_pod_conditions) {
+                (Some(codes), None) => format!("{} exit {:?}", r.action, codes.values),
+                (None, Some(conditions)) => format!(
+                    "{} {}={}",
+                    r.action, conditions[0].type_, conditions[0].status
+                ),
+                _ => format!("{} ?", r.action),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            ["FailJob exit [1, 2]", "FailJob DisruptionTarget=True"]
+        );
     }
 
     /// The defaults a minimal manifest trains with are the table's, which the trainer CLI reads

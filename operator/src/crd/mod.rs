@@ -459,7 +459,9 @@ pub struct TrainerSettings {
     /// Resources of each tuning trial pod (`spec.tuning`); `resources` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial_resources: Option<ResourceRequirements>,
-    /// Pod retries inside one run (the Job's `backoffLimit`).
+    /// Pod retries inside one run (the Job's `backoffLimit`), for crashes only: a run the
+    /// trainer judged failed (exit 1 or 2) or whose pod the cluster disrupted (lost node, drain)
+    /// ends, and the operator's backoff decides the next run.
     #[serde(default)]
     #[schemars(range(min = 0, max = 10))]
     pub retries: i32,
