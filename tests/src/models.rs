@@ -4,6 +4,7 @@
 use crate::env::Env;
 use crate::http::get_json;
 use crate::namespace::{DB_SECRET, MODEL_STORE_CLAIM, TestNamespace};
+use crate::operator::is_ready;
 use crate::wait::{wait_status, wait_until};
 use crate::{PREDICTOR_IMAGE, TRAINER_IMAGE};
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements, Service};
@@ -222,23 +223,24 @@ pub async fn predictor_get(client: &Client, ns: &str, model: &str, path: &str) -
     panic!("{last}")
 }
 
-/// A prediction from the model's predictor answers 200 and names `version`. Asked once the
-/// predictor pods of other versions are gone: a replaced pod keeps answering what kube-proxy
-/// still sends it for its `preStop` drain (docs/production.md), by design, after the rollout
-/// that `Serving` reports has completed.
+/// A prediction from the model's predictor answers 200 and names `version`. Asked once no pod of
+/// another version may answer: a replaced pod keeps answering what kube-proxy still sends it for
+/// its `preStop` drain (docs/production.md), by design, after the rollout that `Serving` reports
+/// has completed; a pod that never became ready (one refusing its artifact) gets no traffic.
 pub async fn assert_served_by(client: &Client, ns: &str, model: &str, version: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector =
         format!("app.kubernetes.io/component=predictor,app.kubernetes.io/instance={model}");
     wait_until(
         Duration::from_secs(60),
-        &format!("only {version}'s predictor pods left in {ns}"),
+        &format!("only {version}'s predictor pods ready or draining in {ns}"),
         || async {
             pods.list(&ListParams::default().labels(&selector))
                 .await
                 .is_ok_and(|list| {
                     list.items
                         .iter()
+                        .filter(|p| is_ready(p) || p.metadata.deletion_timestamp.is_some())
                         .all(|p| p.labels().get(VERSION).map(String::as_str) == Some(version))
                 })
         },
