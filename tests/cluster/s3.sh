@@ -225,6 +225,9 @@ start_weed() {
     port_busy 127.0.0.1 "$p" && die "port 127.0.0.1:$p is already in use (set RECOMMENDER_S3_PORT; SeaweedFS uses PORT to PORT+8)"
   done
   mkdir -p "$DATA"
+  # Every bucket is a SeaweedFS collection, which grows its own volumes (seven at a time for
+  # replication 000) and never shares them: the suite makes a bucket per test namespace, so the
+  # volume server takes many. Volumes are not preallocated; an unused one costs two small files.
   # Detached from this shell (setsid, files for stdio) so a caller waiting on this script's output
   # does not wait for the server; 8>&- 9>&-: it holds neither this script's lock nor the real node's.
   setsid "$bin" -logtostderr=true server -dir="$DATA" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -236,7 +239,7 @@ start_weed() {
     -s3.localSocket="$STATE/s3.sock" -s3.config="$IDENTITIES" \
     -s3.port.https="$TLS_PORT" -s3.cert.file="$TLS/server.crt" -s3.key.file="$TLS/server.key" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
-    -master.telemetry=false -master.volumeSizeLimitMB=256 -volume.max=32 \
+    -master.telemetry=false -master.volumeSizeLimitMB=256 -volume.max=2000 \
     </dev/null >>"$LOG" 2>&1 8>&- 9>&- &
   echo $! >"$PIDFILE"
   for ((i = 0; i < 300; i++)); do
