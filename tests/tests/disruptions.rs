@@ -122,6 +122,15 @@ async fn ready_endpoint_pods(slices: &Api<EndpointSlice>, service: &str) -> Vec<
         .collect()
 }
 
+/// A model of two predictor replicas serving v1, in a namespace named after `prefix`.
+async fn two_replicas_serving_v1(prefix: &str) -> (Env, kube::Client, Setup) {
+    let env = Env::load();
+    let client = client().await;
+    let setup = setup(&env, &client, prefix, |s| s.predictor.replicas = 2).await;
+    wait_serving(&client, &setup.ns.name, MODEL, "v1").await;
+    (env, client, setup)
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -137,14 +146,8 @@ fn failed_from(sent: &[Sent], from: Duration) -> Vec<&Sent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_until_its_endpoint_goes()
  {
-    let env = Env::load();
-    let client = client().await;
-    let setup = setup(&env, &client, "e2e-lost-serving", |s| {
-        s.predictor.replicas = 2;
-    })
-    .await;
+    let (env, client, setup) = two_replicas_serving_v1("e2e-lost-serving").await;
     let ns = setup.ns.name.as_str();
-    wait_serving(&client, ns, MODEL, "v1").await;
     let (victim, victim_pod) = two_replicas_on_two_nodes(&env, &client, ns).await;
 
     let url = format!(
@@ -421,14 +424,8 @@ async fn cluster_wide_a_node_lost_under_the_trainer_ends_the_run_once_and_the_ne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_wide_a_drain_within_the_disruption_budget_never_leaves_the_model_without_a_replica()
  {
-    let env = Env::load();
-    let client = client().await;
-    let setup = setup(&env, &client, "e2e-drain", |s| {
-        s.predictor.replicas = 2;
-    })
-    .await;
+    let (env, client, setup) = two_replicas_serving_v1("e2e-drain").await;
     let ns = setup.ns.name.as_str();
-    wait_serving(&client, ns, MODEL, "v1").await;
 
     // The budget the operator made: one replica of the two may be down.
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);

@@ -97,6 +97,21 @@ async fn run_recorded(setup: &Setup, run: u32) -> RecommenderModelStatus {
     .await
 }
 
+/// Waits for `run` to be recorded, and checks it failed for `reason`.
+async fn run_failed(setup: &Setup, run: u32, reason: &str) -> RecommenderModelStatus {
+    let status = run_recorded(setup, run).await;
+    let record = status.history.iter().find(|r| r.run == run).unwrap();
+    println!(
+        "run {run}: {:?} {}: {}",
+        record.outcome, record.reason, record.message
+    );
+    assert_eq!(
+        (record.outcome, record.reason.as_str()),
+        (RunOutcome::Failed, reason)
+    );
+    status
+}
+
 #[tokio::test]
 async fn a_model_is_trained_promoted_and_served_from_s3_by_replicas_on_two_nodes() {
     let setup = serving_v1_from_s3("e2e-s3", |s| s.predictor.replicas = 2).await;
@@ -222,14 +237,10 @@ async fn wrong_keys_a_secret_not_allowed_and_a_missing_bucket_are_said_while_the
     let message = store_condition(&setup, "CredentialsRefused").await;
     assert!(message.contains("SignatureDoesNotMatch"), "{message}");
     request_retrain(client, ns, "movies", "wrong-keys").await;
-    let status = run_recorded(&setup, 2).await;
-    let run = status.history.iter().find(|r| r.run == 2).unwrap();
-    println!("run 2: {:?} {}: {}", run.outcome, run.reason, run.message);
-    assert_eq!(
-        (run.outcome, run.reason.as_str()),
-        (RunOutcome::Failed, "StoreCredentialsRefused")
-    );
-    setup.s3.assert_no_secret(&run.message);
+    let status = run_failed(&setup, 2, "StoreCredentialsRefused").await;
+    setup
+        .s3
+        .assert_no_secret(&status.history.iter().find(|r| r.run == 2).unwrap().message);
     assert_eq!(serving_version(&status), Some("v1"));
     assert_served_by(client, ns, "movies", "v1").await;
     setup.ns.set_s3_secret(&keys.0, &keys.1);
@@ -310,13 +321,7 @@ async fn cluster_wide_the_s3_server_stopped_during_training_fails_the_run_while_
     S3::sh(&["stop"]);
     let message = store_condition(&setup, "Unreachable").await;
     println!("store down: {message}");
-    let status = run_recorded(&setup, 2).await;
-    let run = status.history.iter().find(|r| r.run == 2).unwrap();
-    println!("run 2: {:?} {}: {}", run.outcome, run.reason, run.message);
-    assert_eq!(
-        (run.outcome, run.reason.as_str()),
-        (RunOutcome::Failed, "StoreUnreachable")
-    );
+    run_failed(&setup, 2, "StoreUnreachable").await;
     assert_served_by(client, ns, "movies", "v1").await;
     drop(restart);
     store_condition(&setup, "Reachable").await;
