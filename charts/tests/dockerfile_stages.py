@@ -34,9 +34,9 @@ def stages(text):
 
 
 def workspace_dirs(cargo_toml):
-    """The top-level folders of the workspace's members."""
+    """The workspace's members' folders (a nested one, benches/trainer/libmf, as it is)."""
     members = re.search(r"^members\s*=\s*\[(.*?)\]", cargo_toml, re.MULTILINE | re.DOTALL)
-    return sorted({m.split("/")[0] for m in re.findall(r'"([^"]+)"', members.group(1))}) if members else []
+    return sorted(set(re.findall(r'"([^"]+)"', members.group(1)))) if members else []
 
 
 def main():
@@ -59,7 +59,12 @@ def main():
     build_body = found.get("build", ("", ""))[1]
     cargo_toml = dockerfile.with_name("Cargo.toml")
     for d in workspace_dirs(cargo_toml.read_text()) if cargo_toml.exists() else []:
-        if not re.search(rf"^COPY\s+{re.escape(d)}\s+\./{re.escape(d)}\s*$", build_body, re.MULTILINE):
+        # The member's folder itself or a folder holding it (COPY benches ./benches).
+        parents = ["/".join(d.split("/")[:i]) for i in range(1, d.count("/") + 2)]
+        if not any(
+            re.search(rf"^COPY\s+{re.escape(p)}\s+\./{re.escape(p)}\s*$", build_body, re.MULTILINE)
+            for p in parents
+        ):
             problems.append(f"build stage: workspace member {d}/ is not copied (COPY {d} ./{d})")
     if args.get("BINARIES") != "build":
         problems.append("ARG BINARIES must default to build (the release build stage)")
