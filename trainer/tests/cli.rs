@@ -415,6 +415,10 @@ fn trial_runs_the_plans_trial_at_the_index() {
             .arg(plan_file)
             .arg("--source")
             .arg(&data)
+            // As the operator runs a model's first search: its folder in the store does not
+            // exist yet, and a file source does not need it.
+            .arg("--store")
+            .arg(dir.path().join("never-trained"))
             .arg("--report")
             .arg(&report)
             .env_remove("JOB_COMPLETION_INDEX");
