@@ -34,7 +34,8 @@ pub struct NewRun<'a> {
     pub searched: Option<Searched<'a>>,
 }
 
-/// The best point of a tuning search, for the run that trains it.
+/// The best point of a tuning search, for the run that trains it (and keeps the search's
+/// record, mounted from `record_config_map`, in the run history).
 #[derive(Debug, Clone, Copy)]
 pub struct Searched<'a> {
     pub search: u32,
@@ -146,7 +147,7 @@ pub fn trainer_job(
     defaults: &Defaults,
 ) -> Job {
     let trainer = &model.spec.trainer;
-    BatchJob {
+    let mut job = BatchJob {
         name: job_name(&model.name_any(), new.run),
         component: labels::COMPONENT_TRAINER,
         labels: vec![
@@ -184,7 +185,11 @@ pub fn trainer_job(
             ..JobSpec::default()
         },
     }
-    .build(model, defaults)
+    .build(model, defaults);
+    if let Some(searched) = new.searched {
+        super::mount_search_record(&mut job, &model.name_any(), searched.search);
+    }
+    job
 }
 
 /// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
