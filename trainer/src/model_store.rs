@@ -243,6 +243,7 @@ pub(crate) mod tests {
                     ndcg_at_10: 0.1,
                 },
                 trainer_version: "test".into(),
+                fit_threads: Some(1),
             },
             model: fixtures::model(shape, [(0u32, 1u32), (1, 2)].into_iter()),
         }

@@ -241,6 +241,7 @@ fn stages(
                 .ok_or_else(|| Error::InvalidData("no data".into()))?,
             metrics: CvMetrics::from(&metrics),
             trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            fit_threads: report.fit_threads,
         },
         model,
     };
