@@ -77,6 +77,7 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> 
 fn training_args(training: &Training, args: &mut Args) {
     args.push("--algorithm", training.hyperparameters.algorithm().as_arg());
     args.push("--folds", training.folds);
+    args.push("--fit-threads", training.fit_threads);
     if let Some(seed) = training.seed {
         args.push("--seed", seed);
     }
@@ -105,6 +106,7 @@ fn training_args(training: &Training, args: &mut Args) {
 fn searched_args(training: &Training, searched: &Searched, args: &mut Args) {
     args.0.extend(searched.params.train_args());
     args.push("--folds", training.folds);
+    args.push("--fit-threads", training.fit_threads);
     args.push("--seed", searched.seed);
     if let Some(scale) = training.rating_scale {
         args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
@@ -259,7 +261,7 @@ mod tests {
             args(&job),
             "train --source /models/movies/ratings.csv --format delimited --delimiter , --header true \
              --columns userId,movieId,rating,timestamp --store /models/movies --version v3 \
-             --report /dev/termination-log --algorithm svd --folds 4 --seed 7 --factors 100 --epochs 20 \
+             --report /dev/termination-log --algorithm svd --folds 4 --fit-threads 1 --seed 7 --factors 100 --epochs 20 \
              --lr-all 0.005 --reg-all 0.02 --init-mean 0 --init-std 0.1 --biased true --skip-bad-lines"
         );
         assert_eq!(

@@ -395,7 +395,7 @@ fn rung_children(
         parallelism: spec.parallelism,
         deadline_seconds,
         resources: model.spec.trainer.trial_resources.as_ref(),
-        fit_threads: None,
+        fit_threads: Some(config.training.fit_threads),
     };
     RungChildren {
         plan: children::plan_config_map(model, &new),
