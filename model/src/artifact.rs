@@ -19,6 +19,10 @@
 //! | version | what changed |
 //! |---|---|
 //! | 1 | the first format: the layout above, [`ArtifactMeta`] and [`Model`] as they are |
+//! | 2 | [`ArtifactMeta`] ends with `fit_threads` (an SVD model's `--fit-threads`, absent for a baseline); a format-1 file reads with it absent |
+//!
+//! A reader loads every format from 1 to [`FORMAT_VERSION`] (a later one is refused as
+//! unsupported); the writer writes [`FORMAT_VERSION`] only.
 //!
 //! [`load`] checks the magic, version, lengths and checksum before decoding anything, so a
 //! truncated or corrupted file is refused as a whole; [`save`] writes a temp file in the target
@@ -38,7 +42,7 @@ pub use meta::{ArtifactMeta, CvMetrics, TrainingData};
 pub const MAGIC: [u8; 8] = *b"RECMODEL";
 /// Bumped whenever the layout or the encoding of [`ArtifactMeta`] / [`Model`] changes; the
 /// golden file of each version (`model/testdata/artifact-v<N>.model`) pins its bytes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const HEADER: usize = 8 + 4 + 8;
 const CHECKSUM: usize = 32;
@@ -86,7 +90,7 @@ impl Artifact {
             )));
         }
         let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if found != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&found) {
             return Err(ArtifactError::UnsupportedFormat {
                 path: path.to_owned(),
                 found,
@@ -132,10 +136,15 @@ impl Artifact {
         };
         let meta: ArtifactMeta = serde_json::from_slice(&bytes[meta_start..meta_end])
             .map_err(|e| corrupt(format!("metadata: {e}")))?;
-        if meta.format_version != FORMAT_VERSION {
+        if meta.format_version != found {
             return Err(corrupt(format!(
-                "metadata says format {} but the header says {FORMAT_VERSION}",
+                "metadata says format {} but the header says {found}",
                 meta.format_version
+            )));
+        }
+        if found < 2 && meta.fit_threads.is_some() {
+            return Err(corrupt(format!(
+                "metadata of format {found} has fit_threads, which format 2 added"
             )));
         }
         let model: Model = postcard::from_bytes(&bytes[model_start..model_end])
@@ -283,6 +292,32 @@ mod tests {
         let err = Artifact::from_bytes(&bytes, Path::new("x.model")).unwrap_err();
         assert!(
             matches!(err, ArtifactError::UnsupportedFormat { found, .. } if found == FORMAT_VERSION + 1)
+        );
+    }
+
+    /// A format-1 file is one whose header and metadata say 1 and whose metadata lacks
+    /// `fit_threads`; one that claims it was not written by a format-1 writer.
+    #[test]
+    fn format_one_reads_without_fit_threads_and_refuses_them() {
+        let as_format = |artifact: &Artifact, format: u32| {
+            let mut bytes = artifact.to_bytes().unwrap();
+            bytes[8..12].copy_from_slice(&format.to_le_bytes());
+            let end = bytes.len() - CHECKSUM;
+            let sum = Sha256::digest(&bytes[..end]);
+            bytes[end..].copy_from_slice(&sum);
+            bytes
+        };
+        let p = Path::new("x.model");
+        let mut old = sample();
+        (old.meta.format_version, old.meta.fit_threads) = (1, None);
+        assert_eq!(Artifact::from_bytes(&as_format(&old, 1), p).unwrap(), old);
+        old.meta.fit_threads = Some(2);
+        let err = Artifact::from_bytes(&as_format(&old, 1), p).unwrap_err();
+        assert!(err.to_string().contains("fit_threads"), "{err}");
+        let err = Artifact::from_bytes(&as_format(&old, 0), p).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::UnsupportedFormat { found: 0, .. }),
+            "{err}"
         );
     }
 

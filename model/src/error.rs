@@ -20,7 +20,7 @@ pub enum ArtifactError {
     NotAnArtifact { path: PathBuf },
 
     #[error(
-        "{path}: artifact format {found} is not supported (this build reads format {supported})"
+        "{path}: artifact format {found} is not supported (this build reads formats 1 to {supported})"
     )]
     UnsupportedFormat {
         path: PathBuf,

@@ -99,6 +99,7 @@ pub fn meta(model: &Model, hyperparameters: Hyperparameters) -> ArtifactMeta {
             ndcg_at_10: 0.3,
         },
         trainer_version: "fixture".into(),
+        fit_threads: Some(1),
     }
 }
 

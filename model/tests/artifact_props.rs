@@ -117,6 +117,7 @@ fn meta(model: &Model) -> impl Strategy<Value = ArtifactMeta> + use<> {
                     ndcg_at_10: ndcg,
                 },
                 trainer_version,
+                fit_threads: svd.then_some((seed % 8) as u32 + 1),
             },
         )
 }

@@ -66,7 +66,11 @@ impl Applier {
     /// what was done.
     pub async fn plan(&self, model: &RecommenderModel, plan: &Plan) -> Result<()> {
         if let Some(job) = &plan.start_job {
-            self.child(job).await?;
+            let job = self.child(job).await?;
+            // Owned by the Job, as a rung's plan is: the pod waits for it to mount, a moment.
+            if let Some(record) = &plan.search_record {
+                self.child(&children::owned_by_job(record, &job)).await?;
+            }
             info!(job = %job.name_any(), "started training run");
         }
         if let Some(rung) = &plan.start_rung {

@@ -5,7 +5,9 @@
 
 mod platform;
 
-use crate::crd::{Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec};
+use crate::crd::{
+    Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec, TrainerSettings,
+};
 use crate::time::parse_go_duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use recommender_contract::defaults::{self, BASELINE, SVD};
@@ -78,6 +80,8 @@ pub struct Training {
     pub folds: u32,
     pub seed: Option<u64>,
     pub rating_scale: Option<RatingScale>,
+    /// `--fit-threads` of runs and trials: [`fit_threads`].
+    pub fit_threads: u32,
 }
 
 /// Hyperparameters resolved against `recommender_contract::defaults`, per algorithm.
@@ -315,7 +319,37 @@ fn training(spec: &RecommenderModelSpec) -> Training {
         folds: spec.folds,
         seed: spec.seed,
         rating_scale: h.rating_scale,
+        fit_threads: fit_threads(&spec.trainer),
     }
+}
+
+/// The trainer's `--fit-threads`: `spec.trainer.fitThreads`, else the whole cores of the
+/// trainer's CPU limit (`1500m` is 1), else 1, at most the trainer's 256. Trials take the same
+/// as the run whatever `trialResources` says: a fit on more threads is another model, and the
+/// run must measure what its search's trial did.
+pub fn fit_threads(trainer: &TrainerSettings) -> u32 {
+    const MAX: u32 = 256;
+    if let Some(n) = trainer.fit_threads {
+        return n.clamp(1, MAX);
+    }
+    let limit = trainer
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("cpu"));
+    limit
+        .and_then(|q| whole_cores(&q.0))
+        .map_or(1, |n| n.clamp(1, MAX))
+}
+
+/// The whole cores of a CPU quantity as Kubernetes writes them (`2`, `0.5`, `1500m`); `None` for
+/// another form, which then counts as no limit.
+fn whole_cores(quantity: &str) -> Option<u32> {
+    let cores = match quantity.strip_suffix('m') {
+        Some(millis) => millis.parse::<f64>().ok()? / 1000.0,
+        None => quantity.parse::<f64>().ok()?,
+    };
+    (cores.is_finite() && cores >= 0.0).then(|| cores.floor().min(u32::MAX as f64) as u32)
 }
 
 #[cfg(test)]
@@ -354,6 +388,35 @@ pub(crate) mod tests {
                 reg_u: 5.0,
                 reg_i: BASELINE.reg_i
             })
+        );
+    }
+
+    /// `fitThreads` when given, else the whole cores of the trainer's CPU limit, else 1.
+    #[test]
+    fn fit_threads_follow_the_spec_then_the_cpu_limit() {
+        let threads = |trainer: &str| {
+            validate(&spec(&format!(
+                "{FILE}trainer: {trainer}
+"
+            )))
+            .unwrap()
+            .training
+            .fit_threads
+        };
+        assert_eq!(validate(&spec(FILE)).unwrap().training.fit_threads, 1);
+        for (limit, expected) in [("\"4\"", 4), ("\"2.5\"", 2), ("1500m", 1), ("500m", 1)] {
+            let trainer = format!("{{resources: {{limits: {{cpu: {limit}}}}}}}");
+            assert_eq!(threads(&trainer), expected, "{trainer}");
+        }
+        assert_eq!(
+            threads("{resources: {requests: {cpu: \"8\"}}}"),
+            1,
+            "a request is no limit"
+        );
+        assert_eq!(
+            threads("{fitThreads: 3, resources: {limits: {cpu: \"8\"}}}"),
+            3,
+            "the spec's wins"
         );
     }
 

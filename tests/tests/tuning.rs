@@ -6,12 +6,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use recommender_contract::tuning::{Metric, TuningSpec};
+use recommender_contract::tuning::{Metric, SearchRecord, TuningSpec};
 use recommender_e2e::*;
 use recommender_operator::crd::{RecommenderModelSpec, RecommenderModelStatus, SearchState};
 use std::time::Duration;
 
-/// A search of 12 trials and the run after it, on the suite's shared two cores.
+/// A search of 12 trials and the run after it, on the suite's shared two cores: about a minute
+/// alone (each trial a few seconds of a pod's start and a 4-fold CV of ml-100k at 20 factors).
 const SEARCH: Duration = Duration::from_secs(480);
 
 /// The margin by which the searched model's CV RMSE beats the defaults' on ml-100k: issue 24
@@ -40,6 +41,37 @@ fn grid(spec: &mut RecommenderModelSpec) {
     );
     // Trials are small; several at once share the node's cores with the suite.
     spec.trainer.trial_resources = spec.trainer.resources.clone();
+}
+
+/// The search that run `version` trained, as the trainer kept it in the model store, read with
+/// `recommender-trainer history --json` as a user would.
+fn stored_search(env: &Env, ns: &TestNamespace, version: &str) -> SearchRecord {
+    let store = ns.store.join("movies");
+    assert!(
+        store.join(format!("searches/{version}.json")).is_file(),
+        "no search record for {version} in {}",
+        store.display()
+    );
+    let out = std::process::Command::new(env.repo.join("target/debug/recommender-trainer"))
+        .arg("history")
+        .arg("--store")
+        .arg(&store)
+        .arg("--json")
+        .output()
+        .expect("recommender-trainer history");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record"))
+        .find(|r| r["version"] == version)
+        .unwrap_or_else(|| panic!("{version} not in the history: {stdout}"));
+    serde_json::from_value(record["search"].clone())
+        .unwrap_or_else(|e| panic!("{version}'s search: {e}: {record}"))
 }
 
 fn tuning(status: &RecommenderModelStatus) -> &recommender_operator::crd::TuningStatus {
@@ -104,8 +136,22 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
     let run = status.history.iter().find(|r| r.version == "v1").unwrap();
     assert_eq!(run.search, Some(1));
 
+    // The whole search is in the run history on the model store, beside v1's record: every
+    // trial, the failed ones with their reason, the same best.
+    let search = stored_search(&env, &ns, "v1");
+    assert_eq!((search.trials.len(), search.failed()), (12, 4));
+    assert_eq!(search.best.as_ref().map(|b| b.index), Some(best.index));
+    assert!(
+        search
+            .trials
+            .iter()
+            .filter_map(|r| r.error.as_ref())
+            .all(|e| e.reason == "Diverged"),
+        "{search:?}"
+    );
+
     // Better than the defaults, measured on the same folds in the same search.
-    let defaults_point = t.trials.iter().chain(std::iter::once(best)).find(|r| {
+    let defaults_point = search.trials.iter().find(|r| {
         r.params.lr_all == Some(0.005) && r.params.reg_all == Some(0.02) && r.params.epochs == 20
     });
     let serving = status.serving.as_ref().unwrap();
@@ -115,10 +161,9 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
         "the run measured what the trial did: {} vs {best_rmse}",
         serving.metrics.rmse
     );
-    // The status keeps the best 10 of 12: the 8 that scored come before the 4 that failed.
     let defaults_rmse = defaults_point
         .and_then(|r| r.value(Metric::CvRmse))
-        .unwrap_or_else(|| panic!("the defaults' point should be among the kept trials: {t:?}"));
+        .unwrap_or_else(|| panic!("the defaults' point scored in the search: {search:?}"));
     assert!(
         serving.metrics.rmse <= defaults_rmse - MARGIN,
         "tuned {} vs defaults {defaults_rmse}: want a margin of {MARGIN}",
@@ -153,6 +198,10 @@ async fn a_search_runs_its_trials_as_pods_and_promotes_a_better_model() {
     );
     let first = warm.trials.iter().find(|r| r.index == 0).unwrap();
     assert_eq!(first.params, best.params, "the previous best first");
+    let search = stored_search(&env, &ns, "v2");
+    assert!(search.warm);
+    assert_eq!(search.trials.len(), 3);
+    assert_eq!(search.trials[0].params, best.params);
     assert_eq!(
         trial_jobs(&client, &ns.name)
             .await
@@ -205,4 +254,13 @@ async fn an_oom_killed_trial_is_recorded_and_the_search_completes() {
         "{killed:?}"
     );
     assert_eq!(t.best.as_ref().unwrap().params.factors, Some(20));
+    let search = stored_search(&env, &ns, "v1");
+    let killed = search.trials.iter().find(|r| r.error.is_some()).unwrap();
+    assert_eq!(
+        (
+            search.trials.len(),
+            killed.error.as_ref().unwrap().reason.as_str()
+        ),
+        (2, "OOMKilled")
+    );
 }

@@ -212,6 +212,10 @@ pub struct TrainArgs {
     /// `v3=Rejected:GateFailed,v4=Succeeded:Promoted`.
     #[arg(long, value_name = "VERSION=OUTCOME:REASON,...")]
     pub verdicts: Option<String>,
+    /// The tuning search whose best point this run trains (a `SearchRecord`, as `tune --out`
+    /// writes it): kept in the run history as `searches/<VERSION>.json`.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    pub search_record: Option<PathBuf>,
 
     #[command(flatten)]
     pub model: ModelArgs,
@@ -678,8 +682,14 @@ fn config(a: &TrainArgs, write: bool) -> Result<RunConfig, Error> {
         .map(history::parse_verdicts)
         .transpose()?
         .unwrap_or_default();
+    let search = a
+        .search_record
+        .as_deref()
+        .map(tuning::read_record)
+        .transpose()?;
     Ok(RunConfig {
         verdicts,
+        search,
         source,
         hyperparameters: a.model.hyperparameters(),
         cv: CvOptions {

@@ -3,19 +3,22 @@
 //! (hyperparameters, metrics mean ± std per fold, durations, outcome) and more. The trainer
 //! writes its run's record at the end of the run; the operator's verdict on a candidate
 //! (promoted or rejected) is written by the next run, which the operator tells (`--verdicts`),
-//! as `runs/<version>.verdict.json`. Both are written once (crate::model_store); `prune` deletes
-//! them with the run's artifact.
+//! as `runs/<version>.verdict.json`. A run that trained a tuning search's best point also keeps
+//! the whole search (the contract's `SearchRecord`, every trial) as `searches/<version>.json`,
+//! given by the operator (`--search-record`). All are written once (crate::model_store); `prune`
+//! deletes them with the run's artifact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use recommender_contract::metrics::{MeanStd, Metrics};
 use recommender_contract::report::{DataFingerprint, Durations, Outcome, RunError};
+use recommender_contract::tuning::SearchRecord;
 use recommender_model::Hyperparameters;
 use serde::{Deserialize, Serialize};
 
 use crate::cv::{CvResult, FoldResult};
 use crate::error::{Error, Result};
-use crate::model_store::{self, Kind, ModelStore, RUNS};
+use crate::model_store::{self, Kind, ModelStore, RUNS, SEARCHES};
 
 /// A record or verdict larger than this is not one the trainer wrote.
 pub const MAX_RECORD_BYTES: u64 = 4 << 20;
@@ -52,6 +55,10 @@ pub struct RunRecord {
     /// `runs/<version>.verdict.json` (records of earlier trainers hold it themselves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// The tuning search whose best point this run trained: read from `searches/<version>.json`
+    /// (never part of the record's own object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchRecord>,
 }
 
 /// The artifact as written: where (a path, or `s3://BUCKET/PREFIX/KEY`), and what `ls -l` and
@@ -115,12 +122,23 @@ pub fn write(store: &ModelStore, record: &RunRecord) -> Result<()> {
     Ok(())
 }
 
+/// Writes the search of run `version` as `searches/<version>.json`, once.
+pub fn write_search(store: &ModelStore, version: &str, search: &SearchRecord) -> Result<()> {
+    let json = serde_json::to_vec(search)
+        .map_err(|e| Error::Config(format!("cannot serialise the search record: {e}")))?;
+    store.put_new(&model_store::search_key(version), json)?;
+    Ok(())
+}
+
 /// Every record in the store with its verdict, oldest run first; an object under `runs/` that
 /// should be a record or verdict and is not is an error naming it.
 pub fn read(store: &ModelStore) -> Result<Vec<RunRecord>> {
     let mut records = Vec::new();
     let mut verdicts = BTreeMap::new();
-    for object in store.list(RUNS)? {
+    let mut searches = BTreeMap::new();
+    let mut objects = store.list(RUNS)?;
+    objects.extend(store.list(SEARCHES)?);
+    for object in objects {
         let Some((kind, version)) = model_store::parse_key(&object.key) else {
             continue;
         };
@@ -141,6 +159,21 @@ pub fn read(store: &ModelStore) -> Result<Vec<RunRecord>> {
                     serde_json::from_slice(&bytes).map_err(|e| not_one("verdict", e))?;
                 verdicts.insert(version.to_string(), verdict);
             }
+            Kind::Search => {
+                let text = std::str::from_utf8(&bytes).map_err(|e| {
+                    Error::InvalidData(format!(
+                        "{}: not a search record: {e}",
+                        store.location(&object.key)
+                    ))
+                })?;
+                let search = SearchRecord::parse(text).map_err(|e| {
+                    Error::InvalidData(format!(
+                        "{}: not a search record: {e}",
+                        store.location(&object.key)
+                    ))
+                })?;
+                searches.insert(version.to_string(), search);
+            }
             Kind::Artifact => {}
         }
     }
@@ -148,6 +181,7 @@ pub fn read(store: &ModelStore) -> Result<Vec<RunRecord>> {
         if record.verdict.is_none() {
             record.verdict = verdicts.remove(&record.version);
         }
+        record.search = searches.remove(&record.version);
     }
     records.sort_by_key(|r| version_number(&r.version));
     Ok(records)
@@ -192,7 +226,7 @@ pub fn record_verdicts(store: &ModelStore, verdicts: &[(String, Verdict)]) -> Re
 /// The records as a table, one run a line.
 pub fn table(records: &[RunRecord]) -> String {
     let mut out = format!(
-        "{:<8} {:<20} {:<9} {:>7} {:>6} {:>16} {:>16} {:>8} {:>8}  {:<10} {}\n",
+        "{:<8} {:<20} {:<9} {:>7} {:>6} {:>16} {:>16} {:>8} {:>8}  {:<10} {:<24} {}\n",
         "VERSION",
         "FINISHED",
         "ALGORITHM",
@@ -203,7 +237,8 @@ pub fn table(records: &[RunRecord]) -> String {
         "ACCURACY",
         "SECONDS",
         "OUTCOME",
-        "VERDICT"
+        "VERDICT",
+        "SEARCH"
     );
     for r in records {
         let (factors, epochs) = match &r.hyperparameters {
@@ -219,8 +254,9 @@ pub fn table(records: &[RunRecord]) -> String {
             .verdict
             .as_ref()
             .map_or("-".into(), |v| format!("{} ({})", v.outcome, v.reason));
+        let search = r.search.as_ref().map_or("-".into(), search_summary);
         out += &format!(
-            "{:<8} {:<20} {:<9} {:>7} {:>6} {:>16} {:>16} {:>8} {:>8.1}  {:<10} {}\n",
+            "{:<8} {:<20} {:<9} {:>7} {:>6} {:>16} {:>16} {:>8} {:>8.1}  {:<10} {:<24} {}\n",
             r.version,
             r.finished_at.get(..19).unwrap_or(&r.finished_at),
             r.algorithm,
@@ -231,14 +267,34 @@ pub fn table(records: &[RunRecord]) -> String {
             accuracy,
             r.durations.total_seconds,
             format!("{:?}", r.outcome),
-            verdict
+            verdict,
+            search
         );
     }
     out
 }
 
+/// A search in one cell: its trials, how many failed, the best's score (`12 trials, 4 failed,
+/// best cvRmse 0.9211 (trial 7)`).
+fn search_summary(search: &SearchRecord) -> String {
+    let trials = search.trials.len() + search.omitted as usize;
+    let best = search.best.as_ref().and_then(|b| {
+        let value = b.value(search.spec.metric)?;
+        Some(format!(
+            "best {} {value:.4} (trial {})",
+            search.spec.metric.as_str(),
+            b.index
+        ))
+    });
+    format!(
+        "{trials} trials, {} failed, {}",
+        search.failed(),
+        best.unwrap_or_else(|| "none scored".into())
+    )
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::svd::SvdParams;
 
@@ -259,6 +315,7 @@ mod tests {
             durations: Durations::default(),
             artifact: None,
             verdict: None,
+            search: None,
         }
     }
 
@@ -301,6 +358,74 @@ mod tests {
         assert_eq!(records[0].verdict, None);
         let table = table(&records);
         assert!(table.contains("Rejected (GateFailed)"), "{table}");
+    }
+
+    /// A search of 3 trials, one failed.
+    pub(crate) fn search() -> SearchRecord {
+        use recommender_contract::tuning::{
+            Score, SearchEnd, SearchSpace, Strategy, TrialResult, TuningSpec, Values, plan,
+        };
+        let spec = TuningSpec {
+            strategy: Strategy::Grid,
+            trials: 3,
+            ..TuningSpec::new(SearchSpace {
+                lr_all: Some(Values::list(&[0.005, 0.01, 5.0])),
+                ..SearchSpace::default()
+            })
+        };
+        let trials = plan(&spec, &[])
+            .iter()
+            .map(|t| match t.params.lr_all {
+                Some(lr) if lr > 1.0 => TrialResult::failed(
+                    t,
+                    RunError {
+                        reason: "Diverged".into(),
+                        message: "the fit diverged".into(),
+                    },
+                    0.5,
+                ),
+                lr => {
+                    let rmse = if lr == Some(0.01) { 0.92 } else { 0.94 };
+                    TrialResult::scored(t, Score { rmse, mae: 0.73 }, 1.0)
+                }
+            })
+            .collect();
+        SearchRecord::new(spec, false, SearchEnd::Completed, 3.0, trials)
+    }
+
+    /// A run's search is kept once beside its record and read back with it; history shows it.
+    #[test]
+    fn a_runs_search_is_written_once_and_read_with_its_record() {
+        let (dir, store) = store();
+        for v in ["v1", "v2"] {
+            write(&store, &record(v)).unwrap();
+        }
+        let search = search();
+        write_search(&store, "v2", &search).unwrap();
+        let again = write_search(&store, "v2", &search).unwrap_err();
+        assert_eq!(again.reason(), "StoreAlreadyExists", "{again}");
+        assert!(dir.path().join("searches/v2.json").exists());
+        let records = read(&store).unwrap();
+        assert_eq!(records[0].search, None);
+        assert_eq!(records[1].search.as_ref(), Some(&search));
+        let json = serde_json::to_value(&records[1]).unwrap();
+        assert_eq!(json["search"]["trials"].as_array().unwrap().len(), 3);
+        let table = table(&records);
+        let line = table.lines().find(|l| l.starts_with("v2")).unwrap();
+        assert!(
+            line.ends_with("3 trials, 1 failed, best cvRmse 0.9200 (trial 1)"),
+            "{table}"
+        );
+        // The record's own object stays without it.
+        let own = std::fs::read_to_string(dir.path().join("runs/v2.json")).unwrap();
+        assert!(!own.contains("\"search\""), "{own}");
+
+        std::fs::write(dir.path().join("searches/v1.json"), "{}").unwrap();
+        let err = read(&store).unwrap_err().to_string();
+        assert!(
+            err.contains("searches/v1.json: not a search record"),
+            "{err}"
+        );
     }
 
     /// A record as the previous trainer wrote it (folds without the ranking and test times, the

@@ -6,11 +6,12 @@
 //! | `<version>.model` | the artifact | by the run that trained it, at its end |
 //! | `runs/<version>.json` | the run record ([`crate::history::RunRecord`]) | by the same run, succeeded or failed |
 //! | `runs/<version>.verdict.json` | the operator's verdict on that run | by a later run (`--verdicts`) |
+//! | `searches/<version>.json` | the tuning search whose best point the run trained (a `SearchRecord`, every trial) | by the same run (`--search-record`) |
 //! | anything else | a ratings file (`--source store:KEY`), ... | not by the trainer |
 //!
 //! Every key is written once (`put_new`): an object appears complete or not at all and is never
 //! rewritten, which is why a verdict is an object of its own rather than an edit of the record.
-//! `prune` deletes a run's three objects together (crate::retention).
+//! `prune` deletes a run's objects together (crate::retention).
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ use crate::error::{Error, Result};
 
 /// The folder of run records and verdicts.
 pub const RUNS: &str = "runs";
+
+/// The folder of tuning searches, one per run that trained a search's best point.
+pub const SEARCHES: &str = "searches";
 
 /// Reading an artifact (the champion, the model scored) never takes more memory than this.
 pub const MAX_ARTIFACT_BYTES: u64 = 8 << 30;
@@ -42,22 +46,30 @@ pub fn verdict_key(version: &str) -> String {
     format!("{RUNS}/{version}.verdict.json")
 }
 
+pub fn search_key(version: &str) -> String {
+    format!("{SEARCHES}/{version}.json")
+}
+
 /// What the trainer wrote under a key, and for which version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Artifact,
     Record,
     Verdict,
+    Search,
 }
 
 /// The kind and version of one of the trainer's keys; `None` for anything else.
 pub fn parse_key(key: &str) -> Option<(Kind, &str)> {
-    let (kind, version) = match key.strip_prefix("runs/") {
-        Some(name) => match name.strip_suffix(".verdict.json") {
+    let (kind, version) = if let Some(name) = key.strip_prefix("runs/") {
+        match name.strip_suffix(".verdict.json") {
             Some(version) => (Kind::Verdict, version),
             None => (Kind::Record, name.strip_suffix(".json")?),
-        },
-        None => (Kind::Artifact, key.strip_suffix(".model")?),
+        }
+    } else if let Some(name) = key.strip_prefix("searches/") {
+        (Kind::Search, name.strip_suffix(".json")?)
+    } else {
+        (Kind::Artifact, key.strip_suffix(".model")?)
     };
     (check_version(version).is_ok()).then_some((kind, version))
 }
@@ -231,6 +243,7 @@ pub(crate) mod tests {
                     ndcg_at_10: 0.1,
                 },
                 trainer_version: "test".into(),
+                fit_threads: Some(1),
             },
             model: fixtures::model(shape, [(0u32, 1u32), (1, 2)].into_iter()),
         }
@@ -251,11 +264,17 @@ pub(crate) mod tests {
                 parse_key(&verdict_key(version)),
                 Some((Kind::Verdict, version))
             );
+            assert_eq!(
+                parse_key(&search_key(version)),
+                Some((Kind::Search, version))
+            );
         }
         for other in [
             "ratings.csv",
             "runs/notes.txt",
             "runs/a/v1.json",
+            "searches/a/v1.json",
+            "searches/v1.model",
             "data/v1.model",
             ".model",
         ] {

@@ -1,5 +1,5 @@
 //! `prune`: deletes the runs outside the retention window the operator computed, each run's
-//! artifact, record and verdict together (crate::model_store has the keys).
+//! artifact, record, verdict and search together (crate::model_store has the keys).
 //!
 //! Only finished runs are candidates (a version `v<N>` with N at most `through_run`); a later
 //! run's objects are never touched, so a training run that writes meanwhile is safe. Anything else
@@ -153,7 +153,11 @@ mod tests {
 
     fn names(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
-        for (folder, prefix) in [(root.to_path_buf(), ""), (root.join("runs"), "runs/")] {
+        for (folder, prefix) in [
+            (root.to_path_buf(), ""),
+            (root.join("runs"), "runs/"),
+            (root.join("searches"), "searches/"),
+        ] {
             for entry in std::fs::read_dir(folder).unwrap() {
                 let entry = entry.unwrap();
                 if entry.file_type().unwrap().is_file() {
@@ -170,6 +174,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("runs")).unwrap();
+        std::fs::create_dir_all(root.join("searches")).unwrap();
         std::fs::create_dir_all(root.join("ratings")).unwrap();
         let mut files: Vec<String> = Vec::new();
         for n in 1..=7 {
@@ -181,6 +186,9 @@ mod tests {
             [
                 "runs/v2.verdict.json",
                 "runs/v3.verdict.json",
+                "searches/v3.json",
+                "searches/v4.json",
+                "searches/notes.json.txt",
                 "v5.model#1",
                 "v7.model#1",
                 ".v6.model.x1y2.tmp",
@@ -216,6 +224,7 @@ mod tests {
                 "runs/v3.verdict.json",
                 "runs/v5.json",
                 "runs/v6.json",
+                "searches/v3.json",
                 "v1.model",
                 "v3.model",
                 "v5.model#1",
@@ -232,6 +241,8 @@ mod tests {
                 "runs/v2.verdict.json",
                 "runs/v4.json",
                 "runs/v7.json",
+                "searches/notes.json.txt",
+                "searches/v4.json",
                 "t20261109T100000Z.model",
                 "u.data",
                 "v2.model",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use recommender_contract::report::{Outcome, TrainingReport};
+use recommender_contract::tuning::SearchRecord;
 use recommender_model::Hyperparameters;
 use recommender_model::artifact::{
     Artifact, ArtifactMeta, CvMetrics, FORMAT_VERSION, TrainingData,
@@ -74,6 +75,8 @@ pub struct RunConfig {
     pub version: String,
     /// The operator's verdicts on earlier runs, for their records in the run history.
     pub verdicts: Vec<(String, Verdict)>,
+    /// The tuning search whose best point this run trains, kept beside its record.
+    pub search: Option<SearchRecord>,
     /// Compare with the serving model on the ratings after its snapshot; the source must then
     /// keep timestamps ([`crate::data::Selection::timestamps`]).
     pub challenge: Option<ChallengeOptions>,
@@ -145,11 +148,18 @@ fn keep_history(
             sha256: report.artifact_sha256.clone().unwrap_or_default(),
         }),
         verdict: None,
+        search: None,
     };
     let record = match cv {
         Some(cv) => record.with_cv(cv),
         None => record,
     };
+    // The search first: a record that names a run is there when its search is.
+    if let Some(search) = &cfg.search
+        && let Err(e) = history::write_search(store, &record.version, search)
+    {
+        tracing::warn!(error = %e, "cannot keep the search record");
+    }
     if let Err(e) = history::write(store, &record) {
         tracing::warn!(error = %e, "cannot keep the run record");
     }
@@ -231,6 +241,7 @@ fn stages(
                 .ok_or_else(|| Error::InvalidData("no data".into()))?,
             metrics: CvMetrics::from(&metrics),
             trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            fit_threads: report.fit_threads,
         },
         model,
     };
@@ -286,6 +297,7 @@ mod tests {
             output: output(folder, "v1"),
             version: "v1".into(),
             verdicts: Vec::new(),
+            search: None,
             challenge: None,
         }
     }
@@ -371,10 +383,14 @@ mod tests {
             output: output(&folder, "v2"),
             version: "v2".into(),
             verdicts: history::parse_verdicts("v1=Succeeded:Promoted").unwrap(),
+            search: Some(history::tests::search()),
             ..cfg
         };
         assert_eq!(run(&next, &|_| {}).report.outcome, Outcome::Failed);
         let records = history::read(store).unwrap();
+        // A run keeps its search whatever its outcome.
+        assert_eq!(records[0].search, None);
+        assert_eq!(records[1].search, next.search);
         assert_eq!(records[0].verdict.as_ref().unwrap().reason, "Promoted");
         assert_eq!(
             (records[1].version.as_str(), records[1].outcome),
@@ -424,6 +440,7 @@ mod tests {
             output: None,
             version: "v2".into(),
             verdicts: Vec::new(),
+            search: None,
             challenge: None,
         };
         let r = run(&cfg, &|_| {});

@@ -166,6 +166,7 @@ mod tests {
             version: "v1".into(),
             challenge: None,
             verdicts: Vec::new(),
+            search: None,
         };
         let trained = run(&cfg, &|_| {}).report;
         assert_eq!(trained.outcome, Outcome::Succeeded);

@@ -365,6 +365,77 @@ fn tune_lists_every_trial_and_survives_a_diverging_one() {
     assert!(err.contains("cold start"), "{err}");
 }
 
+/// The run that trains a search's best point keeps the search beside its record, and `history`
+/// shows it; a record that is not one is refused before anything runs.
+#[test]
+fn a_trained_search_is_kept_in_the_run_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(dir.path(), "synthetic.tsv");
+    let record = dir.path().join("search.json");
+    let spec = dir.path().join("search.yaml");
+    std::fs::write(
+        &spec,
+        "space: {lrAll: {values: [0.005, 50]}, factors: {values: [4]}, epochs: {values: [10]}}\n\
+         strategy: grid\ntrials: 2\n",
+    )
+    .unwrap();
+    let (spec, out) = (spec.to_str().unwrap(), record.to_str().unwrap());
+    let (code, _, err) = tune(&data, &["--spec", spec, "--out", out]);
+    assert_eq!(code, Some(0), "{err}");
+    let search = SearchRecord::parse(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let store = dir.path().join("movies");
+    let train = |search_record: &Path, version: &str| {
+        bin()
+            .args(["train", "--folds", "3", "--source"])
+            .arg(&data)
+            .arg("--store")
+            .arg(&store)
+            .args(["--version", version, "--report"])
+            .arg(dir.path().join("report.json"))
+            .args(search.best.as_ref().unwrap().params.train_args())
+            .arg("--search-record")
+            .arg(search_record)
+            .output()
+            .unwrap()
+    };
+    let out = train(&record, "v1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(store.join("searches/v1.json").exists());
+
+    let history = |json: bool| {
+        let out = bin()
+            .arg("history")
+            .arg("--store")
+            .arg(&store)
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let line: serde_json::Value = serde_json::from_str(history(true).trim()).unwrap();
+    let kept: SearchRecord = serde_json::from_value(line["search"].clone()).unwrap();
+    assert_eq!(kept, search);
+    let table = history(false);
+    assert!(table.contains("2 trials, 1 failed, best cvRmse"), "{table}");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"format\": 1}").unwrap();
+    let out = train(&bad, "v2");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json"), "{err}");
+    assert!(!store.join("v2.model").exists());
+}
+
 #[test]
 fn tune_refuses_a_bad_spec_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,6 +486,10 @@ fn trial_runs_the_plans_trial_at_the_index() {
             .arg(plan_file)
             .arg("--source")
             .arg(&data)
+            // As the operator runs a model's first search: its folder in the store does not
+            // exist yet, and a file source does not need it.
+            .arg("--store")
+            .arg(dir.path().join("never-trained"))
             .arg("--report")
             .arg(&report)
             .env_remove("JOB_COMPLETION_INDEX");

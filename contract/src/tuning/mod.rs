@@ -38,7 +38,8 @@ pub use plan::{
     space_fingerprint, warm_budget,
 };
 pub use result::{
-    MAX_RECORD_BYTES, MAX_RESULT_BYTES, Score, SearchEnd, SearchRecord, TrialResult, best_of,
+    MAX_PASSED_RECORD_BYTES, MAX_RECORD_BYTES, MAX_RESULT_BYTES, Score, SearchEnd, SearchRecord,
+    TrialResult, best_of,
 };
 
 /// Bumped when a field of the plan, a result or the record changes meaning.

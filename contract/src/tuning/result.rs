@@ -21,6 +21,15 @@ pub const MAX_RESULT_BYTES: usize = MAX_REPORT_BYTES;
 /// [`MAX_RESULT_BYTES`] each, and room for the spec.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
+/// The largest record [`SearchRecord::to_bounded_json`] makes: the operator hands a search to
+/// the run that trains its best point in a ConfigMap, which holds at most 1 MiB.
+pub const MAX_PASSED_RECORD_BYTES: usize = 512 << 10;
+
+/// Failed trials' messages are cut to this many bytes, then fewer, when a record is over its
+/// bound: [`super::MAX_TRIALS`] trials with messages this short fit in
+/// [`MAX_PASSED_RECORD_BYTES`].
+const CUT_MESSAGE_BYTES: usize = 256;
+
 /// A trial's cross-validated scores (means over the folds).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -216,6 +225,27 @@ pub struct SearchRecord {
     /// [`best_of`] the trials; absent when none scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<TrialResult>,
+    /// Trials left out of `trials` to keep the record within its bound (the worst ones; see
+    /// [`SearchRecord::to_bounded_json`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Cuts `message` to at most `bytes` bytes on a character boundary, marking the cut.
+fn cut_message(message: &mut String, bytes: usize) {
+    if message.len() <= bytes {
+        return;
+    }
+    let mut cut = bytes.saturating_sub('…'.len_utf8());
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push('…');
 }
 
 impl SearchRecord {
@@ -237,7 +267,50 @@ impl SearchRecord {
             seconds,
             trials,
             best,
+            omitted: 0,
         }
+    }
+
+    /// Compact JSON of at most `max` bytes: failed trials' messages are cut first (to
+    /// [`CUT_MESSAGE_BYTES`], then halved down to nothing), then the worst trials are left out
+    /// (failed ones first, then the highest scores), counted in `omitted`; `best` always stays.
+    pub fn to_bounded_json(&self, max: usize) -> String {
+        let json = |r: &Self| serde_json::to_string(r).expect("a record is plain data");
+        let mut record = self.clone();
+        let mut text = json(&record);
+        let mut bytes = CUT_MESSAGE_BYTES;
+        while text.len() > max && bytes > 0 {
+            for trial in &mut record.trials {
+                if let Some(error) = &mut trial.error {
+                    cut_message(&mut error.message, bytes);
+                }
+            }
+            text = json(&record);
+            bytes /= 2;
+        }
+        if text.len() <= max {
+            return text;
+        }
+        // Best first, so the worst are at the end to drop.
+        let metric = record.spec.metric;
+        record
+            .trials
+            .sort_by(|a, b| match (a.value(metric), b.value(metric)) {
+                (Some(x), Some(y)) => x.total_cmp(&y).then(a.index.cmp(&b.index)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.index.cmp(&b.index),
+            });
+        while text.len() > max && !record.trials.is_empty() {
+            // Roughly what is over, in trials of the average size, at least one.
+            let average = text.len() / (record.trials.len() + 1);
+            let drop = ((text.len() - max) / average.max(1)).clamp(1, record.trials.len());
+            record.trials.truncate(record.trials.len() - drop);
+            record.omitted += drop as u32;
+            text = json(&record);
+        }
+        record.trials.sort_by_key(|t| t.index);
+        json(&record)
     }
 
     /// Trials that failed.

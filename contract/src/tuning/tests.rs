@@ -534,6 +534,69 @@ fn a_record_keeps_every_trial_and_the_best_and_warms_the_same_space() {
     assert_eq!(err_path(e), "record.fingerprint");
 }
 
+/// The record the operator passes to the final run is bounded: the largest search, half its
+/// trials failed with the longest messages, fits with its messages cut; a bound too small for
+/// every trial leaves the worst out and keeps the best.
+#[test]
+fn a_passed_record_is_bounded() {
+    let s = TuningSpec {
+        trials: MAX_TRIALS,
+        ..spec(Strategy::Random)
+    };
+    let p = plan(&s, &[]);
+    assert_eq!(p.len(), MAX_TRIALS as usize);
+    let long = RunError {
+        reason: "Diverged".into(),
+        message: "é".repeat(MAX_RESULT_BYTES),
+    };
+    let results: Vec<TrialResult> = p
+        .iter()
+        .map(|t| match t.index % 2 {
+            0 => TrialResult::failed(t, long.clone(), 0.1),
+            _ => result_of(t, 0.9 + t.index as f64 / 10_000.0),
+        })
+        .collect();
+    let record = SearchRecord::new(s.clone(), false, SearchEnd::Completed, 60.0, results);
+    assert!(serde_json::to_string(&record).unwrap().len() > MAX_PASSED_RECORD_BYTES);
+
+    let json = record.to_bounded_json(MAX_PASSED_RECORD_BYTES);
+    assert!(json.len() <= MAX_PASSED_RECORD_BYTES, "{}", json.len());
+    let back = SearchRecord::parse(&json).unwrap();
+    assert_eq!((back.trials.len(), back.omitted), (MAX_TRIALS as usize, 0));
+    assert_eq!(back.best, record.best);
+    let cut = &back.trials[0].error.as_ref().unwrap().message;
+    assert!(cut.len() <= 256 && cut.ends_with('…'), "{cut}");
+
+    let small = 20_000;
+    let json = record.to_bounded_json(small);
+    assert!(json.len() <= small, "{}", json.len());
+    let back = SearchRecord::parse(&json).unwrap();
+    assert!(back.omitted > 0);
+    assert_eq!(
+        back.trials.len() + back.omitted as usize,
+        MAX_TRIALS as usize
+    );
+    assert_eq!(back.best, record.best);
+    assert!(
+        back.trials.iter().all(|t| t.error.is_none()),
+        "failed ones go first"
+    );
+    assert!(back.trials.windows(2).all(|w| w[0].index < w[1].index));
+    assert!(back.trials.contains(record.best.as_ref().unwrap()));
+    // A record within its bound is passed as it is.
+    let whole = SearchRecord::new(
+        s,
+        false,
+        SearchEnd::Completed,
+        1.0,
+        record.trials[..4].to_vec(),
+    );
+    assert_eq!(
+        whole.to_bounded_json(MAX_PASSED_RECORD_BYTES),
+        serde_json::to_string(&whole).unwrap()
+    );
+}
+
 #[test]
 fn train_args_say_the_point() {
     let mut p = Params::defaults(Algorithm::Svd);

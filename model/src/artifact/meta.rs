@@ -1,4 +1,5 @@
-//! What an artifact says about itself: its metadata, as JSON in the file (format 1).
+//! What an artifact says about itself: its metadata, as JSON in the file (formats 1 and 2: 2
+//! added `fit_threads` at the end, which a format-1 file lacks and reads as absent).
 //!
 //! These types are the artifact's own, not the trainer report's it was filled from: the report
 //! changes with the operator that reads it, while an artifact is read back by every predictor
@@ -29,6 +30,11 @@ pub struct ArtifactMeta {
     pub metrics: CvMetrics,
     /// Version of the trainer that wrote the file.
     pub trainer_version: String,
+    /// Threads the SVD fit ran on (`--fit-threads`): above 1 the ratings were trained in blocks,
+    /// another model than the serial fit's for the same seed. Absent for a baseline model and in
+    /// format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_threads: Option<u32>,
 }
 
 /// The data the model was trained on: enough to tell two snapshots apart and to know which

@@ -24,7 +24,10 @@ pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use network::{OperatorPods, predictor_network_policy};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
-pub use search::{NewRung, owned_by_job, plan_config_map, rung_name, trial_args, trial_job};
+pub use search::{
+    NewRung, mount_search_record, owned_by_job, plan_config_map, record_config_map, record_name,
+    rung_name, trial_args, trial_job,
+};
 pub use store::{Backend, store_flags, store_location};
 pub use trainer::{NewRun, Searched, challenge_serving, trainer_args, trainer_job};
 pub use write_token::mount_write_token;

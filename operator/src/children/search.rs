@@ -2,7 +2,9 @@
 //! index *i* runs trial *i* of the plan (`recommender-trainer trial`, which reads its index from
 //! `JOB_COMPLETION_INDEX`). `backoffLimitPerIndex: 0` with `maxFailedIndexes` set to every index
 //! lets a trial fail (diverge, run out of memory) without stopping the others: the search is
-//! judged on the trials that scored.
+//! judged on the trials that scored. When a search ends with a best point, the whole search (a
+//! `SearchRecord`) goes to the run that trains it in one more ConfigMap, owned by that run's Job,
+//! which the trainer keeps in the model store's run history.
 
 use super::job::{Args, BatchJob, source_args};
 use super::pod::resources;
@@ -22,6 +24,9 @@ use std::collections::BTreeMap;
 /// Where a trial pod finds its rung's plan.
 const PLAN_MOUNT: &str = "/etc/recommender/plan";
 const PLAN_FILE: &str = "plan.json";
+/// Where the trainer Job of a searched run finds its search's record.
+const RECORD_MOUNT: &str = "/etc/recommender/search";
+const RECORD_FILE: &str = "record.json";
 /// Trial Jobs are read while their search runs (bounded by its time limit) and kept a while for
 /// inspection.
 const FINISHED_TRIAL_TTL_SECONDS: i32 = 24 * 3600;
@@ -29,6 +34,11 @@ const FINISHED_TRIAL_TTL_SECONDS: i32 = 24 * 3600;
 /// The name of rung `rung` of search `search`: its Job and its plan's ConfigMap.
 pub fn rung_name(model: &str, search: u32, rung: u32) -> String {
     format!("{model}-search-{search}-{rung}")
+}
+
+/// The ConfigMap of search `search`'s record, for the run that trains its best point.
+pub fn record_name(model: &str, search: u32) -> String {
+    format!("{model}-search-{search}-record")
 }
 
 /// One rung of a search to start.
@@ -71,8 +81,38 @@ pub fn plan_config_map(model: &RecommenderModel, new: &NewRung) -> ConfigMap {
     }
 }
 
-/// The plan, owned by its rung's Job as the API server returned it (with its uid): removed with
-/// the Job when its TTL expires, or with the model, which owns the Job.
+/// The record of search `search` (a `SearchRecord` as JSON, within the contract's
+/// `MAX_PASSED_RECORD_BYTES`), for the trainer Job that trains its best point
+/// ([`mount_search_record`]).
+pub fn record_config_map(model: &RecommenderModel, search: u32, record: &str) -> ConfigMap {
+    let mut labels = common_labels(model, labels::COMPONENT_TRAINER);
+    labels.insert(labels::SEARCH.into(), search.to_string());
+    ConfigMap {
+        metadata: meta(model, record_name(&model.name_any(), search), labels),
+        data: Some(BTreeMap::from([(RECORD_FILE.into(), record.into())])),
+        ..ConfigMap::default()
+    }
+}
+
+/// `train --search-record`, and the record's ConfigMap mounted where it points.
+pub fn mount_search_record(job: &mut Job, model: &str, search: u32) {
+    let path = format!("{RECORD_MOUNT}/{RECORD_FILE}");
+    let volume = ("search-record", record_name(model, search), RECORD_MOUNT);
+    mount_config_map(job, volume);
+    if let Some(container) = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    {
+        let args = container.args.get_or_insert_with(Vec::new);
+        args.extend(["--search-record".to_string(), path]);
+    }
+}
+
+/// A ConfigMap (the plan, a search record), owned by the Job that reads it as the API server
+/// returned the Job (with its uid): removed with the Job when its TTL expires, or with the
+/// model, which owns the Job.
 pub fn owned_by_job(plan: &ConfigMap, job: &Job) -> ConfigMap {
     let owner = OwnerReference {
         api_version: "batch/v1".into(),
@@ -149,18 +189,19 @@ pub fn trial_job(
         },
     }
     .build(model, defaults);
-    mount_plan(&mut job, &name);
+    mount_config_map(&mut job, ("plan", name, PLAN_MOUNT));
     job
 }
 
-fn mount_plan(job: &mut Job, config_map: &str) {
+/// Mounts a ConfigMap read-only: the volume's name, the ConfigMap's, the folder.
+fn mount_config_map(job: &mut Job, (volume, config_map, folder): (&str, String, &str)) {
     let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
         return;
     };
     pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: "plan".into(),
+        name: volume.into(),
         config_map: Some(ConfigMapVolumeSource {
-            name: config_map.into(),
+            name: config_map,
             optional: Some(false),
             ..ConfigMapVolumeSource::default()
         }),
@@ -171,8 +212,8 @@ fn mount_plan(job: &mut Job, config_map: &str) {
             .volume_mounts
             .get_or_insert_with(Vec::new)
             .push(VolumeMount {
-                name: "plan".into(),
-                mount_path: PLAN_MOUNT.into(),
+                name: volume.into(),
+                mount_path: folder.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             });
@@ -306,5 +347,36 @@ mod tests {
             ("Job", "movies-search-3-1", "job-uid")
         );
         assert_eq!(owned.data, cm.data);
+    }
+
+    #[test]
+    fn a_searched_run_mounts_its_search_record() {
+        let m = model(file_spec(), None);
+        let cm = record_config_map(&m, 3, "{}");
+        assert_eq!(cm.metadata.name.as_deref(), Some("movies-search-3-record"));
+        assert_eq!(cm.data.as_ref().unwrap()[RECORD_FILE], "{}");
+        let mut job = trial_job(&m, &config(&m), &rung("{}", None), &defaults());
+        mount_search_record(&mut job, "movies", 3);
+        assert!(
+            args(&job).ends_with("--search-record /etc/recommender/search/record.json"),
+            "{}",
+            args(&job)
+        );
+        let volume = pod(&job).volumes.as_ref().unwrap().last().unwrap();
+        let source = volume.config_map.as_ref().unwrap();
+        assert_eq!(
+            (source.name.as_str(), source.optional),
+            ("movies-search-3-record", Some(false))
+        );
+        let mount = container(&job)
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .last()
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (RECORD_MOUNT, Some(true))
+        );
     }
 }

@@ -35,7 +35,8 @@ pub struct NewRun<'a> {
     pub searched: Option<Searched<'a>>,
 }
 
-/// The best point of a tuning search, for the run that trains it.
+/// The best point of a tuning search, for the run that trains it (and keeps the search's
+/// record, mounted from `record_config_map`, in the run history).
 #[derive(Debug, Clone, Copy)]
 pub struct Searched<'a> {
     pub search: u32,
@@ -77,6 +78,7 @@ pub fn trainer_args(model: &RecommenderModel, config: &Config, new: &NewRun) -> 
 fn training_args(training: &Training, args: &mut Args) {
     args.push("--algorithm", training.hyperparameters.algorithm().as_arg());
     args.push("--folds", training.folds);
+    args.push("--fit-threads", training.fit_threads);
     if let Some(seed) = training.seed {
         args.push("--seed", seed);
     }
@@ -105,6 +107,7 @@ fn training_args(training: &Training, args: &mut Args) {
 fn searched_args(training: &Training, searched: &Searched, args: &mut Args) {
     args.0.extend(searched.params.train_args());
     args.push("--folds", training.folds);
+    args.push("--fit-threads", training.fit_threads);
     args.push("--seed", searched.seed);
     if let Some(scale) = training.rating_scale {
         args.push("--rating-scale", format!("{},{}", scale.low, scale.high));
@@ -147,7 +150,7 @@ pub fn trainer_job(
     defaults: &Defaults,
 ) -> Job {
     let trainer = &model.spec.trainer;
-    BatchJob {
+    let mut job = BatchJob {
         name: job_name(&model.name_any(), new.run),
         component: labels::COMPONENT_TRAINER,
         labels: vec![
@@ -185,7 +188,11 @@ pub fn trainer_job(
             ..JobSpec::default()
         },
     }
-    .build(model, defaults)
+    .build(model, defaults);
+    if let Some(searched) = new.searched {
+        super::mount_search_record(&mut job, &model.name_any(), searched.search);
+    }
+    job
 }
 
 /// Exit codes 1 and 2 are runs the trainer judged failed (bad data, unreachable source, usage):
@@ -269,7 +276,7 @@ mod tests {
             args(&job),
             "train --source /models/movies/ratings.csv --format delimited --delimiter , --header true \
              --columns userId,movieId,rating,timestamp --store /models/movies --version v3 \
-             --report /dev/termination-log --algorithm svd --folds 4 --seed 7 --factors 100 --epochs 20 \
+             --report /dev/termination-log --algorithm svd --folds 4 --fit-threads 1 --seed 7 --factors 100 --epochs 20 \
              --lr-all 0.005 --reg-all 0.02 --init-mean 0 --init-std 0.1 --biased true --skip-bad-lines"
         );
         assert_eq!(

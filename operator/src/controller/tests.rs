@@ -954,19 +954,40 @@ async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
         server.jobs(vec![finished_rung()]).await;
         server.pods(pods).await;
         server.deployment(None).await;
-        let job = server
-            .apply("/apis/batch/v1/namespaces/ml/jobs/movies-train-1")
+        // The trainer Job, then the search's record owned by it.
+        let (job, send) = server
+            .expect(
+                Method::PATCH,
+                &format!("/apis/batch/v1/namespaces/ml/jobs/movies-train-1{APPLY}"),
+            )
             .await;
+        let mut stored = job.clone();
+        stored["metadata"]["uid"] = json!("train-uid");
+        respond(send, StatusCode::OK, &stored);
         assert_eq!(
             job["metadata"]["annotations"]["recommender.dev/search"],
             "1"
         );
+        let record = server
+            .apply("/api/v1/namespaces/ml/configmaps/movies-search-1-record")
+            .await;
+        assert_eq!(record["metadata"]["ownerReferences"][0]["uid"], "train-uid");
+        let record = recommender_contract::tuning::SearchRecord::parse(
+            record["data"]["record.json"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!((record.trials.len(), record.failed()), (3, 1));
+        assert_eq!(record.best.as_ref().unwrap().params, best);
         let args: Vec<String> = serde_json::from_value(
             job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
         )
         .unwrap();
         let line = args.join(" ");
         assert!(line.contains(&best.train_args().join(" ")), "{line}");
+        assert!(
+            line.ends_with("--search-record /etc/recommender/search/record.json"),
+            "{line}"
+        );
         let status = server.status().await;
         let tuning = &status["tuning"];
         assert_eq!(tuning["state"], "BestFound");

@@ -459,6 +459,12 @@ pub struct TrainerSettings {
     /// Resources of each tuning trial pod (`spec.tuning`); `resources` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial_resources: Option<ResourceRequirements>,
+    /// Threads within one SVD fit (`--fit-threads` of training runs and tuning trials alike).
+    /// Above 1 the ratings are trained in blocks: another model than the serial fit's for the
+    /// same seed, within noise of it. Absent: the whole cores of `resources.limits.cpu`, else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub fit_threads: Option<u32>,
     /// Pod retries inside one run (the Job's `backoffLimit`), for crashes only: a run the
     /// trainer judged failed (exit 1 or 2) or whose pod the cluster disrupted (lost node, drain)
     /// ends, and the operator's backoff decides the next run.
@@ -776,6 +782,7 @@ impl Default for TrainerSettings {
             image: None,
             resources: None,
             trial_resources: None,
+            fit_threads: None,
             active_deadline_seconds: default_deadline(),
             retries: 0,
             pod: PodSettings::default(),

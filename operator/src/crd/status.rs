@@ -633,7 +633,7 @@ pub struct RunRecord {
     /// The champion/challenger comparison, under `mustBeatServing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
-    /// The tuning search the run came from (`status.tuning`, and `runs/<version>.search.json`
+    /// The tuning search the run came from (`status.tuning`, and `searches/<version>.json`
     /// on the model store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<u32>,

@@ -38,7 +38,7 @@ use crate::validate::{Config, Invalid};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::events::EventType;
 use std::time::Duration;
 
@@ -151,6 +151,8 @@ impl PlannedEvent {
 pub struct Plan {
     /// A trainer Job to create (only when a new run starts; running Jobs are left alone).
     pub start_job: Option<Job>,
+    /// The record of the search whose best point `start_job` trains, owned by that Job.
+    pub search_record: Option<ConfigMap>,
     /// A rung of a tuning search to start: its plan ConfigMap and Indexed Job.
     pub start_rung: Option<RungChildren>,
     /// A forward-evaluation Job to create.
@@ -271,6 +273,12 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         tuning: status.tuning.as_ref(),
     };
     let started = runs::start(observed, config, defaults, reads, &mut status.runs);
+    if started.search_record.is_some()
+        && let Some(t) = status.tuning.as_mut()
+    {
+        // The run has the whole search now; the status keeps its best few.
+        tuning::keep_best(t);
+    }
     let mut rung = advanced.rung;
     let mut searched = advanced.said;
     if let Some(due) = started.search
@@ -326,6 +334,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     }
     Plan {
         start_job: started.job,
+        search_record: started.search_record,
         start_rung: rung,
         start_evaluation: forward.job,
         deployment: served.deployment,
@@ -383,6 +392,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
     };
     Plan {
         start_job: None,
+        search_record: None,
         start_rung: None,
         start_evaluation: None,
         deployment: None,

@@ -17,6 +17,7 @@ use crate::time;
 use crate::validate::Config;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use recommender_contract::report::{Outcome, TrainingReport};
 use std::time::Duration;
@@ -446,6 +447,8 @@ pub(super) struct Started {
     /// A run is due, but under `spec.tuning` a search must find its parameters first: the run's
     /// number and trigger.
     pub search: Option<(u32, RunTrigger)>,
+    /// The record of the search whose best point the started run trains, for the Job to mount.
+    pub search_record: Option<ConfigMap>,
     pub training: Desired,
     pub said: Said,
 }
@@ -461,19 +464,21 @@ pub(super) fn start(
 ) -> Started {
     let mut said = Said::default();
     let mut search = None;
+    let mut search_record = None;
     let job = new_run(
         observed,
         config,
         defaults,
         &reads,
         ledger,
-        &mut search,
+        (&mut search, &mut search_record),
         &mut said,
     );
     let training = training(observed, ledger, reads.history);
     Started {
         job,
         search,
+        search_record,
         training,
         said,
     }
@@ -485,7 +490,7 @@ fn new_run(
     defaults: &Defaults,
     reads: &Reads,
     ledger: &mut RunLedger,
-    search: &mut Option<(u32, RunTrigger)>,
+    (search, search_record): (&mut Option<(u32, RunTrigger)>, &mut Option<ConfigMap>),
     said: &mut Said,
 ) -> Option<Job> {
     let (model, now) = (observed.model, observed.now);
@@ -523,10 +528,14 @@ fn new_run(
         }
     };
     let searched = match (gate, tuning_spec) {
-        (Gate::Train(t), Some(spec)) => t.best.as_ref().map(|best| children::Searched {
-            search: t.search,
-            params: &best.params,
-            seed: spec.seed,
+        (Gate::Train(t), Some(spec)) => t.best.as_ref().map(|best| {
+            let record = tuning::record_json(spec, t);
+            *search_record = Some(children::record_config_map(model, t.search, &record));
+            children::Searched {
+                search: t.search,
+                params: &best.params,
+                seed: spec.seed,
+            }
         }),
         _ => None,
     };

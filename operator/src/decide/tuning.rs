@@ -21,8 +21,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use recommender_contract::report::RunError;
 use recommender_contract::tuning::{
-    Metric, SearchEnd, TrialPlan, TrialResult, TuningSpec, best_of, next_rung, plan,
-    space_fingerprint,
+    MAX_PASSED_RECORD_BYTES, Metric, SearchEnd, SearchRecord, TrialPlan, TrialResult, TuningSpec,
+    best_of, next_rung, plan, space_fingerprint,
 };
 
 crate::condition::words! {
@@ -258,8 +258,9 @@ fn record_rung(t: &mut TuningStatus, metric: Metric, rung: Option<&ObservedRung>
     t.best = best_of(metric, &t.trials).cloned();
 }
 
-/// Ends the search: the best point against the serving model. Keeps the best few trials (the
-/// next search's warm start); the whole search goes to the run history with the run.
+/// Ends the search: the best point against the serving model. A search with nothing to train
+/// keeps its best few trials (the next search's warm start); one with a best point keeps every
+/// trial until its run starts with the whole search ([`record_json`]), then the best few.
 fn conclude(
     t: &mut TuningStatus,
     serving: Option<&ModelRecord>,
@@ -303,13 +304,13 @@ fn conclude(
             rounded(best.value(t.metric).unwrap_or(f64::NAN)),
         )),
     };
-    keep_best(t);
     match verdict {
         Ok(message) => {
             (t.state, t.message) = (SearchState::BestFound, message);
             None
         }
         Err((state, outcome, reason, message)) => {
+            keep_best(t);
             (t.state, t.message) = (state, message.clone());
             Some(Unrun {
                 run: t.run,
@@ -343,9 +344,23 @@ fn worse(best: &TrialResult, metric: Metric, serving: &ModelRecord) -> bool {
         .is_some_and(|v| rounded(v) > serving_score(serving, metric))
 }
 
+/// The ended search `t` of `spec` as the contract's `SearchRecord`, every trial, as JSON within
+/// `MAX_PASSED_RECORD_BYTES` (a ConfigMap holds 1 MiB): past it, failed trials' messages are cut,
+/// then the worst trials left out (counted in the record's `omitted`).
+pub(super) fn record_json(spec: &TuningSpec, t: &TuningStatus) -> String {
+    let finished = t.finished_at.unwrap_or(t.started_at);
+    let end = match t.deadline {
+        Some(deadline) if finished >= deadline => SearchEnd::TimeLimit,
+        _ => SearchEnd::Completed,
+    };
+    let seconds = time::until(t.started_at, finished).as_secs_f64();
+    SearchRecord::new(spec.clone(), t.warm, end, seconds, t.trials.clone())
+        .to_bounded_json(MAX_PASSED_RECORD_BYTES)
+}
+
 /// The best trials first (the highest rung, then the score, then failed ones), at most
-/// `TRIALS_KEPT`.
-fn keep_best(t: &mut TuningStatus) {
+/// `TRIALS_KEPT`: what a search keeps once its run has the whole of it.
+pub(super) fn keep_best(t: &mut TuningStatus) {
     let metric = t.metric;
     t.trials
         .sort_by(|a, b| match (a.value(metric), b.value(metric)) {
@@ -380,7 +395,7 @@ fn rung_children(
         parallelism: spec.parallelism,
         deadline_seconds,
         resources: model.spec.trainer.trial_resources.as_ref(),
-        fit_threads: None,
+        fit_threads: Some(config.training.fit_threads),
     };
     RungChildren {
         plan: children::plan_config_map(model, &new),

@@ -102,6 +102,7 @@ pub fn artifact(version: &str, seed: u64) -> Artifact {
                 ndcg_at_10: 0.1,
             },
             trainer_version: "test".into(),
+            fit_threads: Some(1),
         },
         model: model(seed),
     }

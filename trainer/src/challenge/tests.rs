@@ -133,6 +133,7 @@ fn a_challenger_that_knows_the_new_users_wins_on_the_newest_ratings() {
             version: "v1".into(),
             challenge: None,
             verdicts: Vec::new(),
+            search: None,
         },
         &|_| {},
     );

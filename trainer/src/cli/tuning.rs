@@ -291,7 +291,12 @@ pub fn tune(a: TuneArgs, tty: bool) -> ExitCode {
 }
 
 fn load(data: &DataArgs) -> Result<Ratings, Error> {
-    let store = open_store(&data.store, false)?;
+    // Only a `store:KEY` source reads the store: a model's first search runs before any run
+    // has created its folder there.
+    let store = match data.source.starts_with("store:") {
+        true => open_store(&data.store, false)?,
+        false => None,
+    };
     data.source(Selection::default(), store.as_ref())?.load()
 }
 
@@ -321,7 +326,7 @@ fn read_spec(path: &Path) -> Result<TuningSpec, Error> {
     serde_yaml::from_str(&text).map_err(|e| at(path, e))
 }
 
-fn read_record(path: &Path) -> Result<SearchRecord, Error> {
+pub(super) fn read_record(path: &Path) -> Result<SearchRecord, Error> {
     let text = read_bounded(path, MAX_RECORD_BYTES as u64)?;
     SearchRecord::parse(&text).map_err(|e| at(path, e))
 }

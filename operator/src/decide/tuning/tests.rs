@@ -180,6 +180,18 @@ fn the_best_trial_is_trained_and_failed_trials_are_recorded() {
             .iter()
             .any(|e| e.reason == "TrainingStarted" && e.note.contains("best point of search 1"))
     );
+
+    // The whole search goes with the run, to be kept in the model store's run history.
+    assert!(line.ends_with("--search-record /etc/recommender/search/record.json"));
+    let record = plan.search_record.as_ref().unwrap();
+    assert_eq!(
+        record.metadata.name.as_deref(),
+        Some("movies-search-1-record")
+    );
+    let record = SearchRecord::parse(&record.data.as_ref().unwrap()["record.json"]).unwrap();
+    assert_eq!((record.trials.len(), record.failed()), (4, 1));
+    assert_eq!(record.best.as_ref(), Some(best));
+    assert_eq!(record.end, SearchEnd::Completed);
 }
 
 #[test]
@@ -385,6 +397,9 @@ fn the_time_limit_ends_the_search_with_what_scored() {
         done.message
     );
     assert!(plan.start_job.is_some());
+    let record = &plan.search_record.as_ref().unwrap().data.as_ref().unwrap()["record.json"];
+    let record = SearchRecord::parse(record).unwrap();
+    assert_eq!((record.end, record.trials.len()), (SearchEnd::TimeLimit, 6));
 }
 
 #[test]
