@@ -131,6 +131,17 @@ async fn two_replicas_serving_v1(prefix: &str) -> (Env, kube::Client, Setup) {
     (env, client, setup)
 }
 
+/// Predictions through the model's Service at a steady pace, already running for a few seconds.
+async fn prediction_stream(client: &kube::Client, ns: &str) -> RequestStream {
+    let url = format!(
+        "{}/v1/predict?user=196&item=242",
+        predictor_url(client, ns, MODEL).await
+    );
+    let stream = RequestStream::start(url, INTERVAL);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stream
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -155,13 +166,7 @@ async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_un
     let (env, client, setup) = two_replicas_serving_v1("e2e-lost-serving").await;
     let ns = setup.ns.name.as_str();
     let (victim, victim_pod) = two_replicas_on_two_nodes(&env, &client, ns).await;
-
-    let url = format!(
-        "{}/v1/predict?user=196&item=242",
-        predictor_url(&client, ns, MODEL).await
-    );
-    let stream = RequestStream::start(url, INTERVAL);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stream = prediction_stream(&client, ns).await;
     let stopped_at = stream.now();
     // `stop-node` blocks for a second or two; the stream's tasks move to the other thread.
     let dead = tokio::task::block_in_place(|| DeadNode::stop(&env, &victim));
@@ -453,13 +458,7 @@ async fn cluster_wide_a_drain_within_the_disruption_budget_never_leaves_the_mode
         "the predictor's budget"
     );
     let (victim, victim_pod) = two_replicas_on_two_nodes(&env, &client, ns).await;
-
-    let url = format!(
-        "{}/v1/predict?user=196&item=242",
-        predictor_url(&client, ns, MODEL).await
-    );
-    let stream = RequestStream::start(url, INTERVAL);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stream = prediction_stream(&client, ns).await;
     let drain = Drain::of(&victim);
     let drained_at = stream.now();
     let name = victim.clone();
