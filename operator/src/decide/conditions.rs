@@ -177,11 +177,15 @@ fn phase(suspend: bool, runs: &RunLedger, serves: bool, ready: bool) -> Phase {
 }
 
 /// Whether a change of this condition is published as an event: `Training` and `Promoted`
-/// changes are announced by the run events, `Tuned` by the search's.
+/// changes are announced by the run events, `Tuned` by the search's, `RollingOut` by the
+/// rollout's.
 pub(super) fn announced(type_: ConditionType) -> bool {
     !matches!(
         type_,
-        ConditionType::Training | ConditionType::Promoted | ConditionType::Tuned
+        ConditionType::Training
+            | ConditionType::Promoted
+            | ConditionType::Tuned
+            | ConditionType::RollingOut
     )
 }
 

@@ -302,7 +302,17 @@ pub(super) fn promoted(history: &[RunRecord]) -> Desired {
         );
     };
     let (reason, state) = match (last.outcome, &last.reason) {
+        // Passed the gate; promoted or not once its progressive rollout ends.
+        (RunOutcome::Succeeded, RunReason::RollingOut) => {
+            (PromotedReason::RollingOut, State::Unknown)
+        }
         (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
+        (RunOutcome::Rejected, RunReason::RejectedOnline) => {
+            (PromotedReason::RejectedOnline, State::False)
+        }
+        (RunOutcome::Rejected, RunReason::RolloutStopped) => {
+            (PromotedReason::RolloutStopped, State::False)
+        }
         (RunOutcome::Rejected, RunReason::NotBetter | RunReason::WorseThanServing) => {
             (PromotedReason::NotBetter, State::False)
         }

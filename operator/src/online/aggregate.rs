@@ -99,6 +99,7 @@ pub fn aggregate(
         engagement_rate: ratio(engaged as f64, active as f64),
         users_window_seconds,
         user_count_relative_error: USER_COUNT_RELATIVE_ERROR,
+        rollout: None,
     }
 }
 
