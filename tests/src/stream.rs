@@ -1,7 +1,8 @@
 //! A steady stream of predictions through a Service, as a user's application sends them while
 //! something happens to the cluster: a fixed rate, each request on a connection of its own (so
 //! that kube-proxy picks an endpoint for every one, as for a fleet of clients) with a short
-//! timeout, and each outcome recorded with the moment it was sent.
+//! timeout, and each outcome recorded with the moment it was sent and the model version (and,
+//! during a rollout, the arm) the answer names.
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -20,8 +21,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Sent {
     /// When it was sent, from the stream's start.
     pub at: Duration,
+    /// Which of the stream's URLs it went to (an index into them).
+    pub target: usize,
     /// `None` when it was answered 200; otherwise what went wrong.
     pub error: Option<String>,
+    /// The answer's `x-model-version` header, if it had one.
+    pub version: Option<String>,
+    /// The answer's `x-rollout-arm` header (present during a rollout).
+    pub arm: Option<String>,
+}
+
+/// What one request came back with.
+#[derive(Default)]
+struct Outcome {
+    error: Option<String>,
+    version: Option<String>,
+    arm: Option<String>,
 }
 
 /// Requests sent at a fixed rate until [`RequestStream::stop`].
@@ -36,6 +51,12 @@ impl RequestStream {
     /// GETs `url` every `interval`; a request still unanswered when the next falls due does not
     /// hold it back (at most `REQUEST_TIMEOUT / interval` are in flight).
     pub fn start(url: String, interval: Duration) -> Self {
+        Self::start_many(vec![url], interval)
+    }
+
+    /// [`RequestStream::start`] over several URLs in turn (one user after another, say).
+    pub fn start_many(urls: Vec<String>, interval: Duration) -> Self {
+        assert!(!urls.is_empty(), "a request stream needs a URL");
         let started = Instant::now();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = watch::channel(false);
@@ -48,18 +69,29 @@ impl RequestStream {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut requests = tokio::task::JoinSet::new();
-            loop {
+            for target in (0..urls.len()).cycle() {
                 // Those answered are reaped, so only the ones in flight are held.
                 while requests.try_join_next().is_some() {}
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (client, url, record) = (client.clone(), url.clone(), Arc::clone(&record));
+                let (client, record) = (client.clone(), Arc::clone(&record));
+                let url = urls[target].clone();
                 let at = started.elapsed();
                 requests.spawn(async move {
-                    let error = one(&client, &url).await.err();
-                    record.lock().unwrap().push(Sent { at, error });
+                    let Outcome {
+                        error,
+                        version,
+                        arm,
+                    } = one(&client, &url).await;
+                    record.lock().unwrap().push(Sent {
+                        at,
+                        target,
+                        error,
+                        version,
+                        arm,
+                    });
                 });
             }
             requests.join_all().await;
@@ -90,26 +122,41 @@ impl RequestStream {
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
-/// One GET: `Ok` for a 200 within the timeout.
-async fn one(client: &HttpClient, url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+/// One GET: no error for a 200 within the timeout, and the version and arm the answer names.
+async fn one(client: &HttpClient, url: &str) -> Outcome {
     let exchange = async {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
         let code = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let (version, arm) = (header("x-model-version"), header("x-rollout-arm"));
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| format!("reading the body: {e}"))?
             .to_bytes();
-        match code {
-            200 => Ok(()),
-            _ => Err(format!("HTTP {code}: {}", String::from_utf8_lossy(&body))),
-        }
+        let error =
+            (code != 200).then(|| format!("HTTP {code}: {}", String::from_utf8_lossy(&body)));
+        Ok(Outcome {
+            error,
+            version,
+            arm,
+        })
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+        .unwrap_or_else(|error| Outcome {
+            error: Some(error),
+            ..Outcome::default()
+        })
 }
 
 /// What a stream saw, in figures.

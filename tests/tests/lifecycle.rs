@@ -77,7 +77,8 @@ async fn postgres_model_is_trained_promoted_and_served() {
     assert_eq!(
         header,
         [
-            "NAME", "PHASE", "READY", "VERSION", "RMSE", "MAE", "ACCURACY", "STALE", "AGE"
+            "NAME", "PHASE", "READY", "VERSION", "ROLLOUT", "RMSE", "MAE", "ACCURACY", "STALE",
+            "AGE"
         ],
         "{table}"
     );
@@ -91,12 +92,14 @@ async fn postgres_model_is_trained_promoted_and_served() {
         "Serving".into(),
         "True".into(),
         "v1".into(),
+        // No progressive rollout ever ran: the stage column is empty.
+        "<none>".into(),
         printed(m.rmse),
         printed(m.mae),
         printed(m.accuracy),
         status.stale.to_string(),
     ];
-    assert_eq!(row[..8], expected[..], "{table}");
+    assert_eq!(row[..9], expected[..], "{table}");
     assert!(
         m.rmse
             .to_string()
