@@ -36,15 +36,15 @@ const MODEL: &str = "movies";
 /// The operator's collector every 3 s (the default is 30 s), so verdicts follow the evidence
 /// promptly.
 const COLLECT_EVERY: &str = "extraArgs={--online-interval=3}";
-/// One config refresh: the kubelet rewrites a pod's ConfigMap volume at its sync period (1 min by
-/// default, which tests/cluster/cluster.sh keeps), and the predictor reads the file within its
-/// 2 s poll.
-const CONFIG_REFRESH: Duration = Duration::from_secs(62);
+/// One config refresh at most: the kubelet rewrites a pod's ConfigMap volume when it next syncs
+/// the pod, every sync period (1 min by default, which tests/cluster/cluster.sh keeps) plus a
+/// jitter of up to half of it, and the predictor reads the file within its 2 s poll.
+const CONFIG_REFRESH: Duration = Duration::from_secs(60 + 30 + 2);
 /// From an annotation, or the figures that decide, to the operator's decision: a collection (3 s)
 /// and a reconcile, on a node the suite's other tests share.
 const DECIDED: Duration = Duration::from_secs(30);
 /// A new stage or share in force on every replica.
-const IN_FORCE: Duration = Duration::from_secs(62 + 30 + 30);
+const IN_FORCE: Duration = Duration::from_secs(92 + 30 + 30);
 /// The predictor Deployment rolled for a rollout's start or end.
 const ROLLED: Duration = Duration::from_secs(180);
 /// The predictors' default `--accept-threshold`.
