@@ -1062,10 +1062,7 @@ async fn a_rollout_starts_with_its_config_before_the_deployment() {
     let mut job = finished_job();
     job["metadata"]["name"] = json!("movies-train-2");
     job["metadata"]["labels"]["recommender.dev/run"] = json!("2");
-    let mut pod = trainer_pod(
-        "Succeeded",
-        &report_json(0.91, 0.72).replace("v1", "v2"),
-    );
+    let mut pod = trainer_pod("Succeeded", &report_json(0.91, 0.72).replace("v1", "v2"));
     pod["metadata"]["name"] = json!("movies-train-2-abcde");
     pod["metadata"]["labels"]["job-name"] = json!("movies-train-2");
     let (action, server) = reconcile_with(m, |mut server| async move {
@@ -1079,14 +1076,21 @@ async fn a_rollout_starts_with_its_config_before_the_deployment() {
         let text = config["data"]["rollout.json"].as_str().unwrap();
         let rollout = recommender_contract::rollout::RolloutConfig::parse(text).unwrap();
         assert_eq!(
-            (rollout.stage, rollout.candidate_version.as_str(), rollout.candidate_share),
+            (
+                rollout.stage,
+                rollout.candidate_version.as_str(),
+                rollout.candidate_share
+            ),
             (recommender_contract::rollout::Stage::Shadow, "v2", 0.0)
         );
         let deployment = server.apply(DEPLOYMENT).await;
         let pod = &deployment["spec"]["template"];
         assert_eq!(pod["metadata"]["labels"]["recommender.dev/version"], "v1");
         let args = strings(&pod["spec"]["containers"][0]["args"]);
-        let at = args.iter().position(|a| *a == "--candidate-version").unwrap();
+        let at = args
+            .iter()
+            .position(|a| *a == "--candidate-version")
+            .unwrap();
         assert_eq!(
             &args[at..],
             [
@@ -1099,7 +1103,11 @@ async fn a_rollout_starts_with_its_config_before_the_deployment() {
             ]
         );
         let volumes = pod["spec"]["volumes"].as_array().unwrap();
-        assert!(volumes.iter().any(|v| v["configMap"]["name"] == "movies-rollout"));
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["configMap"]["name"] == "movies-rollout")
+        );
 
         let status = server.status().await;
         assert_eq!(status["serving"]["version"], "v1");
@@ -1151,13 +1159,23 @@ async fn an_aborted_rollout_zeroes_the_share_before_dropping_the_candidate() {
         let config = server.apply(ROLLOUT_CONFIG).await;
         let text = config["data"]["rollout.json"].as_str().unwrap();
         let rollout = recommender_contract::rollout::RolloutConfig::parse(text).unwrap();
-        assert_eq!((rollout.rollout_id.as_str(), rollout.candidate_share), (id, 0.0));
+        assert_eq!(
+            (rollout.rollout_id.as_str(), rollout.candidate_share),
+            (id, 0.0)
+        );
         let deployment = server.apply(DEPLOYMENT).await;
         let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
         assert!(!args.contains(&"--candidate-version"), "{args:?}");
-        assert!(deployment["spec"]["template"]["spec"].get("volumes").is_none_or(|v| {
-            !v.as_array().unwrap().iter().any(|v| v["configMap"]["name"] == "movies-rollout")
-        }));
+        assert!(
+            deployment["spec"]["template"]["spec"]
+                .get("volumes")
+                .is_none_or(|v| {
+                    !v.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|v| v["configMap"]["name"] == "movies-rollout")
+                })
+        );
 
         let status = server.status().await;
         assert_eq!(
@@ -1166,7 +1184,10 @@ async fn an_aborted_rollout_zeroes_the_share_before_dropping_the_candidate() {
         );
         assert_eq!(status["rollout"]["share"], 0.0);
         assert_eq!(
-            (&status["history"][0]["outcome"], &status["history"][0]["reason"]),
+            (
+                &status["history"][0]["outcome"],
+                &status["history"][0]["reason"]
+            ),
             (&json!("Rejected"), &json!("RejectedOnline"))
         );
         assert_eq!(status["runCounts"]["rejected"], 1);

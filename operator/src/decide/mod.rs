@@ -418,7 +418,11 @@ fn rollouts(
     let started = !rolling.is_empty();
     let mut moved = rollout::Moved::default();
     for candidate in rolling {
-        match status.serving.clone().or_else(|| status.models.last().cloned()) {
+        match status
+            .serving
+            .clone()
+            .or_else(|| status.models.last().cloned())
+        {
             Some(stable) => moved.and(rollout::start(
                 &model.name_any(),
                 candidate,

@@ -21,9 +21,8 @@
 use super::{Decided, PlannedEvent, Said};
 use crate::condition::{Desired, RollingOutReason, State};
 use crate::crd::{
-    ArmFigures, GuardrailFigures, ModelRecord, OnInconclusive, RecommenderModelSpec,
-    RolloutArms, RolloutEndReason, RolloutGuardrails, RolloutStage, RolloutStatus, RolloutTest,
-    RolloutVerdict,
+    ArmFigures, GuardrailFigures, ModelRecord, OnInconclusive, RecommenderModelSpec, RolloutArms,
+    RolloutEndReason, RolloutGuardrails, RolloutStage, RolloutStatus, RolloutTest, RolloutVerdict,
 };
 use crate::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION};
 use crate::time;
@@ -651,12 +650,19 @@ pub fn config(r: &RolloutStatus) -> RolloutConfig {
 /// The candidate the predictors hold while the rollout runs: its version and artifact digest.
 pub fn candidate(rollout: Option<&RolloutStatus>) -> Option<(&str, Option<&str>)> {
     let r = rollout.filter(|r| !r.stage.is_terminal())?;
-    let sha256 = r.candidate_model.artifact.as_ref().map(|a| a.sha256.as_str());
+    let sha256 = r
+        .candidate_model
+        .artifact
+        .as_ref()
+        .map(|a| a.sha256.as_str());
     Some((r.candidate_version.as_str(), sha256))
 }
 
 /// The `RollingOut` condition: under `Progressive`, or while a rollout is recorded.
-pub(super) fn condition(spec: &RecommenderModelSpec, rollout: Option<&RolloutStatus>) -> Option<Desired> {
+pub(super) fn condition(
+    spec: &RecommenderModelSpec,
+    rollout: Option<&RolloutStatus>,
+) -> Option<Desired> {
     let Some(r) = rollout else {
         return spec.rollout.progressive().then(|| {
             Desired::new(

@@ -4,7 +4,9 @@
 //! `RecommenderModelRolloutAborted` and `RecommenderModelRolloutInconclusive` read).
 
 use super::declare_metrics;
-use crate::crd::{RecommenderModelSpec, RolloutEndReason, RolloutStage, RolloutStatus, RolloutVerdict};
+use crate::crd::{
+    RecommenderModelSpec, RolloutEndReason, RolloutStage, RolloutStatus, RolloutVerdict,
+};
 use prometheus::{GaugeVec, IntCounterVec};
 
 declare_metrics! {
@@ -24,7 +26,10 @@ declare_metrics! {
 
 /// The end reasons that abort (the others promote).
 fn abort_reasons() -> impl Iterator<Item = RolloutEndReason> {
-    RolloutEndReason::ALL.iter().copied().filter(|r| !r.promoted())
+    RolloutEndReason::ALL
+        .iter()
+        .copied()
+        .filter(|r| !r.promoted())
 }
 
 impl Rollouts {
@@ -52,7 +57,9 @@ impl Rollouts {
                 .with_label_values(&[namespace, name, stage.as_str()])
                 .set(value);
         }
-        self.share.with_label_values(&[namespace, name]).set(r.share);
+        self.share
+            .with_label_values(&[namespace, name])
+            .set(r.share);
         let held = !r.stage.is_terminal() && r.verdict == RolloutVerdict::Inconclusive;
         self.inconclusive
             .with_label_values(&[namespace, name])
@@ -103,7 +110,11 @@ mod tests {
         spec
     }
 
-    fn with_rollout(stage: RolloutStage, share: f64, verdict: RolloutVerdict) -> RecommenderModelStatus {
+    fn with_rollout(
+        stage: RolloutStage,
+        share: f64,
+        verdict: RolloutVerdict,
+    ) -> RecommenderModelStatus {
         RecommenderModelStatus {
             rollout: Some(RolloutStatus {
                 id: "movies-v2-1".into(),
@@ -147,14 +158,21 @@ mod tests {
         metrics.observe_targets("ml", "movies", &progressive(), &status);
         let text = scrape(&metrics);
         let stage = |s: &str, v: &str| {
-            format!("recommender_rollout_stage{{name=\"movies\",namespace=\"ml\",stage=\"{s}\"}} {v}")
+            format!(
+                "recommender_rollout_stage{{name=\"movies\",namespace=\"ml\",stage=\"{s}\"}} {v}"
+            )
         };
         assert!(text.contains(&stage("Canary", "1")), "{text}");
         for other in ["Shadow", "Promoted", "Aborted"] {
             assert!(text.contains(&stage(other, "0")), "{other}: {text}");
         }
         // Back to Immediate with no rollout on record: the series go.
-        metrics.observe_targets("ml", "movies", &file_spec(), &RecommenderModelStatus::default());
+        metrics.observe_targets(
+            "ml",
+            "movies",
+            &file_spec(),
+            &RecommenderModelStatus::default(),
+        );
         assert!(!scrape(&metrics).contains("recommender_rollout_stage{"));
     }
 
@@ -176,7 +194,12 @@ mod tests {
     #[test]
     fn aborts_are_counted_by_reason_from_zero() {
         let metrics = Metrics::new().unwrap();
-        metrics.observe_targets("ml", "movies", &progressive(), &RecommenderModelStatus::default());
+        metrics.observe_targets(
+            "ml",
+            "movies",
+            &progressive(),
+            &RecommenderModelStatus::default(),
+        );
         let aborts = |reason: &str, n: &str| {
             format!(
                 "recommender_rollout_aborts_total{{name=\"movies\",namespace=\"ml\",reason=\"{reason}\"}} {n}"
@@ -184,7 +207,10 @@ mod tests {
         };
         let text = scrape(&metrics);
         assert!(text.contains(&aborts("WorseAccuracy", "0")), "{text}");
-        assert!(!text.contains("reason=\"Passed\""), "a promotion is no abort");
+        assert!(
+            !text.contains("reason=\"Passed\""),
+            "a promotion is no abort"
+        );
         metrics.rollouts_ended(
             "ml",
             "movies",
@@ -204,12 +230,19 @@ mod tests {
         let gauge = |v: &str| series("recommender_rollout_inconclusive", "", v);
         let held = with_rollout(RolloutStage::Shadow, 0.0, RolloutVerdict::Inconclusive);
         metrics.observe_targets("ml", "movies", &progressive(), &held);
-        assert!(scrape(&metrics).contains(&gauge("1")), "{}", scrape(&metrics));
+        assert!(
+            scrape(&metrics).contains(&gauge("1")),
+            "{}",
+            scrape(&metrics)
+        );
         let running = with_rollout(RolloutStage::Shadow, 0.0, RolloutVerdict::Continue);
         metrics.observe_targets("ml", "movies", &progressive(), &running);
         assert!(scrape(&metrics).contains(&gauge("0")));
         let ended = with_rollout(RolloutStage::Aborted, 0.0, RolloutVerdict::Inconclusive);
         metrics.observe_targets("ml", "movies", &progressive(), &ended);
-        assert!(scrape(&metrics).contains(&gauge("0")), "an ended rollout holds nothing");
+        assert!(
+            scrape(&metrics).contains(&gauge("0")),
+            "an ended rollout holds nothing"
+        );
     }
 }

@@ -193,7 +193,12 @@ mod tests {
             }))
             .unwrap()
         };
-        let rolling = with_args(json!(["--model-version", "v1", "--candidate-version", "v2"]));
+        let rolling = with_args(json!([
+            "--model-version",
+            "v1",
+            "--candidate-version",
+            "v2"
+        ]));
         assert_eq!(observe_rollout(&rolling).candidate.as_deref(), Some("v2"));
         let one = with_args(json!(["--model-version", "v1"]));
         assert_eq!(observe_rollout(&one).candidate, None);

@@ -415,7 +415,11 @@ pub(super) mod tests {
         assert_eq!(rollout(&samples[3..], &r), None, "another rollout's");
         let mut ended = r.clone();
         ended.stage = crate::crd::RolloutStage::Aborted;
-        assert_eq!(rollout(&samples, &ended), None, "an ended rollout reads nothing");
+        assert_eq!(
+            rollout(&samples, &ended),
+            None,
+            "an ended rollout reads nothing"
+        );
     }
 
     #[test]

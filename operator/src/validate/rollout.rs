@@ -58,7 +58,10 @@ pub(super) fn rollout(
     if s.min_samples < 2 {
         problem(
             "spec.rollout.shadow.minSamples",
-            format!("{} must be at least 2 (a variance needs two)", s.min_samples),
+            format!(
+                "{} must be at least 2 (a variance needs two)",
+                s.min_samples
+            ),
         );
         fine = false;
     }
@@ -151,16 +154,16 @@ fn guardrail(
         fine = false;
     }
     if !(g.alpha > 0.0 && g.alpha <= MAX_LEVEL) {
-        problem(field, format!("alpha {} must be in (0, {MAX_LEVEL}]", g.alpha));
+        problem(
+            field,
+            format!("alpha {} must be in (0, {MAX_LEVEL}]", g.alpha),
+        );
         fine = false;
     }
     fine
 }
 
-fn steps(
-    spec: &RolloutSpec,
-    problem: &mut impl FnMut(&'static str, String),
-) -> Option<Vec<Step>> {
+fn steps(spec: &RolloutSpec, problem: &mut impl FnMut(&'static str, String)) -> Option<Vec<Step>> {
     const FIELD: &str = "spec.rollout.canary.steps";
     let given = &spec.canary.steps;
     if given.is_empty() || given.len() > MAX_STEPS {
@@ -175,7 +178,10 @@ fn steps(
     let mut fine = true;
     for (i, step) in given.iter().enumerate() {
         if !(step.share > 0.0 && step.share <= 1.0) {
-            problem(FIELD, format!("[{i}].share {} must be in (0, 1]", step.share));
+            problem(
+                FIELD,
+                format!("[{i}].share {} must be in (0, 1]", step.share),
+            );
             fine = false;
         } else if let Some(before) = previous.filter(|p| step.share <= *p) {
             problem(

@@ -3,8 +3,8 @@
 
 use super::{CANDIDATE_REFUSED_AFTER, RECHECK};
 use crate::crd::{
-    RecommenderModel, RecommenderModelSpec, RecommenderModelStatus, RolloutEndReason,
-    RolloutStage, RolloutStatus, RolloutVerdict, RunOutcome, RunReason, RunRecord, RunTrigger,
+    RecommenderModel, RecommenderModelSpec, RecommenderModelStatus, RolloutEndReason, RolloutStage,
+    RolloutStatus, RolloutVerdict, RunOutcome, RunReason, RunRecord, RunTrigger,
 };
 use crate::decide::fixtures::*;
 use crate::decide::{Plan, decide};
@@ -201,7 +201,16 @@ fn record_of(plan: &Plan, run: u32) -> &RunRecord {
 }
 
 fn args(plan: &Plan) -> String {
-    plan.deployment.as_ref().unwrap().spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    plan.deployment
+        .as_ref()
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
         .containers[0]
         .args
         .clone()
@@ -218,7 +227,7 @@ fn config_map(plan: &Plan) -> RolloutConfig {
 fn events(plan: &Plan) -> Vec<(EventType, &str)> {
     plan.events
         .iter()
-        .map(|e| (e.type_.clone(), e.reason.as_str()))
+        .map(|e| (e.type_, e.reason.as_str()))
         .collect()
 }
 
@@ -246,7 +255,10 @@ fn a_candidate_that_passes_the_gate_starts_a_rollout_instead_of_serving() {
     let r = rollout(&plan);
     assert_eq!(r.id, "movies-v2-1795780800");
     assert_eq!((r.stage, r.step, r.share), (RolloutStage::Shadow, 0, 0.0));
-    assert_eq!((r.stable_version.as_str(), r.candidate_version.as_str()), ("v1", "v2"));
+    assert_eq!(
+        (r.stable_version.as_str(), r.candidate_version.as_str()),
+        ("v1", "v2")
+    );
     assert_eq!((r.started_at, r.step_started_at), (now(), now()));
     let record = record_of(&plan, 2);
     assert_eq!(
@@ -267,7 +279,12 @@ fn a_candidate_that_passes_the_gate_starts_a_rollout_instead_of_serving() {
     assert_eq!(pod_labels(&plan)[crate::labels::VERSION], "v1");
     let cm = config_map(&plan);
     assert_eq!(
-        (cm.rollout_id.as_str(), cm.stage, cm.candidate_version.as_str(), cm.candidate_share),
+        (
+            cm.rollout_id.as_str(),
+            cm.stage,
+            cm.candidate_version.as_str(),
+            cm.candidate_share
+        ),
         ("movies-v2-1795780800", Stage::Shadow, "v2", 0.0)
     );
     let rolling_out = condition(&plan, "RollingOut");
@@ -281,7 +298,10 @@ fn a_candidate_that_passes_the_gate_starts_a_rollout_instead_of_serving() {
         ("Unknown", "RollingOut")
     );
     assert!(events(&plan).contains(&(EventType::Normal, "RolloutStarted")));
-    assert!(plan.requeue_after.is_some_and(|d| d <= RECHECK + Duration::from_millis(100)));
+    assert!(
+        plan.requeue_after
+            .is_some_and(|d| d <= RECHECK + Duration::from_millis(100))
+    );
 }
 
 #[test]
@@ -292,7 +312,11 @@ fn the_first_model_and_immediate_rollouts_are_promoted_at_the_gate() {
         vec![succeeded(1, &spec, 0.9, 0.7)],
         None,
     );
-    assert_eq!(first.status.models.len(), 1, "nothing to compare a first model with");
+    assert_eq!(
+        first.status.models.len(),
+        1,
+        "nothing to compare a first model with"
+    );
     assert!(first.status.rollout.is_none() && first.rollout_config.is_none());
     assert_eq!(condition(&first, "RollingOut").reason, "NoRollout");
 
@@ -307,7 +331,11 @@ fn the_first_model_and_immediate_rollouts_are_promoted_at_the_gate() {
     assert_eq!(plan.status.serving.unwrap().version, "v2");
     assert!(plan.status.rollout.is_none());
     assert!(
-        !plan.status.conditions.iter().any(|c| c.type_ == "RollingOut"),
+        !plan
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "RollingOut"),
         "no RollingOut condition under Immediate"
     );
 }
@@ -325,7 +353,11 @@ fn shadow_passes_to_the_first_canary_step_with_its_counts() {
     assert_eq!((r.stage, r.step, r.share), (RolloutStage::Canary, 0, 0.1));
     assert_eq!(r.step_started_at, now());
     assert_eq!(
-        (r.step_start_feedback, r.step_start_rated_suggestions, r.step_start_requests),
+        (
+            r.step_start_feedback,
+            r.step_start_rated_suggestions,
+            r.step_start_requests
+        ),
         (7, 3, 40),
         "a step counts what its users bring after it started"
     );
@@ -335,7 +367,10 @@ fn shadow_passes_to_the_first_canary_step_with_its_counts() {
     assert!(r.message.contains("shadow stage passed"), "{}", r.message);
     let cm = config_map(&plan);
     assert_eq!((cm.stage, cm.candidate_share), (Stage::Canary, 0.1));
-    assert!(args(&plan).contains("--candidate-version v2"), "the pods keep the candidate");
+    assert!(
+        args(&plan).contains("--candidate-version v2"),
+        "the pods keep the candidate"
+    );
     assert_eq!(condition(&plan, "RollingOut").reason, "Canary");
     assert!(events(&plan).contains(&(EventType::Normal, "RolloutAdvanced")));
 }
@@ -349,8 +384,15 @@ fn shadow_waits_for_its_minimum_and_a_verdict() {
     );
     let plan = look(&m);
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.verdict), (RolloutStage::Shadow, RolloutVerdict::Continue));
-    assert!(r.message.contains("100 needed before a verdict"), "{}", r.message);
+    assert_eq!(
+        (r.stage, r.verdict),
+        (RolloutStage::Shadow, RolloutVerdict::Continue)
+    );
+    assert!(
+        r.message.contains("100 needed before a verdict"),
+        "{}",
+        r.message
+    );
     assert!(plan.events.is_empty(), "{:?}", plan.events);
 }
 
@@ -365,13 +407,21 @@ fn a_worse_candidate_is_aborted_in_the_shadow_stage() {
     let r = rollout(&plan);
     assert_eq!(
         (r.stage, r.end_reason, r.share),
-        (RolloutStage::Aborted, Some(RolloutEndReason::WorseAccuracy), 0.0)
+        (
+            RolloutStage::Aborted,
+            Some(RolloutEndReason::WorseAccuracy),
+            0.0
+        )
     );
     assert_eq!(r.ended_at, Some(now()));
     assert!(r.message.contains("worse on live ratings"), "{}", r.message);
     // The stable model serves everyone: share 0 now, and the pods drop the candidate.
     assert_eq!(config_map(&plan).candidate_share, 0.0);
-    assert!(!args(&plan).contains("--candidate-version"), "{}", args(&plan));
+    assert!(
+        !args(&plan).contains("--candidate-version"),
+        "{}",
+        args(&plan)
+    );
     assert_eq!(plan.status.models.len(), 1);
     let record = record_of(&plan, 2);
     assert_eq!(
@@ -395,8 +445,19 @@ fn a_worse_candidate_is_aborted_in_the_shadow_stage() {
     assert_eq!(after.status.rollout, plan.status.rollout);
     assert!(after.rollouts_ended.is_empty() && after.finished.is_empty());
     assert_eq!(after.status.run_counts.rejected, 1);
-    let cleanup = after.cleanup_job.as_ref().expect("a cleanup of the rejected candidate");
-    let args = cleanup.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    let cleanup = after
+        .cleanup_job
+        .as_ref()
+        .expect("a cleanup of the rejected candidate");
+    let args = cleanup
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .args
         .clone()
         .unwrap()
@@ -440,7 +501,11 @@ fn a_step_passes_only_after_its_min_duration_and_its_counts_since_it_started() {
     ));
     let r = rollout(&plan);
     assert_eq!((r.step, r.verdict), (0, RolloutVerdict::Continue));
-    assert!(r.message.contains("50/100 feedback ratings"), "{}", r.message);
+    assert!(
+        r.message.contains("50/100 feedback ratings"),
+        "{}",
+        r.message
+    );
     let g = r.guardrails.as_ref().unwrap();
     assert!(!g.accuracy.failed && !g.acceptance.failed && !g.latency.failed);
 }
@@ -457,11 +522,20 @@ fn the_last_step_promotes_as_the_gate_would() {
         (r.stage, r.end_reason, r.share),
         (RolloutStage::Promoted, Some(RolloutEndReason::Passed), 1.0)
     );
-    let versions: Vec<&str> = plan.status.models.iter().map(|m| m.version.as_str()).collect();
+    let versions: Vec<&str> = plan
+        .status
+        .models
+        .iter()
+        .map(|m| m.version.as_str())
+        .collect();
     assert_eq!(versions, ["v1", "v2"]);
     assert_eq!(plan.status.serving.as_ref().unwrap().version, "v2");
     assert_eq!(pod_labels(&plan)[crate::labels::VERSION], "v2");
-    assert!(!args(&plan).contains("--candidate"), "one model again: {}", args(&plan));
+    assert!(
+        !args(&plan).contains("--candidate"),
+        "one model again: {}",
+        args(&plan)
+    );
     let record = record_of(&plan, 2);
     assert_eq!(
         (record.outcome, &record.reason),
@@ -484,9 +558,17 @@ fn a_failing_guardrail_aborts_the_canary() {
     let r = rollout(&plan);
     assert_eq!(
         (r.stage, r.end_reason),
-        (RolloutStage::Aborted, Some(RolloutEndReason::LowerAcceptance))
+        (
+            RolloutStage::Aborted,
+            Some(RolloutEndReason::LowerAcceptance)
+        )
     );
-    assert!(r.message.contains("the acceptance guardrail failed at canary step 1 at 10%"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("the acceptance guardrail failed at canary step 1 at 10%"),
+        "{}",
+        r.message
+    );
     assert!(r.guardrails.as_ref().unwrap().acceptance.failed);
     assert_eq!(config_map(&plan).candidate_share, 0.0);
 }
@@ -510,17 +592,34 @@ fn a_timed_out_stage_does_what_on_inconclusive_says() {
     let held = timed_out("Hold");
     let plan = look(&held);
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.verdict), (RolloutStage::Shadow, RolloutVerdict::Inconclusive));
-    assert!(r.message.contains("inconclusive after 1800s, held"), "{}", r.message);
+    assert_eq!(
+        (r.stage, r.verdict),
+        (RolloutStage::Shadow, RolloutVerdict::Inconclusive)
+    );
+    assert!(
+        r.message.contains("inconclusive after 1800s, held"),
+        "{}",
+        r.message
+    );
     assert_eq!(condition(&plan, "RollingOut").reason, "Inconclusive");
     assert!(events(&plan).contains(&(EventType::Warning, "RolloutInconclusive")));
     let still = look(&again(&held, &plan));
     assert_eq!(rollout(&still).verdict, RolloutVerdict::Inconclusive);
-    assert!(still.events.is_empty(), "announced once: {:?}", still.events);
+    assert!(
+        still.events.is_empty(),
+        "announced once: {:?}",
+        still.events
+    );
     // Evidence that decides later still decides.
     let mut decided = again(&held, &plan);
-    decided.status.as_mut().unwrap().online.as_mut().unwrap().rollout =
-        Some(online(paired(4000, -0.05), arm(0, 0, 0, 0)));
+    decided
+        .status
+        .as_mut()
+        .unwrap()
+        .online
+        .as_mut()
+        .unwrap()
+        .rollout = Some(online(paired(4000, -0.05), arm(0, 0, 0, 0)));
     assert_eq!(rollout(&look(&decided)).stage, RolloutStage::Canary);
 
     let plan = look(&timed_out("Abort"));
@@ -544,10 +643,18 @@ fn a_canary_step_times_out_by_its_own_timeout() {
     let mut r = in_progress(RolloutStage::Canary, 1, 0.5);
     r.step_started_at = at("2026-11-27T11:29:59Z");
     // Too few requests for the step to pass.
-    let plan = look(&rolling(spec, r, Some(online(paired(2000, 0.0), arm(500, 500, 150, 100)))));
+    let plan = look(&rolling(
+        spec,
+        r,
+        Some(online(paired(2000, 0.0), arm(500, 500, 150, 100))),
+    ));
     let r = rollout(&plan);
     assert_eq!(r.end_reason, Some(RolloutEndReason::Inconclusive));
-    assert!(r.message.contains("canary step 2 timed out"), "{}", r.message);
+    assert!(
+        r.message.contains("canary step 2 timed out"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
@@ -561,9 +668,17 @@ fn pause_and_suspend_hold_the_rollout_and_stop_its_clock() {
     );
     let plan = look(&m);
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.step, r.share), (RolloutStage::Canary, 0, 0.1), "held, though it would pass");
+    assert_eq!(
+        (r.stage, r.step, r.share),
+        (RolloutStage::Canary, 0, 0.1),
+        "held, though it would pass"
+    );
     assert_eq!(r.paused_at, Some(now()));
-    assert!(r.message.starts_with("held by spec.rollout.paused"), "{}", r.message);
+    assert!(
+        r.message.starts_with("held by spec.rollout.paused"),
+        "{}",
+        r.message
+    );
     let c = condition(&plan, "RollingOut");
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Paused"));
     assert!(events(&plan).contains(&(EventType::Normal, "RolloutPaused")));
@@ -578,13 +693,27 @@ fn pause_and_suspend_hold_the_rollout_and_stop_its_clock() {
     // Resumed: the step's clock moves on by the hour held.
     let mut resumed = again(&held, &plan);
     resumed.spec.rollout.paused = false;
-    resumed.status.as_mut().unwrap().online.as_mut().unwrap().rollout =
-        Some(online(paired(2000, 0.0), arm(50, 50, 15, 5000)));
+    resumed
+        .status
+        .as_mut()
+        .unwrap()
+        .online
+        .as_mut()
+        .unwrap()
+        .rollout = Some(online(paired(2000, 0.0), arm(50, 50, 15, 5000)));
     let plan = look_at(&resumed, "2026-11-27T13:00:00Z");
     let r = rollout(&plan);
     assert_eq!(r.paused_at, None);
-    assert_eq!(r.step_started_at, at("2026-11-27T12:50:00Z"), "11:50 + the hour held");
-    assert_eq!(r.verdict, RolloutVerdict::Continue, "not timed out: 10 of 30 minutes ran");
+    assert_eq!(
+        r.step_started_at,
+        at("2026-11-27T12:50:00Z"),
+        "11:50 + the hour held"
+    );
+    assert_eq!(
+        r.verdict,
+        RolloutVerdict::Continue,
+        "not timed out: 10 of 30 minutes ran"
+    );
     assert!(events(&plan).contains(&(EventType::Normal, "RolloutResumed")));
 
     // spec.suspend holds it too.
@@ -608,7 +737,10 @@ fn a_worse_candidate_is_aborted_even_while_paused() {
         in_progress(RolloutStage::Canary, 0, 0.1),
         Some(online(paired(2000, 0.0), arm(500, 500, 50, 5000))),
     ));
-    assert_eq!(rollout(&plan).end_reason, Some(RolloutEndReason::LowerAcceptance));
+    assert_eq!(
+        rollout(&plan).end_reason,
+        Some(RolloutEndReason::LowerAcceptance)
+    );
 }
 
 #[test]
@@ -621,7 +753,10 @@ fn a_pin_stops_the_rollout_without_rejecting_the_candidate() {
         Some(online(paired(2000, 0.0), healthy())),
     ));
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.end_reason), (RolloutStage::Aborted, Some(RolloutEndReason::Pinned)));
+    assert_eq!(
+        (r.stage, r.end_reason),
+        (RolloutStage::Aborted, Some(RolloutEndReason::Pinned))
+    );
     let record = record_of(&plan, 2);
     assert_eq!(
         (record.outcome, &record.reason),
@@ -661,9 +796,16 @@ fn a_newer_candidate_supersedes_the_rollout_in_progress() {
         (record.outcome, &record.reason),
         (RunOutcome::Rejected, &RunReason::RolloutStopped)
     );
-    assert!(record.message.contains("superseded by v3"), "{}", record.message);
+    assert!(
+        record.message.contains("superseded by v3"),
+        "{}",
+        record.message
+    );
     let r = rollout(&plan);
-    assert_eq!((r.candidate_version.as_str(), r.stage), ("v3", RolloutStage::Shadow));
+    assert_eq!(
+        (r.candidate_version.as_str(), r.stage),
+        ("v3", RolloutStage::Shadow)
+    );
     assert_eq!(r.stable_version, "v1");
     assert_eq!(record_of(&plan, 3).reason, RunReason::RollingOut);
     assert_eq!(plan.rollouts_ended, vec![RolloutEndReason::Superseded]);
@@ -702,19 +844,37 @@ fn promote_and_abort_annotations_act_on_their_rollout_only() {
     };
     let plan = annotated(PROMOTE_ANNOTATION, ID);
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.end_reason), (RolloutStage::Promoted, Some(RolloutEndReason::ManualPromote)));
-    assert!(r.message.contains("the remaining shadow stage and 2 canary step(s) were skipped"), "{}", r.message);
+    assert_eq!(
+        (r.stage, r.end_reason),
+        (
+            RolloutStage::Promoted,
+            Some(RolloutEndReason::ManualPromote)
+        )
+    );
+    assert!(
+        r.message
+            .contains("the remaining shadow stage and 2 canary step(s) were skipped"),
+        "{}",
+        r.message
+    );
     assert_eq!(plan.status.serving.as_ref().unwrap().version, "v2");
 
     let plan = annotated(ABORT_ANNOTATION, ID);
     let r = rollout(&plan);
-    assert_eq!((r.stage, r.end_reason), (RolloutStage::Aborted, Some(RolloutEndReason::ManualAbort)));
+    assert_eq!(
+        (r.stage, r.end_reason),
+        (RolloutStage::Aborted, Some(RolloutEndReason::ManualAbort))
+    );
     assert_eq!(record_of(&plan, 2).reason, RunReason::RejectedOnline);
     assert_eq!(plan.status.serving.as_ref().unwrap().version, "v1");
 
     for key in [PROMOTE_ANNOTATION, ABORT_ANNOTATION] {
         let stale = annotated(key, "movies-v1-1700000000");
-        assert_eq!(rollout(&stale).stage, RolloutStage::Shadow, "{key} naming another rollout");
+        assert_eq!(
+            rollout(&stale).stage,
+            RolloutStage::Shadow,
+            "{key} naming another rollout"
+        );
     }
 }
 
@@ -722,13 +882,18 @@ fn promote_and_abort_annotations_act_on_their_rollout_only() {
 fn a_candidate_the_predictors_refuse_is_aborted_after_a_grace() {
     let mut refused = online(paired(0, 0.0), arm(0, 0, 0, 0));
     refused.candidate_version = None;
-    let m = rolling(progressive(), in_progress(RolloutStage::Shadow, 0, 0.0), Some(refused));
+    let m = rolling(
+        progressive(),
+        in_progress(RolloutStage::Shadow, 0, 0.0),
+        Some(refused),
+    );
     let plan = look(&m);
     assert_eq!(rollout(&plan).candidate_missing_since, Some(now()));
     assert_eq!(rollout(&plan).stage, RolloutStage::Shadow);
-    let grace = Timestamp::from_second(now().as_second() + CANDIDATE_REFUSED_AFTER.as_secs() as i64)
-        .unwrap()
-        .to_string();
+    let grace =
+        Timestamp::from_second(now().as_second() + CANDIDATE_REFUSED_AFTER.as_secs() as i64)
+            .unwrap()
+            .to_string();
     let plan = look_at(&again(&m, &plan), &grace);
     let r = rollout(&plan);
     assert_eq!(r.end_reason, Some(RolloutEndReason::CandidateRefused));
@@ -737,8 +902,13 @@ fn a_candidate_the_predictors_refuse_is_aborted_after_a_grace() {
 
     // Loaded again before the grace ran out: forgotten.
     let mut back = again(&m, &look(&m));
-    back.status.as_mut().unwrap().online.as_mut().unwrap().rollout =
-        Some(online(paired(10, 0.0), arm(0, 0, 0, 0)));
+    back.status
+        .as_mut()
+        .unwrap()
+        .online
+        .as_mut()
+        .unwrap()
+        .rollout = Some(online(paired(10, 0.0), arm(0, 0, 0, 0)));
     assert_eq!(rollout(&look(&back)).candidate_missing_since, None);
 }
 
@@ -746,17 +916,29 @@ fn a_candidate_the_predictors_refuse_is_aborted_after_a_grace() {
 fn figures_of_another_rollout_are_not_judged() {
     let mut other = online(paired(400, 0.2), arm(0, 0, 0, 0));
     other.rollout_id = "movies-v9-1".into();
-    let plan = look(&rolling(progressive(), in_progress(RolloutStage::Shadow, 0, 0.0), Some(other)));
+    let plan = look(&rolling(
+        progressive(),
+        in_progress(RolloutStage::Shadow, 0, 0.0),
+        Some(other),
+    ));
     let r = rollout(&plan);
     assert_eq!((r.stage, r.test.as_ref()), (RolloutStage::Shadow, None));
-    assert!(r.message.contains("waiting for the predictors' figures"), "{}", r.message);
+    assert!(
+        r.message.contains("waiting for the predictors' figures"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
 fn switching_to_immediate_promotes_the_candidate() {
     let mut spec = progressive();
     spec.rollout.strategy = crate::crd::RolloutStrategy::Immediate;
-    let plan = look(&rolling(spec, in_progress(RolloutStage::Shadow, 0, 0.0), None));
+    let plan = look(&rolling(
+        spec,
+        in_progress(RolloutStage::Shadow, 0, 0.0),
+        None,
+    ));
     let r = rollout(&plan);
     assert_eq!(r.end_reason, Some(RolloutEndReason::ManualPromote));
     assert_eq!(plan.status.serving.as_ref().unwrap().version, "v2");
@@ -768,7 +950,10 @@ fn switching_to_immediate_promotes_the_candidate() {
 fn rollout_ids_are_bounded() {
     let id = super::rollout_id(&"m".repeat(200), "v12", now());
     assert_eq!(id.len(), 128);
-    assert_eq!(super::rollout_id("movies", "v7", now()), "movies-v7-1795780800");
+    assert_eq!(
+        super::rollout_id("movies", "v7", now()),
+        "movies-v7-1795780800"
+    );
 }
 
 #[test]
