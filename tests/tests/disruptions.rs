@@ -181,6 +181,26 @@ fn sent_to(s: &Sent, tracked: &HashMap<u16, Tracked>, pods: &HashMap<String, Str
     }
 }
 
+/// Whether `failed` was sent from the port of an earlier failed request whose connection
+/// tracking entry, still unanswered, goes to `dead_ip`: the new SYN followed that entry.
+fn reused_a_stale_port(
+    failed: &Sent,
+    sent: &[Sent],
+    tracked: &HashMap<u16, Tracked>,
+    dead_ip: &str,
+) -> bool {
+    let Some(port) = failed.local_port else {
+        return false;
+    };
+    let stale = tracked
+        .get(&port)
+        .is_some_and(|t| t.endpoint == dead_ip && t.state == "SYN_SENT");
+    let earlier = sent
+        .iter()
+        .any(|e| e.at < failed.at && e.local_port == Some(port) && e.error.is_some());
+    stale && earlier
+}
+
 /// The requests that failed although they were sent at or after `from` (stream time).
 fn failed_from(sent: &[Sent], from: Duration) -> Vec<&Sent> {
     sent.iter()
@@ -189,12 +209,6 @@ fn failed_from(sent: &[Sent], from: Duration) -> Vec<&Sent> {
 }
 
 // Several threads: the request stream keeps its pace while the test waits on commands.
-// Quarantined: in both full-suite runs that reached it, 17 and 18 requests failed 7 to 20 s after the
-// dead endpoint stopped being ready, with no log line of any component in that window and
-// kube-proxy syncing in under 0.3 s (docs/local-cluster.md, "What the node-loss and drain tests
-// measured"). Until that is explained the guarantee stays unproven, and the test keeps asserting
-// it: `bash tests/e2e.sh --test disruptions --run-ignored all` runs it.
-#[ignore = "open finding: late failures after a node's loss, docs/local-cluster.md"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_until_its_endpoint_goes()
  {
@@ -274,7 +288,13 @@ async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_un
         tally.examples,
     );
     // The guarantee: requests fail only while the dead replica still has a ready endpoint (and
-    // kube-proxy's rules catch up); none before the node died, none after.
+    // kube-proxy's rules catch up); none before the node died. After that, only a connection
+    // from a source port whose earlier, unanswered connection went to the dead replica: its
+    // `SYN_SENT` entry in the connection tracking table outlives the endpoint (120 s), a new SYN
+    // with the same addresses and ports is taken for a retransmission of it and follows its old
+    // translation, and kube-proxy clears such entries for UDP only (kubernetes/kubernetes#101607).
+    // A client with a single address and many short connections, like this stream, meets it;
+    // docs/local-cluster.md says what a platform team can do about it.
     assert!(
         failed_from(&sent, Duration::ZERO)
             .iter()
@@ -282,7 +302,15 @@ async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_un
         "requests failed before {victim} was stopped: {:?}",
         tally.examples
     );
-    let late: Vec<String> = failed_from(&sent, endpoint_gone + PROXY_SYNC)
+    let dead_ip = pods
+        .iter()
+        .find(|(_, name)| **name == victim_pod)
+        .map(|(ip, _)| ip.clone())
+        .expect("the dead replica's address");
+    let (reused, late): (Vec<&Sent>, Vec<&Sent>) = failed_from(&sent, endpoint_gone + PROXY_SYNC)
+        .into_iter()
+        .partition(|s| reused_a_stale_port(s, &sent, &tracked, &dead_ip));
+    let late: Vec<String> = late
         .into_iter()
         .map(|s| {
             format!(
@@ -293,9 +321,14 @@ async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_un
             )
         })
         .collect();
+    eprintln!(
+        "{} request(s) sent more than {PROXY_SYNC:?} after the endpoint went failed on a source port whose earlier connection went to the dead replica (a stale connection tracking entry); {} failed otherwise",
+        reused.len(),
+        late.len()
+    );
     assert!(
         late.is_empty(),
-        "{} request(s) failed although sent more than {PROXY_SYNC:?} after the endpoint of {victim_pod} stopped being ready ({} after the stop): {late:#?}",
+        "{} request(s) failed although sent more than {PROXY_SYNC:?} after the endpoint of {victim_pod} stopped being ready ({} after the stop), not on a source port of an earlier connection to it: {late:#?}",
         late.len(),
         since(endpoint_gone)
     );
