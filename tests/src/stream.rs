@@ -1,12 +1,14 @@
 //! A steady stream of predictions through a Service, as a user's application sends them while
 //! something happens to the cluster: a fixed rate, each request on a connection of its own (so
 //! that kube-proxy picks an endpoint for every one, as for a fleet of clients) with a short
-//! timeout, and each outcome recorded with the moment it was sent.
+//! timeout, and each outcome recorded with the moment it was sent and the local port it was sent
+//! from, so that the connection tracking table can say which endpoint each request went to
+//! ([`crate::conntrack`]).
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -22,6 +24,9 @@ pub struct Sent {
     pub at: Duration,
     /// `None` when it was answered 200; otherwise what went wrong.
     pub error: Option<String>,
+    /// The port it was sent from (known before the connection is tried, so also for a request
+    /// that got no answer): the key of its entry in the connection tracking table.
+    pub local_port: Option<u16>,
 }
 
 /// Requests sent at a fixed rate until [`RequestStream::stop`].
@@ -41,10 +46,6 @@ impl RequestStream {
         let (stop, mut stopped) = watch::channel(false);
         let record = Arc::clone(&sent);
         let sender = tokio::spawn(async move {
-            // No idle connections kept: every request opens its own.
-            let client = Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .build_http::<Empty<Bytes>>();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut requests = tokio::task::JoinSet::new();
@@ -55,11 +56,16 @@ impl RequestStream {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (client, url, record) = (client.clone(), url.clone(), Arc::clone(&record));
+                let (url, record) = (url.clone(), Arc::clone(&record));
                 let at = started.elapsed();
                 requests.spawn(async move {
-                    let error = one(&client, &url).await.err();
-                    record.lock().unwrap().push(Sent { at, error });
+                    let (local_port, outcome) = one(&url).await;
+                    let error = outcome.err();
+                    record.lock().unwrap().push(Sent {
+                        at,
+                        error,
+                        local_port,
+                    });
                 });
             }
             requests.join_all().await;
@@ -88,13 +94,44 @@ impl RequestStream {
     }
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-/// One GET: `Ok` for a 200 within the timeout.
-async fn one(client: &HttpClient, url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+/// One GET on a connection of its own: `Ok` for a 200 within the timeout, and the local port.
+async fn one(url: &str) -> (Option<u16>, Result<(), String>) {
+    let uri: hyper::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return (None, Err(format!("{url}: {e}"))),
+    };
+    let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+        return (None, Err(format!("{url}: no host and port")));
+    };
+    let address: SocketAddr = match format!("{host}:{port}").parse() {
+        Ok(address) => address,
+        Err(e) => return (None, Err(format!("{url}: the host is not an address: {e}"))),
+    };
+    // Bound before connecting, so the port is known even if no SYN is ever answered.
+    let socket = match tokio::net::TcpSocket::new_v4()
+        .and_then(|s| s.bind("0.0.0.0:0".parse().expect("an address")).map(|()| s))
+    {
+        Ok(socket) => socket,
+        Err(e) => return (None, Err(format!("a local socket: {e}"))),
+    };
+    let local_port = socket.local_addr().ok().map(|a| a.port());
     let exchange = async {
-        let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+        let stream = socket
+            .connect(address)
+            .await
+            .map_err(|e| format!("connecting to {address}: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{e}"))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("{e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{e}"))?;
         let code = response.status().as_u16();
         let body = response
             .into_body()
@@ -107,9 +144,10 @@ async fn one(client: &HttpClient, url: &str) -> Result<(), String> {
             _ => Err(format!("HTTP {code}: {}", String::from_utf8_lossy(&body))),
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+    (local_port, outcome)
 }
 
 /// What a stream saw, in figures.
