@@ -14,6 +14,7 @@
 //! | `candidateVersion` | the version the pod was started with as `--candidate-version`; a file naming another is refused, so a config written for the next candidate never routes users to this one. |
 //! | `candidateShare` | 0..=1, the fraction of users on the candidate in `canary` (ignored in `shadow`); precision one in a million. |
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Longest rollout id, in bytes: it is hashed with every request's user id.
@@ -21,7 +22,7 @@ pub const MAX_ROLLOUT_ID_BYTES: usize = 128;
 /// Largest rollout config file read; a real one is about 150 bytes.
 pub const MAX_CONFIG_BYTES: u64 = 4096;
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub enum Stage {
     /// No user sees the candidate; its predictions of feedback ratings are paired with the

@@ -10,6 +10,7 @@ mod wire;
 use crate::rollout::Stage;
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 use std::hash::BuildHasher;
 
@@ -38,7 +39,7 @@ pub struct PredictorStats {
 /// A replica's figures of the rollout its config names, since that config's `rolloutId` took
 /// effect on the replica: sums, so the collector adds the replicas that report the same rollout
 /// id and versions before any test reads them.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStats {
     pub rollout_id: String,
@@ -78,7 +79,7 @@ impl RolloutStats {
 /// What the users of one arm did: the latency of the inference requests the arm's model answered
 /// (batches are in neither arm: their pairs may be of both), the error of its predictions against
 /// its users' feedback, and its suggestions.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ArmStats {
     pub requests: LatencyHistogram,
@@ -97,7 +98,7 @@ impl ArmStats {
 /// The two models' errors on the same feedback ratings: per rating, the difference
 /// `d = (rating - candidate)² - (rating - stable)²` (positive: the candidate erred more), summed
 /// with its square, which is all the paired sequential test needs (`recommender_rollout`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedSums {
     pub n: u64,
@@ -133,7 +134,7 @@ impl PairedSums {
 }
 
 /// A cumulative histogram of server-side latency, as Prometheus keeps one.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyHistogram {
     pub count: u64,
@@ -143,7 +144,7 @@ pub struct LatencyHistogram {
     pub buckets: Vec<Bucket>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq)]
 pub struct Bucket {
     /// Upper bound in seconds.
     pub le: f64,
@@ -213,7 +214,7 @@ impl LatencyHistogram {
 
 /// Feedback on the predictions of the version the replica serves (it starts over when the
 /// served version changes).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackSums {
     pub model_version: Option<String>,
@@ -250,7 +251,7 @@ impl FeedbackSums {
 }
 
 /// Suggestions since the replica started, whatever version made them.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestionCounts {
     /// Items returned by the suggestion endpoint.

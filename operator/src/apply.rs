@@ -10,6 +10,7 @@ use crate::leader::Lease;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -83,6 +84,9 @@ impl Applier {
         if let Some(service) = &plan.service {
             self.child(service).await?;
         }
+        if let Some(config) = &plan.rollout_config {
+            self.rollout_config(config).await?;
+        }
         if let Some(deployment) = &plan.deployment {
             self.network(&deployment.namespace().unwrap_or_default(), &plan.network)
                 .await?;
@@ -119,6 +123,15 @@ impl Applier {
         if let Some(name) = &scaling.delete_disruption_budget {
             self.delete::<PodDisruptionBudget>(&namespace, name).await?;
         }
+        Ok(())
+    }
+
+    /// The rollout config's ConfigMap, before the Deployment: a rollout's first pods find the
+    /// config they mount (else they would start on the stable arm alone and take a kubelet sync
+    /// to see it), and an abort's share of 0 reaches the running pods before the Deployment
+    /// drops the candidate and rolls them.
+    async fn rollout_config(&self, config: &ConfigMap) -> Result<()> {
+        self.child(config).await?;
         Ok(())
     }
 

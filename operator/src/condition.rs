@@ -120,6 +120,13 @@ conditions! {
         GateFailed,
         NotBetter,
         TrainingFailed,
+        /// The candidate passed the gate and is being rolled out progressively: not promoted
+        /// yet (`Unknown`).
+        RollingOut,
+        /// The candidate passed the gate and was aborted on live traffic.
+        RejectedOnline,
+        /// The candidate's rollout was stopped by a pin or a newer candidate.
+        RolloutStopped,
     }
     Stale: StaleReason {
         NewData,
@@ -183,6 +190,26 @@ conditions! {
         AllTrialsFailed,
         /// The best trial scored worse than the serving model: no training run.
         WorseThanServing,
+    }
+    /// A progressive rollout (`spec.rollout.strategy: Progressive`): `True` while one runs,
+    /// `False` once it ended or before the first; only under `Progressive` or while
+    /// `status.rollout` exists.
+    RollingOut: RollingOutReason {
+        /// The candidate predicts every feedback rating beside the stable model; no user sees it.
+        Shadow,
+        /// The candidate answers a share of the users.
+        Canary,
+        /// `spec.rollout.paused` or `spec.suspend` holds it where it is.
+        Paused,
+        /// A stage timed out without a verdict and `onInconclusive` is `Hold`: it waits for a
+        /// person (or more evidence).
+        Inconclusive,
+        /// The last rollout promoted its candidate.
+        Promoted,
+        /// The last rollout was aborted; the message has the end reason and the figures.
+        Aborted,
+        /// No rollout has run yet.
+        NoRollout,
     }
 }
 
@@ -388,7 +415,8 @@ mod tests {
                 "ModelStoreReachable",
                 "WorkersHealthy",
                 "AccuracyDegraded",
-                "Tuned"
+                "Tuned",
+                "RollingOut"
             ]
         );
         let written = merge(

@@ -147,6 +147,8 @@ async fn reconcile_inner(
     ctx.apply.plan(&model, &plan).await?;
 
     ctx.metrics.runs_finished(namespace, name, &plan.finished);
+    ctx.metrics
+        .rollouts_ended(namespace, name, &plan.rollouts_ended);
     ctx.metrics.observe_status(namespace, name, &plan.status);
     ctx.metrics
         .observe_targets(namespace, name, &model.spec, &plan.status);

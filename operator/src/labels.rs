@@ -59,6 +59,18 @@ pub const NETWORK_POLICY: &str = "recommender.dev/network-policy";
 
 /// Annotation on a `RecommenderModel` whose value, when changed, requests one training run.
 pub const RETRAIN_ANNOTATION: &str = "recommender.dev/retrain";
+/// Annotation on a `RecommenderModel` promoting the rollout in progress at once (skipping its
+/// remaining stages) when its value is that rollout's `status.rollout.id`; any other value is
+/// ignored, so a stale request never promotes the next candidate.
+pub const PROMOTE_ANNOTATION: &str = "recommender.dev/promote";
+/// Annotation on a `RecommenderModel` aborting the rollout in progress when its value is that
+/// rollout's `status.rollout.id`; any other value is ignored.
+pub const ABORT_ANNOTATION: &str = "recommender.dev/abort";
+
+/// The rollout config's ConfigMap is `<model>-rollout`, with this key, mounted in the predictor
+/// pods at this folder (a folder, not the file: a file mounted by `subPath` never sees updates).
+pub const ROLLOUT_CONFIG_KEY: &str = "rollout.json";
+pub const ROLLOUT_CONFIG_DIR: &str = "/etc/recommender/rollout";
 
 /// The label a user puts on a Secret (value `true`) to let the operator read it and send its value
 /// to the database a spec names. Without it, a spec could make the operator read any Secret of its

@@ -4,6 +4,9 @@
 //! field instead of a half-made decision.
 
 mod platform;
+mod rollout;
+
+pub use rollout::{MAX_STEPS, Rollout, Stage, Step};
 
 use crate::crd::{
     Algorithm, FileSource, PostgresSource, RatingScale, RecommenderModelSpec, TrainerSettings,
@@ -29,6 +32,9 @@ pub struct Config {
     pub max_new_ratings: Option<NewRatingsLimit>,
     /// Forward evaluation of the serving model, when asked for.
     pub forward: Option<Forward>,
+    /// Under `spec.rollout.strategy: Progressive`, how candidates are rolled out; `None`
+    /// promotes at the gate.
+    pub rollout: Option<Rollout>,
 }
 
 /// `freshness.maxNewRatings`: a count, or a share of the snapshot's ratings.
@@ -169,6 +175,11 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
             retrain_when_degraded: f.retrain_when_degraded,
         })
     });
+    let rollout = if spec.rollout.progressive() {
+        rollout::rollout(&spec.rollout, &mut problem)
+    } else {
+        None
+    };
     let latency_objective = duration(
         &spec.predictor.latency_objective,
         Duration::from_nanos(1),
@@ -185,6 +196,7 @@ pub fn validate(spec: &RecommenderModelSpec) -> Result<Config, Invalid> {
                 latency_objective,
                 max_new_ratings,
                 forward,
+                rollout,
             })
         }
         _ => Err(Invalid { problems }),

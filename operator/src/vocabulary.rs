@@ -4,7 +4,7 @@
 //! `charts/tests/vocabulary.py` fails on an alert rule or dashboard query naming anything else.
 
 use crate::condition::{ConditionType, State};
-use crate::crd::{RunOutcome, RunReason, RunTrigger};
+use crate::crd::{RolloutEndReason, RolloutStage, RunOutcome, RunReason, RunTrigger};
 use crate::decide;
 use serde_json::{Map, Value, json};
 
@@ -32,6 +32,9 @@ pub fn vocabulary() -> Value {
         // Reasons from elsewhere (the Job controller's, the trainer's) are kept as written too.
         "runReasons": words(RunReason::OWN.iter().map(RunReason::as_str).collect()),
         "runTriggers": words(RunTrigger::ALL.iter().map(|t| t.as_str()).collect()),
+        // The `stage` and `reason` labels of the rollout metrics.
+        "rolloutStages": words(RolloutStage::ALL.iter().map(|s| s.as_str()).collect()),
+        "rolloutEndReasons": words(RolloutEndReason::ALL.iter().map(|r| r.as_str()).collect()),
     })
 }
 
@@ -42,7 +45,7 @@ mod tests {
     #[test]
     fn lists_what_the_alert_rules_match() {
         let v = vocabulary();
-        assert_eq!(v["conditions"].as_object().unwrap().len(), 10);
+        assert_eq!(v["conditions"].as_object().unwrap().len(), 11);
         let reasons = |t: &str| v["conditions"][t].as_array().unwrap().clone();
         assert!(reasons("WorkersHealthy").contains(&json!("TrainerPodStuck")));
         assert!(reasons("Promoted").contains(&json!("GateFailed")));
@@ -68,6 +71,17 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .contains(&json!("JobMissing"))
+        );
+        assert!(reasons("RollingOut").contains(&json!("Inconclusive")));
+        assert!(
+            v["rolloutEndReasons"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("LowerAcceptance"))
+        );
+        assert_eq!(
+            v["rolloutStages"],
+            json!(["Shadow", "Canary", "Promoted", "Aborted"])
         );
     }
 }

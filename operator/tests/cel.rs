@@ -71,6 +71,15 @@ fn valid_manifests_pass() {
                "modelStore": {"s3": {"bucket": "models", "region": "eu-west-1", "credentialsSecret": "k"}},
                "predictor": {"topologySpreadConstraints": [{"topologyKey": "topology.kubernetes.io/zone",
                    "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}]}}),
+        json!({"source": {"file": {"path": "u.data"}}, "modelStore": store, "rollout": {"strategy": "Progressive"}}),
+        json!({"source": {"file": {"path": "u.data"}}, "modelStore": store, "rollout": {"strategy": "Progressive",
+               "paused": true,
+               "shadow": {"margin": 0.05, "alpha": 0.01, "beta": 0.1, "minSamples": 500, "timeout": "1h", "onInconclusive": "Abort"},
+               "canary": {"steps": [{"share": 0.1, "minDuration": "5m"}, {"share": 1.0, "minDuration": "0s"}],
+                          "minFeedback": 50, "accuracy": {"margin": 0.05}, "latency": {"margin": 1.0, "alpha": 0.01},
+                          "stepTimeout": "2h", "onInconclusive": "Proceed"}}}),
+        // Immediate with settings: allowed, ignored.
+        json!({"source": {"file": {"path": "u.data"}}, "modelStore": store, "rollout": {"shadow": {"minSamples": 20}}}),
     ] {
         assert_eq!(
             violations(&manifest(spec.clone())),
@@ -180,6 +189,42 @@ fn invalid_manifests_are_rejected_naming_the_field() {
                 "s3": {"bucket": "models", "prefix": "a/../b", "credentialsSecret": "k"}}}),
             "spec.modelStore.s3.prefix must not have a '.' or '..' segment",
         ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"shadow": {"alpha": 0.7}}}),
+            "spec.rollout.shadow.alpha must be in (0, 0.5]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"shadow": {"beta": 0.0}}}),
+            "spec.rollout.shadow.beta must be in (0, 0.5]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"shadow": {"margin": 0.0}}}),
+            "spec.rollout.shadow.margin must be in (0, 25]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"shadow": {"timeout": "30s"}}}),
+            "spec.rollout.shadow.timeout must be a duration of at least 1m",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"canary": {"steps": [{"share": 0.5}, {"share": 0.25}]}}}),
+            "spec.rollout.canary.steps: shares must be strictly increasing",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"canary": {"steps": [{"share": 0.5}, {"share": 0.5}]}}}),
+            "spec.rollout.canary.steps: shares must be strictly increasing",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"canary": {"steps": [{"share": 1.5}]}}}),
+            "spec.rollout.canary.steps[].share must be in (0, 1]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"canary": {"acceptance": {"margin": 0.1, "alpha": 0.6}}}}),
+            "spec.rollout.canary guardrail alphas must be in (0, 0.5]",
+        ),
+        (
+            json!({"source": {"file": file}, "modelStore": store, "rollout": {"canary": {"stepTimeout": "5s"}}}),
+            "spec.rollout.canary.stepTimeout must be a duration of at least 1m",
+        ),
     ];
     for (spec, expected) in cases {
         let found = violations(&manifest(spec.clone()));
@@ -188,6 +233,33 @@ fn invalid_manifests_are_rejected_naming_the_field() {
             "{spec}: expected {expected:?}, got {found:?}"
         );
     }
+}
+
+/// What the schema (not CEL) refuses of `spec.rollout`: the enums, the step count, the minimum
+/// sample count.
+#[test]
+fn rollout_schema_bounds() {
+    let node = |path: &[&str]| {
+        let mut n = schema()["properties"]["spec"]["properties"]["rollout"].clone();
+        for p in path {
+            n = n["properties"][*p].clone();
+        }
+        n
+    };
+    assert_eq!(
+        node(&["strategy"])["enum"],
+        json!(["Immediate", "Progressive"])
+    );
+    assert_eq!(
+        node(&["shadow", "onInconclusive"])["enum"],
+        json!(["Hold", "Abort", "Proceed"])
+    );
+    assert_eq!(node(&["canary", "steps"])["maxItems"], 10);
+    assert_eq!(node(&["canary", "steps"])["minItems"], 1);
+    assert_eq!(
+        node(&["shadow", "minSamples"])["minimum"].as_f64(),
+        Some(2.0)
+    );
 }
 
 #[test]

@@ -54,7 +54,8 @@ fn crd_yaml_loads_as_a_custom_resource_definition() {
     assert_eq!(
         columns,
         [
-            "Phase", "Ready", "Version", "RMSE", "MAE", "Accuracy", "Stale", "Age", "Tuned", "URL"
+            "Phase", "Ready", "Version", "Rollout", "RMSE", "MAE", "Accuracy", "Stale", "Age",
+            "Tuned", "URL"
         ]
     );
     let schema = version

@@ -11,6 +11,7 @@ mod job;
 mod network;
 mod pod;
 mod predictor;
+mod rollout;
 mod search;
 mod store;
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use evaluation::{evaluation_args, evaluation_job, evaluation_job_name};
 pub use network::{OperatorPods, predictor_network_policy};
 pub use pod::{PREDICTOR_ENV, TRAINER_ENV};
 pub use predictor::{predictor_deployment, predictor_selector, predictor_service, predictor_url};
+pub use rollout::{mount_rollout, rollout_config_map, rollout_config_name};
 pub use search::{
     NewRung, mount_search_record, owned_by_job, plan_config_map, record_config_map, record_name,
     rung_name, trial_args, trial_job,

@@ -1011,3 +1011,195 @@ async fn a_finished_rung_is_read_from_its_pods_and_its_best_trained() {
     .await;
     server.no_more().await;
 }
+
+const ROLLOUT_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/movies-rollout";
+
+/// A progressive model serving v1 (one replica) as stored, with `more` merged into its status.
+fn progressive_object(more: Value) -> Value {
+    let mut object = serving_object(json!({"replicas": 1}), |spec_hash| {
+        json!({"runs": {"last": 2, "lastCompleted": 1, "trainedSpecHash": spec_hash,
+            "lastAttemptStartedAt": minutes_ago(60)}})
+    });
+    object["spec"]["rollout"] = json!({"strategy": "Progressive"});
+    object["status"]["serving"] = object["status"]["models"][0].clone();
+    for (key, value) in more.as_object().unwrap() {
+        object["status"][key] = value.clone();
+    }
+    object
+}
+
+/// The predictor Deployment as stored: one available replica of v1, with the candidate's flags
+/// or without.
+fn one_replica(args: &[&str]) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "movies-predictor", "namespace": NS, "generation": 1},
+        "spec": {"replicas": 1, "selector": {},
+            "template": {"metadata": {"labels": {"recommender.dev/version": "v1"}},
+                "spec": {"containers": [{"name": "predictor", "args": args}]}}},
+        "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+    })
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect()
+}
+
+/// Run 2's candidate passes the gate under `Progressive`: the rollout's ConfigMap is applied
+/// before the Deployment that mounts it, which gets the candidate beside v1; v1 keeps serving.
+#[tokio::test]
+async fn a_rollout_starts_with_its_config_before_the_deployment() {
+    let stored = progressive_object(json!({"runs": {"last": 2, "lastCompleted": 1,
+        "trainedSpecHash": "old", "lastAttemptStartedAt": minutes_ago(60),
+        "active": {"run": 2, "job": "movies-train-2", "trigger": "SpecChanged",
+            "startedAt": minutes_ago(10), "specHash": "new"}}}));
+    let m: RecommenderModel = serde_json::from_value(stored.clone()).unwrap();
+    let mut job = finished_job();
+    job["metadata"]["name"] = json!("movies-train-2");
+    job["metadata"]["labels"]["recommender.dev/run"] = json!("2");
+    let mut pod = trainer_pod("Succeeded", &report_json(0.91, 0.72).replace("v1", "v2"));
+    pod["metadata"]["name"] = json!("movies-train-2-abcde");
+    pod["metadata"]["labels"]["job-name"] = json!("movies-train-2");
+    let (action, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read_stored(&stored).await;
+        server.jobs(vec![job]).await;
+        server.pods(vec![pod]).await;
+        server.deployment(Some(one_replica(&[]))).await;
+        server.apply(SERVICE).await;
+
+        let config = server.apply(ROLLOUT_CONFIG).await;
+        let text = config["data"]["rollout.json"].as_str().unwrap();
+        let rollout = recommender_contract::rollout::RolloutConfig::parse(text).unwrap();
+        assert_eq!(
+            (
+                rollout.stage,
+                rollout.candidate_version.as_str(),
+                rollout.candidate_share
+            ),
+            (recommender_contract::rollout::Stage::Shadow, "v2", 0.0)
+        );
+        let deployment = server.apply(DEPLOYMENT).await;
+        let pod = &deployment["spec"]["template"];
+        assert_eq!(pod["metadata"]["labels"]["recommender.dev/version"], "v1");
+        let args = strings(&pod["spec"]["containers"][0]["args"]);
+        let at = args
+            .iter()
+            .position(|a| *a == "--candidate-version")
+            .unwrap();
+        assert_eq!(
+            &args[at..],
+            [
+                "--candidate-version",
+                "v2",
+                "--candidate-sha256",
+                &"ab".repeat(32),
+                "--rollout-config",
+                "/etc/recommender/rollout/rollout.json"
+            ]
+        );
+        let volumes = pod["spec"]["volumes"].as_array().unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["configMap"]["name"] == "movies-rollout")
+        );
+
+        let status = server.status().await;
+        assert_eq!(status["serving"]["version"], "v1");
+        assert_eq!(status["models"].as_array().unwrap().len(), 1);
+        assert_eq!(status["rollout"]["stage"], "Shadow");
+        assert_eq!(status["rollout"]["id"], rollout.rollout_id);
+        assert_eq!(status["history"][0]["reason"], "RollingOut");
+        assert_eq!(condition(&status, "RollingOut")["reason"], "Shadow");
+        server.events(&["RolloutStarted"]).await;
+        server
+    })
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(decide::ROLLOUT_RECHECK),
+        "looked at again while the rollout runs"
+    );
+    server.no_more().await;
+}
+
+/// `recommender.dev/abort` naming the rollout: share 0 in the ConfigMap first, then the
+/// Deployment without the candidate, the run recorded rejected online, a Warning event.
+#[tokio::test]
+async fn an_aborted_rollout_zeroes_the_share_before_dropping_the_candidate() {
+    let id = "movies-v2-1795780200";
+    let spec_hash = children::training_spec_hash(&model(None).spec);
+    let mut stored = progressive_object(json!({
+        "runs": {"last": 2, "lastCompleted": 2, "trainedSpecHash": spec_hash,
+            "lastAttemptStartedAt": minutes_ago(30)},
+        "history": [{"run": 2, "version": "v2", "trigger": "SpecChanged",
+            "startedAt": minutes_ago(40), "finishedAt": minutes_ago(30), "outcome": "Succeeded",
+            "reason": "RollingOut", "message": "v2 passed the gate: rolling out"}],
+        "rollout": {"id": id, "stableVersion": "v1", "candidateVersion": "v2",
+            "candidateModel": {"version": "v2", "run": 2, "trainedAt": minutes_ago(30),
+                "metrics": {"folds": 4, "rmse": 0.91, "mae": 0.72, "rmseStd": 0.0, "maeStd": 0.0,
+                    "accuracy": 0.72, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0},
+                "artifact": {"path": "v2.model", "bytes": 10, "sha256": "cd".repeat(32)}},
+            "stage": "Canary", "step": 1, "share": 0.25,
+            "startedAt": minutes_ago(20), "stepStartedAt": minutes_ago(5)}
+    }));
+    stored["metadata"]["annotations"] = json!({"recommender.dev/abort": id});
+    let m: RecommenderModel = serde_json::from_value(stored.clone()).unwrap();
+    let candidate = ["--candidate-version", "v2"];
+    let (_, server) = reconcile_with(m, |mut server| async move {
+        server.fresh_read_stored(&stored).await;
+        server.jobs(vec![]).await;
+        server.deployment(Some(one_replica(&candidate))).await;
+        server.apply(SERVICE).await;
+        let config = server.apply(ROLLOUT_CONFIG).await;
+        let text = config["data"]["rollout.json"].as_str().unwrap();
+        let rollout = recommender_contract::rollout::RolloutConfig::parse(text).unwrap();
+        assert_eq!(
+            (rollout.rollout_id.as_str(), rollout.candidate_share),
+            (id, 0.0)
+        );
+        let deployment = server.apply(DEPLOYMENT).await;
+        let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+        assert!(!args.contains(&"--candidate-version"), "{args:?}");
+        assert!(
+            deployment["spec"]["template"]["spec"]
+                .get("volumes")
+                .is_none_or(|v| {
+                    !v.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|v| v["configMap"]["name"] == "movies-rollout")
+                })
+        );
+
+        let status = server.status().await;
+        assert_eq!(
+            (&status["rollout"]["stage"], &status["rollout"]["endReason"]),
+            (&json!("Aborted"), &json!("ManualAbort"))
+        );
+        assert_eq!(status["rollout"]["share"], 0.0);
+        assert_eq!(
+            (
+                &status["history"][0]["outcome"],
+                &status["history"][0]["reason"]
+            ),
+            (&json!("Rejected"), &json!("RejectedOnline"))
+        );
+        assert_eq!(status["runCounts"]["rejected"], 1);
+        assert_eq!(status["serving"]["version"], "v1");
+        let rolling_out = condition(&status, "RollingOut");
+        assert_eq!(
+            (&rolling_out["status"], &rolling_out["reason"]),
+            (&json!("False"), &json!("Aborted"))
+        );
+        server.events(&["RolloutAborted"]).await;
+        server
+    })
+    .await;
+    server.no_more().await;
+}

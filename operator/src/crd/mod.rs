@@ -7,11 +7,13 @@
 
 mod autoscaling;
 mod pod;
+mod rollout;
 mod status;
 mod tuning;
 
 pub use autoscaling::*;
 pub use pod::*;
+pub use rollout::*;
 pub use status::*;
 pub use tuning::*;
 
@@ -53,6 +55,7 @@ pub const KIND: &str = "RecommenderModel";
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.serving.version"),
+    printcolumn(name = "Rollout", type_ = "string", json_path = ".status.rollout.stage"),
     printcolumn(
         name = "RMSE",
         type_ = "number",
@@ -115,6 +118,11 @@ pub struct RecommenderModelSpec {
     #[x_kube(validation = Rule::new("self.strategy != 'halving' || !has(self.space.epochs)")
         .message("spec.tuning.space.epochs: halving sets the epochs itself (minEpochs, maxEpochs)"))]
     pub tuning: Option<recommender_contract::tuning::TuningSpec>,
+    /// How a candidate that passed the gate reaches the users: at once (`Immediate`, the
+    /// default) or through a shadow stage and canary steps judged on live feedback
+    /// (`Progressive`, docs/rollout.md).
+    #[serde(default)]
+    pub rollout: RolloutSpec,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

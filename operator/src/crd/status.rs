@@ -70,6 +70,10 @@ pub struct RecommenderModelStatus {
     /// The latest hyperparameter search (`spec.tuning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<super::TuningStatus>,
+    /// The progressive rollout in progress (`spec.rollout.strategy: Progressive`), or the last
+    /// one in its terminal stage until the next starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::RolloutStatus>,
     /// The same bookkeeping where operator versions before the ledgers wrote it: read, never
     /// written.
     #[serde(default, flatten, skip_serializing)]
@@ -532,12 +536,21 @@ pub enum RunReason {
     /// The trainer's node stopped answering and the control plane deleted its pod (the taint
     /// manager's eviction): the run cannot finish there, and is retried on a live node.
     NodeLost,
+    /// The candidate passed the gate and is being rolled out progressively (`spec.rollout`):
+    /// the record is final once the rollout ends.
+    RollingOut,
+    /// The candidate passed the gate but was aborted on live traffic (a failed test or
+    /// guardrail, an inconclusive stage, a manual abort, a refused artifact): the message says.
+    RejectedOnline,
+    /// The candidate's rollout was stopped before it decided: a newer candidate superseded it or
+    /// `pinnedVersion` was set.
+    RolloutStopped,
     Other(String),
 }
 
 impl RunReason {
     /// The operator's own reasons.
-    pub const OWN: [Self; 10] = [
+    pub const OWN: [Self; 13] = [
         Self::Promoted,
         Self::GateFailed,
         Self::NotBetter,
@@ -548,6 +561,9 @@ impl RunReason {
         Self::AllTrialsFailed,
         Self::WorseThanServing,
         Self::NodeLost,
+        Self::RollingOut,
+        Self::RejectedOnline,
+        Self::RolloutStopped,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -562,6 +578,9 @@ impl RunReason {
             Self::AllTrialsFailed => "AllTrialsFailed",
             Self::WorseThanServing => "WorseThanServing",
             Self::NodeLost => "NodeLost",
+            Self::RollingOut => "RollingOut",
+            Self::RejectedOnline => "RejectedOnline",
+            Self::RolloutStopped => "RolloutStopped",
             Self::Other(reason) => reason,
         }
     }
@@ -707,6 +726,11 @@ pub struct OnlineStatus {
     pub users_window_seconds: u64,
     /// Relative standard error of the user counts (HyperLogLog++; small counts are exact).
     pub user_count_relative_error: f64,
+    /// During a progressive rollout: the per-arm figures and paired errors of the replicas that
+    /// report `status.rollout.id` with its versions, summed (counters since each replica took the
+    /// rollout's config; latency since it started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<recommender_contract::stats::RolloutStats>,
 }
 
 /// Conditions are a map keyed by `type`, so server-side apply merges them per type.

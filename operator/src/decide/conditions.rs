@@ -29,6 +29,8 @@ pub(super) struct Reported {
     pub stuck_trainer: Option<String>,
     /// `Tuned`, with `spec.tuning` only.
     pub tuned: Option<Desired>,
+    /// `RollingOut`, under a progressive strategy or while a rollout is recorded.
+    pub rolling_out: Option<Desired>,
 }
 
 /// The conditions as written, the phase, the events for what changed, and when to probe the
@@ -67,6 +69,7 @@ pub(super) fn report(
         reported.accuracy,
     ];
     desired.extend(reported.tuned);
+    desired.extend(reported.rolling_out);
     let mut said = Said {
         events: transition_events(old, &desired),
         ..Said::default()
@@ -177,11 +180,15 @@ fn phase(suspend: bool, runs: &RunLedger, serves: bool, ready: bool) -> Phase {
 }
 
 /// Whether a change of this condition is published as an event: `Training` and `Promoted`
-/// changes are announced by the run events, `Tuned` by the search's.
+/// changes are announced by the run events, `Tuned` by the search's, `RollingOut` by the
+/// rollout's.
 pub(super) fn announced(type_: ConditionType) -> bool {
     !matches!(
         type_,
-        ConditionType::Training | ConditionType::Promoted | ConditionType::Tuned
+        ConditionType::Training
+            | ConditionType::Promoted
+            | ConditionType::Tuned
+            | ConditionType::RollingOut
     )
 }
 

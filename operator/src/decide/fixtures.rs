@@ -201,6 +201,7 @@ pub fn serving_status(spec: &RecommenderModelSpec, trained_at: &str) -> Recommen
 pub fn available(version: &str, desired: i32, available: i32) -> RolloutState {
     RolloutState {
         version: Some(version.into()),
+        candidate: None,
         desired,
         available,
         updated: available,

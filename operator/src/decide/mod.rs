@@ -10,6 +10,7 @@ mod forward;
 mod freshness;
 mod promotion;
 mod retention;
+mod rollout;
 mod runs;
 mod scaling;
 mod serving;
@@ -23,6 +24,7 @@ pub use access::NetworkPlan;
 pub use promotion::{
     Metric, Rejection, Shortfall, Verdict, compare, describe, judge, judge_against,
 };
+pub use rollout::{CANDIDATE_REFUSED_AFTER, RECHECK as ROLLOUT_RECHECK, rollout_id};
 pub use runs::{BACKOFF_BASE, BACKOFF_CAP, HISTORY_LIMIT, PENDING_TOLERANCE, backoff};
 pub use scaling::ScalingPlan;
 pub use serving::MODELS_LIMIT;
@@ -31,7 +33,9 @@ pub use tuning::{RungChildren, SearchEvent};
 
 use crate::children::{self, Defaults};
 use crate::condition::{self, ConditionType, Desired, ReadyReason, Reason, State};
-use crate::crd::{Phase, RecommenderModel, RecommenderModelStatus, RunRecord};
+use crate::crd::{
+    ModelRecord, Phase, RecommenderModel, RecommenderModelStatus, RolloutEndReason, RunRecord,
+};
 use crate::observe::{Observed, WriteTokenState};
 use crate::time;
 use crate::validate::{Config, Invalid};
@@ -39,6 +43,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use std::time::Duration;
 
@@ -57,6 +62,17 @@ crate::condition::words! {
         ForwardEvaluated,
         ForwardEvaluationFailed,
         CleanupStarted,
+        /// A candidate passed the gate and its progressive rollout started (shadow stage).
+        RolloutStarted,
+        /// A rollout moved to the canary's next step.
+        RolloutAdvanced,
+        /// `spec.rollout.paused` or `spec.suspend` holds a rollout.
+        RolloutPaused,
+        RolloutResumed,
+        /// A stage timed out without a verdict and holds (`onInconclusive: Hold`).
+        RolloutInconclusive,
+        /// A rollout was aborted: the stable model serves everyone again.
+        RolloutAborted,
     }
 }
 
@@ -157,6 +173,9 @@ pub struct Plan {
     pub start_rung: Option<RungChildren>,
     /// A forward-evaluation Job to create.
     pub start_evaluation: Option<Job>,
+    /// The rollout config's ConfigMap, while `status.rollout` exists; applied before the
+    /// Deployment that mounts it.
+    pub rollout_config: Option<ConfigMap>,
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
     /// The predictor's autoscaler and disruption budget, and the replica hand-over.
@@ -169,6 +188,8 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Runs whose outcome was recorded by this decision (for metrics).
     pub finished: Vec<RunRecord>,
+    /// Rollouts that ended in this decision (for metrics).
+    pub rollouts_ended: Vec<RolloutEndReason>,
     /// When to look again even if nothing changes: the soonest time a decision would differ.
     pub requeue_after: Option<Duration>,
 }
@@ -221,11 +242,24 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
     let old = model.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let spec_hash = children::training_spec_hash(&model.spec);
-    let (recorded, mut said) = record(observed, config, &spec_hash, &mut status);
+    let (mut recorded, mut said) = record(observed, config, &spec_hash, &mut status);
+    let rolling = std::mem::take(&mut recorded.rolling);
+    let rolled = rollouts(observed, config, rolling, &mut status);
 
     // What should be, for the model that serves now.
     let online = status.online.as_ref();
-    let served = serving::plan(observed, config, defaults, &status.models, online);
+    let mut served = serving::plan(observed, config, defaults, &status.models, online);
+    let rollout = status.rollout.as_ref();
+    // The predictors hold the candidate from the rollout's start to its end: only the
+    // ConfigMap changes in between, so no pod restarts for a change of stage or share.
+    if let (Some(deployment), Some((version, sha256))) =
+        (served.deployment.as_mut(), rollout::candidate(rollout))
+    {
+        children::mount_rollout(deployment, model, version, sha256);
+    }
+    let rollout_config = rollout.map(|r| children::rollout_config_map(model, &rollout::config(r)));
+    let rolling_out = rollout::condition(&model.spec, rollout);
+    let rolling_candidate = rollout::candidate(rollout).map(|(v, _)| v.to_string());
     status.serving = served.chosen.model.clone();
     (status.predictor, status.url, status.address) = (served.predictor, served.url, served.address);
     let serving = status.serving.as_ref();
@@ -251,13 +285,18 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         &mut status.tuning,
     );
     let mut finished = recorded.finished;
-    let mut promoted = recorded.promoted;
+    finished.extend(rolled.finished);
+    let mut promoted = match rolled.started_or_ended {
+        true => runs::promoted(&status.history),
+        false => recorded.promoted,
+    };
     if let Some(unrun) = &advanced.unrun {
         let mut book = runs::Book {
             ledger: &mut status.runs,
             history: &mut status.history,
             counts: &mut status.run_counts,
             models: &mut status.models,
+            progressive: config.rollout.is_some(),
         };
         finished.push(book.unrun(unrun, &spec_hash, observed.now));
         promoted = runs::promoted(&status.history);
@@ -297,6 +336,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         history: &status.history,
         models: &status.models,
         counts: status.run_counts,
+        rolling: rolling_candidate.as_deref(),
     };
     let cleanup = retention::cleanup(observed, &served.chosen, defaults, window, &mut status.runs);
 
@@ -312,6 +352,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         accuracy: forward.condition,
         stuck_trainer: recorded.stuck_trainer,
         tuned: tuning::tuned(model.spec.tuning.as_ref(), status.tuning.as_ref()),
+        rolling_out,
     };
     let summary = conditions::report(observed, config, &old.conditions, reported, &status.runs);
     (status.conditions, status.phase) = (summary.conditions, summary.phase);
@@ -323,6 +364,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         said.wake.after(access::SECRET_RECHECK);
     }
     for later in [
+        rolled.said,
         freshness.said,
         searched,
         started.said,
@@ -337,6 +379,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         search_record: started.search_record,
         start_rung: rung,
         start_evaluation: forward.job,
+        rollout_config,
         deployment: served.deployment,
         service: served.service,
         scaling: served.scaling,
@@ -345,7 +388,81 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         status,
         events: said.events,
         finished,
+        rollouts_ended: rolled.ended,
         requeue_after: said.wake.soonest,
+    }
+}
+
+/// What the rollouts did in one decision.
+struct Rolled {
+    /// Runs whose rolled-out candidate was decided (their records made final).
+    finished: Vec<RunRecord>,
+    ended: Vec<RolloutEndReason>,
+    /// Whether a rollout started or ended: the `Promoted` condition follows the history.
+    started_or_ended: bool,
+    said: Said,
+}
+
+/// Rollouts (`spec.rollout.strategy: Progressive`): each candidate that passed the gate starts
+/// one (superseding the one in progress), the one in progress moves on by what the predictors
+/// report, and one that ended either promotes its candidate (into `status.models`, as the gate
+/// does under `Immediate`) or records its run rejected online.
+fn rollouts(
+    observed: &Observed,
+    config: &Config,
+    rolling: Vec<ModelRecord>,
+    status: &mut RecommenderModelStatus,
+) -> Rolled {
+    let model = observed.model;
+    let (spec, now) = (&model.spec, observed.now);
+    let started = !rolling.is_empty();
+    let mut moved = rollout::Moved::default();
+    for candidate in rolling {
+        match status
+            .serving
+            .clone()
+            .or_else(|| status.models.last().cloned())
+        {
+            Some(stable) => moved.and(rollout::start(
+                &model.name_any(),
+                candidate,
+                &stable,
+                spec,
+                now,
+                &mut status.rollout,
+            )),
+            // Nothing to compare it with live (the gate promotes a first model at once).
+            None => promotion::admit(&mut status.models, candidate),
+        }
+    }
+    let reads = rollout::Reads {
+        spec,
+        settings: config.rollout.as_ref(),
+        annotations: model.annotations(),
+        online: status.online.as_ref().and_then(|o| o.rollout.as_ref()),
+        now,
+    };
+    moved.and(rollout::advance(&reads, &mut status.rollout));
+    let mut book = runs::Book {
+        ledger: &mut status.runs,
+        history: &mut status.history,
+        counts: &mut status.run_counts,
+        models: &mut status.models,
+        progressive: config.rollout.is_some(),
+    };
+    let (mut finished, mut ended) = (Vec::new(), Vec::new());
+    for end in &moved.ended {
+        if end.reason.promoted() {
+            promotion::admit(book.models, end.candidate.clone());
+        }
+        finished.push(book.rollout_ended(end));
+        ended.push(end.reason);
+    }
+    Rolled {
+        finished,
+        started_or_ended: started || !ended.is_empty(),
+        ended,
+        said: moved.said,
     }
 }
 
@@ -363,6 +480,7 @@ fn record(
         history: &mut status.history,
         counts: &mut status.run_counts,
         models: &mut status.models,
+        progressive: config.rollout.is_some(),
     };
     let mut recorded = runs::record(observed, spec_hash, book);
     let served = status.serving.as_ref();
@@ -395,6 +513,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
         search_record: None,
         start_rung: None,
         start_evaluation: None,
+        rollout_config: None,
         deployment: None,
         service: None,
         scaling: ScalingPlan::default(),
@@ -403,6 +522,7 @@ pub fn invalid(model: &RecommenderModel, invalid: &Invalid, now: Timestamp) -> P
         status,
         events: conditions::transition_events(&old.conditions, &[ready]),
         finished: Vec::new(),
+        rollouts_ended: Vec::new(),
         requeue_after: None,
     }
 }

@@ -253,14 +253,15 @@ fn shortfalls(candidate: &Metrics, gate: &Promotion) -> Vec<Shortfall> {
 pub(super) type Judged = (RunOutcome, RunReason, String, Option<Comparison>);
 
 /// Judges `candidate` against what serves now (the pin, if any, else the newest) and, if it
-/// passes, adds it to the promoted models.
+/// passes, adds it to the promoted models, or under a progressive rollout (`progressive`, and a
+/// model already promoted to compare it with live) hands it back to be rolled out.
 pub(super) fn judge_candidate(
     candidate: ModelRecord,
     metrics: &Metrics,
     challenge: Option<&Challenge>,
     spec: &RecommenderModelSpec,
-    models: &mut Vec<ModelRecord>,
-) -> Judged {
+    (models, progressive): (&mut Vec<ModelRecord>, bool),
+) -> (Judged, Option<ModelRecord>) {
     let current = match &spec.pinned_version {
         Some(pin) => models.iter().find(|m| &m.version == pin),
         None => models.last(),
@@ -273,27 +274,47 @@ pub(super) fn judge_candidate(
                 .as_ref()
                 .map(|c| format!("; {}", describe(c)))
                 .unwrap_or_default();
-            let message = format!(
-                "{version} promoted: rmse {:.4}, mae {:.4}{beats}",
+            let figures = format!(
+                "rmse {:.4}, mae {:.4}{beats}",
                 candidate.metrics.rmse, candidate.metrics.mae
             );
-            models.push(candidate);
-            let excess = models.len().saturating_sub(MODELS_LIMIT);
-            models.drain(..excess);
-            (
+            // The first model has nothing to be compared with live: it is promoted at the gate.
+            if progressive && !models.is_empty() {
+                let message = format!("{version} passed the gate ({figures}): rolling out");
+                let judged = (
+                    RunOutcome::Succeeded,
+                    RunReason::RollingOut,
+                    message,
+                    comparison,
+                );
+                return (judged, Some(candidate));
+            }
+            admit(models, candidate);
+            let judged = (
                 RunOutcome::Succeeded,
                 RunReason::Promoted,
-                message,
+                format!("{version} promoted: {figures}"),
                 comparison,
-            )
+            );
+            (judged, None)
         }
-        Verdict::Reject(rejection) => (
-            RunOutcome::Rejected,
-            rejection.reason(),
-            format!("{version} not promoted: {}", rejection.message()),
-            comparison,
-        ),
+        Verdict::Reject(rejection) => {
+            let judged = (
+                RunOutcome::Rejected,
+                rejection.reason(),
+                format!("{version} not promoted: {}", rejection.message()),
+                comparison,
+            );
+            (judged, None)
+        }
     }
+}
+
+/// Adds a promoted model to `models`, the newest last, within the rollback window.
+pub(super) fn admit(models: &mut Vec<ModelRecord>, promoted: ModelRecord) {
+    models.push(promoted);
+    let excess = models.len().saturating_sub(MODELS_LIMIT);
+    models.drain(..excess);
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(super) struct Window<'a> {
     pub history: &'a [RunRecord],
     pub models: &'a [ModelRecord],
     pub counts: RunCounts,
+    /// The candidate of the rollout in progress: the predictors hold it too.
+    pub rolling: Option<&'a str>,
 }
 
 /// A cleanup Job to start, if any.
@@ -61,13 +63,17 @@ pub(super) fn cleanup(
     let outgrown = promoted && window.counts.succeeded > u64::from(model.spec.model_store.keep);
     // The cleanup pod would use the store's Secrets, which the user has not allowed.
     if !(rejected || outgrown)
-        || !settled(serving, rollout)
+        || !settled(serving, window.rolling, rollout)
         || !super::store::pods_allowed(observed)
     {
         return Cleanup { job: None, said };
     }
     let pin = model.spec.pinned_version.as_deref();
-    let keep = kept_versions(window.models, serving, pin, rollout);
+    let mut keep = kept_versions(window.models, serving, pin, rollout);
+    if let Some(candidate) = window.rolling.filter(|c| !keep.iter().any(|k| k == c)) {
+        keep.push(candidate.to_string());
+        keep.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
+    }
     let job = children::cleanup_job(model, &keep, through, defaults);
     said.event(PlannedEvent::normal(
         Decided::CleanupStarted,
@@ -89,14 +95,18 @@ pub(super) fn cleanup(
     }
 }
 
-/// Every pod of the predictor runs the serving version (or there is no predictor): nothing can
-/// load an older artifact any more.
-fn settled(serving: &Serving, rollout: Option<&RolloutState>) -> bool {
+/// Every pod of the predictor runs the serving version, with the candidate of the rollout in
+/// progress or none (or there is no predictor): nothing can load an older artifact, or the
+/// candidate of a rollout that ended, any more.
+fn settled(serving: &Serving, candidate: Option<&str>, rollout: Option<&RolloutState>) -> bool {
     let Some(model) = &serving.model else {
         return true;
     };
     rollout.is_some_and(|r| {
-        r.version.as_deref() == Some(model.version.as_str()) && r.observed && r.total <= r.updated
+        r.version.as_deref() == Some(model.version.as_str())
+            && r.candidate.as_deref() == candidate
+            && r.observed
+            && r.total <= r.updated
     })
 }
 

@@ -3,6 +3,7 @@
 //! for it (which `Training` reports).
 
 use super::freshness::Freshness;
+use super::rollout::Ended;
 use super::tuning::{self, Gate, Unrun};
 use super::{Decided, PlannedEvent, Said, promotion};
 use crate::children::{self, Defaults};
@@ -42,12 +43,17 @@ pub(super) struct Book<'a> {
     pub counts: &'a mut RunCounts,
     /// Promoted candidates join these.
     pub models: &'a mut Vec<ModelRecord>,
+    /// Candidates that pass the gate are rolled out progressively instead (`spec.rollout`).
+    pub progressive: bool,
 }
 
 /// What recording the runs found.
 pub(super) struct Recorded {
     /// Runs whose outcome was recorded now (for metrics).
     pub finished: Vec<RunRecord>,
+    /// Candidates that passed the gate under a progressive rollout, oldest first: each starts a
+    /// rollout (superseding the one before).
+    pub rolling: Vec<ModelRecord>,
     /// Why the running trainer cannot make progress (`WorkersHealthy`).
     pub stuck_trainer: Option<String>,
     /// The `Promoted` condition: how the last finished run's candidate fared.
@@ -61,7 +67,7 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, mut book: Book) -> Re
     let now = observed.now;
     let mut runs = observed.runs.clone();
     runs.sort_by_key(|r| r.run);
-    let (mut finished, mut said) = (Vec::new(), Said::default());
+    let (mut finished, mut rolling, mut said) = (Vec::new(), Vec::new(), Said::default());
     let (mut running, mut stuck_trainer) = (None, None);
     for run in &runs {
         book.ledger.last = book.ledger.last.max(run.run);
@@ -77,7 +83,14 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, mut book: Book) -> Re
                 let why = stuck_reason(run, stuck.as_deref(), *pending_since, now, &mut said);
                 stuck_trainer = why.or(stuck_trainer);
             }
-            _ => finished.push(book.finish(run, &observed.model.spec, now, &mut said)),
+            _ => {
+                let (record, candidate) = book.finish(run, &observed.model.spec, now, &mut said);
+                rolling.extend(candidate);
+                // A candidate rolling out is counted once its rollout decides.
+                if record.reason != RunReason::RollingOut {
+                    finished.push(record);
+                }
+            }
         }
     }
     finished.extend(book.missing_job(&runs, now, &mut said));
@@ -90,6 +103,7 @@ pub(super) fn record(observed: &Observed, spec_hash: &str, mut book: Book) -> Re
     });
     Recorded {
         finished,
+        rolling,
         stuck_trainer,
         promoted: promoted(book.history),
         said,
@@ -155,14 +169,15 @@ impl Book<'_> {
         Some(record)
     }
 
-    /// Turns a finished run into a history record, promoting or rejecting its candidate.
+    /// Turns a finished run into a history record, promoting or rejecting its candidate; under a
+    /// progressive rollout also returns the candidate that passed the gate.
     fn finish(
         &mut self,
         run: &ObservedRun,
         spec: &RecommenderModelSpec,
         now: Timestamp,
         said: &mut Said,
-    ) -> RunRecord {
+    ) -> (RunRecord, Option<ModelRecord>) {
         let finished_at = match &run.state {
             RunState::Failed { finished_at, .. } | RunState::Succeeded { finished_at, .. } => {
                 finished_at.map(time::whole).unwrap_or(now)
@@ -184,6 +199,7 @@ impl Book<'_> {
             comparison: None,
             search: run.search,
         };
+        let mut rolling = None;
         let event = match ending(run, finished_at) {
             Ending::Failed {
                 reason,
@@ -210,13 +226,14 @@ impl Book<'_> {
             } => {
                 record.metrics = Some(model.metrics.clone());
                 record.duration_seconds = Some(duration);
-                let judged = promotion::judge_candidate(
+                let (judged, candidate) = promotion::judge_candidate(
                     *model,
                     &metrics,
                     challenge.as_deref(),
                     spec,
-                    self.models,
+                    (self.models, self.progressive),
                 );
+                rolling = candidate;
                 (
                     record.outcome,
                     record.reason,
@@ -232,6 +249,48 @@ impl Book<'_> {
         };
         said.event(event);
         self.push_history(record.clone());
+        (record, rolling)
+    }
+
+    /// Makes the record of a rolled-out candidate's run final: promoted, rejected online, or
+    /// stopped (a pin, a newer candidate), and counts it. A record the history no longer holds
+    /// (ten runs ended during the rollout) is added again.
+    pub(super) fn rollout_ended(&mut self, ended: &Ended) -> RunRecord {
+        let (outcome, reason) = match ended.reason {
+            r if r.promoted() => (RunOutcome::Succeeded, RunReason::Promoted),
+            r if r.rejected_online() => (RunOutcome::Rejected, RunReason::RejectedOnline),
+            _ => (RunOutcome::Rejected, RunReason::RolloutStopped),
+        };
+        let at = self.history.iter().rposition(|r| r.run == ended.run);
+        let record = match at {
+            Some(at) => &mut self.history[at],
+            None => {
+                let candidate = &ended.candidate;
+                self.history.push(RunRecord {
+                    run: ended.run,
+                    version: candidate.version.clone(),
+                    trigger: RunTrigger::Unknown,
+                    started_at: candidate.trained_at,
+                    finished_at: candidate.trained_at,
+                    outcome,
+                    reason: reason.clone(),
+                    message: String::new(),
+                    metrics: Some(candidate.metrics.clone()),
+                    duration_seconds: None,
+                    comparison: None,
+                    search: None,
+                });
+                let excess = self.history.len().saturating_sub(HISTORY_LIMIT);
+                self.history.drain(..excess);
+                let last = self.history.len() - 1;
+                &mut self.history[last]
+            }
+        };
+        record.outcome = outcome;
+        record.reason = reason;
+        record.message = ended.message.clone();
+        let record = record.clone();
+        self.counts.count(record.outcome);
         record
     }
 
@@ -275,7 +334,10 @@ impl Book<'_> {
 
     fn push_history(&mut self, record: RunRecord) {
         self.ledger.last_completed = self.ledger.last_completed.max(record.run);
-        self.counts.count(record.outcome);
+        // A candidate rolling out is counted once its rollout decides (`rollout_ended`).
+        if record.reason != RunReason::RollingOut {
+            self.counts.count(record.outcome);
+        }
         self.history.push(record);
         let excess = self.history.len().saturating_sub(HISTORY_LIMIT);
         self.history.drain(..excess);
@@ -286,6 +348,9 @@ impl Book<'_> {
 fn verdict_event(record: &RunRecord) -> PlannedEvent {
     let message = &record.message;
     match (record.outcome, &record.reason) {
+        (RunOutcome::Succeeded, RunReason::RollingOut) => {
+            PlannedEvent::normal(Decided::RolloutStarted, "Rollout", message)
+        }
         (RunOutcome::Succeeded, _) => PlannedEvent::normal(Decided::Promoted, "Promote", message),
         (_, RunReason::NotBetter) => PlannedEvent::warning(Decided::NotBetter, "Promote", message),
         _ => PlannedEvent::warning(Decided::GateFailed, "Promote", message),
@@ -302,7 +367,17 @@ pub(super) fn promoted(history: &[RunRecord]) -> Desired {
         );
     };
     let (reason, state) = match (last.outcome, &last.reason) {
+        // Passed the gate; promoted or not once its progressive rollout ends.
+        (RunOutcome::Succeeded, RunReason::RollingOut) => {
+            (PromotedReason::RollingOut, State::Unknown)
+        }
         (RunOutcome::Succeeded, _) => (PromotedReason::Promoted, State::True),
+        (RunOutcome::Rejected, RunReason::RejectedOnline) => {
+            (PromotedReason::RejectedOnline, State::False)
+        }
+        (RunOutcome::Rejected, RunReason::RolloutStopped) => {
+            (PromotedReason::RolloutStopped, State::False)
+        }
         (RunOutcome::Rejected, RunReason::NotBetter | RunReason::WorseThanServing) => {
             (PromotedReason::NotBetter, State::False)
         }

@@ -480,6 +480,7 @@ mod tests {
             engagement_rate: None,
             users_window_seconds: 3600,
             user_count_relative_error: 0.0081,
+            rollout: None,
         }
     }
 

@@ -2,9 +2,11 @@
 //! Each is declared once, in a table (`declare_metrics!`): its field, kind, name, help and labels.
 
 mod online;
+mod rollout;
 
 use crate::crd::{
-    OnlineStatus, RecommenderModelSpec, RecommenderModelStatus, RunOutcome, RunRecord,
+    OnlineStatus, RecommenderModelSpec, RecommenderModelStatus, RolloutEndReason, RunOutcome,
+    RunRecord,
 };
 use jiff::Timestamp;
 use prometheus::core::Collector;
@@ -115,6 +117,7 @@ pub struct Metrics {
     pub registry: Registry,
     m: Families,
     production: online::Production,
+    rollouts: rollout::Rollouts,
     /// Per object: label sets last exported, so a changed reason or version replaces the old
     /// series instead of leaving it at 1, and when its serving model was trained (for age).
     exported: Mutex<HashMap<Key, Exported>>,
@@ -139,8 +142,10 @@ impl Metrics {
         for reason in crate::online::Rejection::ALL {
             production.rejected.with_label_values(&[reason.as_str()]);
         }
+        let rollouts = rollout::Rollouts::register(&registry)?;
         Ok(Self {
             production,
+            rollouts,
             m,
             registry,
             exported: Mutex::default(),
@@ -236,7 +241,8 @@ impl Metrics {
         }
     }
 
-    /// Exports what the spec promises (latency objective, RMSE gate) and the run in flight.
+    /// Exports what the spec promises (latency objective, RMSE gate), the run in flight and the
+    /// rollout.
     pub fn observe_targets(
         &self,
         namespace: &str,
@@ -246,6 +252,13 @@ impl Metrics {
     ) {
         self.production
             .observe_targets(&[namespace, name], spec, status);
+        self.rollouts
+            .observe(&[namespace, name], spec, status.rollout.as_ref());
+    }
+
+    /// Counts the rollouts a reconcile ended aborted.
+    pub fn rollouts_ended(&self, namespace: &str, name: &str, reasons: &[RolloutEndReason]) {
+        self.rollouts.ended(namespace, name, reasons);
     }
 
     /// Exports the collector's figures of the serving version.
@@ -274,6 +287,7 @@ impl Metrics {
     /// Drops every series of a resource that no longer exists.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.production.forget(&[namespace, name]);
+        self.rollouts.forget(namespace, name);
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = exported.remove(&(namespace.to_string(), name.to_string())) else {
             return;

@@ -7,6 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 pub struct RolloutState {
     /// The model version in the Deployment's pod template.
     pub version: Option<String>,
+    /// The progressive rollout's candidate the pod template holds (`--candidate-version`).
+    pub candidate: Option<String>,
     pub desired: i32,
     pub available: i32,
     pub updated: i32,
@@ -48,6 +50,7 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
     });
     RolloutState {
         version,
+        candidate: candidate(deployment),
         desired,
         available: status.available_replicas.unwrap_or(0),
         updated: status.updated_replicas.unwrap_or(0),
@@ -61,6 +64,19 @@ pub fn observe_rollout(deployment: &Deployment) -> RolloutState {
             .as_ref()
             .is_some_and(|a| a.contains_key(labels::NETWORK_POLICY)),
     }
+}
+
+/// The value of the predictor container's `--candidate-version` in the pod template.
+fn candidate(deployment: &Deployment) -> Option<String> {
+    let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    let args = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "predictor")?
+        .args
+        .as_ref()?;
+    let at = args.iter().position(|a| a == "--candidate-version")?;
+    args.get(at + 1).cloned()
 }
 
 /// Whether the Deployment's managed fields show that the operator's server-side apply does not
@@ -139,6 +155,7 @@ mod tests {
             ok,
             RolloutState {
                 version: Some("v3".into()),
+                candidate: None,
                 desired: 2,
                 available: 1,
                 updated: 2,
@@ -165,5 +182,25 @@ mod tests {
             stuck.deadline_exceeded.as_deref(),
             Some("ReplicaSet has timed out progressing.")
         );
+    }
+
+    #[test]
+    fn the_candidate_of_a_rollout_is_read_from_the_predictor_args() {
+        let with_args = |args: serde_json::Value| -> Deployment {
+            serde_json::from_value(json!({
+                "spec": {"selector": {}, "template": {"spec": {"containers": [
+                    {"name": "predictor", "args": args}]}}}
+            }))
+            .unwrap()
+        };
+        let rolling = with_args(json!([
+            "--model-version",
+            "v1",
+            "--candidate-version",
+            "v2"
+        ]));
+        assert_eq!(observe_rollout(&rolling).candidate.as_deref(), Some("v2"));
+        let one = with_args(json!(["--model-version", "v1"]));
+        assert_eq!(observe_rollout(&one).candidate, None);
     }
 }

@@ -2,11 +2,11 @@
 //! over replicas before any ratio is taken, latency and request rate from what changed since the
 //! previous collection, users merged as sketches. Pure, so every figure is a unit test.
 
-use crate::crd::OnlineStatus;
+use crate::crd::{OnlineStatus, RolloutStatus};
 use jiff::Timestamp;
 use recommender_contract::stats::{
-    FeedbackSums, LatencyHistogram, PredictorStats, SuggestionCounts, USER_COUNT_RELATIVE_ERROR,
-    UserSketch,
+    FeedbackSums, LatencyHistogram, PredictorStats, RolloutStats, SuggestionCounts,
+    USER_COUNT_RELATIVE_ERROR, UserSketch,
 };
 use std::collections::HashMap;
 
@@ -99,7 +99,42 @@ pub fn aggregate(
         engagement_rate: ratio(engaged as f64, active as f64),
         users_window_seconds,
         user_count_relative_error: USER_COUNT_RELATIVE_ERROR,
+        rollout: None,
     }
+}
+
+/// The figures of the rollout in progress (`status.online.rollout`): the sum of the replicas
+/// that report its id and stable version with its candidate loaded, or, when none has it
+/// loaded, of those without it (they refused it, which the rollout reads). Replicas of another
+/// rollout, or with another candidate, are left out: their counts are not of this one.
+pub fn rollout(samples: &[Sample], rollout: &RolloutStatus) -> Option<RolloutStats> {
+    if rollout.stage.is_terminal() {
+        return None;
+    }
+    let ours: Vec<&RolloutStats> = samples
+        .iter()
+        .filter_map(|s| s.stats.rollout.as_ref())
+        .filter(|r| {
+            r.rollout_id == rollout.id
+                && r.stable_version.as_deref() == Some(rollout.stable_version.as_str())
+        })
+        .collect();
+    let holding = |candidate: Option<&str>| -> Vec<&RolloutStats> {
+        ours.iter()
+            .copied()
+            .filter(|r| r.candidate_version.as_deref() == candidate)
+            .collect()
+    };
+    let mut group = holding(Some(rollout.candidate_version.as_str()));
+    if group.is_empty() {
+        group = holding(None);
+    }
+    let (first, rest) = group.split_first()?;
+    let mut sum = (*first).clone();
+    for other in rest {
+        sum.add(other);
+    }
+    Some(sum)
 }
 
 /// Requests per second and the latency histogram of what happened since each pod's previous
@@ -292,6 +327,99 @@ pub(super) mod tests {
                 at("2026-12-01T10:00:30Z")
             )
         ));
+    }
+
+    fn arm(feedback: u64, rated: u64, requests: u64) -> recommender_contract::stats::ArmStats {
+        recommender_contract::stats::ArmStats {
+            requests: LatencyHistogram {
+                count: requests,
+                sum_seconds: 0.0,
+                buckets: vec![Bucket {
+                    le: 0.01,
+                    count: requests,
+                }],
+            },
+            feedback: FeedbackSums {
+                n: feedback,
+                sum_squared_error: feedback as f64,
+                ..Default::default()
+            },
+            suggestions: SuggestionCounts {
+                shown: 0,
+                rated,
+                accepted: rated / 2,
+            },
+        }
+    }
+
+    fn replica(pod: &str, id: &str, candidate: Option<&str>, n: u64) -> Sample {
+        let mut s = stats("v1", 0, 0, &["u"]);
+        let mut paired = recommender_contract::stats::PairedSums::default();
+        for _ in 0..n {
+            paired.record(1.0, 0.5);
+        }
+        s.rollout = Some(RolloutStats {
+            rollout_id: id.into(),
+            stage: recommender_contract::rollout::Stage::Canary,
+            candidate_share: 0.25,
+            stable_version: Some("v1".into()),
+            candidate_version: candidate.map(Into::into),
+            stable: arm(n, n, 10 * n),
+            candidate: arm(n / 2, n / 2, 5 * n),
+            paired,
+        });
+        Sample {
+            pod: pod.into(),
+            stats: s,
+        }
+    }
+
+    fn in_progress() -> RolloutStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": "movies-v2-1", "stableVersion": "v1", "candidateVersion": "v2",
+            "candidateModel": {"version": "v2", "run": 2, "trainedAt": "2026-12-01T09:00:00Z",
+                "metrics": {"folds": 4, "rmse": 0.9, "mae": 0.7, "rmseStd": 0.0, "maeStd": 0.0,
+                    "accuracy": 0.75, "precisionAt10": 0.0, "recallAt10": 0.0, "ndcgAt10": 0.0}},
+            "stage": "Canary", "startedAt": "2026-12-01T09:00:00Z",
+            "stepStartedAt": "2026-12-01T09:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    /// Replicas of the rollout with its candidate are summed; those of another rollout, or that
+    /// refused the candidate while others hold it, are left out.
+    #[test]
+    fn rollout_figures_sum_the_replicas_of_this_rollout() {
+        let r = in_progress();
+        let samples = [
+            replica("a", "movies-v2-1", Some("v2"), 100),
+            replica("b", "movies-v2-1", Some("v2"), 300),
+            replica("c", "movies-v2-1", None, 1000),
+            replica("d", "movies-v3-9", Some("v2"), 5000),
+            Sample {
+                pod: "e".into(),
+                stats: stats("v1", 0, 0, &["u"]),
+            },
+        ];
+        let sum = rollout(&samples, &r).unwrap();
+        assert_eq!(sum.paired.n, 400);
+        assert_eq!(sum.stable.feedback.n, 400);
+        assert_eq!(sum.candidate.suggestions.rated, 200);
+        assert_eq!(sum.candidate.requests.count, 2000);
+        assert_eq!(sum.paired.sum_difference, 400.0 * (0.25 - 1.0));
+        assert_eq!(sum.candidate_version.as_deref(), Some("v2"));
+
+        // Every replica refused the candidate: their figures say so.
+        let refused = rollout(&samples[2..3], &r).unwrap();
+        assert_eq!(refused.candidate_version, None);
+        assert_eq!(rollout(&samples[3..], &r), None, "another rollout's");
+        let mut ended = r.clone();
+        ended.stage = crate::crd::RolloutStage::Aborted;
+        assert_eq!(
+            rollout(&samples, &ended),
+            None,
+            "an ended rollout reads nothing"
+        );
     }
 
     #[test]

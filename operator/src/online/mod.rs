@@ -211,7 +211,10 @@ impl Collector {
         }
         let key = (model.namespace().unwrap_or_default(), model.name_any());
         let readings = self.readings.entry(key).or_default();
-        Some(aggregate(&version, &samples, readings, Timestamp::now()))
+        let mut online = aggregate(&version, &samples, readings, Timestamp::now());
+        let rollout = model.status.as_ref().and_then(|s| s.rollout.as_ref());
+        online.rollout = rollout.and_then(|r| aggregate::rollout(&samples, r));
+        Some(online)
     }
 
     async fn fetch(&self, url: &str) -> std::result::Result<PredictorStats, Unanswered> {
