@@ -256,7 +256,7 @@ fn rollout_schema_bounds() {
     );
     assert_eq!(node(&["canary", "steps"])["maxItems"], 10);
     assert_eq!(node(&["canary", "steps"])["minItems"], 1);
-    assert_eq!(node(&["shadow", "minSamples"])["minimum"], 2);
+    assert_eq!(node(&["shadow", "minSamples"])["minimum"].as_f64(), Some(2.0));
 }
 
 #[test]
