@@ -84,6 +84,15 @@ pub enum Error {
     },
     #[error("cannot load the kubeconfig (is KUBECONFIG set or ~/.kube/config present?): {0}")]
     Config(String),
+    #[error(
+        "{action} failed: cannot reach the Kubernetes API server (is the cluster up and the \
+         kubeconfig's server right?): {source}"
+    )]
+    Unreachable {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{action} failed: {source}")]
     Kube {
         action: String,
@@ -104,6 +113,10 @@ impl Error {
                 verb,
                 namespace: target.namespace.clone(),
                 message: status.message.clone(),
+            },
+            source @ (kube::Error::Service(_) | kube::Error::HyperError(_)) => Self::Unreachable {
+                action: format!("{verb} RecommenderModel {target}"),
+                source,
             },
             source => Self::Kube {
                 action: format!("{verb} RecommenderModel {target}"),

@@ -566,3 +566,21 @@ async fn watch_without_the_watch_permission_says_so() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_said_as_such() {
+    let ran = run(&["status", "movies"], |mut server| async move {
+        // No answer at all: the connection is gone.
+        let (_, _, send) = server.expect(Method::GET, MODEL).await;
+        drop(send);
+        server
+    })
+    .await;
+    let err = ran.result.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "get RecommenderModel shop/movies failed: cannot reach the Kubernetes API server"
+        ),
+        "{err}"
+    );
+}
