@@ -38,6 +38,8 @@ COPY trainer ./trainer
 COPY predictor ./predictor
 COPY operator ./operator
 COPY tests ./tests
+# A member too (the kubectl plugin, which runs on users' machines, not in an image).
+COPY kubectl-plugin ./kubectl-plugin
 # A member too (the trainer benchmark's LIBMF side), though the image does not build it.
 COPY benches/trainer/libmf ./benches/trainer/libmf
 # Cache mounts keep the registry and incremental artifacts between builds; the binaries are

@@ -7,6 +7,7 @@
 
 mod chart;
 mod command;
+pub mod conntrack;
 mod dns;
 mod env;
 mod http;

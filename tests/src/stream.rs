@@ -1,13 +1,14 @@
 //! A steady stream of predictions through a Service, as a user's application sends them while
 //! something happens to the cluster: a fixed rate, each request on a connection of its own (so
 //! that kube-proxy picks an endpoint for every one, as for a fleet of clients) with a short
-//! timeout, and each outcome recorded with the moment it was sent and the model version (and,
-//! during a rollout, the arm) the answer names.
+//! timeout, and each outcome recorded with the moment it was sent, the model version (and, during
+//! a rollout, the arm) the answer names, and the local port it was sent from, so that the
+//! connection tracking table can say which endpoint each request went to ([`crate::conntrack`]).
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -29,6 +30,9 @@ pub struct Sent {
     pub version: Option<String>,
     /// The answer's `x-rollout-arm` header (present during a rollout).
     pub arm: Option<String>,
+    /// The port it was sent from (known before the connection is tried, so also for a request
+    /// that got no answer): the key of its entry in the connection tracking table.
+    pub local_port: Option<u16>,
 }
 
 /// What one request came back with.
@@ -37,6 +41,7 @@ struct Outcome {
     error: Option<String>,
     version: Option<String>,
     arm: Option<String>,
+    local_port: Option<u16>,
 }
 
 /// Requests sent at a fixed rate until [`RequestStream::stop`].
@@ -62,10 +67,6 @@ impl RequestStream {
         let (stop, mut stopped) = watch::channel(false);
         let record = Arc::clone(&sent);
         let sender = tokio::spawn(async move {
-            // No idle connections kept: every request opens its own.
-            let client = Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .build_http::<Empty<Bytes>>();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut requests = tokio::task::JoinSet::new();
@@ -76,7 +77,7 @@ impl RequestStream {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (client, record) = (client.clone(), Arc::clone(&record));
+                let record = Arc::clone(&record);
                 let url = urls[target].clone();
                 let at = started.elapsed();
                 requests.spawn(async move {
@@ -84,13 +85,15 @@ impl RequestStream {
                         error,
                         version,
                         arm,
-                    } = one(&client, &url).await;
+                        local_port,
+                    } = one(&url).await;
                     record.lock().unwrap().push(Sent {
                         at,
                         target,
                         error,
                         version,
                         arm,
+                        local_port,
                     });
                 });
             }
@@ -120,13 +123,49 @@ impl RequestStream {
     }
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-/// One GET: no error for a 200 within the timeout, and the version and arm the answer names.
-async fn one(client: &HttpClient, url: &str) -> Outcome {
+/// One GET on a connection of its own: no error for a 200 within the timeout, the version and
+/// arm the answer names, and the local port.
+async fn one(url: &str) -> Outcome {
+    let failed = |error: String| Outcome {
+        error: Some(error),
+        ..Outcome::default()
+    };
+    let uri: hyper::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return failed(format!("{url}: {e}")),
+    };
+    let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+        return failed(format!("{url}: no host and port"));
+    };
+    let address: SocketAddr = match format!("{host}:{port}").parse() {
+        Ok(address) => address,
+        Err(e) => return failed(format!("{url}: the host is not an address: {e}")),
+    };
+    // Bound before connecting, so the port is known even if no SYN is ever answered.
+    let socket = match tokio::net::TcpSocket::new_v4()
+        .and_then(|s| s.bind("0.0.0.0:0".parse().expect("an address")).map(|()| s))
+    {
+        Ok(socket) => socket,
+        Err(e) => return failed(format!("a local socket: {e}")),
+    };
+    let local_port = socket.local_addr().ok().map(|a| a.port());
     let exchange = async {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let response = client.get(uri).await.map_err(|e| format!("{e}"))?;
+        let stream = socket
+            .connect(address)
+            .await
+            .map_err(|e| format!("connecting to {address}: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{e}"))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("{e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{e}"))?;
         let code = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -148,14 +187,15 @@ async fn one(client: &HttpClient, url: &str) -> Outcome {
             error,
             version,
             arm,
+            local_port,
         })
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
         .unwrap_or_else(|error| Outcome {
-            error: Some(error),
-            ..Outcome::default()
+            local_port,
+            ..failed(error)
         })
 }
 

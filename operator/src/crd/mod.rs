@@ -815,8 +815,73 @@ impl Default for PredictorSettings {
 }
 
 impl RecommenderModel {
-    /// The CRD as YAML, as `crdgen` prints it and `crds/` stores it.
+    /// The CRD as YAML, as `crdgen` prints it and `crds/` stores it, readable alike by YAML 1.2
+    /// and YAML 1.1 parsers (Helm's, PyYAML): see [`quote_yaml11_booleans`].
     pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-        serde_yaml::to_string(&Self::crd())
+        serde_yaml::to_string(&Self::crd()).map(|yaml| quote_yaml11_booleans(&yaml))
+    }
+}
+
+/// Words that YAML 1.1 reads as booleans and YAML 1.2 as strings (serde_yaml writes YAML 1.2
+/// and quotes only `true`/`false`). Unquoted, Helm's parser turned the field name `n` of the
+/// feedback sums into `false`, and refused the CRD.
+const YAML11_BOOLEANS: [&str; 16] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+/// Quotes those words where serde_yaml writes them plain: as a mapping key (`n:`), a sequence
+/// item (`- n`) or a mapping value (`key: n`).
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let quote = |word: &str| {
+        if YAML11_BOOLEANS.contains(&word) {
+            format!("\"{word}\"")
+        } else {
+            word.to_string()
+        }
+    };
+    let mut out = String::with_capacity(yaml.len() + 64);
+    for line in yaml.lines() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let (dash, rest) = match body.strip_prefix("- ") {
+            Some(rest) => ("- ", rest),
+            None => ("", body),
+        };
+        let rewritten = if let Some(key) = rest.strip_suffix(':') {
+            format!("{indent}{dash}{}:", quote(key))
+        } else if let Some((key, value)) = rest.split_once(": ") {
+            format!("{indent}{dash}{}: {}", quote(key), quote(value))
+        } else if !dash.is_empty() {
+            format!("{indent}{dash}{}", quote(rest))
+        } else {
+            line.to_string()
+        };
+        out.push_str(&rewritten);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    #[test]
+    fn yaml11_booleans_are_quoted_where_they_stand_plain() {
+        let yaml = "properties:\n  n:\n    type: integer\n  mode:\n    default: off\nrequired:\n- n\n- nothing\n";
+        assert_eq!(
+            quote_yaml11_booleans(yaml),
+            "properties:\n  \"n\":\n    type: integer\n  mode:\n    default: \"off\"\nrequired:\n- \"n\"\n- nothing\n"
+        );
+    }
+
+    #[test]
+    fn the_quoted_crd_reads_back_as_the_crd() {
+        let yaml = RecommenderModel::crd_yaml().unwrap();
+        let read: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let written = serde_yaml::to_value(RecommenderModel::crd()).unwrap();
+        assert_eq!(read, written);
+        assert!(yaml.contains("- \"n\"\n"), "the sums' field `n` is quoted");
     }
 }
