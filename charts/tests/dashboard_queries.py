@@ -36,6 +36,10 @@ KNOWN = {
     "recommender_model_training_runs_total",
     "recommender_model_last_successful_training_timestamp_seconds",
     "recommender_model_predictor_replicas",
+    "recommender_rollout_stage",
+    "recommender_rollout_candidate_share",
+    "recommender_rollout_aborts_total",
+    "recommender_rollout_inconclusive",
 } | {
     "recommender_predictor_" + m
     for m in (

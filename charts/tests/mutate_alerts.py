@@ -51,6 +51,10 @@ WIDENINGS = [
     ("RecommenderModelOnlineRmseOverGate", ">= 100", ">= 0"),
     ("RecommenderModelAcceptanceCollapsed", "< 0.5 *", "< 1 *"),
     ("RecommenderModelAcceptanceCollapsed", ">= 100", ">= 0"),
+    ("RecommenderModelRolloutAborted", '{reason!~"ManualAbort|Pinned|Superseded"}', ""),
+    ("RecommenderModelRolloutAborted", "[15m]) > 0", "[15m]) >= 0"),
+    ("RecommenderModelRolloutAborted", "unless recommender_rollout_aborts_total offset 15m", ""),
+    ("RecommenderModelRolloutInconclusive", "== 1", ">= 0"),
     ("RecommenderOperatorDown", "sum by (namespace, job)", "min by (namespace, job)"),
     ("RecommenderOperatorReconcileErrors", "> 0.1", "> 0.01"),
 ]

@@ -74,6 +74,16 @@ CASES = [
         ["RecommenderModelTrainingFailing", "'JobMissing'"],
     ),
     (
+        "misspelt rollout end reason",
+        edit_alert("RecommenderModelRolloutAborted", "ManualAbort|", "ManualAbrot|"),
+        ["RecommenderModelRolloutAborted", "no rollout end reason 'ManualAbrot'"],
+    ),
+    (
+        "dashboard query with a wrong rollout stage",
+        edit_panel("Rollout stage", "name=~", 'stage="Canry", name=~'),
+        ["Rollout stage", "no rollout stage 'Canry'"],
+    ),
+    (
         "dashboard query with a wrong type",
         edit_panel("Promotion outcome of the last candidate", 'type="Promoted"', 'type="Promotion"'),
         ["Promotion outcome of the last candidate", "'Promotion'"],

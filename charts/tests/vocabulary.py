@@ -4,8 +4,9 @@ training-run outcome) that the operator cannot emit: such a rule would silently 
 The words come from the operator itself (`crdgen --vocabulary`, from the enums that write them).
 
 Checked: the label matchers of `recommender_model_condition` (type, status, reason; a reason must
-belong to the type the selector names) and of `recommender_model_training_runs_total`
-(outcome). A regex matcher is checked when it is a plain alternation of words (`A|B`); others
+belong to the type the selector names), of `recommender_model_training_runs_total` (outcome), and
+of the rollout metrics (`recommender_rollout_aborts_total`'s reason, `recommender_rollout_stage`'s
+stage). A regex matcher is checked when it is a plain alternation of words (`A|B`); others
 (`.+`, Grafana variables) cannot name a word and are left alone. Negative matchers are checked
 too: excluding a word that does not exist widens the rule.
 
@@ -22,6 +23,11 @@ import yaml
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
 MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 WORDS = re.compile(r"^\w+(\|\w+)*$")
+# The rollout metrics' word labels: metric -> (label, vocabulary key, what a word of it is).
+ROLLOUT_LABELS = {
+    "recommender_rollout_aborts_total": ("reason", "rolloutEndReasons", "rollout end reason"),
+    "recommender_rollout_stage": ("stage", "rolloutStages", "rollout stage"),
+}
 
 
 def _words(op, value):
@@ -57,6 +63,15 @@ def check_expr(vocab, where, expr):
                 for word in words or []:
                     if label == "outcome" and word not in vocab["runOutcomes"]:
                         problems.append(f"{where}: no run outcome {word!r}")
+        elif metric in ROLLOUT_LABELS:
+            label_checked, key, what = ROLLOUT_LABELS[metric]
+            for label, op, words in matchers:
+                if label != label_checked or not words:
+                    continue
+                if key not in vocab:
+                    problems.append(f"{where}: crdgen --vocabulary lists no {key} to check {metric}{{{label}}}")
+                    continue
+                problems += [f"{where}: no {what} {w!r}" for w in words if w not in vocab[key]]
     return problems
 
 

@@ -17,6 +17,7 @@ mod nettools;
 mod node;
 mod operator;
 mod prometheus;
+mod rollout;
 mod s3;
 mod schema;
 mod stream;
@@ -27,7 +28,7 @@ pub use chart::{PREVIOUS_CHART, chart_version, previous_chart};
 pub use command::{helm, kubectl};
 pub use dns::resolve;
 pub use env::{Env, Node, PgParams, required_env};
-pub use http::{get, get_json};
+pub use http::{Answer, get, get_answer, get_json};
 pub use models::*;
 pub use namespace::{DB_SECRET, DB_SERVICE, MODEL_STORE_CLAIM, TestNamespace, apply_json, client};
 pub use nettools::{NETTOOLS_IMAGE, NETTOOLS_LABEL, NETTOOLS_PORT, NetTools};
@@ -37,6 +38,11 @@ pub use node::{
 };
 pub use operator::{Operator, is_ready};
 pub use prometheus::{Alert, Prometheus, Selector, selectors};
+pub use rollout::{
+    InForce, annotate_model, json_condition, model_objects, patch_model, replica_stats,
+    rollout_stage, start_rollout, status_json, wait_replicas_in_rollout,
+    wait_replicas_without_rollout, wait_status_json,
+};
 pub use s3::{S3, S3_SECRET, S3_SERVICE, in_s3};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
 pub use stream::{REQUEST_TIMEOUT, RequestStream, Sent, Tally};

@@ -207,6 +207,41 @@ pub async fn predictor_url(client: &Client, ns: &str, model: &str) -> String {
     format!("http://{ip}:{port}")
 }
 
+/// `http://podIP:port` of each ready predictor pod of `model` (that is not being deleted), and only
+/// those labelled with `version` when one is given, sorted by pod name.
+pub async fn predictor_pod_urls(
+    client: &Client,
+    ns: &str,
+    model: &str,
+    version: Option<&str>,
+) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut selector =
+        format!("app.kubernetes.io/component=predictor,app.kubernetes.io/instance={model}");
+    if let Some(version) = version {
+        selector.push_str(&format!(",{VERSION}={version}"));
+    }
+    let mut ready: Vec<Pod> = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap_or_else(|e| panic!("listing the predictor pods of {ns}/{model}: {e}"))
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+        .collect();
+    ready.sort_by_key(|p| p.name_any());
+    ready
+        .into_iter()
+        .map(|p| {
+            let ip = p
+                .status
+                .and_then(|s| s.pod_ip)
+                .expect("a ready pod has an IP");
+            format!("http://{ip}:8080")
+        })
+        .collect()
+}
+
 /// A GET to the model's predictor through its Service. A Service's routing reaches the node a
 /// moment after its pods turn ready (kube-proxy's sync), so a refused or unanswered connection
 /// is retried for up to 30 s; an HTTP answer is returned as it is.

@@ -1,9 +1,9 @@
 //! A steady stream of predictions through a Service, as a user's application sends them while
 //! something happens to the cluster: a fixed rate, each request on a connection of its own (so
 //! that kube-proxy picks an endpoint for every one, as for a fleet of clients) with a short
-//! timeout, and each outcome recorded with the moment it was sent and the local port it was sent
-//! from, so that the connection tracking table can say which endpoint each request went to
-//! ([`crate::conntrack`]).
+//! timeout, and each outcome recorded with the moment it was sent, the model version (and, during
+//! a rollout, the arm) the answer names, and the local port it was sent from, so that the
+//! connection tracking table can say which endpoint each request went to ([`crate::conntrack`]).
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -22,11 +22,26 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Sent {
     /// When it was sent, from the stream's start.
     pub at: Duration,
+    /// Which of the stream's URLs it went to (an index into them).
+    pub target: usize,
     /// `None` when it was answered 200; otherwise what went wrong.
     pub error: Option<String>,
+    /// The answer's `x-model-version` header, if it had one.
+    pub version: Option<String>,
+    /// The answer's `x-rollout-arm` header (present during a rollout).
+    pub arm: Option<String>,
     /// The port it was sent from (known before the connection is tried, so also for a request
     /// that got no answer): the key of its entry in the connection tracking table.
     pub local_port: Option<u16>,
+}
+
+/// What one request came back with.
+#[derive(Default)]
+struct Outcome {
+    error: Option<String>,
+    version: Option<String>,
+    arm: Option<String>,
+    local_port: Option<u16>,
 }
 
 /// Requests sent at a fixed rate until [`RequestStream::stop`].
@@ -41,6 +56,12 @@ impl RequestStream {
     /// GETs `url` every `interval`; a request still unanswered when the next falls due does not
     /// hold it back (at most `REQUEST_TIMEOUT / interval` are in flight).
     pub fn start(url: String, interval: Duration) -> Self {
+        Self::start_many(vec![url], interval)
+    }
+
+    /// [`RequestStream::start`] over several URLs in turn (one user after another, say).
+    pub fn start_many(urls: Vec<String>, interval: Duration) -> Self {
+        assert!(!urls.is_empty(), "a request stream needs a URL");
         let started = Instant::now();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = watch::channel(false);
@@ -49,21 +70,29 @@ impl RequestStream {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut requests = tokio::task::JoinSet::new();
-            loop {
+            for target in (0..urls.len()).cycle() {
                 // Those answered are reaped, so only the ones in flight are held.
                 while requests.try_join_next().is_some() {}
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let (url, record) = (url.clone(), Arc::clone(&record));
+                let record = Arc::clone(&record);
+                let url = urls[target].clone();
                 let at = started.elapsed();
                 requests.spawn(async move {
-                    let (local_port, outcome) = one(&url).await;
-                    let error = outcome.err();
+                    let Outcome {
+                        error,
+                        version,
+                        arm,
+                        local_port,
+                    } = one(&url).await;
                     record.lock().unwrap().push(Sent {
                         at,
+                        target,
                         error,
+                        version,
+                        arm,
                         local_port,
                     });
                 });
@@ -94,25 +123,30 @@ impl RequestStream {
     }
 }
 
-/// One GET on a connection of its own: `Ok` for a 200 within the timeout, and the local port.
-async fn one(url: &str) -> (Option<u16>, Result<(), String>) {
+/// One GET on a connection of its own: no error for a 200 within the timeout, the version and
+/// arm the answer names, and the local port.
+async fn one(url: &str) -> Outcome {
+    let failed = |error: String| Outcome {
+        error: Some(error),
+        ..Outcome::default()
+    };
     let uri: hyper::Uri = match url.parse() {
         Ok(uri) => uri,
-        Err(e) => return (None, Err(format!("{url}: {e}"))),
+        Err(e) => return failed(format!("{url}: {e}")),
     };
     let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
-        return (None, Err(format!("{url}: no host and port")));
+        return failed(format!("{url}: no host and port"));
     };
     let address: SocketAddr = match format!("{host}:{port}").parse() {
         Ok(address) => address,
-        Err(e) => return (None, Err(format!("{url}: the host is not an address: {e}"))),
+        Err(e) => return failed(format!("{url}: the host is not an address: {e}")),
     };
     // Bound before connecting, so the port is known even if no SYN is ever answered.
     let socket = match tokio::net::TcpSocket::new_v4()
         .and_then(|s| s.bind("0.0.0.0:0".parse().expect("an address")).map(|()| s))
     {
         Ok(socket) => socket,
-        Err(e) => return (None, Err(format!("a local socket: {e}"))),
+        Err(e) => return failed(format!("a local socket: {e}")),
     };
     let local_port = socket.local_addr().ok().map(|a| a.port());
     let exchange = async {
@@ -133,21 +167,36 @@ async fn one(url: &str) -> (Option<u16>, Result<(), String>) {
             .await
             .map_err(|e| format!("{e}"))?;
         let code = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let (version, arm) = (header("x-model-version"), header("x-rollout-arm"));
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| format!("reading the body: {e}"))?
             .to_bytes();
-        match code {
-            200 => Ok(()),
-            _ => Err(format!("HTTP {code}: {}", String::from_utf8_lossy(&body))),
-        }
+        let error =
+            (code != 200).then(|| format!("HTTP {code}: {}", String::from_utf8_lossy(&body)));
+        Ok(Outcome {
+            error,
+            version,
+            arm,
+            local_port,
+        })
     };
-    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
-    (local_port, outcome)
+        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
+        .unwrap_or_else(|error| Outcome {
+            local_port,
+            ..failed(error)
+        })
 }
 
 /// What a stream saw, in figures.

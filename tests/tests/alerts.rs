@@ -2,13 +2,14 @@
 //! operator and its predictors as the chart's ServiceMonitor and PodMonitor select them, scrapes
 //! them from the host and evaluates the chart's rules (every `for:` shortened to 10 s). A database
 //! outage fires its alert and the restart resolves it; a trainer whose image does not exist fires
-//! the trainer alert (and a model with nothing promoted is not mistaken for a serving outage); and
-//! every metric an alert or a dashboard panel reads is in the live scrape. The tests share the
-//! one Prometheus, so they run one at a time (tests/nextest.toml).
+//! the trainer alert (and a model with nothing promoted is not mistaken for a serving outage); a
+//! progressive rollout held inconclusive fires its alert, and aborted, the abort's; and every
+//! metric an alert or a dashboard panel reads is in the live scrape. The tests share the one
+//! Prometheus, so they run one at a time (tests/nextest.toml).
 
 use kube::Client;
 use recommender_e2e::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -208,6 +209,62 @@ async fn a_trainer_stuck_on_a_missing_image_fires_the_trainer_alert_until_the_im
     }
 }
 
+/// Starts a rollout of `movies` (serving v1) that its shadow stage cannot decide; checks that
+/// RecommenderModelRolloutInconclusive fires once the stage's timeout (1 minute, the least the
+/// schema allows) holds it, and RecommenderModelRolloutAborted (reason Inconclusive) once
+/// `onInconclusive: Abort` ends it.
+async fn inconclusive_then_aborted(client: &Client, ns: &str, prometheus: &Prometheus) {
+    let shadow = |on_inconclusive: &str| json!({"minSamples": 1_000_000, "timeout": "1m", "onInconclusive": on_inconclusive});
+    let rollout = json!({"strategy": "Progressive", "shadow": shadow("Hold")});
+    start_rollout(client, ns, "movies", rollout, None, "v2").await;
+    let held = wait_status_json(
+        client,
+        ns,
+        "movies",
+        Duration::from_secs(120),
+        "the rollout held inconclusive",
+        |s| s["rollout"]["verdict"] == "Inconclusive",
+    )
+    .await;
+    let rolling = json_condition(&held, "RollingOut").expect("a RollingOut condition");
+    assert_eq!(
+        (rolling["status"].as_str(), rolling["reason"].as_str()),
+        (Some("True"), Some("Inconclusive")),
+        "{rolling}"
+    );
+    let (alert, was_pending) = prometheus
+        .wait_firing("RecommenderModelRolloutInconclusive", ns, "movies", ALERT)
+        .await;
+    assert_labels(&alert, ns, "movies", "warning");
+    assert!(was_pending, "pending (its for:) before firing");
+
+    patch_model(
+        client,
+        ns,
+        "movies",
+        json!({"spec": {"rollout": {"shadow": shadow("Abort")}}}),
+    )
+    .await;
+    let (alert, _) = prometheus
+        .wait_firing("RecommenderModelRolloutAborted", ns, "movies", ALERT)
+        .await;
+    assert_eq!(
+        alert.labels.get("reason").map(String::as_str),
+        Some("Inconclusive"),
+        "{alert:?}"
+    );
+    let mut labels = alert.clone();
+    labels.labels.remove("reason");
+    assert_labels(&labels, ns, "movies", "warning");
+    assert!(
+        alert.annotations["summary"].contains("Inconclusive"),
+        "{alert:?}"
+    );
+    prometheus
+        .wait_resolved("RecommenderModelRolloutInconclusive", ns, "movies", ALERT)
+        .await;
+}
+
 /// Every metric the rules Prometheus loaded and the dashboard's queries read.
 async fn selectors_in_use(env: &Env, prometheus: &Prometheus) -> BTreeMap<Selector, Vec<String>> {
     let mut used: BTreeMap<Selector, Vec<String>> = BTreeMap::new();
@@ -277,6 +334,11 @@ async fn every_metric_the_alerts_and_the_dashboard_read_is_in_the_live_scrape() 
             Duration::from_secs(60),
         )
         .await;
+
+    // A progressive rollout of movies, so that the rollout's series exist too: its shadow stage
+    // cannot decide (far more ratings needed than any traffic brings), so at its timeout it is
+    // held inconclusive, and with onInconclusive switched to Abort it is aborted.
+    inconclusive_then_aborted(&client, &ns.name, &prometheus).await;
 
     let used = selectors_in_use(&env, &prometheus).await;
     let metrics: BTreeSet<&str> = used.keys().map(|s| s.metric.as_str()).collect();

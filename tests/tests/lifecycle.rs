@@ -69,23 +69,26 @@ async fn postgres_model_is_trained_promoted_and_served() {
     let (ok, table) = kubectl(&["get", "recommendermodels", "-n", &ns.name]);
     assert!(ok, "{table}");
     let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header_line = lines.next().unwrap_or_default();
+    let header: Vec<&str> = header_line.split_whitespace().collect();
     assert_eq!(
         header,
         [
-            "NAME", "PHASE", "READY", "VERSION", "RMSE", "MAE", "ACCURACY", "STALE", "AGE"
+            "NAME", "PHASE", "READY", "VERSION", "ROLLOUT", "RMSE", "MAE", "ACCURACY", "STALE",
+            "AGE"
         ],
         "{table}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row_line = lines.next().unwrap_or_default();
+    // No progressive rollout ever ran: kubectl leaves the stage column blank.
+    let rollout_column = header_line.find("ROLLOUT").expect("the ROLLOUT column");
+    assert!(
+        row_line
+            .get(rollout_column..rollout_column + "ROLLOUT".len())
+            .is_some_and(|cell| cell.trim().is_empty()),
+        "{table}"
+    );
+    let row: Vec<&str> = row_line.split_whitespace().collect();
     let expected = [
         "movies".to_string(),
         "Serving".into(),

@@ -3,8 +3,8 @@
 //! from the same requests; a model below `promotion.minAccuracy` never serves, and says why.
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
 use recommender_e2e::*;
 use recommender_operator::crd::{OnlineStatus, RunOutcome};
 use serde_json::{Value, json};
@@ -17,28 +17,6 @@ const INTERVAL: &str = "--online-interval=3";
 const COLLECTED: Duration = Duration::from_secs(60);
 /// The predictors' default `--accept-threshold`.
 const ACCEPT: f64 = 4.0;
-
-/// `http://podIP:port` of each ready predictor pod of `model` serving `version`.
-async fn replica_urls(client: &Client, ns: &str, model: &str, version: &str) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let selector = format!(
-        "app.kubernetes.io/component=predictor,recommender.dev/model={model},recommender.dev/version={version}"
-    );
-    pods.list(&ListParams::default().labels(&selector))
-        .await
-        .expect("list predictor pods")
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
-        .map(|p| {
-            let ip = p
-                .status
-                .and_then(|s| s.pod_ip)
-                .expect("a ready pod has an IP");
-            format!("http://{ip}:8080")
-        })
-        .collect()
-}
 
 /// What this test sent and what it expects the collector to report.
 #[derive(Default)]
@@ -168,7 +146,7 @@ async fn online_status_sums_two_replicas_as_the_feedback_says() {
             let client = client.clone();
             let ns = ns.name.clone();
             async move {
-                let urls = replica_urls(&client, &ns, "movies", "v1").await;
+                let urls = predictor_pod_urls(&client, &ns, "movies", Some("v1")).await;
                 (urls.len() == 2).then_some(urls)
             }
         },

@@ -218,7 +218,8 @@ async fn a_model_is_trained_promoted_and_served_from_s3_by_replicas_on_two_nodes
     assert_eq!(
         header,
         [
-            "NAME", "PHASE", "READY", "VERSION", "RMSE", "MAE", "ACCURACY", "STALE", "AGE"
+            "NAME", "PHASE", "READY", "VERSION", "ROLLOUT", "RMSE", "MAE", "ACCURACY", "STALE",
+            "AGE"
         ]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
