@@ -414,6 +414,41 @@ pub struct RolloutStatus {
     pub guardrails: Option<RolloutGuardrails>,
 }
 
+impl RolloutStatus {
+    /// A rollout of `candidate` beside `stable_version` as it starts: the shadow stage, no share,
+    /// no evidence yet.
+    pub fn starting(
+        id: String,
+        stable_version: String,
+        candidate: ModelRecord,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            stable_version,
+            candidate_version: candidate.version.clone(),
+            candidate_model: candidate,
+            stage: RolloutStage::Shadow,
+            step: 0,
+            share: 0.0,
+            started_at: now,
+            step_started_at: now,
+            step_start_feedback: 0,
+            step_start_rated_suggestions: 0,
+            step_start_requests: 0,
+            paused_at: None,
+            candidate_missing_since: None,
+            verdict: RolloutVerdict::Continue,
+            ended_at: None,
+            end_reason: None,
+            message: String::new(),
+            arms: None,
+            test: None,
+            guardrails: None,
+        }
+    }
+}
+
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct RolloutArms {
     pub stable: ArmFigures,

@@ -103,29 +103,7 @@ pub(super) fn start(
     }
     let now = time::whole(now);
     let id = rollout_id(model, &candidate.version, now);
-    let mut new = RolloutStatus {
-        id,
-        stable_version: stable.version.clone(),
-        candidate_version: candidate.version.clone(),
-        candidate_model: candidate,
-        stage: RolloutStage::Shadow,
-        step: 0,
-        share: 0.0,
-        started_at: now,
-        step_started_at: now,
-        step_start_feedback: 0,
-        step_start_rated_suggestions: 0,
-        step_start_requests: 0,
-        paused_at: None,
-        candidate_missing_since: None,
-        verdict: RolloutVerdict::Continue,
-        ended_at: None,
-        end_reason: None,
-        message: String::new(),
-        arms: None,
-        test: None,
-        guardrails: None,
-    };
+    let mut new = RolloutStatus::starting(id, stable.version.clone(), candidate, now);
     new.message = format!(
         "{} in the shadow stage beside {}: no user sees it yet",
         new.candidate_version, new.stable_version

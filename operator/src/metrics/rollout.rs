@@ -117,27 +117,15 @@ mod tests {
     ) -> RecommenderModelStatus {
         RecommenderModelStatus {
             rollout: Some(RolloutStatus {
-                id: "movies-v2-1".into(),
-                stable_version: "v1".into(),
-                candidate_version: "v2".into(),
-                candidate_model: record("v2", 2, 0.9, "2026-11-27T11:00:00Z"),
                 stage,
-                step: 0,
                 share,
-                started_at: now(),
-                step_started_at: now(),
-                step_start_feedback: 0,
-                step_start_rated_suggestions: 0,
-                step_start_requests: 0,
-                paused_at: None,
-                candidate_missing_since: None,
                 verdict,
-                ended_at: None,
-                end_reason: None,
-                message: String::new(),
-                arms: None,
-                test: None,
-                guardrails: None,
+                ..RolloutStatus::starting(
+                    "movies-v2-1".into(),
+                    "v1".into(),
+                    record("v2", 2, 0.9, "2026-11-27T11:00:00Z"),
+                    now(),
+                )
             }),
             ..RecommenderModelStatus::default()
         }

@@ -101,27 +101,15 @@ fn healthy() -> ArmStats {
 
 fn in_progress(stage: RolloutStage, step: u32, share: f64) -> RolloutStatus {
     RolloutStatus {
-        id: ID.into(),
-        stable_version: "v1".into(),
-        candidate_version: "v2".into(),
-        candidate_model: record("v2", 2, 0.9, "2026-11-27T11:40:00Z"),
         stage,
         step,
         share,
-        started_at: at(STARTED),
-        step_started_at: at(STARTED),
-        step_start_feedback: 0,
-        step_start_rated_suggestions: 0,
-        step_start_requests: 0,
-        paused_at: None,
-        candidate_missing_since: None,
-        verdict: RolloutVerdict::Continue,
-        ended_at: None,
-        end_reason: None,
-        message: String::new(),
-        arms: None,
-        test: None,
-        guardrails: None,
+        ..RolloutStatus::starting(
+            ID.into(),
+            "v1".into(),
+            record("v2", 2, 0.9, "2026-11-27T11:40:00Z"),
+            at(STARTED),
+        )
     }
 }
 
