@@ -291,13 +291,7 @@ pub fn decide(observed: &Observed, config: &Config, defaults: &Defaults) -> Plan
         false => recorded.promoted,
     };
     if let Some(unrun) = &advanced.unrun {
-        let mut book = runs::Book {
-            ledger: &mut status.runs,
-            history: &mut status.history,
-            counts: &mut status.run_counts,
-            models: &mut status.models,
-            progressive: config.rollout.is_some(),
-        };
+        let mut book = runs::Book::of(&mut status, config.rollout.is_some());
         finished.push(book.unrun(unrun, &spec_hash, observed.now));
         promoted = runs::promoted(&status.history);
     }
@@ -443,13 +437,7 @@ fn rollouts(
         now,
     };
     moved.and(rollout::advance(&reads, &mut status.rollout));
-    let mut book = runs::Book {
-        ledger: &mut status.runs,
-        history: &mut status.history,
-        counts: &mut status.run_counts,
-        models: &mut status.models,
-        progressive: config.rollout.is_some(),
-    };
+    let mut book = runs::Book::of(status, config.rollout.is_some());
     let (mut finished, mut ended) = (Vec::new(), Vec::new());
     for end in &moved.ended {
         if end.reason.promoted() {
@@ -475,13 +463,7 @@ fn record(
     spec_hash: &str,
     status: &mut RecommenderModelStatus,
 ) -> (runs::Recorded, Said) {
-    let book = runs::Book {
-        ledger: &mut status.runs,
-        history: &mut status.history,
-        counts: &mut status.run_counts,
-        models: &mut status.models,
-        progressive: config.rollout.is_some(),
-    };
+    let book = runs::Book::of(status, config.rollout.is_some());
     let mut recorded = runs::record(observed, spec_hash, book);
     let served = status.serving.as_ref();
     let (data, ledger) = (&mut status.data, &mut status.evaluations);

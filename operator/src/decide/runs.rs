@@ -47,6 +47,19 @@ pub(super) struct Book<'a> {
     pub progressive: bool,
 }
 
+impl<'a> Book<'a> {
+    /// The parts of `status` the runs' records are kept in.
+    pub fn of(status: &'a mut crate::crd::RecommenderModelStatus, progressive: bool) -> Self {
+        Self {
+            ledger: &mut status.runs,
+            history: &mut status.history,
+            counts: &mut status.run_counts,
+            models: &mut status.models,
+            progressive,
+        }
+    }
+}
+
 /// What recording the runs found.
 pub(super) struct Recorded {
     /// Runs whose outcome was recorded now (for metrics).
