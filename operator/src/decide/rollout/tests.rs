@@ -10,6 +10,7 @@ use crate::decide::fixtures::*;
 use crate::decide::{Plan, decide};
 use crate::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::runtime::events::EventType;
 use recommender_contract::rollout::{RolloutConfig, Stage};
 use recommender_contract::stats::{
@@ -189,17 +190,21 @@ fn record_of(plan: &Plan, run: u32) -> &RunRecord {
 }
 
 fn args(plan: &Plan) -> String {
-    plan.deployment
-        .as_ref()
-        .unwrap()
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    pod_args(
+        &plan
+            .deployment
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template,
+    )
+}
+
+/// The first container's arguments, as one line.
+fn pod_args(template: &PodTemplateSpec) -> String {
+    template.spec.as_ref().unwrap().containers[0]
         .args
         .clone()
         .unwrap()
@@ -437,19 +442,7 @@ fn a_worse_candidate_is_aborted_in_the_shadow_stage() {
         .cleanup_job
         .as_ref()
         .expect("a cleanup of the rejected candidate");
-    let args = cleanup
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap()
-        .join(" ");
+    let args = pod_args(&cleanup.spec.as_ref().unwrap().template);
     assert!(args.contains("--keep v1") && !args.contains("v2"), "{args}");
 }
 
