@@ -204,6 +204,19 @@ impl Flow {
         .await
     }
 
+    /// Rolls out a v2 trained like v1 (the same predictions) under `rollout`, sends the shadow
+    /// stage ratings near v1's until it passes on its 20 paired ones, and waits for the first
+    /// canary step (at `share`) in force on every replica: the rollout's id, the pairs sent,
+    /// and the replicas' addresses.
+    async fn reach_canary(&self, rollout: Value, share: f64) -> (String, Paired, Vec<String>) {
+        let (id, replicas) = self.rollout_v2(rollout, None).await;
+        let mut paired = Paired::new(self.model("v1"), self.model("v2"));
+        let status = until_shadow_ends(self, &replicas[0], &mut paired, Truth::Stable).await;
+        check_shadow_verdict(&status, &paired, 20, Verdict::Pass);
+        let replicas = self.in_force(&id, "canary", share, IN_FORCE).await;
+        (id, paired, replicas)
+    }
+
     /// A version's artifact, as the trainer wrote it to the model store.
     fn model(&self, version: &str) -> Model {
         let path = self.ns.store.join(MODEL).join(format!("{version}.model"));
@@ -870,11 +883,7 @@ async fn a_candidate_whose_suggestions_are_accepted_far_less_is_aborted_by_the_a
             "acceptance": {"margin": 0.1, "alpha": 0.05},
         }),
     );
-    let (id, replicas) = flow.rollout_v2(rollout, None).await;
-    let mut paired = Paired::new(flow.model("v1"), flow.model("v2"));
-    let status = until_shadow_ends(&flow, &replicas[0], &mut paired, Truth::Stable).await;
-    check_shadow_verdict(&status, &paired, 20, Verdict::Pass);
-    let replicas = flow.in_force(&id, "canary", 0.5, IN_FORCE).await;
+    let (id, mut paired, replicas) = flow.reach_canary(rollout, 0.5).await;
 
     // Users on the stable arm rate its suggestions 4 (accepted), those on the candidate's 3.
     let mut totals = [(0, 0); 2];
@@ -962,16 +971,12 @@ async fn an_abort_during_the_canary_returns_everyone_to_the_stable_model_within_
         {"share": 1.0, "minDuration": "5s"},
     ]);
     // No step passes by itself: the abort comes from a person.
-    let (id, replicas) = flow
-        .rollout_v2(
+    let (id, _, replicas) = flow
+        .reach_canary(
             progressive(20, json!({"steps": steps, "minFeedback": 100000})),
-            None,
+            0.5,
         )
         .await;
-    let mut paired = Paired::new(flow.model("v1"), flow.model("v2"));
-    let status = until_shadow_ends(&flow, &replicas[0], &mut paired, Truth::Stable).await;
-    check_shadow_verdict(&status, &paired, 20, Verdict::Pass);
-    let replicas = flow.in_force(&id, "canary", 0.5, IN_FORCE).await;
 
     // The candidate's users, as the hash puts them and every replica agrees.
     let candidates: Vec<usize> = (1..=200)
@@ -1049,16 +1054,12 @@ async fn a_promote_during_the_canary_skips_the_remaining_steps() {
         {"share": 0.6, "minDuration": "5s"},
         {"share": 1.0, "minDuration": "5s"},
     ]);
-    let (id, replicas) = flow
-        .rollout_v2(
+    let (id, _, _) = flow
+        .reach_canary(
             progressive(20, json!({"steps": steps, "minFeedback": 100000})),
-            None,
+            0.3,
         )
         .await;
-    let mut paired = Paired::new(flow.model("v1"), flow.model("v2"));
-    let status = until_shadow_ends(&flow, &replicas[0], &mut paired, Truth::Stable).await;
-    check_shadow_verdict(&status, &paired, 20, Verdict::Pass);
-    flow.in_force(&id, "canary", 0.3, IN_FORCE).await;
 
     let promoted_at = Instant::now();
     annotate_model(&flow.client, flow.ns(), MODEL, PROMOTE_ANNOTATION, &id).await;
@@ -1124,11 +1125,7 @@ async fn the_operator_restarted_mid_canary_resumes_the_same_stage_and_share() {
         20,
         json!({"steps": [{"share": 0.4, "minDuration": "5s"}], "minFeedback": 20}),
     );
-    let (id, replicas) = flow.rollout_v2(rollout, None).await;
-    let mut paired = Paired::new(flow.model("v1"), flow.model("v2"));
-    let status = until_shadow_ends(&flow, &replicas[0], &mut paired, Truth::Stable).await;
-    check_shadow_verdict(&status, &paired, 20, Verdict::Pass);
-    let replicas = flow.in_force(&id, "canary", 0.4, IN_FORCE).await;
+    let (id, mut paired, replicas) = flow.reach_canary(rollout, 0.4).await;
     let before = flow.status().await["rollout"].clone();
     let pods: Api<Pod> = Api::namespaced(flow.client.clone(), flow.ns());
     let uids = |list: Vec<Pod>| {
