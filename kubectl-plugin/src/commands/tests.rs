@@ -1,9 +1,20 @@
 //! Every command against a mocked API server: the requests in order, what is printed, and the one
 //! line an error makes.
 
-use crate::testing::{MODEL, NS, model, record, run, serving_status};
+use crate::testing::{MODEL, NS, Ran, model, record, run, serving_status};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+
+/// The error of a run the API server refused to `verb` the model: one line naming the verb, the
+/// resource and the namespace.
+fn forbidden(ran: Ran, verb: &str) -> String {
+    let err = ran.result.unwrap_err().to_string();
+    let said = format!(
+        "forbidden: you may not {verb} recommendermodels.recommender.dev in namespace shop (RBAC): "
+    );
+    assert!(err.starts_with(&said), "{err}");
+    err
+}
 
 fn serving() -> Value {
     model(serving_status())
@@ -95,13 +106,7 @@ async fn a_forbidden_read_names_the_verb_and_resource() {
         server
     })
     .await;
-    let err = ran.result.unwrap_err().to_string();
-    assert!(
-        err.starts_with(
-            "forbidden: you may not get recommendermodels.recommender.dev in namespace shop (RBAC): "
-        ),
-        "{err}"
-    );
+    let err = forbidden(ran, "get");
     assert!(err.contains("User \"dev\" cannot get resource"), "{err}");
 }
 
@@ -165,13 +170,7 @@ async fn a_forbidden_write_names_the_patch_verb() {
         server
     })
     .await;
-    let err = ran.result.unwrap_err().to_string();
-    assert!(
-        err.starts_with(
-            "forbidden: you may not patch recommendermodels.recommender.dev in namespace shop (RBAC): "
-        ),
-        "{err}"
-    );
+    forbidden(ran, "patch");
 }
 
 #[tokio::test]
@@ -387,13 +386,7 @@ async fn a_forbidden_promote_names_the_patch_verb() {
         server
     })
     .await;
-    let err = ran.result.unwrap_err().to_string();
-    assert!(
-        err.starts_with(
-            "forbidden: you may not patch recommendermodels.recommender.dev in namespace shop (RBAC): "
-        ),
-        "{err}"
-    );
+    forbidden(ran, "patch");
 }
 
 #[tokio::test]
@@ -558,13 +551,7 @@ async fn watch_without_the_watch_permission_says_so() {
         server
     })
     .await;
-    let err = ran.result.unwrap_err().to_string();
-    assert!(
-        err.starts_with(
-            "forbidden: you may not list recommendermodels.recommender.dev in namespace shop (RBAC): "
-        ),
-        "{err}"
-    );
+    forbidden(ran, "list");
 }
 
 #[tokio::test]
