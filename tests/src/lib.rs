@@ -47,7 +47,7 @@ pub use s3::{S3, S3_SECRET, S3_SERVICE, in_s3};
 pub use schema::{crd_has_scale, crd_schema, prune_to_schema, required_fields, schema_paths};
 pub use stream::{REQUEST_TIMEOUT, RequestStream, Sent, Tally};
 pub use traffic::{post_json, post_json_as, predictor_traffic};
-pub use wait::{wait_for, wait_status, wait_until};
+pub use wait::{wait_for, wait_showing, wait_status, wait_until};
 
 /// Images built from the project's Dockerfile and imported by tests/cluster/images.sh.
 pub const OPERATOR_IMAGE: &str = "local/recommender-operator:dev";

@@ -6,6 +6,7 @@
 
 use crate::http::get_json;
 use crate::models::{TRAIN_TIMEOUT, predictor_pod_urls};
+use crate::wait::wait_showing;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use recommender_contract::stats::PredictorStats;
@@ -162,23 +163,22 @@ pub async fn wait_replicas_in_rollout(
     replicas: usize,
     timeout: Duration,
 ) -> Vec<String> {
-    let start = Instant::now();
-    let mut last = Vec::new();
-    while start.elapsed() < timeout {
+    let what = format!("{replicas} replicas of {ns}/{model} with {want:?} in force");
+    wait_showing(timeout, &what, || async {
         let urls = predictor_pod_urls(client, ns, model, None).await;
         let mut seen = Vec::new();
         for url in &urls {
             seen.push(replica_stats(url).await.map(|s| InForce::of(&s)));
         }
         if urls.len() == replicas && seen.iter().all(|s| s.as_ref() == Ok(&Some(want.clone()))) {
-            return urls;
+            return Ok(urls);
         }
-        last = urls.into_iter().zip(seen).collect();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!(
-        "timed out after {timeout:?} waiting for {replicas} replicas of {ns}/{model} with {want:?} in force; last seen: {last:?}"
-    );
+        Err(format!(
+            "{:?}",
+            urls.into_iter().zip(seen).collect::<Vec<_>>()
+        ))
+    })
+    .await
 }
 
 /// Waits until `replicas` ready predictor pods serve `version` with no rollout config (the
@@ -191,9 +191,8 @@ pub async fn wait_replicas_without_rollout(
     replicas: usize,
     timeout: Duration,
 ) -> Vec<String> {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
+    let what = format!("{replicas} replicas of {ns}/{model} serving {version} alone");
+    wait_showing(timeout, &what, || async {
         let urls = predictor_pod_urls(client, ns, model, None).await;
         let mut seen = Vec::new();
         for url in &urls {
@@ -210,16 +209,13 @@ pub async fn wait_replicas_without_rollout(
             });
         }
         if urls.len() == replicas && seen.iter().all(|(ok, _)| *ok) {
-            return urls;
+            return Ok(urls);
         }
-        last = seen
+        Err(seen
             .into_iter()
             .map(|(_, s)| s)
             .collect::<Vec<_>>()
-            .join("; ");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!(
-        "timed out after {timeout:?} waiting for {replicas} replicas of {ns}/{model} serving {version} alone; last seen: {last}"
-    );
+            .join("; "))
+    })
+    .await
 }

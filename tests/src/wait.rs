@@ -37,6 +37,25 @@ where
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// Polls until `look` returns `Ok`, and returns it; on timeout the panic names what it waited
+/// for and what the last look saw (`look`'s `Err`).
+pub async fn wait_showing<T, F, Fut>(timeout: Duration, what: &str, mut look: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        match look().await {
+            Ok(found) => return found,
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
+}
+
 /// Polls the resource until its status satisfies `pred`; on timeout the panic shows the status.
 pub async fn wait_status(
     api: &Api<RecommenderModel>,
