@@ -172,13 +172,28 @@ fn sent_to(s: &Sent, tracked: &HashMap<u16, Tracked>, pods: &HashMap<String, Str
     match s.local_port.and_then(|p| tracked.get(&p)) {
         Some(t) => format!(
             "{} ({}, {})",
-            pods.get(&t.endpoint)
-                .map_or("not a predictor pod", String::as_str),
+            pod_at(&t.endpoint, pods),
             t.endpoint,
             t.state
         ),
         None => "no tracking entry".into(),
     }
+}
+
+/// The predictor pod a request went to, for a tally by pod.
+fn sent_to_pod<'a>(
+    s: &Sent,
+    tracked: &HashMap<u16, Tracked>,
+    pods: &'a HashMap<String, String>,
+) -> &'a str {
+    match s.local_port.and_then(|p| tracked.get(&p)) {
+        Some(t) => pod_at(&t.endpoint, pods),
+        None => "no tracking entry",
+    }
+}
+
+fn pod_at<'a>(ip: &str, pods: &'a HashMap<String, String>) -> &'a str {
+    pods.get(ip).map_or("not a predictor pod", String::as_str)
 }
 
 /// Whether `failed` was sent from the port of an earlier failed request whose connection
@@ -269,9 +284,9 @@ async fn cluster_wide_a_node_lost_under_a_serving_replica_fails_requests_only_un
     let tally = Tally::of(&sent);
     let mut failed_by_pod: BTreeMap<String, usize> = BTreeMap::new();
     for s in failed_from(&sent, Duration::ZERO) {
-        let pod = sent_to(s, &tracked, &pods);
-        let pod = pod.split(" (").next().unwrap_or_default().to_string();
-        *failed_by_pod.entry(pod).or_default() += 1;
+        *failed_by_pod
+            .entry(sent_to_pod(s, &tracked, &pods).to_string())
+            .or_default() += 1;
     }
     let endpoint_gone = endpoint_gone.expect("the dead replica's endpoint stopped being ready");
     let (reduced_at, serving_message, workers_message) = reduced.expect("seen above");
